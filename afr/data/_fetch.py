@@ -1,0 +1,231 @@
+"""Locate, download (resumable, md5-verified, atomic) and check the data files of a profile."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import platformdirs
+from tqdm import tqdm
+
+from afr.data._sources import RemoteFile, sources_for
+from afr.errors import ChecksumError, DataError
+
+__all__ = ["default_data_dir", "profile_dir", "require", "fetch", "verify"]
+
+_CHUNK = 1 << 16
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+def default_data_dir() -> Path:
+    """``$AFR_DATA_DIR`` if set, else the per-user cache folder ``<user cache>/afr/data``."""
+    env = os.environ.get("AFR_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_cache_dir("afr")) / "data"
+
+
+def profile_dir(profile: str, data_dir: Path | str | None = None) -> Path:
+    """Folder holding ``profile``'s files: ``<data_dir>/<profile>`` (``data_dir`` defaults to
+    :func:`default_data_dir`)."""
+    base = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
+    return base / profile
+
+
+def _fetch_hint(profile: str, data_dir: Path | str | None) -> str:
+    cmd = f"afr data fetch {profile}"
+    if data_dir is not None:
+        cmd += f" --data-dir {data_dir}"
+    return cmd
+
+
+def require(profile: str, data_dir: Path | str | None = None) -> Path:
+    """Return ``profile``'s folder if every registered file exists there (existence only, no
+    checksum: cheap enough to call on every load); else raise ``DataError`` naming what is missing."""
+    files = sources_for(profile)
+    folder = profile_dir(profile, data_dir)
+    missing = [f.filename for f in files if not (folder / f.filename).is_file()]
+    if missing:
+        raise DataError(
+            f"missing data file(s) for profile {profile!r}: {', '.join(missing)}",
+            where=str(folder),
+            fix=f"run `{_fetch_hint(profile, data_dir)}` "
+            "(or set AFR_DATA_DIR / data_dir=... to a folder that holds them)",
+        )
+    return folder
+
+
+def verify(profile: str, data_dir: Path | str | None = None) -> dict[str, bool]:
+    """md5-check ``profile``'s files: ``{filename: ok}``; a missing file counts as not ok."""
+    folder = profile_dir(profile, data_dir)
+    return {
+        f.filename: (folder / f.filename).is_file() and _md5(folder / f.filename) == f.md5
+        for f in sources_for(profile)
+    }
+
+
+def fetch(
+    profile: str,
+    data_dir: Path | str | None = None,
+    *,
+    mirror: str | None = None,
+    progress: bool = True,
+    timeout: float = 60,
+) -> list[Path]:
+    """Download every file of ``profile`` that is missing or has a wrong md5; return the paths
+    of all its files. ``mirror`` replaces the official URLs by ``<mirror>/<profile>/<filename>``
+    (an http(s)/file URL, or a local folder laid out like the data dir)."""
+    files = sources_for(profile)
+    folder = profile_dir(profile, data_dir)
+    paths = []
+    for rf in files:
+        dest = folder / rf.filename
+        paths.append(dest)
+        if dest.is_file() and _md5(dest) == rf.md5:
+            continue
+        url = rf.url if mirror is None else _mirror_url(mirror, profile, rf.filename)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(
+                f"cannot create the data folder: {exc.strerror or exc}",
+                where=str(dest.parent),
+                fix="choose a writable folder with --data-dir / data_dir=... or AFR_DATA_DIR",
+            ) from None
+        _download(profile, rf, url, dest, progress=progress, timeout=timeout)
+    return paths
+
+
+def _mirror_url(mirror: str, profile: str, filename: str) -> str:
+    if "://" not in mirror:
+        mirror = Path(mirror).expanduser().resolve().as_uri()
+    return f"{mirror.rstrip('/')}/{urllib.parse.quote(profile)}/{urllib.parse.quote(filename)}"
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _RangeNotSatisfiable(Exception):
+    """The server refused our resume offset (416): the .part is complete or garbage."""
+
+
+class _Restart(Exception):
+    """The server answered a resume with an unexpected range: start over from byte zero."""
+
+
+def _download(profile: str, rf: RemoteFile, url: str, dest: Path, *, progress: bool, timeout: float) -> None:
+    part = dest.with_name(dest.name + ".part")
+
+    def network_error(reason: object) -> DataError:
+        return DataError(
+            f"could not download {url}: {reason}",
+            where=str(part if part.exists() else dest),
+            fix=f"check the network (or the --mirror URL) and run `afr data fetch {profile}` again"
+            + ("; the partial download will be resumed" if part.exists() else ""),
+        )
+
+    for attempt in range(2):
+        offset = part.stat().st_size if part.is_file() else 0
+        try:
+            got = _stream(url, part, offset, rf.filename, progress=progress, timeout=timeout)
+        except _RangeNotSatisfiable:
+            if attempt == 0 and _md5(part) == rf.md5:
+                got = rf.md5
+            else:
+                part.unlink(missing_ok=True)
+                continue
+        except _Restart:
+            part.unlink(missing_ok=True)
+            continue
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            raise network_error(f"HTTP {exc.code} {exc.reason}") from None
+        except urllib.error.URLError as exc:
+            raise network_error(exc.reason) from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise network_error(str(exc) or type(exc).__name__) from None
+        break
+    else:
+        raise network_error("the server keeps refusing to resume; delete the .part file and retry")
+
+    if got != rf.md5:
+        part.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"checksum mismatch for {rf.filename}: expected md5 {rf.md5}, got {got} (downloaded from {url})",
+            where=str(dest.parent),
+            fix=f"the download was corrupted or the source changed (the bad copy was deleted): run "
+            f"`afr data fetch {profile}` again; if it keeps failing, try another --mirror",
+        )
+    os.replace(part, dest)
+
+
+def _stream(url: str, part: Path, offset: int, label: str, *, progress: bool, timeout: float) -> str:
+    """Append the remote bytes from ``offset`` on to ``part`` (or rewrite it if the server
+    ignores Range) and return the md5 of the whole ``part``."""
+    request = urllib.request.Request(url, headers={"User-Agent": "afr-data-fetch"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:
+            exc.close()
+            raise _RangeNotSatisfiable from None
+        raise
+
+    with response:
+        length = response.headers.get("Content-Length")
+        length = int(length) if length and length.isdigit() else None
+        if offset and response.status == 206:
+            match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+            if not match or int(match.group(1)) != offset:
+                raise _Restart
+            total = int(match.group(3)) if match.group(3) != "*" else None
+        else:
+            offset = 0  # the server ignored Range (plain 200, or a file: URL): restart from zero
+            total = length
+        if total is None and length is not None:
+            total = offset + length
+
+        digest = hashlib.md5(usedforsecurity=False)
+        if offset:
+            with open(part, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+
+        written = offset
+        bar = tqdm(
+            total=total,
+            initial=offset,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=label,
+            disable=not (progress and sys.stderr.isatty()),
+            leave=False,
+        )
+        with bar, open(part, "ab" if offset else "wb") as out:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                written += len(chunk)
+                bar.update(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+    # http.client returns a short body silently when the peer closes early: check it ourselves.
+    # (A body longer than announced is left to the md5 check.)
+    if total is not None and written < total:
+        raise ConnectionError(f"connection closed after {written} of {total} bytes")
+    return digest.hexdigest()

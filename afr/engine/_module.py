@@ -1,0 +1,44 @@
+"""A client's local training step as a LightningModule.
+
+The engine drives :meth:`ClientModule.training_step` from its own loop (see the README's design
+notes for why not ``lightning.Trainer``); the same module also runs under a Trainer or Fabric,
+which is how ``benchmarks/engine_speed.py`` compares them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from ..recipe import LocalContext, Recipe
+
+__all__ = ["ClientModule"]
+
+
+class ClientModule(L.LightningModule):
+    """Task model + task loss + the recipe's local objective for one client-round."""
+
+    def __init__(self, model: nn.Module, task_loss: Callable[[Tensor, Tensor], Tensor], recipe: Recipe) -> None:
+        super().__init__()
+        self.model = model
+        self.task_loss = task_loss
+        self.recipe = recipe
+        self.ctx: LocalContext | None = None
+        self.lr = 0.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        inputs, targets = batch
+        task_loss = self.task_loss(self.model(inputs), targets)
+        assert self.ctx is not None, "the engine sets the local context before training"
+        self.ctx.step = batch_idx
+        return self.recipe.local_objective(task_loss, self.model, self.ctx)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # FLamby's client optimizer: plain SGD, no momentum, no weight decay.
+        return torch.optim.SGD(self.model.parameters(), lr=self.lr)

@@ -1,0 +1,39 @@
+"""User-facing errors: each says what went wrong, where, and how to fix it."""
+
+from __future__ import annotations
+
+__all__ = ["AFRError", "ConfigError", "DataError", "ChecksumError", "TrainingFailure"]
+
+
+class AFRError(Exception):
+    """Base of every error AFR reports to a user as one clear message (no traceback)."""
+
+    def __init__(self, what: str, *, where: str | None = None, fix: str | None = None) -> None:
+        self.what, self.where, self.fix = what, where, fix
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        parts = [self.what]
+        if self.where:
+            parts.append(f"(in {self.where})")
+        text = " ".join(parts)
+        if self.fix:
+            text += f"\n  fix: {self.fix}"
+        return text
+
+
+class ConfigError(AFRError):
+    """A malformed or unknown configuration value."""
+
+
+class DataError(AFRError):
+    """Data missing, unreadable, or not in the expected format."""
+
+
+class ChecksumError(DataError):
+    """A downloaded file does not match its published checksum."""
+
+
+class TrainingFailure(AFRError):
+    """A federated run could not finish (non-finite loss or weights, budget breach)."""

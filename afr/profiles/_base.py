@@ -1,0 +1,252 @@
+"""The task-profile concept: what one federated task fixes for every recipe run on it."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..recipe import Recipe, Scalar
+
+__all__ = ["Profile", "ClientData", "Budget", "Evaluation", "Part", "TRAINING_PARTS"]
+
+Part = Literal["fit", "val", "train", "test"]
+"""``train`` = a client's whole training split = ``fit`` + ``val``; ``test`` is for final evaluation only."""
+TRAINING_PARTS: tuple[Part, ...] = ("fit", "val", "train")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Compute budget of one federated run."""
+
+    rounds: int
+    local_steps: int
+    batch_size: int
+
+    @property
+    def client_steps_per_round(self) -> int:
+        return self.local_steps
+
+
+@dataclass
+class ClientData:
+    """One client's samples of one part, held in memory as aligned tensors."""
+
+    inputs: Tensor
+    targets: Tensor
+
+    def __post_init__(self) -> None:
+        if len(self.inputs) != len(self.targets):
+            raise ValueError(f"inputs ({len(self.inputs)}) and targets ({len(self.targets)}) differ in length")
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def batch(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        return self.inputs[indices], self.targets[indices]
+
+    def subset(self, indices: Sequence[int] | np.ndarray | Tensor) -> ClientData:
+        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        return ClientData(self.inputs[index], self.targets[index])
+
+
+@dataclass
+class Evaluation:
+    """A metric on each client's data and their average (FLamby averages over clients, unweighted)."""
+
+    metric: str
+    per_client: list[float]
+    mean: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        finite = [v for v in self.per_client if not math.isnan(v)]
+        self.mean = float(np.mean(finite)) if finite else math.nan
+
+
+class Profile(ABC):
+    """A federated task: clients' data, model variants, loss, metric, budget, scalar space, seeds.
+
+    Subclasses implement :meth:`load_splits`, :meth:`loss`, :meth:`metric` and register model builders
+    in :attr:`model_variants`; everything else (validation carving, evaluation, the declared scalar
+    space, per-recipe defaults) is configured by the profile's YAML in ``afr/conf/profile/``.
+    """
+
+    name: ClassVar[str]
+    metric_name: ClassVar[str]
+    higher_is_better: ClassVar[bool] = True
+    model_variants: ClassVar[dict[str, Callable[[Profile], nn.Module]]]
+
+    def __init__(self, cfg: Mapping[str, Any], data_dir: str | Path | None = None) -> None:
+        self.cfg = dict(cfg)
+        self.data_dir = Path(data_dir) if data_dir else None
+        try:
+            self.budget = Budget(int(cfg["rounds"]), int(cfg["local_steps"]), int(cfg["batch_size"]))
+            self.val_fraction = float(cfg.get("val_fraction", 0.2))
+            self.split_seed = int(cfg.get("split_seed", 0))
+            seeds = cfg.get("seeds", {})
+            self.search_seeds = [int(s) for s in seeds.get("search", [0])]
+            self.final_seeds = [int(s) for s in seeds.get("final", [42, 43, 44, 45, 46])]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"profile {self.name!r} config is malformed: {exc}",
+                where=f"afr/conf/profile/{self.name}.yaml",
+                fix="rounds, local_steps, batch_size must be integers; seeds.search/final lists of integers",
+            ) from exc
+        if min(self.budget.rounds, self.budget.local_steps, self.budget.batch_size) < 1:
+            raise ConfigError(
+                f"profile {self.name!r}: rounds, local_steps and batch_size must be >= 1, got {self.budget}",
+                where="profile config",
+            )
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}", where="profile config")
+        self._splits: tuple[list[ClientData], list[ClientData]] | None = None
+        self._parts: dict[str, list[ClientData]] = {}
+
+    # --- data ------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def load_splits(self) -> tuple[list[ClientData], list[ClientData]]:
+        """Each client's whole train split and test split, after the task's preprocessing."""
+
+    @property
+    @abstractmethod
+    def client_names(self) -> list[str]:
+        """Human-readable client names, in client-index order."""
+
+    @property
+    def num_clients(self) -> int:
+        return len(self.client_names)
+
+    def stratify_labels(self, data: ClientData) -> np.ndarray | None:
+        """Labels to stratify the validation carve-out on (None: plain random)."""
+        return None
+
+    def data(self, part: Part) -> list[ClientData]:
+        """Per-client data of one part; ``val`` is carved from ``train`` with :attr:`split_seed`."""
+        if part not in ("fit", "val", "train", "test"):
+            raise ValueError(f"unknown data part {part!r}")
+        if part not in self._parts:
+            if self._splits is None:
+                self._splits = self.load_splits()
+            train, test = self._splits
+            self._parts["train"], self._parts["test"] = train, test
+            self._parts["fit"], self._parts["val"] = [], []
+            for k, client in enumerate(train):
+                fit_idx, val_idx = self._carve(client, k)
+                self._parts["fit"].append(client.subset(fit_idx))
+                self._parts["val"].append(client.subset(val_idx))
+        return self._parts[part]
+
+    def _carve(self, client: ClientData, k: int) -> tuple[np.ndarray, np.ndarray]:
+        n = len(client)
+        index = np.arange(n)
+        labels = self.stratify_labels(client)
+        if labels is not None:
+            _, counts = np.unique(labels, return_counts=True)
+            if len(counts) < 2 or counts.min() < 2:
+                labels = None
+        n_val = max(1, math.ceil(self.val_fraction * n))
+        fit_idx, val_idx = train_test_split(
+            index, test_size=n_val, random_state=self.split_seed + k, shuffle=True, stratify=labels
+        )
+        return np.sort(fit_idx), np.sort(val_idx)
+
+    # --- model, loss, metric ---------------------------------------------------------------------
+
+    def build_model(self, variant: str = "default") -> nn.Module:
+        if variant not in self.model_variants:
+            raise ConfigError(
+                f"profile {self.name!r} has no model variant {variant!r}",
+                where="recipe.model_variant()",
+                fix=f"choose one of {', '.join(sorted(self.model_variants))}",
+            )
+        return self.model_variants[variant](self)
+
+    @abstractmethod
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """The task loss on one batch."""
+
+    @abstractmethod
+    def metric(self, outputs: Tensor, targets: Tensor) -> float:
+        """The task metric on one client's concatenated predictions (NaN when undefined)."""
+
+    eval_batch_size: ClassVar[int] = 4096
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, datasets: Sequence[ClientData]) -> Evaluation:
+        """Metric of ``model`` on each client's data and their unweighted average."""
+        was_training = model.training
+        model.eval()
+        scores = []
+        for client in datasets:
+            outs = [
+                model(client.inputs[i : i + self.eval_batch_size])
+                for i in range(0, len(client), self.eval_batch_size)
+            ]
+            scores.append(float(self.metric(torch.cat(outs), client.targets)))
+        model.train(was_training)
+        return Evaluation(self.metric_name, scores)
+
+    # --- recipes and their scalars -----------------------------------------------------------------
+
+    def scalar_space(self, recipe_cls: type[Recipe]) -> dict[str, Scalar]:
+        """The recipe's declared scalars with this profile's ranges and defaults applied."""
+        space = recipe_cls.declared_scalars()
+        ranges = self.cfg.get("search_space", {}) or {}
+        defaults = (self.cfg.get("recipes", {}) or {}).get(recipe_cls.name, {}) or {}
+        out = {}
+        for name, declared in space.items():
+            changes = dict(ranges.get(name, {}) or {})
+            if name in defaults:
+                changes["default"] = float(defaults[name])
+            try:
+                out[name] = declared.with_range(**changes)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"bad search range for scalar {name!r}: {exc}",
+                    where=f"afr/conf/profile/{self.name}.yaml: search_space.{name}",
+                    fix="give low <= default <= high (and low > 0 when log: true)",
+                ) from exc
+        return out
+
+    def make_recipe(self, recipe_cls: type[Recipe], overrides: Mapping[str, float] | None = None) -> Recipe:
+        """Instantiate a recipe with this profile's defaults, then ``overrides``."""
+        space = self.scalar_space(recipe_cls)
+        values = {name: s.default for name, s in space.items()}
+        unknown = sorted(set(overrides or {}) - set(space))
+        if unknown:
+            raise ConfigError(
+                f"recipe {recipe_cls.name!r} declares no scalar {', '.join(unknown)}",
+                where="scalars=",
+                fix=f"declared scalars: {', '.join(sorted(space)) or 'none'}",
+            )
+        values.update({k: float(v) for k, v in (overrides or {}).items()})
+        recipe = recipe_cls()
+        checked = {}
+        for name, value in values.items():
+            try:
+                checked[name] = space[name].check(value)
+            except ValueError as exc:
+                raise ConfigError(str(exc), where=f"scalars.{name}", fix="pick a value inside the range") from exc
+        recipe._scalars = checked
+        return recipe
+
+    def describe(self) -> dict[str, Any]:
+        """A summary a person (or an agent) can read."""
+        return {
+            "name": self.name,
+            "clients": self.client_names,
+            "budget": vars(self.budget),
+            "metric": self.metric_name,
+            "higher_is_better": self.higher_is_better,
+            "model_variants": sorted(self.model_variants),
+        }
