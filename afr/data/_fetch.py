@@ -99,7 +99,8 @@ def fetch(
                 where=str(dest.parent),
                 fix="choose a writable folder with --data-dir / data_dir=... or AFR_DATA_DIR",
             ) from None
-        _download(profile, rf, url, dest, progress=progress, timeout=timeout)
+        hint = _fetch_hint(profile, data_dir) + (f" --mirror {mirror}" if mirror is not None else "")
+        _download(rf, url, dest, hint, progress=progress, timeout=timeout)
     return paths
 
 
@@ -125,14 +126,15 @@ class _Restart(Exception):
     """The server answered a resume with an unexpected range: start over from byte zero."""
 
 
-def _download(profile: str, rf: RemoteFile, url: str, dest: Path, *, progress: bool, timeout: float) -> None:
+def _download(rf: RemoteFile, url: str, dest: Path, hint: str, *, progress: bool, timeout: float) -> None:
+    """Fetch ``url`` into ``dest`` via ``dest.part``; ``hint`` is the command to suggest on failure."""
     part = dest.with_name(dest.name + ".part")
 
     def network_error(reason: object) -> DataError:
         return DataError(
             f"could not download {url}: {reason}",
             where=str(part if part.exists() else dest),
-            fix=f"check the network (or the --mirror URL) and run `afr data fetch {profile}` again"
+            fix=f"check the network (or the --mirror URL) and run `{hint}` again"
             + ("; the partial download will be resumed" if part.exists() else ""),
         )
 
@@ -158,7 +160,7 @@ def _download(profile: str, rf: RemoteFile, url: str, dest: Path, *, progress: b
             raise network_error(str(exc) or type(exc).__name__) from None
         break
     else:
-        raise network_error("the server keeps refusing to resume; delete the .part file and retry")
+        raise network_error("the server answered the resume request with an unusable range twice")
 
     if got != rf.md5:
         part.unlink(missing_ok=True)
@@ -166,7 +168,7 @@ def _download(profile: str, rf: RemoteFile, url: str, dest: Path, *, progress: b
             f"checksum mismatch for {rf.filename}: expected md5 {rf.md5}, got {got} (downloaded from {url})",
             where=str(dest.parent),
             fix=f"the download was corrupted or the source changed (the bad copy was deleted): run "
-            f"`afr data fetch {profile}` again; if it keeps failing, try another --mirror",
+            f"`{hint}` again; if it keeps failing, try another --mirror",
         )
     os.replace(part, dest)
 

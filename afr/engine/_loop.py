@@ -59,6 +59,16 @@ def _nbytes(tensors: Params) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
+def _sgd_step(params: list[Tensor], lr: float) -> None:
+    """Plain SGD, p <- p - lr * grad: the same arithmetic as ``torch.optim.SGD`` without momentum,
+    without its per-step dispatch and profiler hooks (a third of a step's cost on tiny models)."""
+    with_grad = [p for p in params if p.grad is not None]
+    with torch.no_grad():
+        torch._foreach_add_(with_grad, [p.grad for p in with_grad], alpha=-lr)
+    for p in with_grad:
+        p.grad = None
+
+
 def _check_clients(selected: Any, num_clients: int) -> list[int]:
     if not isinstance(selected, list | tuple) or not selected:
         raise TrainingFailure(f"select_clients must return a non-empty list of client indices, got {selected!r}")
@@ -143,8 +153,7 @@ def _run(
     buffers = [b for _, b in model.named_buffers()]
     global_params: Params = {n: p.detach().clone() for n, p in zip(names, params, strict=True)}
     client_buffers = [[b.detach().clone() for b in buffers] for _ in range(num_clients)]
-    optimizer = torch.optim.SGD(params, lr=0.0)
-    streams = [BatchStream(len(d), budget.batch_size, client_generator(seed, c)) for c, d in enumerate(train)]
+    streams = [BatchStream(d, budget.batch_size, client_generator(seed, c)) for c, d in enumerate(train)]
     select_rng = client_generator(seed, num_clients, stream=1)
     client_states: list[dict[str, Any]] = [{} for _ in range(num_clients)]
     server_state: dict[str, Any] = {}
@@ -170,15 +179,12 @@ def _run(
                     raise TrainingFailure(f"client_lr returned {lr!r} in round {round_idx}")
                 load(global_params, client)
                 module.ctx = LocalContext(round_idx, client, global_params, client_states[client], len(train[client]))
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
                 loss = None
-                data, stream = train[client], streams[client]
+                stream = streams[client]
                 for step in range(steps):
-                    loss = module.training_step(data.batch(stream.next()), step)
-                    optimizer.zero_grad(set_to_none=True)
+                    loss = module.training_step(stream.next(), step)
                     loss.backward()
-                    optimizer.step()
+                    _sgd_step(params, lr)
                 if loss is not None:
                     last = float(loss.detach())
                     if not math.isfinite(last):

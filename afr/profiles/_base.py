@@ -54,8 +54,11 @@ class ClientData:
     def batch(self, indices: Tensor) -> tuple[Tensor, Tensor]:
         return self.inputs[indices], self.targets[indices]
 
+    def slice(self, start: int, stop: int) -> tuple[Tensor, Tensor]:
+        return self.inputs[start:stop], self.targets[start:stop]
+
     def subset(self, indices: Sequence[int] | np.ndarray | Tensor) -> ClientData:
-        index = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        index = indices if isinstance(indices, Tensor) else torch.as_tensor(np.asarray(indices), dtype=torch.long)
         return ClientData(self.inputs[index], self.targets[index])
 
 

@@ -32,12 +32,10 @@ def cox_loss(scores: Tensor, targets: Tensor) -> Tensor:
     ``targets[:, 0]`` is the event indicator E, ``targets[:, 1]`` the time T. Samples are ranked by
     T descending; the risk set of sample i is every sample ranked at or before it.
     """
-    scores = scores.reshape(-1)
     order = torch.argsort(targets[:, 1], descending=True, stable=True)
-    s = scores[order]
-    events = targets[order, 0]
-    log_risk = torch.logcumsumexp(s, dim=0)
-    return ((log_risk - s) * events).sum() / scores.shape[0]
+    s = scores.reshape(-1)[order]
+    weights = targets[order, 0] / s.shape[0]
+    return torch.dot(torch.logcumsumexp(s, dim=0) - s, weights)
 
 
 def read_tables(folder) -> tuple[pd.DataFrame, pd.DataFrame]:

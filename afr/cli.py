@@ -1,0 +1,90 @@
+"""The ``afr`` command line: ``afr data fetch|verify|path <profile>``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from afr.errors import AFRError
+
+__all__ = ["build_parser", "main"]
+
+
+def _data_fetch(args: argparse.Namespace) -> int:
+    from afr.data import fetch, profile_dir
+
+    paths = fetch(args.profile, args.data_dir, mirror=args.mirror, progress=not args.no_progress)
+    print(f"{args.profile}: {len(paths)} file(s) ready in {profile_dir(args.profile, args.data_dir)}")
+    return 0
+
+
+def _data_verify(args: argparse.Namespace) -> int:
+    from afr.data import profile_dir, verify
+
+    folder = profile_dir(args.profile, args.data_dir)
+    results = verify(args.profile, args.data_dir)
+    for name, ok in results.items():
+        status = "ok" if ok else ("BAD md5" if (folder / name).is_file() else "missing")
+        print(f"{status:8} {folder / name}")
+    if all(results.values()):
+        return 0
+    cmd = f"afr data fetch {args.profile}" + (f" --data-dir {args.data_dir}" if args.data_dir else "")
+    print(f"fix: run `{cmd}` to (re)download the files not ok", file=sys.stderr)
+    return 1
+
+
+def _data_path(args: argparse.Namespace) -> int:
+    from afr.data import profile_dir, sources_for
+
+    sources_for(args.profile)  # unknown profile -> ConfigError listing the known ones
+    print(profile_dir(args.profile, args.data_dir))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``afr`` argument parser (sub-commands set ``func``)."""
+    parser = argparse.ArgumentParser(prog="afr", description="Auto-FL-Research command line.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    data = commands.add_parser("data", help="download, check and locate the data of a profile")
+    actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
+    data_dir_help = "data folder (default: $AFR_DATA_DIR, else the user cache folder)"
+
+    p = actions.add_parser("fetch", help="download the missing or corrupted files of a profile")
+    p.add_argument("profile")
+    p.add_argument("--data-dir", help=data_dir_help)
+    p.add_argument("--mirror", help="base URL (or local folder) laid out as <mirror>/<profile>/<file>")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_data_fetch)
+
+    p = actions.add_parser("verify", help="md5-check the files of a profile (exit 1 if any is not ok)")
+    p.add_argument("profile")
+    p.add_argument("--data-dir", help=data_dir_help)
+    p.set_defaults(func=_data_verify)
+
+    p = actions.add_parser("path", help="print the folder holding the files of a profile")
+    p.add_argument("profile")
+    p.add_argument("--data-dir", help=data_dir_help)
+    p.set_defaults(func=_data_path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``afr`` command; return its exit code (2 on a user-facing error)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help / bad usage; hand the code back instead
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args.func(args)
+    except AFRError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted (a partial download is kept and resumed next time)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
