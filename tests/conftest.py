@@ -1,0 +1,23 @@
+"""Shared fixtures: the real data beside the clone (``../shared/data``) and small helpers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `from tests._http import ...` works from any working directory
+    sys.path.insert(0, str(ROOT))
+
+SHARED_DATA = Path(os.environ.get("AFR_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only real data (heart_disease, tcga_brca, femnist, shakespeare)."""
+    if not (SHARED_DATA / "heart_disease").is_dir():
+        pytest.fail(f"real data not found at {SHARED_DATA}: clone the project beside ../shared or set AFR_SHARED_DATA")
+    return SHARED_DATA
