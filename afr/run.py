@@ -33,7 +33,11 @@ def resolve_seeds(spec: Any, final_seeds: list[int]) -> list[int]:
         while len(seeds) < spec:
             seeds.append(seeds[-1] + 1)
         return seeds
-    if isinstance(spec, list | tuple) and spec and all(isinstance(s, int) and not isinstance(s, bool) for s in spec):
+    if (
+        isinstance(spec, list | tuple)
+        and spec
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in spec)
+    ):
         return [int(s) for s in spec]
     raise ConfigError(
         f"seeds must be a positive integer or a list of integers, got {spec!r}",
@@ -54,11 +58,17 @@ def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, An
     profile = make_profile(str(profile_cfg["name"]), profile_cfg, data_dir=cfg.get("data_dir"))
     recipe_cls = recipe_class(str(cfg.recipe))
     scalars_cfg = cfg.get("scalars")
-    scalars = OmegaConf.to_container(scalars_cfg, resolve=True) if isinstance(scalars_cfg, DictConfig) else scalars_cfg
+    scalars = (
+        OmegaConf.to_container(scalars_cfg, resolve=True)
+        if isinstance(scalars_cfg, DictConfig)
+        else scalars_cfg
+    )
     if scalars is None:
         scalars = {}
     if not isinstance(scalars, dict):
-        raise ConfigError(f"scalars must be a mapping, got {scalars!r}", where="scalars=", fix="+scalars.lr=0.05")
+        raise ConfigError(
+            f"scalars must be a mapping, got {scalars!r}", where="scalars=", fix="+scalars.lr=0.05"
+        )
     recipe = profile.make_recipe(recipe_cls, scalars)
     seeds = resolve_seeds(OmegaConf.to_container(cfg, resolve=True).get("seeds"), profile.final_seeds)
     threads = cfg.get("threads", 1)
@@ -99,7 +109,8 @@ def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, An
         "mean": mean,
         "std": std,
     }
-    print(f"{profile.name} / {recipe_cls.name}: test {profile.metric_name} = {mean:.4f} ± {std:.4f} over {len(rows)} seeds")
+    name = f"{profile.name} / {recipe_cls.name}"
+    print(f"{name}: test {profile.metric_name} = {mean:.4f} ± {std:.4f} over {len(rows)} seeds")
     if out_dir is not None:
         (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -19,5 +19,7 @@ SHARED_DATA = Path(os.environ.get("AFR_SHARED_DATA", ROOT.parent / "shared" / "d
 def shared_data() -> Path:
     """The read-only real data (heart_disease, tcga_brca, femnist, shakespeare)."""
     if not (SHARED_DATA / "heart_disease").is_dir():
-        pytest.fail(f"real data not found at {SHARED_DATA}: clone the project beside ../shared or set AFR_SHARED_DATA")
+        pytest.fail(
+            f"real data not found at {SHARED_DATA}: clone the project beside ../shared or set AFR_SHARED_DATA"
+        )
     return SHARED_DATA

@@ -71,11 +71,15 @@ def _sgd_step(params: list[Tensor], lr: float) -> None:
 
 def _check_clients(selected: Any, num_clients: int) -> list[int]:
     if not isinstance(selected, list | tuple) or not selected:
-        raise TrainingFailure(f"select_clients must return a non-empty list of client indices, got {selected!r}")
+        raise TrainingFailure(
+            f"select_clients must return a non-empty list of client indices, got {selected!r}"
+        )
     out = []
     for c in selected:
         if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < num_clients:
-            raise TrainingFailure(f"select_clients returned {c!r}; valid client indices are 0..{num_clients - 1}")
+            raise TrainingFailure(
+                f"select_clients returned {c!r}; valid client indices are 0..{num_clients - 1}"
+            )
         out.append(int(c))
     if len(set(out)) != len(out):
         raise TrainingFailure(f"select_clients returned a client twice: {out}")
@@ -84,7 +88,9 @@ def _check_clients(selected: Any, num_clients: int) -> list[int]:
 
 def _check_steps(steps: Any, max_steps: int) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= max_steps:
-        raise TrainingFailure(f"local_steps returned {steps!r}; the budget allows an integer in 0..{max_steps}")
+        raise TrainingFailure(
+            f"local_steps returned {steps!r}; the budget allows an integer in 0..{max_steps}"
+        )
     return steps
 
 
@@ -173,12 +179,16 @@ def _run(
             updates: list[ClientUpdate] = []
             losses: list[float] = []
             for client in selected:
-                steps = _check_steps(recipe.local_steps(round_idx, client, budget.local_steps), budget.local_steps)
+                steps = _check_steps(
+                    recipe.local_steps(round_idx, client, budget.local_steps), budget.local_steps
+                )
                 lr = float(recipe.client_lr(round_idx, client))
                 if not math.isfinite(lr) or lr < 0:
                     raise TrainingFailure(f"client_lr returned {lr!r} in round {round_idx}")
                 load(global_params, client)
-                module.ctx = LocalContext(round_idx, client, global_params, client_states[client], len(train[client]))
+                module.ctx = LocalContext(
+                    round_idx, client, global_params, client_states[client], len(train[client])
+                )
                 loss = None
                 stream = streams[client]
                 for step in range(steps):

@@ -21,7 +21,9 @@ __all__ = ["ClientModule"]
 class ClientModule(L.LightningModule):
     """Task model + task loss + the recipe's local objective for one client-round."""
 
-    def __init__(self, model: nn.Module, task_loss: Callable[[Tensor, Tensor], Tensor], recipe: Recipe) -> None:
+    def __init__(
+        self, model: nn.Module, task_loss: Callable[[Tensor, Tensor], Tensor], recipe: Recipe
+    ) -> None:
         super().__init__()
         self.model = model
         self.task_loss = task_loss

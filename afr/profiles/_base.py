@@ -46,7 +46,9 @@ class ClientData:
 
     def __post_init__(self) -> None:
         if len(self.inputs) != len(self.targets):
-            raise ValueError(f"inputs ({len(self.inputs)}) and targets ({len(self.targets)}) differ in length")
+            raise ValueError(
+                f"inputs ({len(self.inputs)}) and targets ({len(self.targets)}) differ in length"
+            )
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -58,7 +60,9 @@ class ClientData:
         return self.inputs[start:stop], self.targets[start:stop]
 
     def subset(self, indices: Sequence[int] | np.ndarray | Tensor) -> ClientData:
-        index = indices if isinstance(indices, Tensor) else torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        index = (
+            indices if isinstance(indices, Tensor) else torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        )
         return ClientData(self.inputs[index], self.targets[index])
 
 
@@ -110,7 +114,9 @@ class Profile(ABC):
                 where="profile config",
             )
         if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}", where="profile config")
+            raise ConfigError(
+                f"val_fraction must be in (0, 1), got {self.val_fraction}", where="profile config"
+            )
         self._splits: tuple[list[ClientData], list[ClientData]] | None = None
         self._parts: dict[str, list[ClientData]] = {}
 
@@ -239,7 +245,9 @@ class Profile(ABC):
             try:
                 checked[name] = space[name].check(value)
             except ValueError as exc:
-                raise ConfigError(str(exc), where=f"scalars.{name}", fix="pick a value inside the range") from exc
+                raise ConfigError(
+                    str(exc), where=f"scalars.{name}", fix="pick a value inside the range"
+                ) from exc
         recipe._scalars = checked
         return recipe
 

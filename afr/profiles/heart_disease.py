@@ -56,9 +56,11 @@ def split_center(features: np.ndarray, labels: np.ndarray) -> tuple[ClientData, 
     )
     mean = x_train.mean(axis=0)
     std = x_train.std(axis=0, ddof=1) + 1e-9
+
     def to_data(x: np.ndarray, y: np.ndarray) -> ClientData:
         normalised = ((x - mean) / std).astype(np.float32)
         return ClientData(torch.from_numpy(normalised), torch.from_numpy(y.astype(np.float32)).unsqueeze(1))
+
     return to_data(x_train, y_train), to_data(x_test, y_test)
 
 

@@ -115,8 +115,13 @@ class Synthetic(Profile):
 
     def load_splits(self) -> tuple[list[ClientData], list[ClientData]]:
         devices = generate_devices(
-            self.alpha, self.beta, iid=self.iid, num_devices=self.num_devices, dim=self.dim,
-            num_classes=self.num_classes, seed=self.data_seed,
+            self.alpha,
+            self.beta,
+            iid=self.iid,
+            num_devices=self.num_devices,
+            dim=self.dim,
+            num_classes=self.num_classes,
+            seed=self.data_seed,
         )
         split_rng = np.random.default_rng(self.data_seed + 1)
         parts = []

@@ -43,12 +43,14 @@ def read_tables(folder) -> tuple[pd.DataFrame, pd.DataFrame]:
         data = pd.read_csv(folder / "brca.csv")
         split = pd.read_csv(folder / "train_test_split.csv")
     except (OSError, pd.errors.ParserError) as exc:
-        raise DataError(f"cannot read the TCGA-BRCA tables in {folder}: {exc}",
-                        fix="re-run `afr data fetch tcga_brca`") from exc
+        raise DataError(
+            f"cannot read the TCGA-BRCA tables in {folder}: {exc}", fix="re-run `afr data fetch tcga_brca`"
+        ) from exc
     expected = {"pid", "E", "T"}
     if not expected <= set(data.columns) or data.shape[1] != NUM_FEATURES + 3:
-        raise DataError(f"{folder / 'brca.csv'} does not have pid, 39 covariates, E and T",
-                        fix="re-fetch the file")
+        raise DataError(
+            f"{folder / 'brca.csv'} does not have pid, 39 covariates, E and T", fix="re-fetch the file"
+        )
     return data, split
 
 

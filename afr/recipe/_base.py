@@ -111,7 +111,9 @@ class Recipe:
         """The scalar loss the client minimises at one step, given the profile's task loss."""
         raise NotImplementedError
 
-    def aggregate(self, global_params: Params, updates: list[ClientUpdate], server_state: dict[str, Any]) -> Params:
+    def aggregate(
+        self, global_params: Params, updates: list[ClientUpdate], server_state: dict[str, Any]
+    ) -> Params:
         """New global parameters from this round's client updates.
 
         ``server_state`` is the server's private memory, kept across rounds (momentum buffers…).

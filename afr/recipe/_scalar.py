@@ -53,7 +53,9 @@ class Scalar:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"scalar {self.name!r} must be a number, got {value!r}")
         if math.isnan(value) or not self.low <= value <= self.high:
-            raise ValueError(f"scalar {self.name!r}={value} is outside its declared range [{self.low}, {self.high}]")
+            raise ValueError(
+                f"scalar {self.name!r}={value} is outside its declared range [{self.low}, {self.high}]"
+            )
         return int(value) if self.integer else float(value)
 
 

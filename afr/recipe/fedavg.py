@@ -37,6 +37,8 @@ class FedAvg(Recipe):
     def local_objective(self, task_loss: Tensor, model: nn.Module, ctx: LocalContext) -> Tensor:
         return task_loss
 
-    def aggregate(self, global_params: Params, updates: list[ClientUpdate], server_state: dict[str, Any]) -> Params:
+    def aggregate(
+        self, global_params: Params, updates: list[ClientUpdate], server_state: dict[str, Any]
+    ) -> Params:
         delta = weighted_mean_delta(updates)
         return {k: global_params[k] + self.server_lr * delta[k] for k in global_params}

@@ -21,7 +21,9 @@ class FedAvgM(FedAvg):
 
     server_momentum = scalar(0.9, 0.0, 0.99)
 
-    def aggregate(self, global_params: Params, updates: list[ClientUpdate], server_state: dict[str, Any]) -> Params:
+    def aggregate(
+        self, global_params: Params, updates: list[ClientUpdate], server_state: dict[str, Any]
+    ) -> Params:
         delta = weighted_mean_delta(updates)
         velocity = server_state.setdefault("velocity", {k: torch.zeros_like(v) for k, v in delta.items()})
         for k in velocity:

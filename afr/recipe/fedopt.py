@@ -33,7 +33,9 @@ class FedOpt(FedAvg):
     def second_moment(self, v: Tensor, d: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def aggregate(self, global_params: Params, updates: list[ClientUpdate], server_state: dict[str, Any]) -> Params:
+    def aggregate(
+        self, global_params: Params, updates: list[ClientUpdate], server_state: dict[str, Any]
+    ) -> Params:
         delta = weighted_mean_delta(updates)
         m = server_state.setdefault("m", {k: torch.zeros_like(d) for k, d in delta.items()})
         v = server_state.setdefault("v", {k: torch.zeros_like(d) for k, d in delta.items()})

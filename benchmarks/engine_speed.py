@@ -1,0 +1,376 @@
+"""How fast is the AFR engine? FedAvg on tcga_brca and heart_disease, four ways, side by side.
+
+Variants (all single-threaded, same model class, same loss, same data part ``fit``, one final
+validation pass each so that every variant does the same work):
+
+* ``afr engine``   -- :func:`afr.engine.run_federation` (``stage="search"``, validation at the end only);
+* ``plain torch``  -- the same federated math as a bare loop: the floor the engine should approach;
+* ``fabric``       -- a client-round driven through ``lightning.Fabric`` (setup per client-round);
+* ``trainer``      -- one ``lightning.Trainer`` per client-round on a shuffled DataLoader.
+
+Then the 2-core throughput: two independent tcga_brca FedAvg runs at once in two processes.
+
+    python benchmarks/engine_speed.py [--repeats 3] [--trainer-repeats 1] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+SEED = 0
+PROFILES = ("tcga_brca", "heart_disease")
+VARIANTS = ("afr engine", "plain torch", "fabric", "trainer")
+
+
+def quiet() -> None:
+    """Silence Lightning's info logs and the warnings it raises for tiny CPU runs."""
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def data_dir_from(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    env = os.environ.get("AFR_DATA_DIR")
+    return Path(env) if env else DEFAULT_DATA_DIR
+
+
+# --- the four variants ----------------------------------------------------------------------------
+# Each takes (profile, seed) and returns (final global state_dict, seconds).
+
+
+def run_engine(profile, seed: int):
+    from afr.engine import run_federation
+    from afr.recipe import FedAvg
+
+    start = time.perf_counter()
+    result = run_federation(
+        profile, profile.make_recipe(FedAvg), seed, stage="search", validate_every=profile.budget.rounds
+    )
+    return result.state_dict, time.perf_counter() - start
+
+
+def _fedavg(client_params: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
+    """x <- sum_k w_k x_k with w_k = n_k / sum n (FedAvg with server lr 1)."""
+    total = float(sum(sizes))
+    return {
+        name: sum(params[name] * (n / total) for params, n in zip(client_params, sizes, strict=True))
+        for name in client_params[0]
+    }
+
+
+def run_plain(profile, seed: int):
+    """The bare loop: same init, same batches (BatchStream + client_generator), p -= lr * grad."""
+    import torch
+
+    from afr.engine import BatchStream, client_generator
+    from afr.recipe import FedAvg
+
+    start = time.perf_counter()
+    lr = float(profile.make_recipe(FedAvg).lr)
+    budget = profile.budget
+    train = profile.data("fit")
+    sizes = [len(d) for d in train]
+    torch.manual_seed(seed)
+    model = profile.build_model("default")
+    params = dict(model.named_parameters())
+    global_params = {n: p.detach().clone() for n, p in params.items()}
+    streams = [BatchStream(d, budget.batch_size, client_generator(seed, c)) for c, d in enumerate(train)]
+    for _ in range(budget.rounds):
+        local = []
+        for client in range(len(train)):
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.copy_(global_params[n])
+            for _ in range(budget.local_steps):
+                x, y = streams[client].next()
+                loss = profile.loss(model(x), y)
+                loss.backward()
+                with torch.no_grad():
+                    for p in params.values():
+                        p.sub_(lr * p.grad)
+                        p.grad = None
+            local.append({n: p.detach().clone() for n, p in params.items()})
+        global_params = _fedavg(local, sizes)
+    model.load_state_dict(global_params)
+    profile.evaluate(model, profile.data("val"))
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}, time.perf_counter() - start
+
+
+def run_fabric(profile, seed: int):
+    """One Fabric per run; a ClientModule + SGD set up through Fabric for every client-round."""
+    import lightning as L
+    import torch
+
+    from afr.engine import BatchStream, ClientModule, client_generator
+    from afr.recipe import FedAvg, LocalContext
+
+    start = time.perf_counter()
+    recipe = profile.make_recipe(FedAvg)
+    lr = float(recipe.lr)
+    budget = profile.budget
+    train = profile.data("fit")
+    sizes = [len(d) for d in train]
+    fabric = L.Fabric(accelerator="cpu", devices=1)
+    torch.manual_seed(seed)
+    model = profile.build_model("default")
+    global_params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    streams = [BatchStream(d, budget.batch_size, client_generator(seed, c)) for c, d in enumerate(train)]
+    for round_idx in range(budget.rounds):
+        local = []
+        for client in range(len(train)):
+            model.load_state_dict(global_params)
+            module = ClientModule(model, profile.loss, recipe)
+            module.lr = lr
+            module.ctx = LocalContext(round_idx, client, global_params, {}, sizes[client])
+            module, optimizer = fabric.setup(module, module.configure_optimizers())
+            module.train()
+            for step in range(budget.local_steps):
+                loss = module.training_step(streams[client].next(), step)
+                fabric.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+            local.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        global_params = _fedavg(local, sizes)
+    model.load_state_dict(global_params)
+    profile.evaluate(model, profile.data("val"))
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}, time.perf_counter() - start
+
+
+def run_trainer(profile, seed: int, rounds: int | None = None):
+    """One lightning.Trainer per client-round, fitting a ClientModule on a shuffled DataLoader."""
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from afr.engine import ClientModule, client_generator
+    from afr.recipe import FedAvg, LocalContext
+
+    start = time.perf_counter()
+    recipe = profile.make_recipe(FedAvg)
+    lr = float(recipe.lr)
+    budget = profile.budget
+    train = profile.data("fit")
+    sizes = [len(d) for d in train]
+    torch.manual_seed(seed)
+    model = profile.build_model("default")
+    global_params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loaders = [
+        DataLoader(
+            TensorDataset(d.inputs, d.targets),
+            batch_size=budget.batch_size,
+            shuffle=True,
+            generator=client_generator(seed, c),
+        )
+        for c, d in enumerate(train)
+    ]
+    for round_idx in range(budget.rounds if rounds is None else rounds):
+        local = []
+        for client in range(len(train)):
+            model.load_state_dict(global_params)
+            module = ClientModule(model, profile.loss, recipe)
+            module.lr = lr
+            module.ctx = LocalContext(round_idx, client, global_params, {}, sizes[client])
+            trainer = L.Trainer(
+                max_steps=budget.local_steps,
+                accelerator="cpu",
+                devices=1,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+            trainer.fit(module, loaders[client])
+            local.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        global_params = _fedavg(local, sizes)
+    model.load_state_dict(global_params)
+    profile.evaluate(model, profile.data("val"))
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}, time.perf_counter() - start
+
+
+RUNNERS: dict[str, Callable] = {
+    "afr engine": run_engine,
+    "plain torch": run_plain,
+    "fabric": run_fabric,
+    "trainer": run_trainer,
+}
+
+
+def same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    import torch
+
+    return set(a) == set(b) and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+
+
+# --- 2-core throughput ----------------------------------------------------------------------------
+
+
+def _throughput_worker(data_dir: str, runs: int, barrier, queue) -> None:
+    quiet()
+    import torch
+
+    from afr.profiles import make_profile
+
+    torch.set_num_threads(1)
+    profile = make_profile("tcga_brca", data_dir=data_dir)
+    run_engine(profile, SEED)  # warm-up: imports, data loading, first-call costs
+    barrier.wait()
+    seconds = [run_engine(profile, SEED)[1] for _ in range(runs)]
+    queue.put(seconds)
+
+
+def two_core_throughput(data_dir: Path, runs: int, processes: int = 2) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(processes + 1)
+    queue = ctx.Queue()
+    workers = [
+        ctx.Process(target=_throughput_worker, args=(str(data_dir), runs, barrier, queue))
+        for _ in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    barrier.wait(timeout=300)
+    start = time.perf_counter()
+    per_run = [queue.get(timeout=600) for _ in workers]
+    wall = time.perf_counter() - start
+    for w in workers:
+        w.join()
+    total = processes * runs
+    return {
+        "processes": processes,
+        "runs_per_process": runs,
+        "wall_seconds": wall,
+        "effective_seconds_per_run": wall / total,
+        "per_run_seconds_in_workers": per_run,
+    }
+
+
+# --- reporting ------------------------------------------------------------------------------------
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", help=f"data root (default: $AFR_DATA_DIR or {DEFAULT_DATA_DIR})")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median reported)")
+    parser.add_argument("--trainer-repeats", type=int, default=1, help="timed runs of the slow Trainer variant")
+    parser.add_argument("--throughput-runs", type=int, default=4, help="timed runs per process, 2-core test")
+    parser.add_argument("--skip-trainer", action="store_true", help="leave out the Lightning Trainer variant")
+    parser.add_argument("--json", type=Path, help="write the numbers to this JSON file")
+    args = parser.parse_args(argv)
+    quiet()
+
+    import torch
+
+    from afr.profiles import make_profile
+
+    torch.set_num_threads(1)  # the engine's default; every variant runs single-threaded
+    data_dir = data_dir_from(args.data_dir)
+    print(f"torch {torch.__version__}, 1 thread per run, data: {data_dir}, seed {SEED}", flush=True)
+
+    results: dict[str, Any] = {"profiles": {}}
+    rows: list[list[str]] = []
+    checks: list[str] = []
+    for name in PROFILES:
+        profile = make_profile(name, data_dir=data_dir)
+        profile.data("fit"), profile.data("val")  # load once, outside every timing
+        b = profile.budget
+        steps = b.rounds * profile.num_clients * b.local_steps
+        print(
+            f"\n{name}: FedAvg, {b.rounds} rounds x {profile.num_clients} clients x {b.local_steps} steps "
+            f"(batch {b.batch_size}) = {steps} local steps",
+            flush=True,
+        )
+        timings: dict[str, list[float]] = {}
+        weights: dict[str, dict[str, Any]] = {}
+        for variant, runner in RUNNERS.items():
+            if variant == "trainer" and args.skip_trainer:
+                continue
+            repeats = args.trainer_repeats if variant == "trainer" else args.repeats
+            # warm-up; the Trainer's warm-up is one round (its first-call costs are paid there too)
+            if variant == "trainer":
+                runner(profile, SEED, rounds=1)
+            else:
+                runner(profile, SEED)
+            timings[variant] = []
+            for _ in range(repeats):
+                state, seconds = runner(profile, SEED)
+                timings[variant].append(seconds)
+            weights[variant] = state
+            print(f"  {variant:<12} median {statistics.median(timings[variant]):7.3f} s  "
+                  f"({', '.join(f'{t:.3f}' for t in timings[variant])})", flush=True)
+        base = statistics.median(timings["afr engine"])
+        entry: dict[str, Any] = {"local_steps": steps, "variants": {}}
+        for variant, ts in timings.items():
+            med = statistics.median(ts)
+            entry["variants"][variant] = {
+                "seconds": ts,
+                "median_seconds": med,
+                "steps_per_second": steps / med,
+                "ratio_to_engine": med / base,
+            }
+            rows.append([name, variant, f"{med:.3f}", f"{steps / med:,.0f}", f"{med / base:.2f}x", str(len(ts))])
+        plain_ok = same_weights(weights["plain torch"], weights["afr engine"])
+        fabric_ok = same_weights(weights["fabric"], weights["afr engine"])
+        entry["plain_matches_engine"] = plain_ok
+        entry["fabric_matches_engine"] = fabric_ok
+        checks.append(f"{name}: plain loop matches engine: {'yes' if plain_ok else 'no'}; "
+                      f"fabric loop matches engine: {'yes' if fabric_ok else 'no'}")
+        results["profiles"][name] = entry
+
+    print("\nFedAvg, seconds per run (median), local steps per second, ratio to the afr engine")
+    print(table(["profile", "variant", "s/run", "steps/s", "vs engine", "n"], rows))
+    print()
+    for line in checks:
+        print(line)
+
+    print(f"\n2-core throughput: tcga_brca FedAvg, 2 processes x {args.throughput_runs} runs (spawn)", flush=True)
+    throughput = two_core_throughput(data_dir, args.throughput_runs)
+    one_proc = results["profiles"]["tcga_brca"]["variants"]["afr engine"]["median_seconds"]
+    throughput["one_process_seconds_per_run"] = one_proc
+    results["two_core"] = throughput
+    in_worker = statistics.median(t for ts in throughput["per_run_seconds_in_workers"] for t in ts)
+    print(f"  1 process : {one_proc:.3f} s per run")
+    print(f"  2 processes: {throughput['wall_seconds']:.3f} s wall for {2 * args.throughput_runs} runs "
+          f"-> {throughput['effective_seconds_per_run']:.3f} s effective per run "
+          f"(median run inside a worker: {in_worker:.3f} s)")
+
+    target = 0.5
+    print(f"\ntarget: tcga_brca FedAvg <= {target} s on 2 cores -- measured: {one_proc:.3f} s latency (1 process), "
+          f"{throughput['effective_seconds_per_run']:.3f} s effective (2 processes)"
+          f" [{'met' if throughput['effective_seconds_per_run'] <= target else 'not met'}]")
+    print("FLamby's own loop: ~5 s here (not measured in this script)")
+
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2, default=lambda o: None if math.isnan(o) else o))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
