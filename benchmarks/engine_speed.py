@@ -37,6 +37,8 @@ VARIANTS = ("afr engine", "plain torch", "fabric", "trainer")
 
 def quiet() -> None:
     """Silence Lightning's info logs and the warnings it raises for tiny CPU runs."""
+    import lightning.pytorch  # noqa: F401  (it sets its loggers to INFO on import: import first, then lower)
+
     warnings.filterwarnings("ignore")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)

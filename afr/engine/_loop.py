@@ -69,6 +69,16 @@ def _sgd_step(params: list[Tensor], lr: float) -> None:
         p.grad = None
 
 
+def _versions(tensors: Any) -> list[int]:
+    # In-place writes bump a tensor's version counter (shared with its .detach() views).
+    return [t._version for t in tensors]
+
+
+def _client_round_seed(seed: int, round_idx: int, client: int) -> int:
+    """Seed of the global RNG for one client-round (dropout etc.), independent of client order."""
+    return (seed * 1_000_003 + round_idx * 7_919 + client * 104_729 + 1) % (2**63 - 1)
+
+
 def _check_clients(selected: Any, num_clients: int) -> list[int]:
     if not isinstance(selected, list | tuple) or not selected:
         raise TrainingFailure(
@@ -173,9 +183,19 @@ def _run(
             for b, saved in zip(buffers, client_buffers[client], strict=True):
                 b.copy_(saved)
 
+    forward_calls = [0]
+
+    def count_forward(_module: nn.Module, _inputs: Any) -> None:
+        forward_calls[0] += 1
+
+    model.register_forward_pre_hook(count_forward)
+    contract = profile.contract
+
     try:
         for round_idx in range(budget.rounds):
             selected = _check_clients(recipe.select_clients(round_idx, num_clients, select_rng), num_clients)
+            down_extras = recipe.broadcast(round_idx, server_state)
+            down_bytes = _nbytes(global_params) + contract.check(down_extras, global_params, "download")
             updates: list[ClientUpdate] = []
             losses: list[float] = []
             for client in selected:
@@ -186,15 +206,37 @@ def _run(
                 if not math.isfinite(lr) or lr < 0:
                     raise TrainingFailure(f"client_lr returned {lr!r} in round {round_idx}")
                 load(global_params, client)
-                module.ctx = LocalContext(
-                    round_idx, client, global_params, client_states[client], len(train[client])
+                torch.manual_seed(_client_round_seed(seed, round_idx, client))
+                ctx = LocalContext(
+                    round_idx,
+                    client,
+                    global_params,
+                    client_states[client],
+                    len(train[client]),
+                    lr=lr,
+                    num_steps=steps,
+                    server_extras=down_extras,
                 )
+                module.ctx = ctx
+                protected = _versions(params) + _versions(global_params.values())
+                forward_calls[0] = 0
                 loss = None
                 stream = streams[client]
                 for step in range(steps):
                     loss = module.training_step(stream.next(), step)
                     loss.backward()
                     _sgd_step(params, lr)
+                expected = [v + steps for v in protected[: len(params)]] + protected[len(params) :]
+                if _versions(params) + _versions(global_params.values()) != expected:
+                    raise TrainingFailure(
+                        f"client {client}, round {round_idx}: the recipe modified model or global parameters "
+                        "in place; only the engine's optimizer step may change them"
+                    )
+                if forward_calls[0] != steps:
+                    raise TrainingFailure(
+                        f"client {client}, round {round_idx}: {forward_calls[0]} forward passes for {steps} "
+                        "steps; the budget allows one forward pass per local step"
+                    )
                 if loss is not None:
                     last = float(loss.detach())
                     if not math.isfinite(last):
@@ -204,9 +246,11 @@ def _run(
                 with torch.no_grad():
                     delta = {n: p.detach() - global_params[n] for n, p in zip(names, params, strict=True)}
                     client_buffers[client] = [b.detach().clone() for b in buffers]
-                updates.append(ClientUpdate(client, delta, len(train[client]), steps))
-                result.bytes_down += _nbytes(global_params)
-                result.bytes_up += _nbytes(delta)
+                extras = recipe.client_extras(delta, ctx)
+                up_bytes = _nbytes(delta) + contract.check(extras, global_params, "upload")
+                updates.append(ClientUpdate(client, delta, len(train[client]), steps, dict(extras)))
+                result.bytes_down += down_bytes
+                result.bytes_up += up_bytes
             global_params = _check_params(
                 recipe.aggregate(global_params, updates, server_state), global_params, "aggregate"
             )

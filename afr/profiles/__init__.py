@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ._base import TRAINING_PARTS, Budget, ClientData, Evaluation, Part, Profile
+from ._contract import CommunicationContract, ContractViolation
 
 __all__ = [
     "Profile",
@@ -17,6 +18,8 @@ __all__ = [
     "Evaluation",
     "Part",
     "TRAINING_PARTS",
+    "CommunicationContract",
+    "ContractViolation",
     "PROFILES",
     "profile_class",
     "load_profile_config",

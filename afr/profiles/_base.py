@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..recipe import Recipe, Scalar
+from ._contract import CommunicationContract
 
 __all__ = ["Profile", "ClientData", "Budget", "Evaluation", "Part", "TRAINING_PARTS"]
 
@@ -102,6 +103,7 @@ class Profile(ABC):
             seeds = cfg.get("seeds", {})
             self.search_seeds = [int(s) for s in seeds.get("search", [0])]
             self.final_seeds = [int(s) for s in seeds.get("final", [42, 43, 44, 45, 46])]
+            self.contract = CommunicationContract.from_config(cfg.get("contract"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"profile {self.name!r} config is malformed: {exc}",
@@ -119,6 +121,7 @@ class Profile(ABC):
             )
         self._splits: tuple[list[ClientData], list[ClientData]] | None = None
         self._parts: dict[str, list[ClientData]] = {}
+        self._test_forgotten = False
 
     # --- data ------------------------------------------------------------------------------------
 
@@ -143,6 +146,8 @@ class Profile(ABC):
         """Per-client data of one part; ``val`` is carved from ``train`` with :attr:`split_seed`."""
         if part not in ("fit", "val", "train", "test"):
             raise ValueError(f"unknown data part {part!r}")
+        if part == "test" and self._test_forgotten:
+            raise RuntimeError("this process dropped the test split: test metrics are computed by the parent")
         if part not in self._parts:
             if self._splits is None:
                 self._splits = self.load_splits()
@@ -154,6 +159,14 @@ class Profile(ABC):
                 self._parts["fit"].append(client.subset(fit_idx))
                 self._parts["val"].append(client.subset(val_idx))
         return self._parts[part]
+
+    def forget_test(self) -> None:
+        """Drop the test split from memory (training workers call this before running any recipe)."""
+        self.data("train")
+        self._parts.pop("test", None)
+        if self._splits is not None:
+            self._splits = (self._splits[0], [])
+        self._test_forgotten = True
 
     def _carve(self, client: ClientData, k: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(client)

@@ -18,6 +18,7 @@ from .fedavg import FedAvg
 from .fedavgm import FedAvgM
 from .fedopt import FedAdagrad, FedAdam, FedOpt, FedYogi
 from .fedprox import FedProx
+from .scaffold import Scaffold
 
 __all__ = [
     "Recipe",
@@ -33,6 +34,7 @@ __all__ = [
     "FedAdam",
     "FedYogi",
     "FedAdagrad",
+    "Scaffold",
     "RECIPES",
     "recipe_class",
     "weighted_mean_delta",
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 RECIPES: dict[str, type[Recipe]] = {
-    cls.name: cls for cls in (FedAvg, FedProx, FedAvgM, FedAdam, FedYogi, FedAdagrad)
+    cls.name: cls for cls in (FedAvg, FedProx, FedAvgM, FedAdam, FedYogi, FedAdagrad, Scaffold)
 }
 
 

@@ -48,6 +48,13 @@ class LocalContext:
     """This client's private memory, kept across rounds (for control variates and the like)."""
     num_samples: int
     step: int = 0
+    """Index of the current local step (set by the engine before each step)."""
+    lr: float = 0.0
+    """The client's learning rate this round."""
+    num_steps: int = 0
+    """Local steps the client takes this round."""
+    server_extras: Params = field(default_factory=dict)
+    """Extra tensors the server broadcast this round (see :meth:`Recipe.broadcast`)."""
 
 
 class Recipe:
@@ -56,9 +63,14 @@ class Recipe:
     Hooks, in the order the engine calls them each round:
 
     * :meth:`select_clients` — which clients take part;
+    * :meth:`broadcast` — extra tensors sent down with the global parameters (default: none);
     * :meth:`local_steps` and :meth:`client_lr` — each client's schedule (steps are capped by the budget);
     * :meth:`local_objective` — the loss a client minimises, given the task loss;
+    * :meth:`client_extras` — extra tensors a client uploads beside its delta (default: none);
     * :meth:`aggregate` — how the server turns client updates into new global parameters.
+
+    Extras are keyed ``"<kind>.<parameter name>"`` and must fit the profile's communication
+    contract (declared kinds, parameter shapes, a byte cap); the engine checks every payload.
 
     :meth:`model_variant` picks one of the profile's registered model variants once per run.
     """
@@ -110,6 +122,14 @@ class Recipe:
     def local_objective(self, task_loss: Tensor, model: nn.Module, ctx: LocalContext) -> Tensor:
         """The scalar loss the client minimises at one step, given the profile's task loss."""
         raise NotImplementedError
+
+    def broadcast(self, round_idx: int, server_state: dict[str, Any]) -> Params:
+        """Extra tensors every selected client receives this round beside the global parameters."""
+        return {}
+
+    def client_extras(self, delta: Params, ctx: LocalContext) -> Params:
+        """Extra tensors the client uploads after local training, beside ``delta``."""
+        return {}
 
     def aggregate(
         self, global_params: Params, updates: list[ClientUpdate], server_state: dict[str, Any]
