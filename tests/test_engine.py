@@ -117,7 +117,7 @@ def test_fedavg_weighting_end_to_end(profile: Profile, stage: str, part: str) ->
             assert torch.allclose(after.double(), expected, rtol=0, atol=1e-6)
             unweighted = glob.double() + 0.5 * sum(d[key].double() for *_, d in call["updates"]) / 6
             gap = max(gap, float((expected - unweighted).abs().max()))
-        assert gap > 1e-4  # sample weights and a plain mean differ here: the check has teeth
+        assert gap > 1e-3  # sample weights and a plain mean differ here: the check has teeth
 
 
 # --- budget ----------------------------------------------------------------------------------------

@@ -383,9 +383,12 @@ def test_make_recipe_unknown_scalar(heart: Profile) -> None:
     assert "mu" in info.value.message and "lr" in info.value.message and "server_lr" in info.value.message
 
 
-def test_make_recipe_non_numeric_scalar(heart: Profile) -> None:
-    with pytest.raises(ConfigError, match="lr"):
-        heart.make_recipe(FedAvg, {"lr": "abc"})
+@pytest.mark.parametrize("value", ["abc", None, [0.1], True], ids=repr)
+def test_make_recipe_non_numeric_scalar(heart: Profile, value: object) -> None:
+    # Scalar.check refuses non-numbers (bools included); make_recipe must report a ConfigError,
+    # not crash with ValueError/TypeError nor turn True into 1.0
+    with pytest.raises(ConfigError, match="server_lr"):
+        heart.make_recipe(FedAvg, {"server_lr": value})
 
 
 def test_bad_search_range(shared_data: Path) -> None:
@@ -403,7 +406,9 @@ def test_unknown_profile() -> None:
     assert all(name in info.value.message for name in ("heart_disease", "tcga_brca", "synthetic"))
 
 
-@pytest.mark.parametrize("overrides", [{"rounds": "abc"}, {"rounds": 0}, {"batch_size": None}])
+@pytest.mark.parametrize(
+    "overrides", [{"rounds": "abc"}, {"rounds": 0}, {"batch_size": None}, {"rounds": 2.5}], ids=repr
+)
 def test_malformed_budget(overrides: dict) -> None:
     with pytest.raises(ConfigError):
         make_profile("synthetic", **overrides)

@@ -80,6 +80,13 @@ class Evaluation:
         self.mean = float(np.mean(finite)) if finite else math.nan
 
 
+def _whole(value: Any, key: str) -> int:
+    """An integer config value; whole floats (``15.0``) pass, ``2.5``, bools and strings do not."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise ValueError(f"{key} must be a whole number, got {value!r}")
+    return int(value)
+
+
 class Profile(ABC):
     """A federated task: clients' data, model variants, loss, metric, budget, scalar space, seeds.
 
@@ -97,7 +104,7 @@ class Profile(ABC):
         self.cfg = dict(cfg)
         self.data_dir = Path(data_dir) if data_dir else None
         try:
-            self.budget = Budget(int(cfg["rounds"]), int(cfg["local_steps"]), int(cfg["batch_size"]))
+            self.budget = Budget(*(_whole(cfg[key], key) for key in ("rounds", "local_steps", "batch_size")))
             self.val_fraction = float(cfg.get("val_fraction", 0.2))
             self.split_seed = int(cfg.get("split_seed", 0))
             seeds = cfg.get("seeds", {})
@@ -225,6 +232,14 @@ class Profile(ABC):
         space = recipe_cls.declared_scalars()
         ranges = self.cfg.get("search_space", {}) or {}
         defaults = (self.cfg.get("recipes", {}) or {}).get(recipe_cls.name, {}) or {}
+        stray = sorted(set(defaults) - set(space))
+        if stray:
+            raise ConfigError(
+                f"profile {self.name!r} sets {', '.join(stray)} for recipe {recipe_cls.name!r}, "
+                "which declares no such scalar",
+                where=f"afr/conf/profile/{self.name}.yaml: recipes.{recipe_cls.name}",
+                fix=f"declared scalars: {', '.join(sorted(space))}",
+            )
         out = {}
         for name, declared in space.items():
             changes = dict(ranges.get(name, {}) or {})
@@ -251,7 +266,7 @@ class Profile(ABC):
                 where="scalars=",
                 fix=f"declared scalars: {', '.join(sorted(space)) or 'none'}",
             )
-        values.update({k: float(v) for k, v in (overrides or {}).items()})
+        values.update(dict(overrides or {}))
         recipe = recipe_cls()
         checked = {}
         for name, value in values.items():

@@ -63,7 +63,14 @@ def recipe_class(name_or_path: str) -> type[Recipe]:
     spec = importlib.util.spec_from_file_location(f"afr_recipe_{path.stem}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a user's file: report its error as one message, not a traceback
+        raise ConfigError(
+            f"cannot import recipe file {str(path)!r}: {type(exc).__name__}: {exc}",
+            where=str(path),
+            fix="fix the file so that `python <file>` imports cleanly",
+        ) from exc
     found = [
         obj
         for obj in vars(module).values()

@@ -1,0 +1,257 @@
+"""The command lines: every bad input gives one clear message and a non-zero exit, never a traceback;
+a small run succeeds and writes its results.
+
+The ``python -m afr.run`` subprocesses (≈7 s of imports each) are started together, once, and run in
+parallel; most configuration errors are checked in-process through ``hydra.compose`` + ``train_and_test``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+from afr.cli import main as afr_cli
+from afr.data import SOURCES
+from afr.errors import ConfigError, DataError
+from afr.run import resolve_seeds, train_and_test
+from tests._http import serve_directory
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 240
+
+# name -> overrides ({tmp} is the case's own temporary folder)
+CASES: dict[str, list[str]] = {
+    "unknown_profile": ["profile=nope"],
+    "unknown_recipe": ["recipe=nope", "profile=synthetic"],
+    "missing_data": ["profile=heart_disease", "data_dir={tmp}/empty"],
+    "scalar_out_of_range": ["profile=synthetic", "+scalars.lr=-1"],
+    "ok": ["profile=synthetic", "seeds=1", "profile.rounds=2", "profile.local_steps=5"],
+}
+
+
+class Runs:
+    """The CLI subprocesses, all started at once; ``get(name)`` waits for one of them."""
+
+    def __init__(self, base: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+        env["AFR_DATA_DIR"] = str(base / "default_data")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        self.dirs: dict[str, Path] = {}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.done: dict[str, subprocess.CompletedProcess] = {}
+        for name, overrides in CASES.items():
+            tmp = base / name
+            (tmp / "empty").mkdir(parents=True)
+            self.dirs[name] = tmp
+            args = [o.format(tmp=tmp) for o in overrides] + [f"hydra.run.dir={tmp / 'run'}"]
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "afr.run", *args],
+                cwd=tmp,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+
+    def get(self, name: str) -> subprocess.CompletedProcess:
+        if name not in self.done:
+            proc = self.procs[name]
+            try:
+                out, err = proc.communicate(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+                pytest.fail(f"`python -m afr.run {' '.join(CASES[name])}` timed out:\n{out}\n{err}")
+            self.done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        return self.done[name]
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory):
+    started = Runs(tmp_path_factory.mktemp("cli"))
+    yield started
+    started.close()
+
+
+def assert_one_clear_error(done: subprocess.CompletedProcess, code: int | None = 2) -> str:
+    text = done.stdout + done.stderr
+    assert done.returncode != 0, text
+    if code is not None:
+        assert done.returncode == code, text
+    assert "Traceback" not in text
+    return text
+
+
+# --- subprocess: bad inputs ------------------------------------------------------------------------
+
+
+def test_unknown_profile(runs: Runs) -> None:
+    text = assert_one_clear_error(runs.get("unknown_profile"), code=None)
+    assert "nope" in text
+    assert all(name in text for name in ("heart_disease", "tcga_brca", "synthetic"))
+
+
+def test_unknown_recipe(runs: Runs) -> None:
+    done = runs.get("unknown_recipe")
+    assert_one_clear_error(done)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "nope" in errors[0]
+    assert all(name in done.stderr for name in ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi"))
+
+
+def test_missing_data(runs: Runs) -> None:
+    done = runs.get("missing_data")
+    assert_one_clear_error(done)
+    assert "afr data fetch heart_disease" in done.stderr
+    assert str(runs.dirs["missing_data"] / "empty") in done.stderr
+    assert not (runs.dirs["missing_data"] / "empty" / "heart_disease").exists()  # nothing downloaded
+
+
+def test_scalar_out_of_range(runs: Runs) -> None:
+    done = runs.get("scalar_out_of_range")
+    assert_one_clear_error(done)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "lr" in errors[0] and "-1" in errors[0]
+
+
+# --- subprocess: a successful small run ------------------------------------------------------------
+
+
+def test_small_run_succeeds(runs: Runs) -> None:
+    done = runs.get("ok")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "test accuracy" in done.stdout
+    results = json.loads((runs.dirs["ok"] / "run" / "results.json").read_text())
+    assert [row["seed"] for row in results["seeds"]] == [42]
+    assert results["profile"] == "synthetic" and results["recipe"] == "fedavg"
+    assert results["budget"]["rounds"] == 2 and results["budget"]["local_steps"] == 5
+    assert results["seeds"][0]["steps"] == 10 * 2 * 5
+    assert 0.0 <= results["mean"] <= 1.0 and results["std"] == 0.0
+    assert list((runs.dirs["ok"] / "run" / "tb" / "seed_42").glob("events.out.tfevents.*"))
+
+
+# --- in-process: malformed configuration -----------------------------------------------------------
+
+
+def config(*overrides: str) -> DictConfig:
+    with initialize_config_module(config_module="afr.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        (["seeds=abc"], ["seeds", "abc"]),
+        (["seeds=0"], ["seeds", ">= 1"]),
+        (["seeds=[]"], ["seeds"]),
+        (["seeds=[1,x]"], ["seeds"]),
+        (["profile.rounds=abc"], ["rounds"]),
+        (["profile.local_steps=0"], ["local_steps"]),
+        (["profile.val_fraction=1.5"], ["val_fraction"]),
+        (["+scalars.lr=-1"], ["lr", "outside"]),
+        (["+scalars.lr=5"], ["lr", "outside"]),
+        (["+scalars.nope=1"], ["nope", "lr", "server_lr"]),
+        (["+scalars.lr=abc"], ["lr"]),
+        (["scalars=5"], ["scalars"]),
+        (["recipe=nope"], ["nope", "fedavg", "fedadagrad"]),
+        (["recipe=nope.py"], ["nope.py"]),
+        (["threads=0"], ["threads"]),
+        (["recipe=fedprox", "+scalars.mu=100"], ["mu"]),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) and v and "=" in v[0] else None,
+)
+def test_malformed_config(overrides: list[str], words: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        train_and_test(config(*overrides))
+    message = info.value.message
+    assert all(word in message for word in words), message
+
+
+def test_missing_data_in_process(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as info:
+        train_and_test(config("profile=tcga_brca", f"data_dir={tmp_path}", "seeds=1"))
+    assert "afr data fetch tcga_brca" in info.value.message
+
+
+def test_resolve_seeds() -> None:
+    final = [42, 43, 44, 45, 46]
+    assert resolve_seeds(2, final) == [42, 43]
+    assert resolve_seeds(7, final) == [42, 43, 44, 45, 46, 47, 48]
+    assert resolve_seeds([5, 1], final) == [5, 1]
+    for bad in (0, -1, True, "3", [], [1.5], None):
+        with pytest.raises(ConfigError):
+            resolve_seeds(bad, final)
+
+
+# --- in-process: a successful run ------------------------------------------------------------------
+
+
+def test_train_and_test_tcga(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = config(
+        "profile=tcga_brca",
+        f"data_dir={shared_data}",
+        "seeds=2",
+        "profile.rounds=2",
+        "profile.local_steps=5",
+    )
+    summary = train_and_test(cfg, tmp_path)
+    assert [row["seed"] for row in summary["seeds"]] == [42, 43]
+    assert math.isfinite(summary["mean"]) and math.isfinite(summary["std"])
+    assert all(0.0 <= row["test"] <= 1.0 for row in summary["seeds"])
+    assert summary["metric"] == "c_index" and summary["recipe"] == "fedavg"
+    assert summary["scalars"]["lr"] == 0.1  # the profile's FedAvg default
+    assert summary["seeds"][0]["test"] != summary["seeds"][1]["test"]
+    assert json.loads((tmp_path / "results.json").read_text())["mean"] == summary["mean"]
+    assert list((tmp_path / "tb" / "seed_43").glob("events.out.tfevents.*"))
+    out = capsys.readouterr().out
+    assert "test c_index" in out and "over 2 seeds" in out
+
+
+def test_train_and_test_with_scalars_and_seed_list() -> None:
+    cfg = config(
+        "recipe=fedprox",
+        "seeds=[3]",
+        "profile.rounds=1",
+        "profile.local_steps=2",
+        "+scalars.mu=0.5",
+        "+scalars.lr=0.02",
+    )
+    summary = train_and_test(cfg)
+    assert [row["seed"] for row in summary["seeds"]] == [3]
+    assert summary["scalars"]["mu"] == 0.5 and summary["scalars"]["lr"] == 0.02
+    assert summary["recipe"] == "fedprox"
+
+
+# --- afr data fetch: checksum mismatch -------------------------------------------------------------
+
+
+def test_fetch_checksum_mismatch(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    corrupted = SOURCES["heart_disease"][0].filename
+    with serve_directory(shared_data) as url:
+        url.corrupt.add(corrupted)
+        code = afr_cli(
+            ["data", "fetch", "heart_disease", "--data-dir", str(tmp_path), "--mirror", url, "--no-progress"]
+        )
+    assert code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "md5" in errors[0] and corrupted in errors[0]
+    assert "Traceback" not in err
+    folder = tmp_path / "heart_disease"
+    assert not (folder / corrupted).exists()
+    assert not list(folder.glob("*.part"))
