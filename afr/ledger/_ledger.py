@@ -1,0 +1,782 @@
+"""The ``Ledger``: short, thread-safe transactions over the campaign tables.
+
+Concurrency. One ``sessionmaker`` per ledger, a new session per call. Every write runs in
+:meth:`Ledger.write_session`, which serialises writers three ways:
+
+* a module-level ``threading.RLock`` per database URL (shared by every ``Ledger`` on that URL in this
+  process), so threads queue on a lock instead of spinning in SQLite's busy handler;
+* on SQLite, ``BEGIN IMMEDIATE``: the write lock on the database file is taken when the transaction
+  starts, so a check-then-insert cannot interleave with another process's (SQLite's WAL mode still lets
+  readers run meanwhile; writers in other processes wait up to the busy timeout);
+* on server databases, ``SELECT ... FOR UPDATE`` of the campaign row when a ``campaign_id`` is given, so
+  writers of one campaign queue on that row (a no-op on SQLite, which has no row locks).
+
+SQLite: the pysqlite driver's own transaction handling is switched off (``isolation_level = None``) and
+SQLAlchemy emits ``BEGIN`` / ``BEGIN IMMEDIATE`` itself, as the SQLAlchemy SQLite dialect documentation
+recommends; each connection gets ``journal_mode=WAL``, a busy timeout and ``foreign_keys=ON``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, func, inspect, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import AFRError, ConfigError
+from ._models import Base, CampaignRow, CandidateRow, CostRow, RunRow, utcnow
+
+__all__ = [
+    "Ledger",
+    "LedgerError",
+    "CampaignRecord",
+    "CandidateRecord",
+    "RunRecord",
+    "CAMPAIGN_STATUSES",
+    "CANDIDATE_ARMS",
+    "CANDIDATE_STATUSES",
+    "RUN_STAGES",
+    "RUN_STATUSES",
+    "COST_KINDS",
+    "config_hash",
+]
+
+CAMPAIGN_STATUSES = ("running", "finished", "interrupted")
+CANDIDATE_ARMS = ("agent", "control", "baseline")
+CANDIDATE_STATUSES = ("proposed", "rejected", "duplicate", "accepted", "running", "ok", "failed")
+FAILED_CANDIDATE_STATUSES = ("rejected", "failed")
+RUN_STAGES = ("search", "final", "heldout")
+RUN_STATUSES = ("reserved", "running", "ok", "failed", "timeout", "crashed")
+RUN_END_STATUSES = ("ok", "failed", "timeout", "crashed")
+COST_ARMS = ("agent", "control", "baseline", "finals")
+COST_KINDS = ("llm", "compute")
+
+_COST_TOTAL_KEYS = ("entries", "llm_calls", "prompt_tokens", "completion_tokens", "money_usd")
+
+LEDGER_FILE = "ledger.db"
+_WRITE_OPTION = "afr_write"  # connection execution option: this transaction writes (BEGIN IMMEDIATE)
+
+_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+_LEDGERS: weakref.WeakSet[Ledger] = weakref.WeakSet()
+
+
+def _lock_for(key: str) -> threading.RLock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = threading.RLock()
+        return lock
+
+
+def _after_fork_in_child() -> None:
+    # A forked child must not share the parent's pooled connections (SQLAlchemy's advice:
+    # dispose(close=False)), nor inherit a lock some other parent thread held at fork time.
+    global _LOCKS_GUARD
+    _LOCKS_GUARD = threading.Lock()
+    _LOCKS.clear()
+    for ledger in list(_LEDGERS):
+        ledger.engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class LedgerError(AFRError):
+    """The ledger was asked for something it does not hold, or its database failed."""
+
+
+# --- snapshots ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    """A campaign row, detached from any session."""
+
+    id: int
+    name: str
+    profile: str
+    agent: str
+    config: dict[str, Any]
+    config_hash: str
+    created_at: datetime
+    status: str
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    """A candidate row, detached from any session."""
+
+    id: int
+    campaign_id: int
+    arm: str
+    agent: str
+    parent_id: int | None
+    source: str
+    diff: str
+    ast_hash: str
+    scalars: dict[str, Any] | None
+    status: str
+    reasons: tuple[str, ...]
+    duplicate_of: int | None
+    created_at: datetime
+    score: float | None
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run row, detached from any session."""
+
+    id: int
+    campaign_id: int
+    candidate_id: int
+    run_key: str
+    seed: int
+    stage: str
+    split: str
+    status: str
+    per_round: tuple[dict[str, Any], ...] | None
+    final_metric: float | None
+    runtime_s: float | None
+    steps: int | None
+    bytes_up: int | None
+    bytes_down: int | None
+    artifacts: dict[str, str] | None
+    message: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _campaign_record(row: CampaignRow) -> CampaignRecord:
+    return CampaignRecord(
+        id=row.id,
+        name=row.name,
+        profile=row.profile,
+        agent=row.agent,
+        config=dict(row.config),
+        config_hash=row.config_hash,
+        created_at=_utc(row.created_at),  # type: ignore[arg-type]
+        status=row.status,
+        finished_at=_utc(row.finished_at),
+    )
+
+
+def _candidate_record(row: CandidateRow) -> CandidateRecord:
+    return CandidateRecord(
+        id=row.id,
+        campaign_id=row.campaign_id,
+        arm=row.arm,
+        agent=row.agent,
+        parent_id=row.parent_id,
+        source=row.source,
+        diff=row.diff,
+        ast_hash=row.ast_hash,
+        scalars=None if row.scalars is None else dict(row.scalars),
+        status=row.status,
+        reasons=tuple(row.reasons or ()),
+        duplicate_of=row.duplicate_of,
+        created_at=_utc(row.created_at),  # type: ignore[arg-type]
+        score=row.score,
+        meta=dict(row.meta or {}),
+    )
+
+
+def _run_record(row: RunRow) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        campaign_id=row.campaign_id,
+        candidate_id=row.candidate_id,
+        run_key=row.run_key,
+        seed=row.seed,
+        stage=row.stage,
+        split=row.split,
+        status=row.status,
+        per_round=None if row.per_round is None else tuple(row.per_round),
+        final_metric=row.final_metric,
+        runtime_s=row.runtime_s,
+        steps=row.steps,
+        bytes_up=row.bytes_up,
+        bytes_down=row.bytes_down,
+        artifacts=None if row.artifacts is None else dict(row.artifacts),
+        message=row.message,
+        started_at=_utc(row.started_at),  # type: ignore[arg-type]
+        finished_at=_utc(row.finished_at),
+    )
+
+
+# --- value hygiene ----------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data: non-finite floats become None (PostgreSQL's JSON rejects NaN)."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        try:
+            return _jsonable(value.item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """SHA-256 of the config's canonical JSON (sorted keys): equal configs hash equal."""
+    text = json.dumps(_jsonable(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _as_tuple(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+# --- the ledger -----------------------------------------------------------------------------------
+
+
+class Ledger:
+    """The SQL record of a campaign: campaigns, candidates, runs, costs and budget charges.
+
+    ``url`` is any SQLAlchemy URL; SQLite files get WAL mode and a busy timeout so that several
+    threads and processes can share one file. Tables (all prefixed ``afr_``) are created if missing.
+    Every method is one short transaction on its own session and returns plain frozen snapshots.
+    A ledger may be shared by threads, and survives ``fork`` (the child opens its own connections).
+    """
+
+    def __init__(self, url: str | URL, *, busy_timeout_s: float = 60.0, echo: bool = False) -> None:
+        parsed = make_url(url)
+        self._sqlite = parsed.get_backend_name() == "sqlite"
+        if (
+            self._sqlite
+            and parsed.database not in (None, "", ":memory:")
+            and not str(parsed.database).startswith("file:")
+        ):
+            # Resolve now: a relative path would otherwise follow later changes of the working directory.
+            parsed = parsed.set(database=str(Path(parsed.database).expanduser().resolve()))  # type: ignore[arg-type]
+        self._url = parsed
+        self.engine: Engine = create_engine(parsed, echo=echo)
+        if self._sqlite:
+            self._install_sqlite_hooks(int(busy_timeout_s * 1000))
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._lock_key = parsed.render_as_string(hide_password=False)
+        _LEDGERS.add(self)
+        self._create_tables()
+
+    @classmethod
+    def for_campaign_dir(cls, path: str | Path, **kwargs: Any) -> Ledger:
+        """The ledger of a campaign directory: ``sqlite:///<path>/ledger.db`` (the directory is created)."""
+        directory = Path(path).expanduser().resolve()
+        directory.mkdir(parents=True, exist_ok=True)
+        return cls(URL.create("sqlite", database=str(directory / LEDGER_FILE)), **kwargs)
+
+    @property
+    def url(self) -> str:
+        """The database URL, password included (e.g. for Optuna's RDB storage on the same database)."""
+        return self._url.render_as_string(hide_password=False)
+
+    def __repr__(self) -> str:
+        return f"Ledger({self._url.render_as_string(hide_password=True)!r})"
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sessions ------------------------------------------------------------------------------------
+
+    def _install_sqlite_hooks(self, busy_timeout_ms: int) -> None:
+        @event.listens_for(self.engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see _on_begin)
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA foreign_keys = ON")
+            finally:
+                cursor.close()
+
+        @event.listens_for(self.engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            write = conn.get_execution_options().get(_WRITE_OPTION, False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    @contextmanager
+    def _database_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            raise LedgerError(
+                f"the ledger database failed: {exc.orig or exc}",
+                where=repr(self),
+                fix="check that the database is reachable and not locked by a stuck process; "
+                "SQLite files must be on a local disk (WAL does not work over network file systems)",
+            ) from exc
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session in a read transaction (deferred: takes no write lock)."""
+        with self._database_errors(), self._sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write_session(self, campaign_id: int | None = None) -> Iterator[Session]:
+        """A session in a serialised write transaction, committed on exit, rolled back on error.
+
+        See the module docstring: a per-URL thread lock, ``BEGIN IMMEDIATE`` on SQLite, and on server
+        databases a ``FOR UPDATE`` lock of the campaign row when ``campaign_id`` is given.
+        """
+        lock = _lock_for(self._lock_key)
+        with lock, self._database_errors(), self._sessions() as session, session.begin():
+            session.connection(execution_options={_WRITE_OPTION: True})
+            if campaign_id is not None:
+                found = session.execute(
+                    select(CampaignRow.id).where(CampaignRow.id == campaign_id).with_for_update()
+                ).scalar_one_or_none()
+                if found is None:
+                    raise LedgerError(f"no campaign with id {campaign_id}", where=repr(self))
+            yield session
+
+    def _create_tables(self) -> None:
+        # Two processes opening a fresh database at once may both try CREATE TABLE; on SQLite the
+        # IMMEDIATE transaction serialises them, elsewhere the loser retries and then sees the tables.
+        for attempt in range(3):
+            try:
+                with self.write_session() as session:
+                    Base.metadata.create_all(session.connection())
+                return
+            except (IntegrityError, ProgrammingError):
+                if attempt == 2:
+                    raise
+
+    def table_names(self) -> list[str]:
+        """The tables present in the database (ours and any others, e.g. Optuna's)."""
+        return sorted(inspect(self.engine).get_table_names())
+
+    # -- campaigns -----------------------------------------------------------------------------------
+
+    def start_campaign(self, name: str, profile: str, agent: str, config: dict[str, Any]) -> int:
+        """Create the campaign, or return the id of the one with this name and the same config (resume).
+
+        Resuming an ``interrupted`` campaign marks it ``running`` again; a ``finished`` one is left as is.
+        Raises ``ConfigError`` if the name is taken by a campaign with a different config.
+        """
+        stored = _jsonable(config)
+        digest = config_hash(config)
+        for attempt in range(2):
+            try:
+                with self.write_session() as session:
+                    row = session.scalars(select(CampaignRow).where(CampaignRow.name == name)).one_or_none()
+                    if row is None:
+                        row = CampaignRow(
+                            name=name, profile=profile, agent=agent, config=stored, config_hash=digest
+                        )
+                        session.add(row)
+                        session.flush()
+                        return row.id
+                    if row.config_hash != digest:
+                        raise ConfigError(
+                            f"campaign {name!r} already exists with a different config "
+                            f"(stored hash {row.config_hash[:12]}, this config {digest[:12]})",
+                            where=repr(self),
+                            fix="choose a new campaign name, or resume with exactly the same config",
+                        )
+                    if row.status == "interrupted":
+                        row.status, row.finished_at = "running", None
+                    return row.id
+            except IntegrityError:
+                # Another process inserted the same name between our check and insert (server DBs).
+                if attempt == 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def finish_campaign(self, campaign_id: int, status: str = "finished") -> None:
+        """Mark the campaign ``finished`` or ``interrupted`` (or ``running`` again)."""
+        _check(status, CAMPAIGN_STATUSES, "campaign status")
+        with self.write_session() as session:
+            row = self._get(session, CampaignRow, campaign_id, "campaign")
+            row.status = status
+            row.finished_at = None if status == "running" else utcnow()
+
+    def campaign(self, campaign_id: int) -> CampaignRecord:
+        """The campaign with this id."""
+        with self.read_session() as session:
+            return _campaign_record(self._get(session, CampaignRow, campaign_id, "campaign"))
+
+    def campaign_by_name(self, name: str) -> CampaignRecord | None:
+        """The campaign with this name, or None."""
+        with self.read_session() as session:
+            row = session.scalars(select(CampaignRow).where(CampaignRow.name == name)).one_or_none()
+            return None if row is None else _campaign_record(row)
+
+    # -- candidates ----------------------------------------------------------------------------------
+
+    def add_candidate(
+        self,
+        campaign_id: int,
+        *,
+        arm: str,
+        agent: str,
+        source: str,
+        diff: str,
+        ast_hash: str,
+        parent_id: int | None = None,
+        scalars: dict[str, Any] | None = None,
+        status: str = "proposed",
+        reasons: Iterable[str] = (),
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Store a candidate and return its id.
+
+        If an earlier, non-duplicate candidate of the campaign has the same ``ast_hash`` and the same
+        ``scalars``, the new row is stored with status ``duplicate`` and ``duplicate_of`` set (check
+        ``candidate(id).status``). Scalars are compared too so that control trials, which all share the
+        baseline's source, are duplicates only when they repeat a scalar setting.
+        """
+        _check(arm, CANDIDATE_ARMS, "candidate arm")
+        _check(status, CANDIDATE_STATUSES, "candidate status")
+        scalars_json = None if scalars is None else _jsonable(scalars)
+        reason_list = [str(r) for r in reasons]
+        with self.write_session(campaign_id) as session:
+            earlier = session.execute(
+                select(CandidateRow.id, CandidateRow.scalars)
+                .where(
+                    CandidateRow.campaign_id == campaign_id,
+                    CandidateRow.ast_hash == ast_hash,
+                    CandidateRow.status != "duplicate",
+                )
+                .order_by(CandidateRow.id)
+            ).all()
+            original = next((cid for cid, s in earlier if s == scalars_json), None)
+            if original is not None:
+                status = "duplicate"
+                reason_list.append(f"duplicate of candidate {original} (same ast_hash and scalars)")
+            row = CandidateRow(
+                campaign_id=campaign_id,
+                arm=arm,
+                agent=agent,
+                parent_id=parent_id,
+                source=source,
+                diff=diff,
+                ast_hash=ast_hash,
+                scalars=scalars_json,
+                status=status,
+                reasons=reason_list,
+                duplicate_of=original,
+                meta=_jsonable(meta or {}),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    _CANDIDATE_FIELDS = frozenset(
+        {"status", "reasons", "score", "meta", "scalars", "source", "diff", "ast_hash", "parent_id"}
+        | {"duplicate_of", "agent"}
+    )
+
+    def update_candidate(self, candidate_id: int, **fields: Any) -> CandidateRecord:
+        """Set the given fields (status, reasons, score, meta, ...) and return the updated candidate."""
+        unknown = set(fields) - self._CANDIDATE_FIELDS
+        if unknown:
+            raise TypeError(f"update_candidate() cannot set {', '.join(sorted(unknown))}")
+        if "status" in fields:
+            _check(fields["status"], CANDIDATE_STATUSES, "candidate status")
+        with self.write_session() as session:
+            row = self._get(session, CandidateRow, candidate_id, "candidate")
+            for name, value in fields.items():
+                if name == "reasons":
+                    value = [str(r) for r in value]
+                elif name == "meta":
+                    value = _jsonable(value or {})
+                elif name == "scalars":
+                    value = None if value is None else _jsonable(value)
+                elif name == "score":
+                    value = _finite(value)
+                setattr(row, name, value)
+            session.flush()
+            return _candidate_record(row)
+
+    def candidate(self, candidate_id: int) -> CandidateRecord:
+        """The candidate with this id."""
+        with self.read_session() as session:
+            return _candidate_record(self._get(session, CandidateRow, candidate_id, "candidate"))
+
+    def candidates(
+        self, campaign_id: int, arm: str | None = None, status: str | Iterable[str] | None = None
+    ) -> list[CandidateRecord]:
+        """The campaign's candidates in creation order, optionally of one arm and status (or statuses)."""
+        query = select(CandidateRow).where(CandidateRow.campaign_id == campaign_id)
+        if arm is not None:
+            query = query.where(CandidateRow.arm == arm)
+        statuses = _as_tuple(status)
+        if statuses is not None:
+            query = query.where(CandidateRow.status.in_(statuses))
+        with self.read_session() as session:
+            return [_candidate_record(r) for r in session.scalars(query.order_by(CandidateRow.id))]
+
+    def best_candidates(
+        self, campaign_id: int, arm: str, k: int, higher_is_better: bool = True
+    ) -> list[CandidateRecord]:
+        """The ``k`` scored candidates of the arm with the best score (ties: the earlier first)."""
+        order = CandidateRow.score.desc() if higher_is_better else CandidateRow.score.asc()
+        query = (
+            select(CandidateRow)
+            .where(
+                CandidateRow.campaign_id == campaign_id,
+                CandidateRow.arm == arm,
+                CandidateRow.score.is_not(None),
+            )
+            .order_by(order, CandidateRow.id)
+            .limit(max(0, k))
+        )
+        with self.read_session() as session:
+            return [_candidate_record(r) for r in session.scalars(query)]
+
+    def recent_failures(self, campaign_id: int, arm: str, k: int) -> list[CandidateRecord]:
+        """The arm's ``k`` most recent ``rejected`` or ``failed`` candidates, newest first."""
+        query = (
+            select(CandidateRow)
+            .where(
+                CandidateRow.campaign_id == campaign_id,
+                CandidateRow.arm == arm,
+                CandidateRow.status.in_(FAILED_CANDIDATE_STATUSES),
+            )
+            .order_by(CandidateRow.id.desc())
+            .limit(max(0, k))
+        )
+        with self.read_session() as session:
+            return [_candidate_record(r) for r in session.scalars(query)]
+
+    # -- runs ----------------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        campaign_id: int,
+        candidate_id: int,
+        run_key: str,
+        seed: int,
+        stage: str,
+        split: str,
+        *,
+        status: str = "running",
+    ) -> int:
+        """Record a run and return its id; if ``run_key`` is already recorded, return that run's id.
+
+        The existing run must be of the same candidate, seed, stage and split (a ``LedgerError``
+        otherwise: two different runs were given the same key).
+        """
+        _check(stage, RUN_STAGES, "run stage")
+        _check(status, RUN_STATUSES, "run status")
+        with self.write_session(campaign_id) as session:
+            row = session.scalars(
+                select(RunRow).where(RunRow.campaign_id == campaign_id, RunRow.run_key == run_key)
+            ).one_or_none()
+            if row is not None:
+                if (row.candidate_id, row.seed, row.stage, row.split) != (candidate_id, seed, stage, split):
+                    raise LedgerError(
+                        f"run key {run_key!r} already names run {row.id} (candidate {row.candidate_id}, "
+                        f"seed {row.seed}, {row.stage}/{row.split}), not candidate {candidate_id}, "
+                        f"seed {seed}, {stage}/{split}",
+                        where=repr(self),
+                        fix="build run keys from the candidate id, stage and seed so that they are unique",
+                    )
+                return row.id
+            row = RunRow(
+                campaign_id=campaign_id,
+                candidate_id=candidate_id,
+                run_key=run_key,
+                seed=seed,
+                stage=stage,
+                split=split,
+                status=status,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        per_round: list[dict[str, Any]] | None = None,
+        final_metric: float | None = None,
+        runtime_s: float | None = None,
+        steps: int | None = None,
+        bytes_up: int | None = None,
+        bytes_down: int | None = None,
+        artifacts: dict[str, str] | None = None,
+        message: str | None = None,
+    ) -> RunRecord:
+        """Record the run's outcome (ok/failed/timeout/crashed); fields left None are not changed.
+
+        Non-finite metrics are stored as None (JSON and some databases cannot hold NaN).
+        """
+        _check(status, RUN_END_STATUSES, "finished run status")
+        with self.write_session() as session:
+            row = self._get(session, RunRow, run_id, "run")
+            row.status = status
+            row.finished_at = utcnow()
+            if per_round is not None:
+                row.per_round = _jsonable(list(per_round))
+            if final_metric is not None:
+                row.final_metric = _finite(final_metric)
+            if runtime_s is not None:
+                row.runtime_s = _finite(runtime_s)
+            if steps is not None:
+                row.steps = int(steps)
+            if bytes_up is not None:
+                row.bytes_up = int(bytes_up)
+            if bytes_down is not None:
+                row.bytes_down = int(bytes_down)
+            if artifacts is not None:
+                row.artifacts = {str(k): str(v) for k, v in artifacts.items()}
+            if message is not None:
+                row.message = message
+            session.flush()
+            return _run_record(row)
+
+    def run(self, run_id: int) -> RunRecord:
+        """The run with this id."""
+        with self.read_session() as session:
+            return _run_record(self._get(session, RunRow, run_id, "run"))
+
+    def run_by_key(self, campaign_id: int, run_key: str) -> RunRecord | None:
+        """The campaign's run with this key, or None."""
+        with self.read_session() as session:
+            row = session.scalars(
+                select(RunRow).where(RunRow.campaign_id == campaign_id, RunRow.run_key == run_key)
+            ).one_or_none()
+            return None if row is None else _run_record(row)
+
+    def runs(
+        self,
+        campaign_id: int,
+        stage: str | None = None,
+        candidate_id: int | None = None,
+        status: str | Iterable[str] | None = None,
+    ) -> list[RunRecord]:
+        """The campaign's runs in creation order, optionally filtered."""
+        query = select(RunRow).where(RunRow.campaign_id == campaign_id)
+        if stage is not None:
+            query = query.where(RunRow.stage == stage)
+        if candidate_id is not None:
+            query = query.where(RunRow.candidate_id == candidate_id)
+        statuses = _as_tuple(status)
+        if statuses is not None:
+            query = query.where(RunRow.status.in_(statuses))
+        with self.read_session() as session:
+            return [_run_record(r) for r in session.scalars(query.order_by(RunRow.id))]
+
+    # -- costs ---------------------------------------------------------------------------------------
+
+    def add_cost(
+        self,
+        campaign_id: int,
+        *,
+        arm: str,
+        kind: str,
+        model: str | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        money_usd: float = 0.0,
+        candidate_id: int | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Record one cost entry (an LLM call, or compute) and return its id."""
+        _check(arm, COST_ARMS, "cost arm")
+        _check(kind, COST_KINDS, "cost kind")
+        with self.write_session() as session:
+            row = CostRow(
+                campaign_id=campaign_id,
+                candidate_id=candidate_id,
+                arm=arm,
+                kind=kind,
+                model=model,
+                prompt_tokens=int(prompt_tokens),
+                completion_tokens=int(completion_tokens),
+                money_usd=_finite(money_usd) or 0.0,
+                meta=_jsonable(meta or {}),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def cost_totals(self, campaign_id: int) -> dict[str, dict[str, Any]]:
+        """Per arm: ``entries``, ``llm_calls``, ``prompt_tokens``, ``completion_tokens``, ``money_usd``."""
+        query = (
+            select(
+                CostRow.arm,
+                CostRow.kind,
+                func.count(CostRow.id),
+                func.coalesce(func.sum(CostRow.prompt_tokens), 0),
+                func.coalesce(func.sum(CostRow.completion_tokens), 0),
+                func.coalesce(func.sum(CostRow.money_usd), 0.0),
+            )
+            .where(CostRow.campaign_id == campaign_id)
+            .group_by(CostRow.arm, CostRow.kind)
+        )
+        totals: dict[str, dict[str, Any]] = {}
+        with self.read_session() as session:
+            for arm, kind, count, prompt, completion, money in session.execute(query):
+                t = totals.setdefault(arm, dict.fromkeys(_COST_TOTAL_KEYS, 0))
+                t["entries"] += int(count)
+                t["llm_calls"] += int(count) if kind == "llm" else 0
+                t["prompt_tokens"] += int(prompt)
+                t["completion_tokens"] += int(completion)
+                t["money_usd"] = float(t["money_usd"]) + float(money)
+        return totals
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _get(self, session: Session, model: type[Any], row_id: int, what: str) -> Any:
+        row = session.get(model, row_id)
+        if row is None:
+            raise LedgerError(f"no {what} with id {row_id}", where=repr(self))
+        return row

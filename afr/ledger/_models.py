@@ -1,0 +1,152 @@
+"""The ledger's tables (SQLAlchemy 2.0 typed declarative models).
+
+Portable SQL only: plain VARCHAR/TEXT/INTEGER/FLOAT/TIMESTAMP columns, JSON via ``sqlalchemy.JSON``,
+bounded string lengths (MySQL needs them) and named constraints. Every table name starts with ``afr_`` so
+that Optuna's RDB storage (``studies``, ``trials``, ...) can live in the same database.
+Enumerated values are checked in Python (see ``_ledger``), not by database CHECK constraints, so that
+adding a status later needs no migration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "CampaignRow", "CandidateRow", "RunRow", "CostRow", "ChargeRow", "TABLE_PREFIX"]
+
+TABLE_PREFIX = "afr_"
+
+# Named constraints keep DDL identical across backends and make later migrations (Alembic) addressable.
+_NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the ledger tables (its own MetaData: ``create_all`` touches only these)."""
+
+    metadata = MetaData(naming_convention=_NAMING)
+
+
+class CampaignRow(Base):
+    """One search campaign: its name, profile, agent and the exact config it was started with."""
+
+    __tablename__ = "afr_campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    profile: Mapped[str] = mapped_column(String(255))
+    agent: Mapped[str] = mapped_column(String(255))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class CandidateRow(Base):
+    """A recipe proposed by an arm (agent code, a control trial's scalars, or the baseline)."""
+
+    __tablename__ = "afr_candidates"
+    __table_args__ = (Index("ix_afr_candidates_campaign_ast", "campaign_id", "ast_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("afr_campaigns.id"), index=True)
+    arm: Mapped[str] = mapped_column(String(16))
+    agent: Mapped[str] = mapped_column(String(255))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("afr_candidates.id"), default=None)
+    source: Mapped[str] = mapped_column(Text)
+    diff: Mapped[str] = mapped_column(Text)
+    ast_hash: Mapped[str] = mapped_column(String(128), index=True)
+    scalars: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    status: Mapped[str] = mapped_column(String(16), default="proposed")
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("afr_candidates.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    score: Mapped[float | None] = mapped_column(Float, default=None)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RunRow(Base):
+    """One FL run of a candidate with one seed; ``run_key`` finds it again after a resume."""
+
+    __tablename__ = "afr_runs"
+    __table_args__ = (UniqueConstraint("campaign_id", "run_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("afr_campaigns.id"), index=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("afr_candidates.id"), index=True)
+    run_key: Mapped[str] = mapped_column(String(255))
+    seed: Mapped[int] = mapped_column(BigInteger)
+    stage: Mapped[str] = mapped_column(String(16))
+    split: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    per_round: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    final_metric: Mapped[float | None] = mapped_column(Float, default=None)
+    runtime_s: Mapped[float | None] = mapped_column(Float, default=None)
+    steps: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    bytes_up: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    bytes_down: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    artifacts: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class CostRow(Base):
+    """A cost entry: one LLM call's tokens and price, or a compute charge."""
+
+    __tablename__ = "afr_costs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("afr_campaigns.id"), index=True)
+    candidate_id: Mapped[int | None] = mapped_column(ForeignKey("afr_candidates.id"), default=None)
+    arm: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(255), default=None)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    money_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ChargeRow(Base):
+    """The budget accountant's state: one charge (reserved, then settled) per run_key."""
+
+    __tablename__ = "afr_charges"
+    __table_args__ = (UniqueConstraint("campaign_id", "run_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("afr_campaigns.id"), index=True)
+    arm: Mapped[str] = mapped_column(String(16))
+    run_key: Mapped[str] = mapped_column(String(255))
+    runs: Mapped[int] = mapped_column(Integer, default=1)
+    client_steps: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="reserved")
+    outcome: Mapped[str | None] = mapped_column(String(16), default=None)
+    reserved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
