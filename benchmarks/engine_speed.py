@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import multiprocessing as mp
 import os
 import statistics
@@ -40,7 +39,13 @@ def quiet() -> None:
     import lightning.pytorch  # noqa: F401  (it sets its loggers to INFO on import: import first, then lower)
 
     warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+    for name in (
+        "lightning",
+        "lightning.pytorch",
+        "lightning.fabric",
+        "pytorch_lightning",
+        "lightning_fabric",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
@@ -138,7 +143,9 @@ def run_fabric(profile, seed: int):
             model.load_state_dict(global_params)
             module = ClientModule(model, profile.loss, recipe)
             module.lr = lr
-            module.ctx = LocalContext(round_idx, client, global_params, {}, sizes[client])
+            module.ctx = LocalContext(
+                round_idx, client, global_params, {}, sizes[client], lr=lr, num_steps=budget.local_steps
+            )
             module, optimizer = fabric.setup(module, module.configure_optimizers())
             module.train()
             for step in range(budget.local_steps):
@@ -186,7 +193,9 @@ def run_trainer(profile, seed: int, rounds: int | None = None):
             model.load_state_dict(global_params)
             module = ClientModule(model, profile.loss, recipe)
             module.lr = lr
-            module.ctx = LocalContext(round_idx, client, global_params, {}, sizes[client])
+            module.ctx = LocalContext(
+                round_idx, client, global_params, {}, sizes[client], lr=lr, num_steps=budget.local_steps
+            )
             trainer = L.Trainer(
                 max_steps=budget.local_steps,
                 accelerator="cpu",
@@ -269,7 +278,8 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            str(c).ljust(w) if i < 2 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
@@ -279,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", help=f"data root (default: $AFR_DATA_DIR or {DEFAULT_DATA_DIR})")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median reported)")
-    parser.add_argument("--trainer-repeats", type=int, default=1, help="timed runs of the slow Trainer variant")
+    parser.add_argument(
+        "--trainer-repeats", type=int, default=1, help="timed runs of the slow Trainer variant"
+    )
     parser.add_argument("--throughput-runs", type=int, default=4, help="timed runs per process, 2-core test")
     parser.add_argument("--skip-trainer", action="store_true", help="leave out the Lightning Trainer variant")
     parser.add_argument("--json", type=Path, help="write the numbers to this JSON file")
@@ -293,8 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # the engine's default; every variant runs single-threaded
     data_dir = data_dir_from(args.data_dir)
     print(f"torch {torch.__version__}, 1 thread per run, data: {data_dir}, seed {SEED}", flush=True)
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(
+            f"warning: 1-minute load average is {load:.2f} before starting; timings may be inflated",
+            flush=True,
+        )
 
-    results: dict[str, Any] = {"profiles": {}}
+    results: dict[str, Any] = {"torch": torch.__version__, "load_average_at_start": load, "profiles": {}}
     rows: list[list[str]] = []
     checks: list[str] = []
     for name in PROFILES:
@@ -323,8 +341,11 @@ def main(argv: list[str] | None = None) -> int:
                 state, seconds = runner(profile, SEED)
                 timings[variant].append(seconds)
             weights[variant] = state
-            print(f"  {variant:<12} median {statistics.median(timings[variant]):7.3f} s  "
-                  f"({', '.join(f'{t:.3f}' for t in timings[variant])})", flush=True)
+            print(
+                f"  {variant:<12} median {statistics.median(timings[variant]):7.3f} s  "
+                f"({', '.join(f'{t:.3f}' for t in timings[variant])})",
+                flush=True,
+            )
         base = statistics.median(timings["afr engine"])
         entry: dict[str, Any] = {"local_steps": steps, "variants": {}}
         for variant, ts in timings.items():
@@ -335,13 +356,17 @@ def main(argv: list[str] | None = None) -> int:
                 "steps_per_second": steps / med,
                 "ratio_to_engine": med / base,
             }
-            rows.append([name, variant, f"{med:.3f}", f"{steps / med:,.0f}", f"{med / base:.2f}x", str(len(ts))])
+            rows.append(
+                [name, variant, f"{med:.3f}", f"{steps / med:,.0f}", f"{med / base:.2f}x", str(len(ts))]
+            )
         plain_ok = same_weights(weights["plain torch"], weights["afr engine"])
         fabric_ok = same_weights(weights["fabric"], weights["afr engine"])
         entry["plain_matches_engine"] = plain_ok
         entry["fabric_matches_engine"] = fabric_ok
-        checks.append(f"{name}: plain loop matches engine: {'yes' if plain_ok else 'no'}; "
-                      f"fabric loop matches engine: {'yes' if fabric_ok else 'no'}")
+        checks.append(
+            f"{name}: plain loop matches engine: {'yes' if plain_ok else 'no'}; "
+            f"fabric loop matches engine: {'yes' if fabric_ok else 'no'}"
+        )
         results["profiles"][name] = entry
 
     print("\nFedAvg, seconds per run (median), local steps per second, ratio to the afr engine")
@@ -350,26 +375,34 @@ def main(argv: list[str] | None = None) -> int:
     for line in checks:
         print(line)
 
-    print(f"\n2-core throughput: tcga_brca FedAvg, 2 processes x {args.throughput_runs} runs (spawn)", flush=True)
+    print(
+        f"\n2-core throughput: tcga_brca FedAvg, 2 processes x {args.throughput_runs} runs (spawn)",
+        flush=True,
+    )
     throughput = two_core_throughput(data_dir, args.throughput_runs)
     one_proc = results["profiles"]["tcga_brca"]["variants"]["afr engine"]["median_seconds"]
     throughput["one_process_seconds_per_run"] = one_proc
     results["two_core"] = throughput
     in_worker = statistics.median(t for ts in throughput["per_run_seconds_in_workers"] for t in ts)
     print(f"  1 process : {one_proc:.3f} s per run")
-    print(f"  2 processes: {throughput['wall_seconds']:.3f} s wall for {2 * args.throughput_runs} runs "
-          f"-> {throughput['effective_seconds_per_run']:.3f} s effective per run "
-          f"(median run inside a worker: {in_worker:.3f} s)")
+    print(
+        f"  2 processes: {throughput['wall_seconds']:.3f} s wall for {2 * args.throughput_runs} runs "
+        f"-> {throughput['effective_seconds_per_run']:.3f} s effective per run "
+        f"(median run inside a worker: {in_worker:.3f} s)"
+    )
 
     target = 0.5
-    print(f"\ntarget: tcga_brca FedAvg <= {target} s on 2 cores -- measured: {one_proc:.3f} s latency (1 process), "
-          f"{throughput['effective_seconds_per_run']:.3f} s effective (2 processes)"
-          f" [{'met' if throughput['effective_seconds_per_run'] <= target else 'not met'}]")
+    print(
+        f"\ntarget: tcga_brca FedAvg <= {target} s on 2 cores -- measured: "
+        f"{one_proc:.3f} s latency (1 process), "
+        f"{throughput['effective_seconds_per_run']:.3f} s effective (2 processes)"
+        f" [{'met' if throughput['effective_seconds_per_run'] <= target else 'not met'}]"
+    )
     print("FLamby's own loop: ~5 s here (not measured in this script)")
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, default=lambda o: None if math.isnan(o) else o))
+        args.json.write_text(json.dumps(results, indent=2))
         print(f"wrote {args.json}")
     return 0
 
