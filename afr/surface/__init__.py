@@ -1,0 +1,27 @@
+"""The recipe surface: what code a candidate recipe may contain, checked before it ever runs.
+
+One :class:`SurfaceTable` per profile lists the allowed imports, calls, hooks and limits;
+:func:`validate` checks a candidate's source against it statically (libcst), and
+:func:`normalized_ast_hash` identifies candidates modulo comments, formatting and docstrings.
+``python -m afr.surface docs`` renders ``docs/surface.md`` from the tables.
+"""
+
+from __future__ import annotations
+
+from ._docs import render_surface_docs
+from ._hash import normalized_ast_hash
+from ._table import HOOKS, SurfaceTable, all_tables, surface_table
+from ._validator import RULES, ValidationReport, Violation, validate
+
+__all__ = [
+    "SurfaceTable",
+    "surface_table",
+    "all_tables",
+    "HOOKS",
+    "RULES",
+    "Violation",
+    "ValidationReport",
+    "validate",
+    "normalized_ast_hash",
+    "render_surface_docs",
+]
