@@ -1,0 +1,5 @@
+"""Campaigns: both search arms, one accountant, one ledger, sandboxed runs, resumable."""
+
+from ._runner import BASELINE_SOURCE, CandidateRunner, RunnerSettings, run_key
+
+__all__ = ["CandidateRunner", "RunnerSettings", "BASELINE_SOURCE", "run_key"]

@@ -1,0 +1,240 @@
+"""Candidate runner: validate → de-duplicate → reserve budget → run sandboxed → record → settle.
+
+Every candidate of every arm goes through this one path, so both arms are validated, charged and
+recorded the same way. Each step is keyed deterministically (``proposal_key`` for a candidate,
+``run_key`` for a run), so re-running the same campaign command after a crash re-attaches to what
+is already in the ledger: finished runs are neither lost nor run or charged again, and a run that
+was reserved but never finished is run once, under its original reservation.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..budget import ArmBudget, BudgetAccountant
+from ..ledger import CandidateRecord, Ledger, RunRecord
+from ..profiles import Profile, make_profile
+from ..recipe import FedAvg, recipe_class
+from ..sandbox import RunJob, RunOutcome, SandboxPool
+from ..surface import SurfaceTable, normalized_ast_hash, surface_table, validate
+
+__all__ = ["CandidateRunner", "RunnerSettings", "BASELINE_SOURCE", "run_key"]
+
+BASELINE_SOURCE = (Path(__file__).resolve().parents[1] / "recipe" / "fedavg.py").read_text()
+FINISHED = ("ok", "failed", "timeout", "crashed", "memory")
+
+
+def run_key(arm: str, candidate_id: int, stage: str, seed: int) -> str:
+    return f"{arm}/cand-{candidate_id}/{stage}/seed-{seed}"
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """Per-run resource limits and sandbox size."""
+
+    workers: int = 2
+    timeout_s: float = 120.0
+    memory_mb: int = 4096
+
+
+class CandidateRunner:
+    """Runs the candidates of one campaign through the surface, the accountant, the sandbox and the ledger."""
+
+    def __init__(
+        self,
+        campaign_dir: str | Path,
+        *,
+        name: str,
+        profile: str,
+        profile_cfg: Mapping[str, Any],
+        agent: str,
+        limits: Mapping[str, ArmBudget],
+        data_dir: str | Path | None = None,
+        settings: RunnerSettings = RunnerSettings(),
+        config: Mapping[str, Any] | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
+        self.dir = Path(campaign_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.profile_cfg = dict(profile_cfg)
+        self.data_dir = str(data_dir) if data_dir is not None else None
+        self.profile: Profile = make_profile(profile, self.profile_cfg, data_dir=self.data_dir)
+        self.table: SurfaceTable = surface_table(profile)
+        self.settings = settings
+        self.ledger = ledger or Ledger.for_campaign_dir(self.dir)
+        full_config = {
+            "profile": profile,
+            "profile_cfg": self.profile_cfg,
+            "agent": agent,
+            "limits": {arm: vars(b) for arm, b in limits.items()},
+            **dict(config or {}),
+        }
+        self.campaign_id = self.ledger.start_campaign(name, profile, agent, full_config)
+        self.accountant = BudgetAccountant(self.ledger, self.campaign_id, dict(limits))
+        budget = self.profile.budget
+        self.run_client_steps = budget.rounds * self.profile.num_clients * budget.local_steps
+        self._pool: SandboxPool | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def pool(self) -> SandboxPool:
+        if self._pool is None:
+            self._pool = SandboxPool(self.settings.workers)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> CandidateRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- candidates ------------------------------------------------------------------------------
+
+    def propose(
+        self,
+        arm: str,
+        agent: str,
+        source: str | None = None,
+        *,
+        proposal_key: str,
+        builtin: str | None = None,
+        parent_id: int | None = None,
+        scalars: Mapping[str, float] | None = None,
+    ) -> CandidateRecord:
+        """Record a candidate: validated, hashed, diffed; the same ``proposal_key`` returns the earlier row.
+
+        ``source`` is an agent's recipe file; ``builtin`` names a shipped recipe instead (the control
+        arm's baseline with tuned ``scalars``), validated as a file of the ``afr.recipe`` package.
+        """
+        for existing in self.ledger.candidates(self.campaign_id, arm=arm):
+            if existing.meta.get("proposal_key") == proposal_key:
+                return existing
+        if (source is None) == (builtin is None):
+            raise ValueError("give exactly one of source and builtin")
+        if builtin is not None:
+            source = Path(inspect.getsourcefile(recipe_class(builtin)) or "").read_text()
+        assert source is not None
+        report = validate(source, self.table, package="afr.recipe" if builtin else None)
+        diff = "".join(
+            difflib.unified_diff(
+                BASELINE_SOURCE.splitlines(keepends=True),
+                source.splitlines(keepends=True),
+                fromfile="baseline/fedavg.py",
+                tofile=f"candidate/{proposal_key}.py",
+            )
+        )
+        try:
+            ast_hash = normalized_ast_hash(source)
+        except SyntaxError:
+            ast_hash = "syntax-error:" + proposal_key
+        candidate_id = self.ledger.add_candidate(
+            self.campaign_id,
+            arm=arm,
+            agent=agent,
+            source=source,
+            diff=diff,
+            ast_hash=ast_hash,
+            parent_id=parent_id,
+            scalars=dict(scalars) if scalars else None,
+            status="accepted" if report.ok else "rejected",
+            reasons=[str(v) for v in report.violations],
+            meta={"proposal_key": proposal_key, **({"builtin": builtin} if builtin else {})},
+        )
+        return self.ledger.candidate(candidate_id)
+
+    # --- runs ------------------------------------------------------------------------------------
+
+    def run(self, candidate: CandidateRecord, seed: int, stage: str = "search") -> RunRecord | None:
+        """Run an accepted candidate once (sandboxed); None for rejected or duplicate candidates."""
+        if candidate.status not in ("accepted", "running", "ok", "failed"):
+            return None
+        arm = "finals" if stage != "search" else candidate.arm
+        key = run_key(candidate.arm, candidate.id, stage, seed)
+        done = self.ledger.run_by_key(self.campaign_id, key)
+        if done is not None and done.status in FINISHED:
+            self.accountant.settle(key, _outcome(done.status))  # idempotent; settles a crash leftover
+            return done
+        self.accountant.reserve(arm, key, self.run_client_steps)
+        run_id = self.ledger.start_run(
+            self.campaign_id, candidate.id, key, seed, stage, "val" if stage == "search" else "train"
+        )
+        self.ledger.update_candidate(candidate.id, status="running")
+        outcome = self.pool.run(self._job(candidate, key, seed, stage))
+        artifacts = self._save_artifacts(key, outcome)
+        final = outcome.curve[-1].get("val") if outcome.curve else None
+        self.ledger.finish_run(
+            run_id,
+            status=outcome.status,
+            per_round=outcome.curve,
+            final_metric=final if final is not None and math.isfinite(final) else None,
+            runtime_s=outcome.wall_s,
+            steps=sum(outcome.steps_per_client),
+            bytes_up=outcome.bytes_up,
+            bytes_down=outcome.bytes_down,
+            artifacts=artifacts,
+            message=outcome.message,
+        )
+        self.accountant.settle(key, _outcome(outcome.status))
+        if stage == "search":
+            ok = outcome.status == "ok" and final is not None and math.isfinite(final)
+            reasons = list(candidate.reasons) + ([] if ok else [f"{outcome.status}: {outcome.message}"])
+            self.ledger.update_candidate(
+                candidate.id, status="ok" if ok else "failed", score=final if ok else None, reasons=reasons
+            )
+        return self.ledger.run(run_id)
+
+    def _job(self, candidate: CandidateRecord, key: str, seed: int, stage: str) -> RunJob:
+        return RunJob(
+            job_id=key,
+            profile=self.profile.name,
+            profile_cfg=self.profile_cfg,
+            data_dir=self.data_dir,
+            recipe_source=None if candidate.meta.get("builtin") else candidate.source,
+            recipe_name=candidate.meta.get("builtin"),
+            class_name=None,
+            scalars=dict(candidate.scalars or {}),
+            seed=seed,
+            stage=stage,
+            timeout_s=self.settings.timeout_s,
+            memory_mb=self.settings.memory_mb,
+        )
+
+    def _save_artifacts(self, key: str, outcome: RunOutcome) -> dict[str, str]:
+        if outcome.status != "ok" or not outcome.state_dict:
+            return {}
+        relative = Path("artifacts") / (key.replace("/", "__") + ".pt")
+        path = self.dir / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save({"model_variant": outcome.model_variant, "state_dict": outcome.state_dict}, tmp)
+        tmp.replace(path)
+        return {"weights": str(relative)}
+
+    def spent(self) -> dict[str, ArmBudget]:
+        return {arm: self.accountant.spent(arm) for arm in ("agent", "control", "finals")}
+
+    @staticmethod
+    def baseline_source() -> str:
+        return BASELINE_SOURCE
+
+    @staticmethod
+    def baseline_class() -> type[FedAvg]:
+        return FedAvg
+
+
+def _outcome(status: str) -> str:
+    return {"memory": "failed"}.get(status, status)

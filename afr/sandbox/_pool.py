@@ -1,0 +1,397 @@
+"""The parent side: :class:`SandboxPool` starts the zygote, submits jobs and resolves futures."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import itertools
+import json
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ._jobs import FRAME, STATUSES, RunJob, RunOutcome, encode_request
+
+__all__ = ["SandboxPool"]
+
+log = logging.getLogger("afr.sandbox")
+
+_ZYGOTE_MODULE = "afr.sandbox._zygote"
+_STOP_TIMEOUT_S = 10.0
+
+
+@functools.cache
+def _afr_import_root() -> str | None:
+    """The folder to put on PYTHONPATH for a clean interpreter to find ``afr``, or None if it already does."""
+    import afr
+
+    root = str(Path(afr.__file__).resolve().parent.parent)
+    check = "import importlib.util as u, sys; sys.exit(u.find_spec('afr') is None)"
+    probe = subprocess.run(
+        [sys.executable, "-s", "-P", "-c", check],
+        env={"PATH": os.environ.get("PATH") or os.defpath, "LANG": "C.UTF-8"},
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        timeout=120,
+    )
+    return None if probe.returncode == 0 else root
+
+
+def clean_environment(home: str) -> dict[str, str]:
+    """The zygote's whole environment: nothing of the parent's but PATH (no keys, tokens, proxies)."""
+    env = {
+        "PATH": os.environ.get("PATH") or os.defpath,
+        "LANG": "C.UTF-8",
+        "HOME": home,
+        "PYTHONHASHSEED": "0",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    root = _afr_import_root()
+    if root is not None:
+        env["PYTHONPATH"] = root
+    return env
+
+
+@dataclass
+class _Pending:
+    job: RunJob
+    future: Future[RunOutcome]
+    submitted: float
+
+
+@dataclass
+class _Zygote:
+    """One incarnation of the zygote process and the threads that talk to it."""
+
+    proc: subprocess.Popen[bytes]
+    ready: threading.Event = field(default_factory=threading.Event)
+    dead: threading.Event = field(default_factory=threading.Event)
+    info: dict[str, Any] = field(default_factory=dict)
+    pending: dict[int, _Pending] = field(default_factory=dict)
+    outbox: queue.SimpleQueue[bytes | None] = field(default_factory=queue.SimpleQueue)
+    threads: list[threading.Thread] = field(default_factory=list)
+    watchdog: threading.Timer | None = None
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes | None:
+    data = stream.read(size) if size else b""
+    return data if data is not None and len(data) == size else None
+
+
+def _decode(payload: bytes) -> dict[str, Any]:
+    """A child's result bytes -> plain data, loaded ``weights_only``: nothing a child wrote runs here."""
+    import torch
+
+    data = torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
+    if not isinstance(data, dict):
+        raise ValueError("the result is not a dict")
+    state = data.get("state_dict")
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and type(v) is torch.Tensor for k, v in state.items()
+    ):
+        raise ValueError("state_dict is not a dict of tensors")
+    curve, steps = data.get("curve"), data.get("steps_per_client")
+    if not isinstance(curve, list) or not all(isinstance(r, dict) for r in curve):
+        raise ValueError("curve is not a list of dicts")
+    if not isinstance(steps, list) or not all(isinstance(s, int) for s in steps):
+        raise ValueError("steps_per_client is not a list of integers")
+    for key, kind in (("model_variant", str), ("bytes_up", int), ("bytes_down", int), ("seconds", float)):
+        if not isinstance(data.get(key), kind):
+            raise ValueError(f"{key} is not a {kind.__name__}")
+    return data
+
+
+def _stop_and_remove(procs: list[subprocess.Popen[bytes]], home: str) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()  # its children follow (PR_SET_PDEATHSIG)
+            proc.wait()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+class SandboxPool:
+    """Runs :class:`RunJob` s in sandboxed children forked from one warm zygote process.
+
+    Starting the pool costs one interpreter start and the torch import (a few seconds, in the
+    background; :meth:`warm` waits for it); each job then costs a fork. At most ``workers`` jobs
+    train at once; the rest queue in the zygote. If the zygote dies, the futures it held resolve
+    with status ``"crashed"`` and a new zygote starts.
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        *,
+        extra_read_roots: Iterable[str | os.PathLike[str]] = (),
+        start_timeout_s: float = 120.0,
+        max_payload_mb: int = 256,
+        isolate: bool = True,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self.start_timeout_s = start_timeout_s
+        self._extra_roots = [str(Path(r).resolve()) for r in extra_read_roots]
+        self._max_payload_mb = max_payload_mb
+        self._isolate = isolate
+        self._lock = threading.Lock()
+        self._keys = itertools.count(1)
+        self._closed = False
+        self._stderr: deque[str] = deque(maxlen=200)
+        self._home = tempfile.mkdtemp(prefix="afr-sandbox-")
+        self._procs: list[subprocess.Popen[bytes]] = []
+        # Also at interpreter exit for a pool never closed: stop its zygotes before removing their HOME.
+        self._cleanup = weakref.finalize(self, _stop_and_remove, self._procs, self._home)
+        self.zygote_pids: list[int] = []
+        """Every zygote this pool started, oldest first (for diagnostics)."""
+        with self._lock:
+            self._zygote: _Zygote | None = self._spawn()
+
+    # --- public API --------------------------------------------------------------------------------
+
+    def submit(self, job: RunJob) -> Future[RunOutcome]:
+        """Queue ``job``; the future resolves with its :class:`RunOutcome`, whatever the job did."""
+        if not isinstance(job, RunJob):
+            raise TypeError(f"submit() takes a RunJob, got {type(job).__name__}")
+        future: Future[RunOutcome] = Future()
+        future.set_running_or_notify_cancel()  # a job handed to the zygote cannot be withdrawn
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the sandbox pool is closed")
+            zygote = self._current()
+            key = next(self._keys)
+            zygote.pending[key] = _Pending(job, future, time.perf_counter())
+            zygote.outbox.put(encode_request(("job", key, job)))
+        return future
+
+    def run(self, job: RunJob) -> RunOutcome:
+        """Run one job and wait for its outcome."""
+        return self.submit(job).result()
+
+    def map(self, jobs: Iterable[RunJob]) -> list[RunOutcome]:
+        """Run jobs concurrently (up to ``workers`` at a time); outcomes in the jobs' order."""
+        futures = [self.submit(job) for job in jobs]
+        return [f.result() for f in futures]
+
+    def warm(self, timeout_s: float | None = None) -> dict[str, Any]:
+        """Wait until the zygote is ready; returns what it reported (pid, startup_s, isolation, ...)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the sandbox pool is closed")
+            zygote = self._current()
+        deadline = time.monotonic() + (self.start_timeout_s if timeout_s is None else timeout_s)
+        while not zygote.ready.wait(0.05):
+            if zygote.dead.is_set():
+                raise RuntimeError(f"the sandbox zygote failed to start:{self._tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the sandbox zygote was not ready in time:{self._tail()}")
+        return dict(zygote.info)
+
+    @property
+    def zygote_pid(self) -> int | None:
+        """Pid of the current zygote (None when none is running)."""
+        zygote = self._zygote
+        return zygote.proc.pid if zygote is not None else None
+
+    def stderr_tail(self, lines: int = 20) -> list[str]:
+        """The last lines the zygote and its children wrote to stderr."""
+        return list(self._stderr)[-lines:]
+
+    def close(self) -> None:
+        """Stop the zygote and every child; unfinished futures resolve as ``"crashed"``."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            zygote.outbox.put(None)  # stdin EOF: the zygote kills its children and exits
+            try:
+                zygote.proc.wait(timeout=_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                zygote.proc.kill()
+                zygote.proc.wait()
+            for thread in zygote.threads:
+                thread.join(timeout=_STOP_TIMEOUT_S)
+        self._cleanup()
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the zygote's life ---------------------------------------------------------------------------
+
+    def _current(self) -> _Zygote:
+        """The live zygote, started if needed (call with the lock held)."""
+        if self._zygote is None or self._zygote.dead.is_set():
+            self._zygote = self._spawn()
+        return self._zygote
+
+    def _spawn(self) -> _Zygote:
+        command = [
+            sys.executable, "-s", "-P", "-m", _ZYGOTE_MODULE,
+            "--workers", str(self.workers), "--max-payload-mb", str(self._max_payload_mb),
+            *(f"--read-root={root}" for root in self._extra_roots),
+        ]  # fmt: skip
+        if not self._isolate:
+            command.append("--no-isolate")
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=clean_environment(self._home),
+            cwd=self._home,
+            close_fds=True,
+            start_new_session=True,  # a terminal's Ctrl-C reaches the parent only; it stops the zygote
+        )
+        zygote = _Zygote(proc)
+        self.zygote_pids.append(proc.pid)
+        self._procs.append(proc)
+        for target, name in ((self._reader, "reader"), (self._writer, "writer"), (self._drain, "stderr")):
+            thread = threading.Thread(
+                target=target, args=(zygote,), name=f"afr-sandbox-{name}-{proc.pid}", daemon=True
+            )
+            zygote.threads.append(thread)
+            thread.start()
+        zygote.watchdog = threading.Timer(self.start_timeout_s, self._check_started, args=(zygote,))
+        zygote.watchdog.daemon = True
+        zygote.watchdog.start()
+        return zygote
+
+    def _check_started(self, zygote: _Zygote) -> None:
+        if not zygote.ready.is_set() and zygote.proc.poll() is None:
+            self._stderr.append(f"[afr.sandbox] zygote not ready after {self.start_timeout_s:g} s: killed")
+            zygote.proc.kill()
+
+    def _writer(self, zygote: _Zygote) -> None:
+        stdin = zygote.proc.stdin
+        assert stdin is not None
+        while (item := zygote.outbox.get()) is not None:
+            try:
+                stdin.write(item)
+                stdin.flush()
+            except (OSError, ValueError):
+                return  # the zygote is gone; the reader fails its futures
+        with contextlib.suppress(OSError):
+            stdin.close()
+
+    def _drain(self, zygote: _Zygote) -> None:
+        stderr = zygote.proc.stderr
+        assert stderr is not None
+        for raw in iter(lambda: stderr.readline(8192), b""):
+            line = raw.decode("utf-8", "replace").rstrip()
+            self._stderr.append(line)
+            log.debug("zygote %d: %s", zygote.proc.pid, line)
+
+    def _reader(self, zygote: _Zygote) -> None:
+        stdout = zygote.proc.stdout
+        assert stdout is not None
+        try:
+            while (head := _read_exactly(stdout, FRAME.size)) is not None:
+                header_size, payload_size = FRAME.unpack(head)
+                header_bytes = _read_exactly(stdout, header_size)
+                payload = _read_exactly(stdout, payload_size)
+                if header_bytes is None or payload is None:
+                    break
+                self._on_frame(zygote, json.loads(header_bytes), payload)
+        except Exception:
+            log.exception("afr.sandbox: reading from the zygote failed")
+            zygote.proc.kill()
+        finally:
+            self._on_death(zygote)
+
+    def _on_frame(self, zygote: _Zygote, header: dict[str, Any], payload: bytes) -> None:
+        kind = header.get("type")
+        if kind == "ready":
+            zygote.info = header
+            zygote.ready.set()
+            if zygote.watchdog is not None:
+                zygote.watchdog.cancel()
+        elif kind == "started":
+            log.debug(
+                "zygote %d forked child %d for job key %d", zygote.proc.pid, header["pid"], header["key"]
+            )
+        elif kind == "result":
+            with self._lock:
+                pending = zygote.pending.pop(header["key"], None)
+            if pending is not None:
+                pending.future.set_result(self._outcome(pending, header, payload))
+
+    def _outcome(self, pending: _Pending, header: dict[str, Any], payload: bytes) -> RunOutcome:
+        wall = time.perf_counter() - pending.submitted
+        status = header.get("status")
+        message = str(header.get("message", ""))
+        if status not in STATUSES:
+            return RunOutcome(pending.job.job_id, "crashed", f"unknown status {status!r}", wall_s=wall)
+        if status != "ok":
+            return RunOutcome(pending.job.job_id, status, message, wall_s=wall)
+        try:
+            data = _decode(payload)
+        except Exception as exc:
+            return RunOutcome(pending.job.job_id, "crashed", f"malformed result: {exc}", wall_s=wall)
+        return RunOutcome(
+            pending.job.job_id,
+            "ok",
+            message,
+            model_variant=data["model_variant"],
+            state_dict=data["state_dict"],
+            curve=data["curve"],
+            steps_per_client=data["steps_per_client"],
+            bytes_up=data["bytes_up"],
+            bytes_down=data["bytes_down"],
+            seconds=data["seconds"],
+            wall_s=wall,
+        )
+
+    def _on_death(self, zygote: _Zygote) -> None:
+        try:
+            code = zygote.proc.wait(timeout=_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            zygote.proc.kill()
+            code = zygote.proc.wait()
+        zygote.threads[2].join(timeout=1.0)  # the stderr tail explains the death
+        zygote.outbox.put(None)
+        if zygote.watchdog is not None:
+            zygote.watchdog.cancel()
+        with self._lock:
+            pending, zygote.pending = zygote.pending, {}
+            zygote.dead.set()
+            current = self._zygote is zygote
+            if current:
+                self._zygote = None
+            # Restart only a zygote that had worked: one that cannot start would crash-loop.
+            if current and not self._closed and zygote.ready.is_set():
+                self._zygote = self._spawn()
+        if self._closed:
+            message = "the sandbox pool was closed before the run finished"
+        else:
+            message = f"the sandbox zygote died (exit code {code}) during the run:{self._tail(5)}"
+        now = time.perf_counter()
+        for item in pending.values():
+            outcome = RunOutcome(item.job.job_id, "crashed", message, wall_s=now - item.submitted)
+            item.future.set_result(outcome)
+        if code != 0 and not self._closed:
+            log.warning("afr.sandbox: zygote %d exited with code %d", zygote.proc.pid, code)
+
+    def _tail(self, lines: int = 10) -> str:
+        tail = self.stderr_tail(lines)
+        return ("\n  " + "\n  ".join(tail)) if tail else " (no stderr output)"
