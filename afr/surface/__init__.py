@@ -8,7 +8,7 @@ One :class:`SurfaceTable` per profile lists the allowed imports, calls, hooks an
 
 from __future__ import annotations
 
-from ._docs import render_surface_docs
+from ._docs import render_profile_surface, render_surface_docs
 from ._hash import normalized_ast_hash
 from ._table import HOOKS, SurfaceTable, all_tables, surface_table
 from ._validator import RULES, ValidationReport, Violation, validate
@@ -24,4 +24,5 @@ __all__ = [
     "validate",
     "normalized_ast_hash",
     "render_surface_docs",
+    "render_profile_surface",
 ]

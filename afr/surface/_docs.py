@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from ._table import RECIPE_PACKAGE, SurfaceTable, all_tables
+from ._table import RECIPE_PACKAGE, SurfaceTable, all_tables, surface_table
 from ._validator import RULES, validate
 
 __all__ = ["render_surface_docs", "ACCEPTED_EXAMPLE", "REJECTED_EXAMPLE"]
@@ -225,9 +225,7 @@ def _example_section(tables: dict[str, SurfaceTable]) -> list[str]:
     return out
 
 
-def render_surface_docs() -> str:
-    """The content of ``docs/surface.md``, generated from the tables and the validator."""
-    tables = all_tables()
+def _header() -> list[str]:
     out = [
         "# Recipe surface",
         "",
@@ -251,7 +249,21 @@ def render_surface_docs() -> str:
     ]
     out += [f"| `{rule}` | {text.replace('|', chr(92) + '|')} |" for rule, text in RULES.items()]
     out.append("")
+    return out
+
+
+def render_surface_docs() -> str:
+    """The content of ``docs/surface.md``, generated from the tables and the validator."""
+    tables = all_tables()
+    out = _header()
     for table in tables.values():
         out += _profile_section(table)
     out += _example_section(tables)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def render_profile_surface(profile: str) -> str:
+    """The part of ``docs/surface.md`` that concerns one profile (what an agent is given)."""
+    tables = {profile: surface_table(profile)}
+    out = _header() + _profile_section(tables[profile]) + _example_section(tables)
     return "\n".join(out).rstrip("\n") + "\n"
