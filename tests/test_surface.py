@@ -463,11 +463,27 @@ def test_violation_format() -> None:
     ) == ("candidate.py: accepted")
 
 
-def test_state_lives_on_self() -> None:
-    source = HEAD + "        self.rounds_seen = getattr(self, 'rounds_seen', 0) + 1\n"
-    source += "        setattr(self, 'last', len(updates))\n        server_state['n'] = self.rounds_seen\n"
-    source += "        return global_params\n"
-    assert validate(source, surface_table("synthetic")).ok
+def test_no_state_on_self_or_shared_objects() -> None:
+    # self is shared by the server and every client: state on it would bypass the contract
+    for line in (
+        "        self.rounds_seen = 1\n",
+        "        setattr(self, 'last', len(updates))\n",
+        "        self.t.float = None\n",
+    ):
+        report = validate(HEAD + line + "        return global_params\n", surface_table("synthetic"))
+        assert "attribute-assignment" in report.rules, line
+    ok = HEAD + "        server_state['n'] = server_state.get('n', 0) + 1\n        return global_params\n"
+    assert validate(ok, surface_table("synthetic")).ok
+
+
+def test_mutable_constants_and_defaults_are_rejected() -> None:
+    table = surface_table("synthetic")
+    shared = "CACHE = {}\n" + HEAD + "        return global_params\n"
+    assert "module-statement" in validate(shared, table).rules
+    default = HEAD.replace("server_state)", "server_state, memo=[])") + "        return global_params\n"
+    assert not validate(default, table).ok
+    assert validate("__all__ = ['R']\n" + HEAD + "        return global_params\n", table).ok
+    assert validate("LIMITS = (1, 2)\n" + HEAD + "        return global_params\n", table).ok
 
 
 def test_getattr_with_a_literal_is_allowed() -> None:

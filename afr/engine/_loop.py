@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ..errors import TrainingFailure
 from ..profiles import Profile
 from ..recipe import ClientUpdate, LocalContext, Params, Recipe
+from ._guard import ForwardGuard
 from ._module import ClientModule
 from ._sampler import BatchStream, client_generator
 
@@ -190,8 +191,11 @@ def _run(
 
     model.register_forward_pre_hook(count_forward)
     contract = profile.contract
+    guard = ForwardGuard(model)
+    module.forward_window = guard.allow
 
     try:
+        guard.__enter__()
         for round_idx in range(budget.rounds):
             selected = _check_clients(recipe.select_clients(round_idx, num_clients, select_rng), num_clients)
             down_extras = recipe.broadcast(round_idx, server_state)
@@ -207,18 +211,20 @@ def _run(
                     raise TrainingFailure(f"client_lr returned {lr!r} in round {round_idx}")
                 load(global_params, client)
                 torch.manual_seed(_client_round_seed(seed, round_idx, client))
+                # Each client gets its own dicts: a shared dict would be a channel between clients.
                 ctx = LocalContext(
                     round_idx,
                     client,
-                    global_params,
+                    dict(global_params),
                     client_states[client],
                     len(train[client]),
                     lr=lr,
                     num_steps=steps,
-                    server_extras=down_extras,
+                    server_extras=dict(down_extras),
                 )
                 module.ctx = ctx
-                protected = _versions(params) + _versions(global_params.values())
+                shared = [*global_params.values(), *down_extras.values()]
+                protected = _versions(params) + _versions(shared)
                 forward_calls[0] = 0
                 loss = None
                 stream = streams[client]
@@ -227,10 +233,17 @@ def _run(
                     loss.backward()
                     _sgd_step(params, lr)
                 expected = [v + steps for v in protected[: len(params)]] + protected[len(params) :]
-                if _versions(params) + _versions(global_params.values()) != expected:
+                if _versions(params) + _versions(shared) != expected:
                     raise TrainingFailure(
-                        f"client {client}, round {round_idx}: the recipe modified model or global parameters "
-                        "in place; only the engine's optimizer step may change them"
+                        f"client {client}, round {round_idx}: the recipe modified model parameters, "
+                        "global parameters or broadcast tensors in place; only the optimizer step may do that"
+                    )
+                if any(ctx.global_params.get(k) is not v for k, v in global_params.items()) or any(
+                    ctx.server_extras.get(k) is not v for k, v in down_extras.items()
+                ):
+                    raise TrainingFailure(
+                        f"client {client}, round {round_idx}: the recipe replaced entries of "
+                        "ctx.global_params or ctx.server_extras; what the server sent is read-only"
                     )
                 if forward_calls[0] != steps:
                     raise TrainingFailure(
@@ -260,7 +273,8 @@ def _run(
             }
             if (round_idx + 1) % validate_every == 0 or round_idx + 1 == budget.rounds:
                 load(global_params, 0)
-                evaluation = profile.evaluate(model, monitor)
+                with guard.allow():
+                    evaluation = profile.evaluate(model, monitor)
                 record["val"] = evaluation.mean
                 record["val_per_client"] = evaluation.per_client
                 module.train()
@@ -269,6 +283,7 @@ def _run(
             if on_round is not None:
                 on_round(record)
     finally:
+        guard.__exit__(None, None, None)
         if writer is not None:
             writer.close()
 

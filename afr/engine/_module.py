@@ -8,6 +8,8 @@ which is how ``benchmarks/engine_speed.py`` compares them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import lightning as L
 import torch
@@ -30,13 +32,16 @@ class ClientModule(L.LightningModule):
         self.recipe = recipe
         self.ctx: LocalContext | None = None
         self.lr = 0.0
+        self.forward_window: Callable[[], AbstractContextManager[Any]] = nullcontext
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         inputs, targets = batch
-        task_loss = self.task_loss(self.model(inputs), targets)
+        with self.forward_window():
+            outputs = self.model(inputs)
+        task_loss = self.task_loss(outputs, targets)
         assert self.ctx is not None, "the engine sets the local context before training"
         self.ctx.step = batch_idx
         return self.recipe.local_objective(task_loss, self.model, self.ctx)

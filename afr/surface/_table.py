@@ -111,8 +111,10 @@ FORBIDDEN_ATTRIBUTES = (
         register_hook register_forward_hook register_forward_pre_hook register_full_backward_hook
         register_buffer register_parameter load_state_dict apply add_module register_module"""
     )
-    # file and memory I/O of numpy arrays (one `.numpy()` away); module functions are governed by the calls
-    | _words("tofile dump dumps ctypes")
+    # numpy views share storage without autograd's version counters (in-place edits would go unseen)
+    | _words("numpy tofile dump dumps ctypes")
+    # forward passes besides the engine's own (`model.forward(x)`, submodules) spend unbudgeted compute
+    | _words("forward children named_children modules named_modules get_submodule")
     # str.format walks attributes inside the format string ("{0.__class__}"); ABC.register is global state
     | _words("format format_map mro register")
     # frames, code objects, generators, coroutines, tracebacks

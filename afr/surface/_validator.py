@@ -60,8 +60,8 @@ RULES: dict[str, str] = {
     "async": "No `async def`, `await`, `async for` or `async with`.",
     "yield": "No generators (`yield`, `yield from`).",
     "del-attribute": "No `del obj.attr`.",
-    "attribute-assignment": "Attributes are assigned only on `self`, and never a hook, Recipe machinery or a "
-    "declared scalar.",
+    "attribute-assignment": "No attribute assignment (setattr/delattr included): state lives in server_state "
+    "and ctx.client_state, never on objects shared by clients, server and engine.",
     "with-not-allowed": "`with` only on the allowed context managers (`torch.no_grad()`…).",
     "bare-except": "No bare `except:` (it would swallow the sandbox's interrupts).",
 }
@@ -234,19 +234,26 @@ def _number(node: cst.BaseExpression) -> float | None:
     return None
 
 
-def _is_literal(node: cst.BaseExpression) -> bool:
-    """Plain literals: numbers, strings (not f-strings), True/False/None, containers of them."""
+def _is_literal(node: cst.BaseExpression, *, mutable: bool = False) -> bool:
+    """Plain immutable literals: numbers, strings (not f-strings), True/False/None, tuples of them.
+
+    Lists, sets and dicts only with ``mutable=True``: a mutable constant at module or class level, or as
+    a parameter default, is one object shared by every client and the server — a side channel.
+    """
     if _number(node) is not None or isinstance(node, cst.SimpleString | cst.Imaginary | cst.Ellipsis):
         return True
     if isinstance(node, cst.Name):
         return node.value in ("True", "False", "None")
     if isinstance(node, cst.ConcatenatedString):
         return _is_literal(node.left) and _is_literal(node.right)
-    if isinstance(node, cst.Tuple | cst.List | cst.Set):
-        return all(isinstance(e, cst.Element) and _is_literal(e.value) for e in node.elements)
-    if isinstance(node, cst.Dict):
+    if isinstance(node, cst.Tuple) or (mutable and isinstance(node, cst.List | cst.Set)):
+        elements = node.elements
+        return all(isinstance(e, cst.Element) and _is_literal(e.value, mutable=mutable) for e in elements)
+    if mutable and isinstance(node, cst.Dict):
         return all(
-            isinstance(e, cst.DictElement) and _is_literal(e.key) and _is_literal(e.value)
+            isinstance(e, cst.DictElement)
+            and _is_literal(e.key, mutable=mutable)
+            and _is_literal(e.value, mutable=mutable)
             for e in node.elements
         )
     return False
@@ -468,8 +475,9 @@ class _Checker:
             return
         if isinstance(small, cst.Assign | cst.AnnAssign):
             targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target]
+            is_all = [t.value for t in targets if isinstance(t, cst.Name)] == ["__all__"]
             if all(isinstance(t, cst.Name) for t in targets) and (
-                small.value is None or _is_literal(small.value)
+                small.value is None or _is_literal(small.value, mutable=is_all)
             ):
                 for target in targets:
                     assert isinstance(target, cst.Name)
@@ -1025,30 +1033,15 @@ class _Checker:
                 self._check_store(node, node.value, node.attr.value)
 
     def _check_store(self, where: cst.CSTNode, obj: cst.BaseExpression, attr: str) -> None:
-        root = obj
-        while isinstance(root, cst.Attribute | cst.Subscript | cst.Call):
-            root = root.func if isinstance(root, cst.Call) else root.value
-        if not (isinstance(root, cst.Name) and root.value == "self" and self._is_local("self")):
-            self.report(
-                where,
-                "attribute-assignment",
-                "attributes may only be assigned on self (other objects are shared with the engine): "
-                "keep state on self, in server_state or in ctx.client_state",
-            )
-            return
-        table = self.table
-        if obj is root and (
-            attr in table.hooks
-            or attr in table.reserved_names
-            or attr in table.inherited_scalars
-            or attr in self.file_scalars
-        ):
-            self.report(
-                where,
-                "attribute-assignment",
-                f"self.{attr} may not be assigned: it would replace a hook, Recipe machinery or a declared "
-                "scalar at run time; use another attribute name",
-            )
+        # Every object a hook can reach is shared: `self` by the server and all clients, modules and
+        # classes by the engine. Assigning attributes would open a channel outside the contract.
+        self.report(
+            where,
+            "attribute-assignment",
+            f"attribute {attr!r} may not be assigned: recipe state lives only in server_state (server "
+            "hooks) and ctx.client_state (client hooks); attributes on self or any other object would be "
+            "shared outside the communication contract",
+        )
 
     def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
         for name in _target_names(node.target):
