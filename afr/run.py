@@ -1,8 +1,10 @@
-"""Command line: ``python -m afr.run profile=<name> recipe=<name> seeds=5``.
+"""Command line.
 
-Trains the recipe on the profile's whole train split with each final seed and prints the test
-metric per seed and its mean ± std. The test split is evaluated here, on the returned weights,
-never inside the engine.
+* ``python -m afr.run agent=<evolve|claude|openai|local> profile=<name>`` runs a campaign: the agent
+  arm against the scalar-only control arm under one budget; the same command resumes.
+* ``python -m afr.run profile=<name> recipe=<name> seeds=5`` trains one recipe on the profile's whole
+  train split with each final seed and prints the test metric per seed and its mean ± std. The test
+  split is evaluated here, on the returned weights, never inside the engine.
 """
 
 from __future__ import annotations
@@ -116,15 +118,96 @@ def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, An
     return summary
 
 
+def campaign_settings(cfg: DictConfig):
+    """The campaign described by the config (``agent=`` set)."""
+    from .campaign import CampaignSettings, RunnerSettings
+    from .profiles import profile_class
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    agent_cfg, control_cfg = container.get("agent"), container.get("control") or {}
+    profile_cfg = container["profile"]
+    camp = container.get("campaign") or {}
+    if not isinstance(agent_cfg, dict) or "kind" not in agent_cfg:
+        raise ConfigError(
+            "the agent config has no kind", where="agent=", fix="agent=evolve|claude|openai|local"
+        )
+    profile_name = str(profile_cfg.get("name"))
+    profile_class(profile_name)
+    seed = camp.get("seed", 0)
+    runs = camp.get("runs_per_arm") or profile_cfg.get("campaign_runs", 24)
+    for key, value in (("campaign.seed", seed), ("campaign.runs_per_arm", runs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{key} must be a non-negative integer, got {value!r}", where=f"{key}=")
+    agent_name = str(agent_cfg.get("name", agent_cfg["kind"]))
+    name = camp.get("name") or f"{profile_name}-{agent_name}-seed{seed}"
+    directory = Path(camp.get("dir") or Path("afr_campaigns") / name)
+    try:
+        runner = RunnerSettings(
+            workers=int(camp.get("workers", 2)),
+            timeout_s=float(camp.get("timeout_s", 600)),
+            memory_mb=int(camp.get("memory_mb", 4096)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"malformed campaign resources: {exc}", where="campaign.workers/timeout_s/memory_mb"
+        ) from exc
+    return CampaignSettings(
+        name=str(name),
+        directory=directory,
+        profile=profile_name,
+        profile_cfg=profile_cfg,
+        agent_cfg=agent_cfg,
+        control_cfg=control_cfg,
+        runs_per_arm=runs,
+        seed=seed,
+        data_dir=cfg.get("data_dir"),
+        runner=runner,
+        proposals_per_step=int(camp.get("proposals_per_step", 4)),
+        max_repairs=int(camp.get("max_repairs", 2)),
+    )
+
+
+def run_campaign(cfg: DictConfig) -> Any:
+    """Run (or resume) the configured campaign and print where its records are."""
+    from .campaign import Campaign
+
+    settings = campaign_settings(cfg)
+    campaign = Campaign(settings)
+    print(
+        f"campaign {settings.name!r}: agent {campaign.agent_name} vs control (optuna), "
+        f"{settings.runs_per_arm} runs per arm on {settings.profile}; records in {settings.directory}",
+        flush=True,
+    )
+    result = campaign.run()
+    print(f"\ncampaign {settings.name!r} finished in {result.seconds:.1f}s")
+    for arm, status in result.arms.items():
+        best = f"{status.best:.4f} (candidate {status.best_candidate})" if status.best is not None else "—"
+        print(
+            f"  {arm:<8} runs {status.runs:>3}  failed {status.failures:>3}  rejected {status.rejected:>3}  "
+            f"duplicates {status.duplicates:>3}  best val {campaign.profile.metric_name} {best}"
+        )
+    url = campaign.runner.ledger.url
+    print(f"  ledger: {url}\n  dashboard: optuna-dashboard {url}")
+    print(f"  curves: tensorboard --logdir {result.directory / 'tb'}")
+    return result
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point; user errors become one message and exit code 2."""
     try:
-        out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-        train_and_test(cfg, out_dir)
+        if cfg.get("agent") is not None:
+            run_campaign(cfg)
+        else:
+            out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+            train_and_test(cfg, out_dir)
     except AFRError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

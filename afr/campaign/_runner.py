@@ -175,6 +175,8 @@ class CandidateRunner:
         self.ledger.update_candidate(candidate.id, status="running")
         outcome = self.pool.run(self._job(candidate, key, seed, stage))
         artifacts = self._save_artifacts(key, outcome)
+        if outcome.curve:
+            artifacts["tensorboard"] = self._write_tensorboard(key, outcome.curve)
         final = outcome.curve[-1].get("val") if outcome.curve else None
         self.ledger.finish_run(
             run_id,
@@ -223,6 +225,20 @@ class CandidateRunner:
         torch.save({"model_variant": outcome.model_variant, "state_dict": outcome.state_dict}, tmp)
         tmp.replace(path)
         return {"weights": str(relative)}
+
+    def _write_tensorboard(self, key: str, curve: list[dict[str, Any]]) -> str:
+        from torch.utils.tensorboard import SummaryWriter
+
+        relative = Path("tb") / key
+        with SummaryWriter(log_dir=str(self.dir / relative)) as writer:
+            for record in curve:
+                step = record["round"]
+                loss, val = record.get("train_loss"), record.get("val")
+                if loss is not None and math.isfinite(loss):
+                    writer.add_scalar("train/loss", loss, step)
+                if val is not None and math.isfinite(val):
+                    writer.add_scalar(f"val/{self.profile.metric_name}", val, step)
+        return str(relative)
 
     def spent(self) -> dict[str, ArmBudget]:
         return {arm: self.accountant.spent(arm) for arm in ("agent", "control", "finals")}

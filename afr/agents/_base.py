@@ -1,0 +1,104 @@
+"""The agent concept: something that reads a task and its history and writes candidate recipe files.
+
+Agents never run code: they return source text; the campaign validates, de-duplicates, charges and
+runs it. They never import the engine, the sandbox, the ledger or the budget accountant — everything
+they may know arrives in an :class:`AgentContext`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = ["Agent", "AgentContext", "HistoryItem", "Proposal", "Usage"]
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    """One earlier candidate as the agent may see it (validation score only, never test)."""
+
+    candidate_id: int
+    status: str
+    """``ok`` (ran), ``failed`` (ran and failed), ``rejected`` (validator) or ``duplicate``."""
+    score: float | None
+    source: str
+    diff: str
+    reasons: tuple[str, ...] = ()
+    parent_id: int | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """Everything an agent is told about the task at one proposal step."""
+
+    profile_name: str
+    profile_description: str
+    surface_doc: str
+    """The published constraint list for this profile (docs/surface.md text)."""
+    baseline_source: str
+    higher_is_better: bool
+    metric: str
+    baseline_score: float | None = None
+    best: tuple[HistoryItem, ...] = ()
+    """Best candidates so far, best first."""
+    recent_failures: tuple[HistoryItem, ...] = ()
+    """Latest rejected or failed candidates with their validator or run-time messages."""
+    history: tuple[HistoryItem, ...] = ()
+    """Every candidate of this arm so far, oldest first (agents that need the whole record)."""
+    step: int = 0
+    """How many proposals the agent has made before this call."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A candidate recipe file the agent wants evaluated."""
+
+    source: str
+    parent_id: int | None = None
+    note: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one model call cost (recorded in the ledger's cost table)."""
+
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    money_usd: float = 0.0
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Agent(ABC):
+    """Base of every agent. Subclasses implement :meth:`propose`; LLM agents also :meth:`repair`."""
+
+    name: ClassVar[str] = "agent"
+
+    def __init__(self, cfg: Mapping[str, Any], seed: int = 0) -> None:
+        self.cfg = dict(cfg)
+        self.seed = seed
+        self._usage: list[Usage] = []
+
+    def check_ready(self) -> None:
+        """Raise :class:`afr.errors.ConfigError` before any work if the agent cannot run (e.g. no key)."""
+        return None
+
+    @abstractmethod
+    def propose(self, ctx: AgentContext, n: int) -> list[Proposal]:
+        """Up to ``n`` new candidate files."""
+
+    def repair(self, ctx: AgentContext, proposal: Proposal, errors: list[str]) -> Proposal | None:
+        """A corrected version of ``proposal`` given validator or run-time ``errors`` (None: give up)."""
+        return None
+
+    def record_usage(self, usage: Usage) -> None:
+        self._usage.append(usage)
+
+    def drain_usage(self) -> list[Usage]:
+        """Costs incurred since the last call (the campaign writes them to the ledger)."""
+        usage, self._usage = self._usage, []
+        return usage

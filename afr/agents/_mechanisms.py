@@ -1,0 +1,1174 @@
+"""The evolve agent's mechanism library: federated-learning mechanisms as libcst edits of a recipe file.
+
+A candidate's *genome* is a set of genes, at most one per *slot* (mechanisms sharing a slot are
+alternatives: one server optimiser, one robust combiner, one learning-rate schedule…), plus the current
+defaults of its declared scalars. Hooks that several mechanisms touch are not stacked overrides: they
+are re-rendered from the whole genome each time a mechanism is added or changed —
+
+* ``aggregate`` = client weights rule × delta transforms (FedNova normalisation, norm clipping) ×
+  combiner (weighted mean / trimmed mean / coordinate-wise median) × server update
+  (SGD / momentum / Adam / Yogi / Adagrad) [+ the SCAFFOLD control-variate update];
+* ``local_objective`` = task loss + a sum of terms (proximal, L2, SCAFFOLD correction);
+* ``client_lr`` and ``local_steps`` = the base value × a schedule over rounds.
+
+The genome is written into the file itself (nothing is kept in the agent): the recipe class's
+docstring ends with one machine-readable line::
+
+    Mechanisms: server_adam(beta1, beta2, tau), prox(mu), lr_schedule=cosine(lr_min_ratio)
+
+(``key`` or ``key=variant``; the parenthesised scalar names are informational) and the scalar defaults
+are the ``x = scalar(default, low, high, ...)`` declarations of the class body. :func:`read_genome`
+recovers both with libcst; :func:`write_recipe` applies a genome to a parent file with three libcst
+transformers (imports, module docstring, recipe class body).
+
+What the agent knows about the profile (:class:`Environment`) is parsed from the context it is given:
+the profile description (YAML of ``Profile.describe()``: keys ``name``, ``clients``, ``budget``
+(``rounds``, ``local_steps``, ``batch_size``), ``metric``, ``higher_is_better``, ``model_variants``) and
+the per-profile surface document (mutable hooks, the baseline's scalar table, model variants and the
+communication contract). Every field has a safe fallback when the text lacks it.
+
+This module never imports the engine, the sandbox, the ledger, the budget accountant or the validator.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import libcst as cst
+
+__all__ = [
+    "ScalarSpec",
+    "Mechanism",
+    "Gene",
+    "Genome",
+    "Environment",
+    "MECHANISMS",
+    "SLOTS",
+    "HOOK_ORDER",
+    "environment",
+    "read_genome",
+    "write_recipe",
+    "normalise_source",
+    "describe_gene",
+]
+
+CLASS_NAME = "Evolved"
+RECIPE_NAME = "evolved"
+HOOK_ORDER = (
+    "model_variant",
+    "select_clients",
+    "broadcast",
+    "local_steps",
+    "client_lr",
+    "local_objective",
+    "client_extras",
+    "aggregate",
+)
+HELPERS = ("round_progress",)
+MARKER = "Mechanisms:"
+
+
+# --- scalars -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScalarSpec:
+    """A tunable number a mechanism declares: default and range (as ``scalar(...)`` takes them)."""
+
+    default: float
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    def clip(self, value: float) -> float:
+        value = min(self.high, max(self.low, float(value)))
+        return float(round(value)) if self.integer else tidy(value)
+
+    def with_default(self, default: float) -> ScalarSpec:
+        return ScalarSpec(self.clip(default), self.low, self.high, self.log, self.integer)
+
+    def render(self, value: float | None = None) -> str:
+        value = self.default if value is None else self.clip(value)
+        args = [number(value, self.integer), bound(self.low, self.integer), bound(self.high, self.integer)]
+        if self.log:
+            args.append("log=True")
+        if self.integer:
+            args.append("integer=True")
+        return f"scalar({', '.join(args)})"
+
+
+def tidy(value: float) -> float:
+    """``value`` rounded to 4 significant digits (generated files stay readable)."""
+    return 0.0 if value == 0 else float(f"{value:.4g}")
+
+
+def number(value: float, integer: bool = False) -> str:
+    """A Python literal for ``value`` rounded by :func:`tidy` (ints without a trailing ``.0``)."""
+    return bound(round(value) if integer else tidy(value), integer)
+
+
+def bound(value: float, integer: bool = False) -> str:
+    """A Python literal for ``value`` exactly (range bounds are never rounded)."""
+    if integer:
+        return str(int(round(value)))
+    return str(int(value)) if value == int(value) and abs(value) < 1e6 else repr(float(value))
+
+
+# --- the library ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    """One entry of the library. ``variants`` empty: the mechanism has no variant."""
+
+    key: str
+    slot: str
+    hooks: tuple[str, ...]
+    summary: str
+    """A sentence for the recipe's docstring (``{variant}`` is filled in)."""
+    scalars: Mapping[str, Mapping[str, ScalarSpec]] = field(default_factory=dict)
+    """Variant ('' when none) -> scalars it declares."""
+    variants: tuple[str, ...] = ()
+
+    def scalar_specs(self, variant: str) -> Mapping[str, ScalarSpec]:
+        return self.scalars.get(variant, self.scalars.get("", {}))
+
+
+def _s(default: float, low: float, high: float, log: bool = False) -> ScalarSpec:
+    return ScalarSpec(default, low, high, log)
+
+
+_ADAPTIVE = {"beta1": _s(0.9, 0.0, 0.999), "beta2": _s(0.999, 0.9, 0.99999), "tau": _s(1e-3, 1e-9, 0.1, True)}
+
+MECHANISMS: dict[str, Mechanism] = {
+    m.key: m
+    for m in (
+        Mechanism(
+            "server_momentum",
+            "server",
+            ("aggregate",),
+            "The server applies heavy-ball momentum to the aggregated update (FedAvgM).",
+            {"": {"server_momentum": _s(0.9, 0.0, 0.99)}},
+        ),
+        Mechanism(
+            "server_adam",
+            "server",
+            ("aggregate",),
+            "The server treats the aggregated update as a pseudo-gradient for Adam: "
+            "x <- x + server_lr * m / (sqrt(v) + tau) (FedAdam).",
+            {"": _ADAPTIVE},
+        ),
+        Mechanism(
+            "server_yogi",
+            "server",
+            ("aggregate",),
+            "The server uses Yogi's sign-controlled second moment: "
+            "x <- x + server_lr * m / (sqrt(v) + tau) (FedYogi).",
+            {"": _ADAPTIVE},
+        ),
+        Mechanism(
+            "server_adagrad",
+            "server",
+            ("aggregate",),
+            "The server uses Adagrad's accumulated second moment: "
+            "x <- x + server_lr * m / (sqrt(v) + tau) (FedAdagrad).",
+            {"": {k: v for k, v in _ADAPTIVE.items() if k != "beta2"}},
+        ),
+        Mechanism(
+            "trimmed_mean",
+            "combiner",
+            ("aggregate",),
+            "Client updates are combined by a coordinate-wise trimmed mean (unweighted), "
+            "dropping the trim_fraction largest and smallest values.",
+            {"": {"trim_fraction": _s(0.2, 0.05, 0.45)}},
+        ),
+        Mechanism(
+            "median",
+            "combiner",
+            ("aggregate",),
+            "Client updates are combined by their coordinate-wise median (unweighted).",
+        ),
+        Mechanism(
+            "sample_weighting",
+            "weights",
+            ("aggregate",),
+            "Clients are weighted by {variant} instead of by their number of samples.",
+            variants=("uniform", "sqrt"),
+        ),
+        Mechanism(
+            "fednova",
+            "nova",
+            ("aggregate",),
+            "Each client's update is divided by its local steps and the average is rescaled by the "
+            "weighted mean step count (FedNova's normalised averaging).",
+        ),
+        Mechanism(
+            "delta_clip",
+            "clip",
+            ("aggregate",),
+            "Client updates whose norm exceeds clip_multiplier times the median norm are scaled down.",
+            {"": {"clip_multiplier": _s(2.0, 0.5, 10.0, True)}},
+        ),
+        Mechanism(
+            "prox",
+            "prox",
+            ("local_objective",),
+            "Clients add FedProx's proximal term mu/2 ||theta - x||^2 to the task loss.",
+            {"": {"mu": _s(0.01, 1e-4, 10.0, True)}},
+        ),
+        Mechanism(
+            "l2",
+            "l2",
+            ("local_objective",),
+            "Clients add an L2 penalty weight_decay/2 ||theta||^2 (weight decay) to the task loss.",
+            {"": {"weight_decay": _s(1e-4, 1e-6, 0.1, True)}},
+        ),
+        Mechanism(
+            "scaffold",
+            "scaffold",
+            ("broadcast", "local_objective", "client_extras", "aggregate"),
+            "SCAFFOLD control variates travel as the contract's control extras: clients correct their "
+            "gradient by c - c_i and upload the change of c_i; the server averages the changes into c.",
+        ),
+        Mechanism(
+            "lr_schedule",
+            "lr_schedule",
+            ("client_lr",),
+            "The client learning rate follows a {variant} schedule over rounds.",
+            {
+                "cosine": {"lr_min_ratio": _s(0.1, 0.0, 1.0)},
+                "step": {"lr_decay": _s(0.3, 0.05, 1.0)},
+                "warmup": {"warmup_fraction": _s(0.2, 0.05, 0.5), "warmup_start": _s(0.1, 0.01, 1.0, True)},
+            },
+            ("cosine", "step", "warmup"),
+        ),
+        Mechanism(
+            "step_schedule",
+            "steps",
+            ("local_steps",),
+            "The number of local steps follows a {variant} schedule over rounds (never above the budget).",
+            {
+                "ramp": {"steps_start_fraction": _s(0.5, 0.1, 1.0)},
+                "decay": {"steps_end_fraction": _s(0.5, 0.1, 1.0)},
+            },
+            ("ramp", "decay"),
+        ),
+        Mechanism(
+            "model_variant",
+            "variant",
+            ("model_variant",),
+            "The profile's model variant {variant!r} is trained instead of the default model.",
+        ),
+        Mechanism(
+            "client_sampling",
+            "sampling",
+            ("select_clients",),
+            "Each round a seeded random subset of about client_fraction of the clients trains (never empty).",
+            {"": {"client_fraction": _s(0.5, 0.2, 1.0)}},
+        ),
+    )
+}
+
+SLOTS: tuple[str, ...] = tuple(dict.fromkeys(m.slot for m in MECHANISMS.values()))
+ADAPTIVE_SERVERS = ("server_adam", "server_yogi", "server_adagrad")
+
+
+# --- genome ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gene:
+    key: str
+    variant: str = ""
+
+    @property
+    def mechanism(self) -> Mechanism:
+        return MECHANISMS[self.key]
+
+    @property
+    def slot(self) -> str:
+        return self.mechanism.slot
+
+    @property
+    def token(self) -> str:
+        return f"{self.key}={self.variant}" if self.variant else self.key
+
+
+@dataclass(frozen=True)
+class Genome:
+    """Genes (at most one per slot, in :data:`SLOTS` order) and the values of the declared scalars."""
+
+    genes: tuple[Gene, ...] = ()
+    values: Mapping[str, float] = field(default_factory=dict)
+
+    def gene(self, slot: str) -> Gene | None:
+        return next((g for g in self.genes if g.slot == slot), None)
+
+    def has(self, key: str) -> bool:
+        return any(g.key == key for g in self.genes)
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return tuple(g.token for g in self.genes)
+
+    @property
+    def signature(self) -> frozenset[str]:
+        """The mechanism set (what the agent refuses to re-propose after a failure)."""
+        return frozenset(self.tokens)
+
+    def with_gene(self, gene: Gene | None, slot: str) -> Genome:
+        """This genome with ``slot`` set to ``gene`` (None: removed); genes stay in slot order."""
+        genes = {g.slot: g for g in self.genes}
+        if gene is None:
+            genes.pop(slot, None)
+        else:
+            genes[slot] = gene
+        return Genome(tuple(genes[s] for s in SLOTS if s in genes), dict(self.values))
+
+    def with_values(self, values: Mapping[str, float]) -> Genome:
+        return Genome(self.genes, {**self.values, **values})
+
+
+# --- what the agent knows about the profile ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Environment:
+    profile: str = ""
+    lr: ScalarSpec = ScalarSpec(0.01, 1e-5, 1.0, log=True)
+    server_lr: ScalarSpec = ScalarSpec(1.0, 0.1, 3.0, log=True)
+    adaptive_server_lr: float = 0.03
+    horizon: int = 20
+    """Rounds of the profile's budget (schedules reach their end at the last round)."""
+    model_variants: tuple[str, ...] = ()
+    """Non-default model variants."""
+    mutable_hooks: frozenset[str] = frozenset(HOOK_ORDER)
+    control_extras: bool = True
+    """Whether the contract carries ``control`` extras both ways (SCAFFOLD needs it)."""
+    enabled: tuple[str, ...] | None = None
+
+    def applicable(self, key: str) -> bool:
+        mech = MECHANISMS[key]
+        if self.enabled is not None and key not in self.enabled:
+            return False
+        if not set(mech.hooks) <= self.mutable_hooks:
+            return False
+        if key == "scaffold" and not self.control_extras:
+            return False
+        return not (key == "model_variant" and not self.model_variants)
+
+    def variants(self, key: str) -> tuple[str, ...]:
+        return self.model_variants if key == "model_variant" else MECHANISMS[key].variants
+
+    def options(self, slot: str | None = None) -> list[Gene]:
+        """Every applicable (mechanism, variant) pair, in library order."""
+        out = []
+        for key, mech in MECHANISMS.items():
+            if (slot is None or mech.slot == slot) and self.applicable(key):
+                out.extend(Gene(key, v) for v in (self.variants(key) or ("",)))
+        return out
+
+    def base_specs(self, genome: Genome) -> dict[str, ScalarSpec]:
+        server = genome.gene("server")
+        server_lr = self.server_lr
+        if server is not None and server.key in ADAPTIVE_SERVERS:
+            server_lr = server_lr.with_default(self.adaptive_server_lr)
+        return {"lr": self.lr, "server_lr": server_lr}
+
+    def specs(self, genome: Genome) -> dict[str, ScalarSpec]:
+        """Every scalar the genome's file declares, base scalars first."""
+        out = self.base_specs(genome)
+        for gene in genome.genes:
+            out.update(gene.mechanism.scalar_specs(gene.variant))
+        return out
+
+
+def environment(
+    profile_name: str,
+    profile_description: str,
+    surface_doc: str,
+    cfg: Mapping[str, Any] | None = None,
+) -> Environment:
+    """What the agent knows about the profile, from the texts of its context (see the module doc)."""
+    cfg = dict(cfg or {})
+    described = _parse_description(profile_description)
+    section = _profile_section(surface_doc, profile_name)
+    table = _scalar_table(section)
+    horizon = described.get("rounds") or 20
+    variants = cfg.get("model_variants") or described.get("model_variants") or _doc_variants(section)
+    hooks = _doc_hooks(section)
+    enabled = cfg.get("mechanisms")
+    return Environment(
+        profile=profile_name,
+        lr=table.get("lr", Environment.lr),
+        server_lr=table.get("server_lr", Environment.server_lr),
+        adaptive_server_lr=float(cfg.get("adaptive_server_lr", 0.03)),
+        horizon=max(1, int(horizon)),
+        model_variants=tuple(str(v) for v in variants if str(v) != "default"),
+        mutable_hooks=frozenset(hooks) if hooks else frozenset(HOOK_ORDER),
+        control_extras=_doc_contract(section),
+        enabled=tuple(enabled) if enabled else None,
+    )
+
+
+def _parse_description(text: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    data: Any = None
+    try:
+        import yaml
+
+        data = yaml.safe_load(text) if text else None
+    except Exception:  # not YAML: fall back to the regular expressions below
+        data = None
+    if isinstance(data, dict):
+        budget = data.get("budget")
+        if isinstance(budget, dict) and isinstance(budget.get("rounds"), int):
+            out["rounds"] = budget["rounds"]
+        elif isinstance(data.get("rounds"), int):
+            out["rounds"] = data["rounds"]
+        variants = data.get("model_variants")
+        if isinstance(variants, list | tuple):
+            out["model_variants"] = [str(v) for v in variants]
+        return out
+    found = re.search(r"rounds\W+(\d+)", text or "")
+    if found:
+        out["rounds"] = int(found.group(1))
+    return out
+
+
+def _profile_section(doc: str, profile: str) -> str:
+    if not doc:
+        return ""
+    start = doc.find(f"## Profile `{profile}`")
+    if start < 0:
+        return doc
+    end = doc.find("\n## ", start + 4)
+    return doc[start:] if end < 0 else doc[start:end]
+
+
+_ROW = re.compile(
+    r"^\|\s*`(\w+)`\s*\|\s*([-+.\deE]+)\s*\|\s*([-+.\deE]+)\s*\|\s*([-+.\deE]+)\s*\|\s*(True|False)\s*\|"
+    r"\s*(True|False)\s*\|",
+    re.M,
+)
+
+
+def _scalar_table(section: str) -> dict[str, ScalarSpec]:
+    start = section.find("Tunable scalar space")
+    if start < 0:
+        return {}
+    out = {}
+    for m in _ROW.finditer(section[start:]):
+        try:
+            spec = ScalarSpec(
+                float(m.group(2)),
+                float(m.group(3)),
+                float(m.group(4)),
+                m.group(5) == "True",
+                m.group(6) == "True",
+            )
+        except ValueError:
+            continue
+        if spec.low <= spec.default <= spec.high and not (spec.log and spec.low <= 0):
+            out.setdefault(m.group(1), spec)
+    return out
+
+
+def _doc_variants(section: str) -> list[str]:
+    m = re.search(r"Model variants[^\n:]*:\s*([^\n]*)", section)
+    return re.findall(r"`(\w+)`", m.group(1)) if m else []
+
+
+def _doc_hooks(section: str) -> list[str]:
+    start = section.find("### Mutable hooks")
+    if start < 0:
+        return []
+    end = section.find("\n### ", start + 5)
+    block = section[start : end if end > 0 else None]
+    return [h for h in re.findall(r"^- `(\w+)\(", block, re.M) if h in HOOK_ORDER]
+
+
+def _doc_contract(section: str) -> bool:
+    start = section.find("### Communication contract")
+    if start < 0:
+        return True
+    block = section[start:]
+    return bool(re.search(r"\|\s*upload\s*\|\s*`control`", block)) and bool(
+        re.search(r"\|\s*download\s*\|\s*`control`", block)
+    )
+
+
+# --- rendering the genome-owned parts of a file -------------------------------------------------------
+
+
+def describe_gene(gene: Gene) -> str:
+    variant = {"sqrt": "sqrt(number of samples)", "uniform": "equal weights"}.get(gene.variant, gene.variant)
+    return gene.mechanism.summary.replace("{variant!r}", repr(gene.variant)).replace("{variant}", variant)
+
+
+def _marker_lines(genome: Genome) -> list[str]:
+    """The machine-readable genome line, wrapped (continuation lines are indented by 4 more spaces)."""
+    tokens = []
+    for gene in genome.genes:
+        names = list(gene.mechanism.scalar_specs(gene.variant))
+        tokens.append(gene.token + (f"({', '.join(names)})" if names else ""))
+    text = f"{MARKER} {', '.join(tokens) if tokens else 'none'}"
+    return textwrap.wrap(text, 100, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
+
+
+def _title(genome: Genome) -> str:
+    if not genome.genes:
+        return "FedAvg unchanged: every client, the full step budget, plain task loss."
+    title = "FedAvg plus " + ", ".join(g.token for g in genome.genes) + "."
+    return title if len(title) <= 96 else f"FedAvg plus {len(genome.genes)} mechanisms (listed below)."
+
+
+def class_docstring(genome: Genome, env: Environment) -> str:
+    lines = [_title(genome), ""]
+    if genome.genes:
+        for gene in genome.genes:
+            lines += textwrap.wrap(describe_gene(gene), 100, initial_indent="- ", subsequent_indent="  ")
+        untouched = [
+            text
+            for slot, text in (
+                ("sampling", "all clients train every round"),
+                ("steps", "clients use the full local step budget"),
+                ("lr_schedule", "the client learning rate is constant"),
+                ("server", "the server applies x <- x + server_lr * update"),
+            )
+            if genome.gene(slot) is None
+        ]
+        if untouched:
+            lines += textwrap.wrap(
+                "Otherwise as FedAvg: " + "; ".join(untouched) + ".",
+                100,
+                initial_indent="- ",
+                subsequent_indent="  ",
+            )
+        lines.append("")
+    lines += _marker_lines(genome)
+    return "\n    ".join(lines).replace("\n    \n", "\n\n") + "\n    "
+
+
+MODULE_DOC = (
+    "Candidate recipe written by the evolve agent: libcst edits of the FedAvg baseline.\n\n"
+    "The recipe class's docstring says what it does; its last line lists the mechanisms.\n"
+)
+
+_SIG = {
+    "model_variant": "def model_variant(self) -> str:",
+    "select_clients": (
+        "def select_clients(self, round_idx: int, num_clients: int, rng: torch.Generator) -> list[int]:"
+    ),
+    "broadcast": "def broadcast(self, round_idx: int, server_state: dict[str, Any]) -> Params:",
+    "local_steps": "def local_steps(self, round_idx: int, client: int, max_steps: int) -> int:",
+    "client_lr": "def client_lr(self, round_idx: int, client: int) -> float:",
+    "local_objective": (
+        "def local_objective(self, task_loss: Tensor, model: nn.Module, ctx: LocalContext) -> Tensor:"
+    ),
+    "client_extras": "def client_extras(self, delta: Params, ctx: LocalContext) -> Params:",
+    "aggregate": (
+        "def aggregate(\n"
+        "    self, global_params: Params, updates: list[ClientUpdate], server_state: dict[str, Any]\n"
+        ") -> Params:"
+    ),
+    "round_progress": "def round_progress(self, round_idx: int) -> float:",
+}
+
+
+def _method(name: str, doc: str, body: Sequence[str]) -> str:
+    """A method's source at indentation 0 (libcst re-indents it inside the class)."""
+    lines = textwrap.wrap(doc, 96)
+    # String contents are not re-indented by libcst: continuation lines carry the method-body indent.
+    text = lines[0] if len(lines) == 1 else "\n        ".join(lines) + "\n        "
+    return _SIG[name] + "\n" + textwrap.indent(f'"""{text}"""\n' + "\n".join(body), "    ") + "\n"
+
+
+def render_hooks(genome: Genome, env: Environment) -> dict[str, str]:
+    """Source text of every method the genome needs (hooks and helpers), keyed by name."""
+    g = genome.gene
+    out: dict[str, str] = {}
+    variant = g("variant")
+    if variant is not None:
+        out["model_variant"] = _method(
+            "model_variant",
+            "The profile's registered model variant to train.",
+            [f'return "{variant.variant}"'],
+        )
+    if g("sampling") is not None:
+        out["select_clients"] = _method(
+            "select_clients",
+            "A seeded random subset of about client_fraction of the clients, never empty.",
+            [
+                "count = min(num_clients, max(1, round(self.client_fraction * num_clients)))",
+                "order = torch.randperm(num_clients, generator=rng)",
+                "return sorted(int(c) for c in order[:count].tolist())",
+            ],
+        )
+    scaffold = genome.has("scaffold")
+    if scaffold:
+        out["broadcast"] = _method(
+            "broadcast",
+            "SCAFFOLD: send the server control variate c as the contract's control extras.",
+            [
+                'control = server_state.get("control", {})',
+                'return {f"control.{key}": c for key, c in control.items()}',
+            ],
+        )
+    steps = g("steps")
+    if steps is not None:
+        if steps.variant == "ramp":
+            body = [
+                "# Ramp from steps_start_fraction of the budget up to the full budget at the last round.",
+                "progress = self.round_progress(round_idx)",
+                "fraction = self.steps_start_fraction + (1 - self.steps_start_fraction) * progress",
+            ]
+        else:
+            body = [
+                "# Decay from the full budget down to steps_end_fraction of it at the last round.",
+                "progress = self.round_progress(round_idx)",
+                "fraction = 1 - (1 - self.steps_end_fraction) * progress",
+            ]
+        body.append("return min(max_steps, max(1, round(fraction * max_steps)))")
+        out["local_steps"] = _method("local_steps", f"Local steps on a {steps.variant} schedule.", body)
+    schedule = g("lr_schedule")
+    if schedule is not None:
+        if schedule.variant == "cosine":
+            body = [
+                "# Cosine decay from lr to lr_min_ratio * lr at the last round.",
+                "progress = self.round_progress(round_idx)",
+                "cosine = 0.5 * (1 + math.cos(math.pi * progress))",
+                "return self.lr * (self.lr_min_ratio + (1 - self.lr_min_ratio) * cosine)",
+            ]
+        elif schedule.variant == "step":
+            body = [
+                "# Multiply lr by lr_decay at half and again at three quarters of the rounds.",
+                "progress = self.round_progress(round_idx)",
+                "drops = int(progress >= 0.5) + int(progress >= 0.75)",
+                "return self.lr * self.lr_decay**drops",
+            ]
+        else:
+            body = [
+                "# Linear warm-up from warmup_start * lr to lr over the first warmup_fraction of rounds.",
+                "warm_rounds = max(1, math.ceil(self.warmup_fraction * self.horizon))",
+                "ramp = min(1.0, round_idx / warm_rounds)",
+                "return self.lr * (self.warmup_start + (1 - self.warmup_start) * ramp)",
+            ]
+        out["client_lr"] = _method(
+            "client_lr", f"Client learning rate on a {schedule.variant} schedule.", body
+        )
+    terms = [g(s) for s in ("prox", "l2") if g(s) is not None]
+    if terms or scaffold:
+        body = ["loss = task_loss"]
+        words = ["the task loss"]
+        if genome.has("prox"):
+            words.append("a proximal term")
+            body += [
+                "# FedProx: stay close to the global parameters the client received.",
+                "loss = loss + self.mu / 2 * proximal_term(model, ctx.global_params)",
+            ]
+        if genome.has("l2"):
+            words.append("an L2 penalty")
+            body += [
+                "# Weight decay: an L2 penalty on the parameters.",
+                "loss = loss + self.weight_decay / 2 * sum(p.pow(2).sum() for p in model.parameters())",
+            ]
+        if scaffold:
+            words.append("the SCAFFOLD correction")
+            body += [
+                "# SCAFFOLD: a linear term whose gradient is c - c_i corrects the client's drift.",
+                'own = ctx.client_state.get("control", {})',
+                "for key, param in model.named_parameters():",
+                '    server_c = ctx.server_extras.get(f"control.{key}")',
+                "    if server_c is not None:",
+                "        loss = loss + (param * server_c).sum()",
+                "    if key in own:",
+                "        loss = loss - (param * own[key]).sum()",
+            ]
+        body.append("return loss")
+        doc = (
+            ("The sum of " + ", ".join(words[:-1]) + " and " + words[-1] + ".")
+            if len(words) > 1
+            else "Task loss."
+        )
+        out["local_objective"] = _method("local_objective", doc, body)
+    if scaffold:
+        out["client_extras"] = _method(
+            "client_extras",
+            "SCAFFOLD option II: c_i+ = c_i - c - delta / (steps * lr); upload c_i+ - c_i.",
+            [
+                "if ctx.num_steps == 0 or ctx.lr == 0:",
+                "    return {}",
+                "zeros = {k: torch.zeros_like(d) for k, d in delta.items()}",
+                'own = ctx.client_state.setdefault("control", zeros)',
+                "upload: Params = {}",
+                "for key, d in delta.items():",
+                '    server_c = ctx.server_extras.get(f"control.{key}", torch.zeros_like(d))',
+                "    updated = own[key] - server_c - d / (ctx.num_steps * ctx.lr)",
+                '    upload[f"control.{key}"] = updated - own[key]',
+                "    own[key] = updated",
+                "return upload",
+            ],
+        )
+    aggregate = _render_aggregate(genome)
+    if aggregate is not None:
+        out["aggregate"] = aggregate
+    if steps is not None or (schedule is not None and schedule.variant != "warmup"):
+        out["round_progress"] = _method(
+            "round_progress",
+            "Fraction of the training rounds done: 0 at the first round, 1 at the last (horizon) round.",
+            ["return min(1.0, round_idx / max(1, self.horizon - 1))"],
+        )
+    return out
+
+
+def _render_aggregate(genome: Genome) -> str | None:
+    g = genome.gene
+    server, combiner, weights = g("server"), g("combiner"), g("weights")
+    nova, clip, scaffold = g("nova"), g("clip"), genome.has("scaffold")
+    if not any((server, combiner, weights, nova, clip, scaffold)):
+        return None
+    body: list[str] = []
+    words: list[str] = []
+    # Client weights matter to the weighted mean and to FedNova's step rescaling, not to robust combiners.
+    weighted = combiner is None or nova is not None
+    if weights is None:
+        weight_expr = "sample_weights(updates)"
+        words.append("sample-weighted" if weighted else "unweighted")
+    elif weights.variant == "uniform":
+        weight_expr = "[1 / len(updates)] * len(updates)"
+        words.append("uniformly weighted" if weighted else "unweighted")
+    else:
+        weight_expr = None
+        words.append("sqrt(n)-weighted" if weighted else "unweighted")
+    transforms = nova is not None or clip is not None or combiner is not None
+    if not transforms:
+        if weights is None:
+            body.append("delta = weighted_mean_delta(updates)")
+        else:
+            if weight_expr is None:
+                body += [
+                    "# Client weights proportional to sqrt(n_k).",
+                    "roots = [math.sqrt(u.num_samples) for u in updates]",
+                    "weights = [r / sum(roots) for r in roots]",
+                ]
+            else:
+                body += ["# Every client counts the same.", f"weights = {weight_expr}"]
+            body.append("delta = weighted_mean_delta(updates, weights)")
+    else:
+        if weighted and weight_expr is None:
+            body += [
+                "# Client weights proportional to sqrt(n_k).",
+                "roots = [math.sqrt(u.num_samples) for u in updates]",
+                "weights = [r / sum(roots) for r in roots]",
+            ]
+        elif weighted:
+            body.append(f"weights = {weight_expr}")
+        body.append("deltas = [u.delta for u in updates]")
+        if nova is not None:
+            words.append("FedNova-normalised")
+            body += [
+                "# FedNova: divide each delta by its local steps; rescale by the weighted mean step count.",
+                "steps = [max(1, u.num_steps) for u in updates]",
+                "tau_eff = sum(w * s for w, s in zip(weights, steps))",
+                "deltas = [{k: d / s for k, d in delta.items()} for delta, s in zip(deltas, steps)]",
+            ]
+        if clip is not None:
+            words.append("norm-clipped")
+            body += [
+                "# Scale down deltas whose norm exceeds clip_multiplier times the median norm.",
+                "norms = [math.sqrt(sum(float(d.pow(2).sum()) for d in delta.values())) for delta in deltas]",
+                "bound = self.clip_multiplier * sorted(norms)[len(norms) // 2]",
+                "scales = [min(1.0, bound / (norm + 1e-12)) for norm in norms]",
+                "deltas = [{k: d * s for k, d in delta.items()} for delta, s in zip(deltas, scales)]",
+            ]
+        if combiner is None:
+            words.append("mean")
+            body.append("delta = {k: sum(w * d[k] for w, d in zip(weights, deltas)) for k in global_params}")
+        elif combiner.key == "trimmed_mean":
+            words.append("coordinate-wise trimmed mean")
+            body += [
+                "# Coordinate-wise trimmed mean: drop the trim_fraction largest and smallest values.",
+                "cut = min(int(self.trim_fraction * len(deltas)), (len(deltas) - 1) // 2)",
+                "delta = {}",
+                "for k in global_params:",
+                "    ordered = torch.sort(torch.stack([d[k] for d in deltas]), dim=0).values",
+                "    delta[k] = ordered[cut : len(deltas) - cut].mean(dim=0)",
+            ]
+        else:
+            words.append("coordinate-wise median")
+            body += [
+                "# Coordinate-wise median of the client deltas.",
+                "delta = {}",
+                "for k in global_params:",
+                "    delta[k] = torch.quantile(torch.stack([d[k] for d in deltas]), 0.5, dim=0)",
+            ]
+        if nova is not None:
+            body.append("delta = {k: tau_eff * d for k, d in delta.items()}")
+    if scaffold:
+        scale = " * self.client_fraction" if genome.has("client_sampling") else ""
+        body += [
+            "# SCAFFOLD: c moves by the mean change of the clients' control variates"
+            + (" (x participation)." if scale else "."),
+            "blank = {k: torch.zeros_like(p) for k, p in global_params.items()}",
+            'control = server_state.setdefault("control", blank)',
+            "reporting = [u for u in updates if u.extras]",
+            "for k in control:",
+            "    for u in reporting:",
+            f'        control[k] = control[k] + u.extras[f"control.{{k}}"] / len(reporting){scale}',
+        ]
+    if server is None:
+        words.append("server SGD step")
+        body.append("return {k: global_params[k] + self.server_lr * delta[k] for k in global_params}")
+    elif server.key == "server_momentum":
+        words.append("server momentum")
+        body += [
+            "# Server momentum: v <- server_momentum * v + delta; x <- x + server_lr * v.",
+            "zeros = {k: torch.zeros_like(d) for k, d in delta.items()}",
+            'velocity = server_state.setdefault("velocity", zeros)',
+            "for k, d in delta.items():",
+            "    velocity[k] = self.server_momentum * velocity[k] + d",
+            "return {k: global_params[k] + self.server_lr * velocity[k] for k in global_params}",
+        ]
+    else:
+        rule = {
+            "server_adam": ("Adam", "v[k] = self.beta2 * v[k] + (1 - self.beta2) * d * d"),
+            "server_yogi": ("Yogi", "v[k] = v[k] - (1 - self.beta2) * d * d * torch.sign(v[k] - d * d)"),
+            "server_adagrad": ("Adagrad", "v[k] = v[k] + d * d"),
+        }[server.key]
+        words.append(f"server {rule[0]}")
+        body += [
+            f"# Server {rule[0]} on the pseudo-gradient delta: x <- x + server_lr * m / (sqrt(v) + tau).",
+            'm = server_state.setdefault("m", {k: torch.zeros_like(d) for k, d in delta.items()})',
+            'v = server_state.setdefault("v", {k: torch.zeros_like(d) for k, d in delta.items()})',
+            "new: Params = {}",
+            "for k, d in delta.items():",
+            "    m[k] = self.beta1 * m[k] + (1 - self.beta1) * d",
+            f"    {rule[1]}",
+            "    new[k] = global_params[k] + self.server_lr * m[k] / (v[k].sqrt() + self.tau)",
+            "return new",
+        ]
+    doc = "New global parameters: " + ", ".join(words) + "."
+    return _method("aggregate", doc, body)
+
+
+# --- reading a file back -------------------------------------------------------------------------------
+
+
+def _recipe_class(module: cst.Module) -> cst.ClassDef | None:
+    for stmt in module.body:
+        if isinstance(stmt, cst.ClassDef) and any(
+            isinstance(b.value, cst.Name) and b.value.value == "FedAvg" for b in stmt.bases
+        ):
+            return stmt
+    return None
+
+
+def _parse_tokens(line: str) -> list[Gene]:
+    text = re.sub(r"\([^)]*\)", "", line.split(MARKER, 1)[1])
+    genes: list[Gene] = []
+    for raw in text.replace(";", ",").split(","):
+        token = raw.strip()
+        if not token or token == "none":
+            continue
+        key, _, variant = token.partition("=")
+        key, variant = key.strip(), variant.strip()
+        if key in MECHANISMS:
+            genes.append(Gene(key, variant))
+    return genes
+
+
+@lru_cache(maxsize=2048)  # a pure function of the text (the Genome it returns is never mutated)
+def read_genome(source: str) -> Genome | None:
+    """The genome written in an evolve candidate file (None: not such a file, or unreadable).
+
+    Reading needs no edit, so it uses Python's own parser (fast); every edit goes through libcst.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    cls = next(
+        (
+            node
+            for node in tree.body
+            if isinstance(node, ast.ClassDef)
+            and any(isinstance(b, ast.Name) and b.id == "FedAvg" for b in node.bases)
+        ),
+        None,
+    )
+    if cls is None:
+        return None
+    doc = ast.get_docstring(cls, clean=False) or ""
+    at = doc.rfind(MARKER)
+    if at < 0:
+        return None
+    by_slot: dict[str, Gene] = {}
+    for gene in _parse_tokens(" ".join(doc[at:].split())):
+        by_slot.setdefault(gene.slot, gene)
+    values: dict[str, float] = {}
+    for stmt in cls.body:
+        if (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+            and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Name)
+            and stmt.value.func.id == "scalar"
+            and stmt.value.args
+        ):
+            try:
+                value = ast.literal_eval(stmt.value.args[0])
+            except (ValueError, SyntaxError, TypeError):
+                continue
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                values[stmt.targets[0].id] = float(value)
+    return Genome(tuple(by_slot[s] for s in SLOTS if s in by_slot), values)
+
+
+# --- libcst transformers --------------------------------------------------------------------------------
+
+SKELETON = f'''"""FedAvg baseline."""
+
+from __future__ import annotations
+
+from afr.recipe import FedAvg, scalar
+
+
+class {CLASS_NAME}(FedAvg):
+    """FedAvg.
+
+    {MARKER} none
+    """
+
+    name = "{RECIPE_NAME}"
+'''
+
+_BLANK = (cst.EmptyLine(indent=False),)
+
+
+def _docstring_line(text: str) -> cst.SimpleStatementLine:
+    return cst.SimpleStatementLine([cst.Expr(cst.SimpleString(f'"""{text}"""'))])
+
+
+class ImportWriter(cst.CSTTransformer):
+    """Replace the module's imports by exactly the ones the rendered class uses (isort order)."""
+
+    def __init__(self, used: set[str]) -> None:
+        super().__init__()
+        self.used = used
+
+    def block(self) -> list[cst.SimpleStatementLine]:
+        recipe_names = [
+            n
+            for n in (
+                "ClientUpdate",
+                "FedAvg",
+                "LocalContext",
+                "Params",
+                "proximal_term",
+                "sample_weights",
+                "scalar",
+                "weighted_mean_delta",
+            )
+            if n in self.used or n in ("FedAvg", "scalar")
+        ]
+        groups = [["from __future__ import annotations"]]
+        stdlib = (["import math"] if "math" in self.used else []) + (
+            ["from typing import Any"] if "Any" in self.used else []
+        )
+        torch_names = [n for n in ("Tensor", "nn") if n in self.used]
+        third = (["import torch"] if "torch" in self.used else []) + (
+            [f"from torch import {', '.join(torch_names)}"] if torch_names else []
+        )
+        first = [f"from afr.recipe import {', '.join(recipe_names)}"]
+        out: list[cst.SimpleStatementLine] = []
+        for group in (g for g in (groups[0], stdlib, third, first) if g):
+            for i, line in enumerate(group):
+                stmt = cst.parse_statement(line)
+                assert isinstance(stmt, cst.SimpleStatementLine)
+                out.append(stmt.with_changes(leading_lines=_BLANK if i == 0 else ()))
+        return out
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False  # only module-level statements change
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        body = list(updated_node.body)
+        docstring = body[:1] if updated_node.get_docstring() is not None else []
+        rest = [
+            s
+            for s in body[len(docstring) :]
+            if not (
+                isinstance(s, cst.SimpleStatementLine) and isinstance(s.body[0], cst.Import | cst.ImportFrom)
+            )
+        ]
+        if rest:
+            rest[0] = rest[0].with_changes(leading_lines=_BLANK * 2)
+        imports = self.block()
+        if not docstring:
+            imports[0] = imports[0].with_changes(leading_lines=())
+        return updated_node.with_changes(body=[*docstring, *imports, *rest])
+
+
+class ModuleDocWriter(cst.CSTTransformer):
+    """Set the module docstring."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+        return False
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False
+
+    def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
+        body = list(updated_node.body)
+        line = _docstring_line(self.text)
+        if updated_node.get_docstring() is not None:
+            body[0] = line.with_changes(leading_lines=body[0].leading_lines)
+        else:
+            body.insert(0, line)
+        return updated_node.with_changes(body=body)
+
+
+class RecipeClassWriter(cst.CSTTransformer):
+    """Rewrite the recipe class: docstring, scalar declarations, constants and the genome's methods.
+
+    Existing scalar lines are updated in place, missing ones inserted, stale ones removed; methods
+    owned by the library (hooks and helpers) are replaced by their rendering or removed; anything else
+    in the class body is kept after them.
+    """
+
+    def __init__(
+        self,
+        docstring: str,
+        scalars: Mapping[str, str],
+        constants: Mapping[str, str],
+        methods: Mapping[str, str],
+    ) -> None:
+        super().__init__()
+        self.docstring, self.scalars, self.constants, self.methods = docstring, scalars, constants, methods
+        self.done = False
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        return False  # methods are replaced whole, never edited inside
+
+    def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
+        if self.done or not any(
+            isinstance(b.value, cst.Name) and b.value.value == "FedAvg" for b in updated_node.bases
+        ):
+            return updated_node
+        self.done = True
+        owned_methods = set(HOOK_ORDER) | set(HELPERS)
+        owned_names = set(self.scalars) | set(self.constants) | {"name"}
+        existing: dict[str, cst.SimpleStatementLine] = {}
+        kept: list[cst.BaseStatement] = []
+        for i, stmt in enumerate(updated_node.body.body):
+            if i == 0 and updated_node.get_docstring(clean=False) is not None:
+                continue
+            if isinstance(stmt, cst.FunctionDef):
+                if stmt.name.value not in owned_methods:
+                    kept.append(stmt)
+                continue
+            target = _assigned_name(stmt)
+            if target is not None and isinstance(stmt, cst.SimpleStatementLine):
+                if target in owned_names:
+                    existing[target] = stmt
+                continue  # stale scalars/constants disappear with their mechanism
+            kept.append(stmt)
+        body: list[cst.BaseStatement] = [_docstring_line(self.docstring)]
+        body.append(cst.parse_statement(f'name = "{RECIPE_NAME}"').with_changes(leading_lines=_BLANK))
+        for group in (self.scalars, self.constants):
+            for j, (key, expr) in enumerate(group.items()):
+                line = cst.parse_statement(f"{key} = {expr}")
+                if key in existing:  # edit the existing declaration's value, keep its comments
+                    old = existing[key]
+                    assign = old.body[0]
+                    assert isinstance(assign, cst.Assign)
+                    new_value = line.body[0].value  # type: ignore[attr-defined]
+                    line = old.with_changes(body=[assign.with_changes(value=new_value)])
+                body.append(line.with_changes(leading_lines=_BLANK if j == 0 else ()))
+        for name in (*HOOK_ORDER, *HELPERS):
+            if name in self.methods:
+                method = cst.parse_statement(self.methods[name])
+                body.append(method.with_changes(leading_lines=_BLANK))
+        body.extend(kept)
+        return updated_node.with_changes(body=updated_node.body.with_changes(body=body))
+
+
+def _assigned_name(stmt: cst.BaseStatement) -> str | None:
+    if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
+        small = stmt.body[0]
+        if isinstance(small, cst.Assign) and len(small.targets) == 1:
+            target = small.targets[0].target
+            if isinstance(target, cst.Name):
+                return target.value
+    return None
+
+
+def write_recipe(parent_source: str | None, genome: Genome, env: Environment) -> str:
+    """Apply ``genome`` to ``parent_source`` (an evolve file; otherwise the skeleton) with libcst."""
+    module = None
+    if parent_source is not None and read_genome(parent_source) is not None:
+        try:
+            module = cst.parse_module(parent_source)
+        except Exception:
+            module = None
+    if module is None:
+        module = cst.parse_module(SKELETON)
+    specs = env.specs(genome)
+    scalars = {key: spec.render(genome.values.get(key)) for key, spec in specs.items()}
+    methods = render_hooks(genome, env)
+    constants = {"horizon": str(env.horizon)} if "round_progress" in methods or "client_lr" in methods else {}
+    docstring = class_docstring(genome, env)
+    module = module.visit(RecipeClassWriter(docstring, scalars, constants, methods))
+    cls = _recipe_class(module)
+    assert cls is not None
+    used = {node.id for node in ast.walk(ast.parse(module.code_for_node(cls))) if isinstance(node, ast.Name)}
+    module = module.visit(ModuleDocWriter(MODULE_DOC.rstrip("\n") + "\n"))
+    module = module.visit(ImportWriter(used))
+    code = module.code
+    return code if code.endswith("\n") else code + "\n"
+
+
+@lru_cache(maxsize=2048)  # a pure function of the text
+def normalise_source(source: str) -> str:
+    """The file modulo formatting, comments and docstrings (for duplicate detection)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source.strip()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False)
+
+
+def genome_values(genome: Genome, env: Environment) -> dict[str, float]:
+    """The effective value of every declared scalar (defaults where the genome has none)."""
+    return {
+        key: spec.clip(genome.values[key]) if key in genome.values else spec.default
+        for key, spec in env.specs(genome).items()
+    }

@@ -1,0 +1,308 @@
+"""The messages an LLM agent sends: built from an :class:`AgentContext` only, deterministically.
+
+The same context (and the same earlier replies) always yields the same text: no timestamps, no
+randomness, stable ordering; a scripted server can match requests on it.
+
+* :func:`system_message` — role and rules (incl. the reply format), the profile, the surface doc,
+  the baseline source, the best candidates with scores and diffs and the recent failures with their
+  messages (those two within a token-ish budget). Stable parts come first (prompt caches reuse them).
+* :func:`propose_message` — asks for one new candidate with a short rationale (and, for
+  SEARCH/REPLACE, shows the parent file the edits apply to).
+* :func:`repair_message` — the validator's or run-time messages verbatim, asking for a fix.
+* :func:`reparse_message` — why the last reply could not be used, asking again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ._base import AgentContext, HistoryItem
+
+__all__ = [
+    "EDIT_FORMATS",
+    "approx_tokens",
+    "truncate",
+    "system_message",
+    "propose_message",
+    "repair_message",
+    "reparse_message",
+    "fresh_repair_message",
+]
+
+EDIT_FORMATS = ("whole", "search_replace")
+CHARS_PER_TOKEN = 4
+ITEM_MIN_TOKENS = 200
+
+
+def approx_tokens(text: str) -> int:
+    """A cheap, deterministic token estimate (about 4 characters per token)."""
+    return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+
+
+def truncate(text: str, max_tokens: int) -> str:
+    """``text`` cut to about ``max_tokens`` tokens, saying how much was cut."""
+    limit = max(0, max_tokens) * CHARS_PER_TOKEN
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    if "\n" in cut:
+        cut = cut[: cut.rindex("\n")]
+    return f"{cut}\n… [{len(text) - len(cut)} more characters cut]"
+
+
+def _fence(text: str, lang: str) -> str:
+    fence = "````" if "```" in text else "```"
+    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
+
+
+def _demote(markdown: str, levels: int = 2) -> str:
+    """Nest a markdown document under this prompt's headings: headings gain ``levels``; comments go."""
+    out, fence = [], ""
+    for line in markdown.strip().splitlines():
+        stripped = line.lstrip()
+        if fence:
+            if stripped.startswith(fence):
+                fence = ""
+        elif stripped.startswith(("```", "~~~")):
+            fence = stripped[:3]
+        elif line.startswith("#"):
+            line = "#" * levels + line
+        elif stripped.startswith("<!--") and stripped.endswith("-->"):
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.6g}"
+
+
+def _direction(ctx: AgentContext) -> str:
+    return "higher is better" if ctx.higher_is_better else "lower is better"
+
+
+# --- format instructions ---------------------------------------------------------------------------
+
+_WHOLE_RULE = (
+    "Reply with a short rationale first (1-3 sentences of plain text: the idea and why it should help), "
+    "then the complete candidate file in ONE fenced code block tagged `python`. Write nothing after the "
+    "code block and no other code blocks."
+)
+
+_SEARCH_REPLACE_RULE = """\
+Reply with a short rationale first (1-3 sentences of plain text: the idea and why it should help), \
+then one or more SEARCH/REPLACE blocks that edit the parent file named in the request:
+
+<<<<<<< SEARCH
+lines copied exactly from the parent file (enough of them to match exactly one place)
+=======
+the lines that replace them
+>>>>>>> REPLACE
+
+Each SEARCH part must repeat existing lines of the parent verbatim, indentation included; blocks are \
+applied in order, each to the result of the previous ones. Prefer several small blocks to one big one. \
+When the parent is the baseline (`afr/recipe/fedavg.py`), the edits must also turn it into a \
+candidate: absolute imports from `afr.recipe` instead of the relative ones, a class that derives from \
+`FedAvg` under a new class name and `name`, no `__all__`. (A complete file in one ```python block is \
+also accepted.)"""
+
+
+def format_rule(edit_format: str) -> str:
+    return _SEARCH_REPLACE_RULE if edit_format == "search_replace" else _WHOLE_RULE
+
+
+def _format_short(edit_format: str) -> str:
+    if edit_format == "search_replace":
+        return "SEARCH/REPLACE blocks against the current file (or the complete file in one ```python block)"
+    return "the complete file in one ```python block"
+
+
+# --- system message --------------------------------------------------------------------------------
+
+
+def system_message(ctx: AgentContext, edit_format: str, history_tokens: int) -> str:
+    """Role, rules, profile, surface, baseline, then the best candidates and the recent failures."""
+    baseline_score = _score(ctx.baseline_score) if ctx.baseline_score is not None else "not measured yet"
+    parts = [
+        f"""\
+You are an expert in federated optimization working as the search agent of AFR (Auto-FL-Research). \
+You write candidate *recipe files*: Python modules that define a subclass of a recipe base from \
+`afr.recipe` (normally `FedAvg`) and override some of its hooks and scalars, to improve the \
+validation {ctx.metric} ({_direction(ctx)}) of federated training on the task profile \
+`{ctx.profile_name}`. Every candidate is checked statically against the recipe surface below before \
+it runs; accepted candidates are trained under a fixed budget of runs. A control arm with the same \
+budget tunes only the baseline's scalars, so a candidate must win through a better algorithm, not \
+through tuning luck.
+
+## Rules
+
+1. One candidate per reply. {format_rule(edit_format)}
+2. The file must pass the validator described in "Recipe surface": only the listed imports, calls, \
+values and attributes; hooks only from the mutable hooks, with exactly their parameter names; no \
+attribute assignment (keep state in `server_state` or `ctx.client_state`); no I/O, no dunders.
+3. Import with absolute imports from `afr.recipe` (e.g. `from afr.recipe import FedAvg, scalar`), never \
+relative imports; derive from `FedAvg` or another listed recipe base, never from `Recipe` directly.
+4. Give the class a new descriptive class name and `name` string. Declare each tunable constant as a \
+class-level `scalar(default, low, high, log=...)` so the tuner can reach it, with a sensible range.
+5. Keep the file small and self-contained; override only the hooks you change.
+6. Do not repeat a candidate already tried (see "Best candidates so far" and "Recent failures"); learn \
+from the failures' messages.
+
+## Task profile `{ctx.profile_name}`
+
+Metric: validation {ctx.metric}, {_direction(ctx)}. Baseline (FedAvg, default scalars): {baseline_score}.
+
+{_fence(ctx.profile_description.strip() or "(no description)", "yaml")}
+
+## Recipe surface (the validator's constraints)
+
+{_demote(ctx.surface_doc)}
+
+## Baseline recipe (`afr/recipe/fedavg.py`, validated as part of the `afr.recipe` package)
+
+{_fence(ctx.baseline_source, "python")}
+""",
+        "## Best candidates so far (best first)\n\n"
+        + _history_section(
+            ctx.best,
+            (history_tokens * 2) // 3,
+            _best_item,
+            ctx.metric,
+            "(none yet: no candidate of this arm has a score)",
+        ),
+        "## Recent failures (rejected by the validator or failed at run time)\n\n"
+        + _history_section(ctx.recent_failures, history_tokens // 3, _failure_item, ctx.metric, "(none)"),
+    ]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _best_item(item: HistoryItem, metric: str) -> str:
+    lines = [f"### Candidate {item.candidate_id}: validation {metric} = {_score(item.score)} ({item.status})"]
+    if item.note:
+        lines.append(f"Idea: {item.note}")
+    if item.diff.strip() and len(item.diff) < len(item.source):
+        lines += ["Diff against the baseline:", _fence(item.diff, "diff")]
+    else:  # a subclass's diff against the baseline is mostly deletions: its source says more in less
+        lines += ["Source:", _fence(item.source, "python")]
+    return "\n".join(lines) + "\n"
+
+
+def _failure_item(item: HistoryItem, metric: str) -> str:
+    lines = [f"### Candidate {item.candidate_id} ({item.status})"]
+    if item.note:
+        lines.append(f"Idea: {item.note}")
+    reasons = "\n".join(item.reasons) if item.reasons else "(no message recorded)"
+    lines += ["Messages:", _fence(reasons, "text")]
+    if item.diff.strip() and len(item.diff) < len(item.source):
+        lines += ["Diff against the baseline:", _fence(item.diff, "diff")]
+    elif item.source.strip():
+        lines += ["Source:", _fence(item.source, "python")]
+    return "\n".join(lines) + "\n"
+
+
+def _history_section(
+    items: Sequence[HistoryItem],
+    budget: int,
+    render: Callable[[HistoryItem, str], str],
+    metric: str,
+    empty: str,
+) -> str:
+    """The rendered items, best first, each cut to a share of ``budget`` tokens; the rest left out."""
+    if not items:
+        return empty + "\n"
+    out: list[str] = []
+    used = 0
+    per_item = max(ITEM_MIN_TOKENS, budget // max(1, min(len(items), 3)))
+    for k, item in enumerate(items):
+        text = truncate(render(item, metric), per_item)
+        cost = approx_tokens(text)
+        if out and used + cost > budget:
+            out.append(f"({len(items) - k} more left out for length)\n")
+            break
+        out.append(text)
+        used += cost
+    return "\n".join(out)
+
+
+# --- user messages ---------------------------------------------------------------------------------
+
+
+def propose_message(
+    ctx: AgentContext,
+    edit_format: str,
+    *,
+    slot: int,
+    slots: int,
+    parent_label: str,
+    parent_source: str,
+    earlier_notes: Sequence[str] = (),
+) -> str:
+    """Ask for one new candidate (``slot`` of ``slots`` in this step)."""
+    best = ctx.best[0] if ctx.best else None
+    target = (
+        f"the best so far (candidate {best.candidate_id}, validation {ctx.metric} {_score(best.score)})"
+        if best is not None and best.score is not None
+        else "the baseline"
+    )
+    lines = [
+        f"Propose one new candidate recipe (proposal {slot + 1} of {slots} in step {ctx.step + 1}) that you "
+        f"expect to beat {target} on validation {ctx.metric} ({_direction(ctx)})."
+    ]
+    if earlier_notes:
+        lines.append("")
+        lines.append("Already proposed in this step (propose something different):")
+        lines += [f"- {note}" for note in earlier_notes]
+    if edit_format == "search_replace":
+        lines += [
+            "",
+            f"Your SEARCH/REPLACE blocks apply to this parent file ({parent_label}):",
+            "",
+            _fence(parent_source, "python"),
+            "",
+            "Start with the short rationale, then the SEARCH/REPLACE blocks.",
+        ]
+    else:
+        lines += ["", "Start with the short rationale, then the complete file in one ```python block."]
+    return "\n".join(lines) + "\n"
+
+
+def repair_message(errors: Sequence[str], edit_format: str, current_source: str, show_file: bool) -> str:
+    """Ask for a fix: the errors verbatim, the current file if ``show_file``, the reply format."""
+    lines = [
+        "Your candidate did not pass. These are the validator's or the run's messages, verbatim:",
+        "",
+        _fence("\n".join(errors) if errors else "(no message)", "text"),
+        "",
+    ]
+    if show_file:
+        lines += ["The current file:", "", _fence(current_source, "python"), ""]
+    if edit_format == "search_replace":
+        lines.append(
+            "Fix every problem, keeping the idea. Start with one short line saying what you changed, then "
+            "SEARCH/REPLACE blocks against the current file (or the complete corrected file in one "
+            "```python block)."
+        )
+    else:
+        lines.append(
+            "Fix every problem, keeping the idea. Start with one short line saying what you changed, then "
+            "the complete corrected file in one ```python block."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def fresh_repair_message(
+    errors: Sequence[str], edit_format: str, source: str, note: str, candidate: str
+) -> str:
+    """Start a repair without an earlier conversation (e.g. after a resume): the idea, file and errors."""
+    lines = [f"You wrote this candidate recipe file ({candidate}) earlier."]
+    if note:
+        lines.append(f"Its idea: {note}")
+    return "\n".join(lines) + "\n\n" + repair_message(errors, edit_format, source, show_file=True)
+
+
+def reparse_message(error: str, edit_format: str) -> str:
+    """Why the last reply could not be used, asking once more."""
+    return (
+        f"I could not use your reply: {error.rstrip('.')}.\n\n"
+        f"Reply again: one short line of rationale, then {_format_short(edit_format)}.\n"
+    )

@@ -1,0 +1,448 @@
+"""The ``evolve`` agent: an offline, seeded evolutionary search over FL mechanisms (no key, no network).
+
+Candidates are FedAvg subclasses written by libcst edits from the mechanism library
+(:mod:`afr.agents._mechanisms`); each file carries its own genome (the ``Mechanisms:`` line of the
+class docstring and its ``scalar(...)`` declarations), so the agent keeps no hidden state between calls.
+
+The rule, at each call (everything drawn from ``random.Random(sha256(seed, step))``):
+
+1. **First generation** — while fewer than ``initial_population`` candidates have a score, propose
+   single mechanisms applied to the baseline, in a seeded order that visits every mechanism once
+   before any second variant.
+2. **Evolution** — the parent pool is every scored ``ok`` evolve candidate of ``ctx.history`` /
+   ``ctx.best`` plus the baseline (``ctx.baseline_score``). Parents are chosen by tournament among
+   the best ``population_size`` (``tournament_size`` drawn without replacement, the best wins; with
+   probability ``elite_rate`` the best of all), respecting ``ctx.higher_is_better``. A child is made by
+   one operator: *add* a mechanism in a free slot (composition), *swap* a mechanism for another
+   variant of its slot, *remove* one, *perturb* one scalar default inside its range, or *crossover*
+   two parents' genes slot by slot. With probability ``explore_rate`` a not-yet-tried single
+   mechanism is proposed instead.
+3. **Filters** — a child whose normalised text equals any file of the history (or of this batch) is
+   re-drawn; so is a child whose mechanism set failed or was rejected and never ran ``ok``. Mechanisms
+   that failed are also drawn less often by *add* (weight 1 / (1 + failures)).
+
+This module never imports the engine, the sandbox, the ledger, the budget accountant or the validator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ._base import Agent, AgentContext, HistoryItem, Proposal
+from ._mechanisms import (
+    ADAPTIVE_SERVERS,
+    MECHANISMS,
+    Environment,
+    Gene,
+    Genome,
+    ScalarSpec,
+    bound,
+    describe_gene,
+    environment,
+    genome_values,
+    normalise_source,
+    read_genome,
+    tidy,
+    write_recipe,
+)
+
+__all__ = ["EvolveAgent", "EvolveSettings"]
+
+OPERATORS = ("add", "swap", "perturb", "crossover", "remove")
+
+
+def derive_seed(*parts: object) -> int:
+    """A 64-bit seed from ``parts`` (sha256, never Python's salted ``hash``)."""
+    text = ":".join(str(p) for p in parts)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+@dataclass(frozen=True)
+class EvolveSettings:
+    """The knobs of ``afr/conf/agent/evolve.yaml`` (see the comments there)."""
+
+    initial_population: int = 4
+    population_size: int = 4
+    tournament_size: int = 3
+    elite_rate: float = 0.2
+    explore_rate: float = 0.1
+    operators: Mapping[str, float] = field(
+        default_factory=lambda: {"add": 0.35, "swap": 0.15, "perturb": 0.3, "crossover": 0.15, "remove": 0.05}
+    )
+    perturb_sigma_log: float = 0.7
+    perturb_sigma_linear: float = 0.15
+    max_attempts: int = 40
+    include_baseline: bool = True
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, Any]) -> EvolveSettings:
+        known = {f for f in cls.__dataclass_fields__}
+        values = {k: v for k, v in cfg.items() if k in known and v is not None}
+        if "operators" in values:
+            rates = {k: float(v) for k, v in dict(values["operators"]).items() if k in OPERATORS}
+            values["operators"] = rates or cls().operators
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Parent:
+    """A scored candidate the rule may vary (``candidate_id`` None: the FedAvg baseline)."""
+
+    candidate_id: int | None
+    score: float
+    genome: Genome
+    source: str | None
+
+    @property
+    def label(self) -> str:
+        return "the FedAvg baseline" if self.candidate_id is None else f"candidate #{self.candidate_id}"
+
+
+@dataclass
+class Child:
+    genome: Genome
+    parent: Parent | None
+    operator: str
+    note: str
+    parents: tuple[int | None, ...] = ()
+
+
+def _family(genome: Genome) -> str:
+    server = genome.gene("server")
+    return "adaptive" if server is not None and server.key in ADAPTIVE_SERVERS else "sgd"
+
+
+def _refit(child: Genome, parent: Genome) -> Genome:
+    """Reset server_lr to the new family's default when the server optimiser family changes."""
+    if _family(child) == _family(parent) or "server_lr" not in child.values:
+        return child
+    values = {k: v for k, v in child.values.items() if k != "server_lr"}
+    return Genome(child.genes, values)
+
+
+def _tokens(genome: Genome) -> str:
+    return ", ".join(genome.tokens) if genome.genes else "plain FedAvg"
+
+
+class EvolveAgent(Agent):
+    """Tournament selection + composition / variant swap / scalar mutation / crossover of mechanisms."""
+
+    name: ClassVar[str] = "evolve"
+
+    def __init__(self, cfg: Mapping[str, Any], seed: int = 0) -> None:
+        super().__init__(cfg, seed)
+        self.settings = EvolveSettings.from_cfg(self.cfg)
+        self._rendered: dict[tuple, tuple[str, str]] = {}
+
+    # --- the Agent interface ----------------------------------------------------------------------
+
+    def propose(self, ctx: AgentContext, n: int) -> list[Proposal]:
+        env = environment(ctx.profile_name, ctx.profile_description, ctx.surface_doc, self.cfg)
+        rng = random.Random(derive_seed("evolve", self.seed, ctx.step))
+        items = self._items(ctx)
+        seen = {normalise_source(item.source) for item in items}
+        seen.add(normalise_source(write_recipe(None, Genome(), env)))  # the baseline, restated
+        seen.add(normalise_source(ctx.baseline_source))
+        ok_sets: set[frozenset[str]] = set()
+        bad_sets: set[frozenset[str]] = set()
+        failures: dict[str, int] = {}
+        for item in items:
+            genome = read_genome(item.source)
+            if genome is None:
+                continue
+            if item.status == "ok":
+                ok_sets.add(genome.signature)
+            elif item.status != "duplicate":
+                bad_sets.add(genome.signature)
+                for gene in genome.genes:
+                    failures[gene.key] = failures.get(gene.key, 0) + 1
+        bad_sets -= ok_sets
+        pool = self._pool(ctx, items)
+        scored = sum(p.candidate_id is not None for p in pool)
+        singles = self._singles(env)
+        self._rendered = {}  # per call only: the same genome always renders to the same file
+        proposals: list[Proposal] = []
+        for _ in range(max(0, n)):
+            for _attempt in range(self.settings.max_attempts):
+                child = self._child(rng, env, ctx, pool, scored, singles, seen, bad_sets, failures)
+                if child is None:
+                    break
+                if child.genome.signature in bad_sets:
+                    continue
+                parent_source = child.parent.source if child.parent is not None else None
+                source, key = self._render(parent_source, child.genome, env)
+                if key in seen:
+                    continue
+                seen.add(key)
+                proposals.append(self._proposal(child, source, env))
+                break
+        return proposals
+
+    def _render(self, parent_source: str | None, genome: Genome, env: Environment) -> tuple[str, str]:
+        """The child's file (a libcst edit of its parent's) and its normalised text, memoised per call."""
+        memo_key = (genome.genes, tuple(sorted(genome_values(genome, env).items())))
+        if memo_key not in self._rendered:
+            source = write_recipe(parent_source, genome, env)
+            self._rendered[memo_key] = (source, normalise_source(source))
+        return self._rendered[memo_key]
+
+    # --- reading the context ------------------------------------------------------------------------
+
+    @staticmethod
+    def _items(ctx: AgentContext) -> list[HistoryItem]:
+        """History and best candidates, once each, by candidate id."""
+        merged: dict[int, HistoryItem] = {}
+        for item in (*ctx.history, *ctx.best, *ctx.recent_failures):
+            merged.setdefault(item.candidate_id, item)
+        return [merged[k] for k in sorted(merged)]
+
+    def _pool(self, ctx: AgentContext, items: Sequence[HistoryItem]) -> list[Parent]:
+        """Scored evolve candidates (and the baseline), best first."""
+        pool = []
+        for item in items:
+            if item.status != "ok" or item.score is None or not math.isfinite(item.score):
+                continue
+            genome = read_genome(item.source)
+            if genome is not None:
+                pool.append(Parent(item.candidate_id, float(item.score), genome, item.source))
+        baseline = ctx.baseline_score
+        if self.settings.include_baseline and baseline is not None and math.isfinite(baseline):
+            pool.append(Parent(None, float(baseline), Genome(), None))
+        sign = -1.0 if ctx.higher_is_better else 1.0
+        return sorted(pool, key=lambda p: (sign * p.score, -1 if p.candidate_id is None else p.candidate_id))
+
+    def _singles(self, env: Environment) -> list[Gene]:
+        """The first generation's order: every mechanism once (seeded variant), then other variants."""
+        rng = random.Random(derive_seed("first-generation", self.seed))
+        first, rest = [], []
+        for key in MECHANISMS:
+            if not env.applicable(key):
+                continue
+            variants = list(env.variants(key)) or [""]
+            pick = rng.choice(variants)
+            first.append(Gene(key, pick))
+            rest.extend(Gene(key, v) for v in variants if v != pick)
+        rng.shuffle(first)
+        rng.shuffle(rest)
+        return first + rest
+
+    # --- making one child -------------------------------------------------------------------------------
+
+    def _child(
+        self,
+        rng: random.Random,
+        env: Environment,
+        ctx: AgentContext,
+        pool: list[Parent],
+        scored: int,
+        singles: list[Gene],
+        seen: set[str],
+        bad_sets: set[frozenset[str]],
+        failures: Mapping[str, int],
+    ) -> Child | None:
+        settings = self.settings
+        explore = scored < settings.initial_population or rng.random() < settings.explore_rate
+        if explore:
+            single = self._fresh_single(env, singles, seen, bad_sets)
+            if single is not None:
+                return single
+        if not pool:
+            return self._random_pair(rng, env)
+        parent = self._select(rng, pool)
+        weights = [max(0.0, float(settings.operators.get(op, 0.0))) for op in OPERATORS]
+        if sum(weights) <= 0:
+            weights = [1.0] * len(OPERATORS)
+        operator = rng.choices(OPERATORS, weights)[0]
+        for op in (operator, "add", "perturb", "swap"):
+            child = getattr(self, f"_op_{op}")(rng, env, parent, pool, failures)
+            if child is not None:
+                return child
+        return None
+
+    def _fresh_single(
+        self, env: Environment, singles: list[Gene], seen: set[str], bad_sets: set[frozenset[str]]
+    ) -> Child | None:
+        for gene in singles:
+            genome = Genome().with_gene(gene, gene.slot)
+            if genome.signature in bad_sets:
+                continue
+            if self._render(None, genome, env)[1] in seen:
+                continue
+            note = f"FedAvg plus one mechanism, {gene.token}: {describe_gene(gene)}"
+            return Child(genome, None, "single", note, (None,))
+        return None
+
+    def _random_pair(self, rng: random.Random, env: Environment) -> Child | None:
+        options = env.options()
+        if not options:
+            return None
+        genome = Genome()
+        for gene in rng.sample(options, min(2, len(options))):
+            if genome.gene(gene.slot) is None:
+                genome = genome.with_gene(gene, gene.slot)
+        return Child(
+            genome, None, "random", f"FedAvg plus {_tokens(genome)} (no scored parent yet).", (None,)
+        )
+
+    def _select(self, rng: random.Random, pool: list[Parent], exclude: Parent | None = None) -> Parent:
+        """Tournament among the best ``population_size`` (pool is sorted best first)."""
+        population = [p for p in pool if p is not exclude] or list(pool)
+        population = population[: max(1, self.settings.population_size)]
+        if rng.random() < self.settings.elite_rate:
+            return population[0]
+        drawn = rng.sample(
+            range(len(population)), min(max(1, self.settings.tournament_size), len(population))
+        )
+        return population[min(drawn)]
+
+    def _op_add(
+        self,
+        rng: random.Random,
+        env: Environment,
+        parent: Parent,
+        pool: list[Parent],
+        failures: Mapping[str, int],
+    ) -> Child | None:
+        options = [g for g in env.options() if parent.genome.gene(g.slot) is None]
+        if not options:
+            return None
+        weights = [1.0 / (1 + failures.get(g.key, 0)) for g in options]
+        gene = rng.choices(options, weights)[0]
+        genome = _refit(parent.genome.with_gene(gene, gene.slot), parent.genome)
+        note = f"From {parent.label} ({_tokens(parent.genome)}): added {gene.token}. {describe_gene(gene)}"
+        return Child(genome, parent, "add", note, (parent.candidate_id,))
+
+    def _op_swap(
+        self,
+        rng: random.Random,
+        env: Environment,
+        parent: Parent,
+        pool: list[Parent],
+        failures: Mapping[str, int],
+    ) -> Child | None:
+        swappable = [g for g in parent.genome.genes if len(env.options(g.slot)) > 1]
+        if not swappable:
+            return None
+        old = rng.choice(swappable)
+        new = rng.choice([g for g in env.options(old.slot) if g != old])
+        genome = _refit(parent.genome.with_gene(new, old.slot), parent.genome)
+        note = (
+            f"From {parent.label} ({_tokens(parent.genome)}): swapped {old.token} for {new.token}. "
+            f"{describe_gene(new)}"
+        )
+        return Child(genome, parent, "swap", note, (parent.candidate_id,))
+
+    def _op_remove(
+        self,
+        rng: random.Random,
+        env: Environment,
+        parent: Parent,
+        pool: list[Parent],
+        failures: Mapping[str, int],
+    ) -> Child | None:
+        if not parent.genome.genes:
+            return None
+        old = rng.choice(parent.genome.genes)
+        genome = _refit(parent.genome.with_gene(None, old.slot), parent.genome)
+        note = f"From {parent.label} ({_tokens(parent.genome)}): removed {old.token}."
+        return Child(genome, parent, "remove", note, (parent.candidate_id,))
+
+    def _op_perturb(
+        self,
+        rng: random.Random,
+        env: Environment,
+        parent: Parent,
+        pool: list[Parent],
+        failures: Mapping[str, int],
+    ) -> Child | None:
+        values = genome_values(parent.genome, env)
+        specs = env.specs(parent.genome)
+        keys = [k for k, s in specs.items() if s.high > s.low]
+        if not keys:
+            return None
+        key = rng.choice(keys)
+        spec, old = specs[key], values[key]
+        new = old
+        for _ in range(8):
+            new = self._perturbed(rng, spec, old)
+            if new != old:
+                break
+        if new == old:
+            return None
+        genome = parent.genome.with_values({key: new})
+        note = (
+            f"From {parent.label} ({_tokens(parent.genome)}): scalar {key} {bound(old)} -> {bound(new)} "
+            f"(range [{bound(spec.low)}, {bound(spec.high)}]{', log scale' if spec.log else ''})."
+        )
+        return Child(genome, parent, "perturb", note, (parent.candidate_id,))
+
+    def _perturbed(self, rng: random.Random, spec: ScalarSpec, value: float) -> float:
+        if spec.log and value > 0:
+            new = value * math.exp(rng.gauss(0.0, self.settings.perturb_sigma_log))
+        else:
+            new = value + rng.gauss(0.0, self.settings.perturb_sigma_linear * (spec.high - spec.low))
+        return spec.clip(tidy(new))
+
+    def _op_crossover(
+        self,
+        rng: random.Random,
+        env: Environment,
+        parent: Parent,
+        pool: list[Parent],
+        failures: Mapping[str, int],
+    ) -> Child | None:
+        if len(pool) < 2:
+            return None
+        other = self._select(rng, pool, exclude=parent)
+        if other is parent:
+            return None
+        first, second = parent.genome, other.genome
+        slots = [g.slot for g in (*first.genes, *second.genes)]
+        differing = [s for s in dict.fromkeys(slots) if first.gene(s) != second.gene(s)]
+        if len(differing) < 2:
+            return None  # the child would equal one of the parents
+        # Uniform crossover on the slots where the parents differ, taking at least one slot from each.
+        mask = [False] * len(differing)
+        while all(mask) or not any(mask):
+            mask = [rng.random() < 0.5 for _ in differing]
+        genome = Genome(first.genes, dict(first.values))
+        taken: list[str] = []
+        for slot, take in zip(differing, mask, strict=True):
+            if not take:
+                continue
+            mine, theirs = first.gene(slot), second.gene(slot)
+            genome = genome.with_gene(theirs, slot)
+            if theirs is not None:
+                taken.append(theirs.token)
+                names = theirs.mechanism.scalar_specs(theirs.variant)
+                genome = genome.with_values({k: v for k, v in second.values.items() if k in names})
+            else:
+                taken.append(f"the absence of {mine.token}" if mine is not None else "")
+        if _family(genome) != _family(first):
+            if _family(genome) == _family(second) and "server_lr" in second.values:
+                genome = genome.with_values({"server_lr": second.values["server_lr"]})
+            else:
+                genome = _refit(genome, first)
+        note = (
+            f"Crossover of {parent.label} ({_tokens(first)}) with {other.label} ({_tokens(second)}): "
+            f"took {', '.join(t for t in taken if t) or 'nothing'} from the second; now {_tokens(genome)}."
+        )
+        return Child(genome, parent, "crossover", note, (parent.candidate_id, other.candidate_id))
+
+    # --- the proposal -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _proposal(child: Child, source: str, env: Environment) -> Proposal:
+        meta = {
+            "operator": child.operator,
+            "mechanisms": list(child.genome.tokens),
+            "parents": [p for p in child.parents if p is not None],
+            "scalars": genome_values(child.genome, env),
+        }
+        parent_id = child.parent.candidate_id if child.parent is not None else None
+        return Proposal(source=source, parent_id=parent_id, note=child.note, meta=meta)

@@ -1,0 +1,371 @@
+"""The campaign: an agent arm and a scalar-only control arm, interleaved under one accountant.
+
+Each step of the loop runs one FL run of each arm that still has budget — side by side when two
+workers are available — so neither arm gets more runs or more wall time. Everything is recorded in
+the ledger as it happens; the same command after a crash or Ctrl-C continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..agents import Agent, AgentContext, HistoryItem, Proposal, make_agent
+from ..budget import ArmBudget
+from ..controls import ScalarControl, make_control, record_agent_candidate
+from ..errors import ConfigError
+from ..ledger import CandidateRecord
+from ..recipe import FedAvg
+from ..surface import render_profile_surface
+from ._runner import BASELINE_SOURCE, CandidateRunner, RunnerSettings
+
+__all__ = ["CampaignSettings", "CampaignResult", "Campaign"]
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """What a campaign is: profile, agent, per-arm budget, seeds, resources."""
+
+    name: str
+    directory: Path
+    profile: str
+    profile_cfg: Mapping[str, Any]
+    agent_cfg: Mapping[str, Any]
+    control_cfg: Mapping[str, Any]
+    runs_per_arm: int
+    seed: int = 0
+    data_dir: str | None = None
+    runner: RunnerSettings = RunnerSettings()
+    proposals_per_step: int = 4
+    max_repairs: int = 2
+    max_agent_calls: int | None = None
+    """Give up on the agent arm after this many proposal calls in a row that yield nothing runnable (10)."""
+
+    def as_config(self) -> dict[str, Any]:
+        return {
+            "profile_cfg": dict(self.profile_cfg),
+            "agent_cfg": dict(self.agent_cfg),
+            "control_cfg": dict(self.control_cfg),
+            "runs_per_arm": self.runs_per_arm,
+            "seed": self.seed,
+            "proposals_per_step": self.proposals_per_step,
+            "max_repairs": self.max_repairs,
+        }
+
+
+@dataclass
+class ArmStatus:
+    runs: int = 0
+    failures: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    best: float | None = None
+    best_candidate: int | None = None
+
+
+@dataclass
+class CampaignResult:
+    campaign_id: int
+    directory: Path
+    arms: dict[str, ArmStatus] = field(default_factory=dict)
+    spent: dict[str, ArmBudget] = field(default_factory=dict)
+    seconds: float = 0.0
+    stopped_early: str = ""
+
+
+class Campaign:
+    """One campaign; :meth:`run` searches until both arms have spent their budget."""
+
+    def __init__(self, settings: CampaignSettings, *, echo: Callable[[str], None] = print) -> None:
+        self.settings = settings
+        self.echo = echo
+        self.agent: Agent = make_agent(settings.agent_cfg, settings.seed)
+        self.agent.check_ready()  # a missing key fails here, before any data is read or run started
+        self.agent_name = str(settings.agent_cfg.get("name", settings.agent_cfg.get("kind")))
+        self.runner = CandidateRunner(
+            settings.directory,
+            name=settings.name,
+            profile=settings.profile,
+            profile_cfg=settings.profile_cfg,
+            agent=self.agent_name,
+            limits=self._limits(settings),
+            data_dir=settings.data_dir,
+            settings=settings.runner,
+            config=settings.as_config(),
+        )
+        self.profile = self.runner.profile
+        self.profile.data("val")  # missing data is reported now, with the fetch hint
+        self.search_seed = self.profile.search_seeds[0]
+        self.control: ScalarControl = make_control(
+            settings.control_cfg,
+            storage_url=self.runner.ledger.url,
+            study_name=f"{settings.name}/control",
+            space=self.profile.scalar_space(FedAvg),
+            seed=settings.seed,
+            higher_is_better=self.profile.higher_is_better,
+        )
+        self.surface_doc = render_profile_surface(settings.profile)
+        self._agent_queue: list[CandidateRecord] = [
+            c
+            for c in self.runner.ledger.candidates(self.runner.campaign_id, arm="agent")
+            if c.status in ("accepted", "running")
+        ]
+        self._agent_calls = len(
+            {
+                str(c.meta.get("proposal_key", "")).split("/")[0].rsplit("-", 1)[0]
+                for c in self._agent_history_records()
+            }
+        )
+        self._fruitless_calls = 0
+
+    @staticmethod
+    def _limits(settings: CampaignSettings) -> dict[str, ArmBudget]:
+        from ..profiles import make_profile
+
+        profile = make_profile(settings.profile, settings.profile_cfg, data_dir=settings.data_dir)
+        steps = profile.budget.rounds * profile.num_clients * profile.budget.local_steps
+        per_arm = ArmBudget(settings.runs_per_arm, settings.runs_per_arm * steps)
+        return {"agent": per_arm, "control": per_arm, "finals": ArmBudget(0, 0)}
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> CampaignResult:
+        start = time.perf_counter()
+        ledger, cid = self.runner.ledger, self.runner.campaign_id
+        stopped = ""
+        try:
+            self.runner.pool.warm()
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm") as arms:
+                while True:
+                    steps = []
+                    if self._remaining("control"):
+                        steps.append(arms.submit(self._control_step))
+                    if self._remaining("agent") and not stopped:
+                        steps.append(arms.submit(self._agent_step))
+                    if not steps:
+                        break
+                    for future in steps:
+                        message = future.result()
+                        if message:
+                            stopped = message
+                            self.echo(f"agent arm stopped: {message}")
+            ledger.finish_campaign(cid, "finished")
+        except KeyboardInterrupt:
+            ledger.finish_campaign(cid, "interrupted")
+            raise
+        finally:
+            self.runner.close()
+        result = CampaignResult(cid, self.runner.dir, self.status(), self.runner.spent(), 0.0, stopped)
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def _remaining(self, arm: str) -> bool:
+        return self.runner.accountant.remaining(arm).runs > 0
+
+    # --- control arm -----------------------------------------------------------------------------
+
+    def _control_step(self) -> str:
+        pending = self.control.pending()
+        trial = pending[0] if pending else self.control.ask()
+        candidate = self.runner.propose(
+            "control",
+            "optuna",
+            builtin="fedavg",
+            proposal_key=f"control-{trial.number}",
+            scalars=trial.scalars,
+        )
+        if candidate.status == "duplicate" and candidate.duplicate_of is not None:
+            original = self.runner.ledger.candidate(candidate.duplicate_of)
+            self.control.tell(trial.number, original.score, message="duplicate of an earlier trial")
+            return ""
+        record = self.runner.run(candidate, self.search_seed)
+        score = record.final_metric if record is not None and record.status == "ok" else None
+        self.control.tell(trial.number, score, message=record.message or "" if record else "not run")
+        self._report(
+            "control", candidate.id, score, record.status if record else "not run", _scalars(trial.scalars)
+        )
+        return ""
+
+    # --- agent arm -------------------------------------------------------------------------------
+
+    def _agent_step(self) -> str:
+        limit = self.settings.max_agent_calls or 10
+        while not self._agent_queue:
+            if self._fruitless_calls >= limit:
+                return f"{self._fruitless_calls} proposal calls in a row gave nothing runnable"
+            if not self._ask_agent():
+                self._fruitless_calls += 1
+        self._fruitless_calls = 0
+        candidate = self._agent_queue.pop(0)
+        record = self.runner.run(candidate, self.search_seed)
+        score = record.final_metric if record is not None and record.status == "ok" else None
+        if record is not None and record.status != "ok":
+            self._repair_runtime_failure(candidate, record.message or record.status)
+        record_agent_candidate(
+            self.runner.ledger.url,
+            f"{self.settings.name}/agent",
+            candidate_id=candidate.id,
+            score=score,
+            diff=candidate.diff,
+            note=str(candidate.meta.get("note", "")),
+            higher_is_better=self.profile.higher_is_better,
+        )
+        self._record_costs()
+        note = str(candidate.meta.get("note", ""))[:60]
+        self._report("agent", candidate.id, score, record.status if record else "not run", note)
+        return ""
+
+    def _ask_agent(self) -> bool:
+        """One proposal call; True if it queued at least one runnable candidate."""
+        step = self._agent_calls
+        self._agent_calls += 1
+        ctx = self._context(step)
+        proposals = self.agent.propose(ctx, self.settings.proposals_per_step)
+        queued = False
+        for i, proposal in enumerate(proposals):
+            key = f"agent-{step}-{i}"
+            candidate = self._propose(proposal, key)
+            tries = 0
+            while candidate.status == "rejected" and tries < self.settings.max_repairs:
+                tries += 1
+                fixed = self.agent.repair(ctx, proposal, list(candidate.reasons))
+                if fixed is None:
+                    break
+                proposal = fixed
+                candidate = self._propose(proposal, f"{key}/repair-{tries}", parent=candidate.id)
+            if candidate.status == "accepted":
+                self._agent_queue.append(candidate)
+                queued = True
+        self._record_costs()
+        return queued
+
+    def _repair_runtime_failure(self, candidate: CandidateRecord, message: str) -> None:
+        if self.settings.max_repairs < 1:
+            return
+        ctx = self._context(self._agent_calls)
+        proposal = Proposal(
+            candidate.source, parent_id=candidate.id, note=str(candidate.meta.get("note", ""))
+        )
+        fixed = self.agent.repair(ctx, proposal, [f"run-time failure: {message}"])
+        if fixed is not None:
+            key = f"{candidate.meta.get('proposal_key', candidate.id)}/runtime-repair"
+            repaired = self._propose(fixed, key, parent=candidate.id)
+            if repaired.status == "accepted":
+                self._agent_queue.append(repaired)
+
+    def _propose(self, proposal: Proposal, key: str, parent: int | None = None) -> CandidateRecord:
+        candidate = self.runner.propose(
+            "agent",
+            self.agent_name,
+            proposal.source,
+            proposal_key=key,
+            parent_id=proposal.parent_id if proposal.parent_id is not None else parent,
+        )
+        if proposal.note and "note" not in candidate.meta:
+            candidate = self.runner.ledger.update_candidate(
+                candidate.id, meta={**candidate.meta, "note": proposal.note, **dict(proposal.meta)}
+            )
+        return candidate
+
+    def _record_costs(self) -> None:
+        for usage in self.agent.drain_usage():
+            self.runner.ledger.add_cost(
+                self.runner.campaign_id,
+                arm="agent",
+                kind="llm",
+                model=usage.model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                money_usd=usage.money_usd,
+                meta=dict(usage.meta),
+            )
+
+    # --- what the agent is told ------------------------------------------------------------------
+
+    def _agent_history_records(self) -> list[CandidateRecord]:
+        return self.runner.ledger.candidates(self.runner.campaign_id, arm="agent")
+
+    def _context(self, step: int) -> AgentContext:
+        ledger, cid = self.runner.ledger, self.runner.campaign_id
+        records = self._agent_history_records()
+        history = tuple(_history_item(c) for c in records)
+        best = tuple(
+            _history_item(c)
+            for c in ledger.best_candidates(cid, "agent", 5, higher_is_better=self.profile.higher_is_better)
+        )
+        failures = tuple(_history_item(c) for c in ledger.recent_failures(cid, "agent", 5))
+        baseline = [
+            c for c in ledger.candidates(cid, arm="control") if c.meta.get("proposal_key") == "control-0"
+        ]
+        return AgentContext(
+            profile_name=self.profile.name,
+            profile_description=yaml.safe_dump(self.profile.describe(), sort_keys=False),
+            surface_doc=self.surface_doc,
+            baseline_source=BASELINE_SOURCE,
+            higher_is_better=self.profile.higher_is_better,
+            metric=self.profile.metric_name,
+            baseline_score=baseline[0].score if baseline else None,
+            best=best,
+            recent_failures=failures,
+            history=history,
+            step=step,
+        )
+
+    # --- reporting -------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, ArmStatus]:
+        ledger, cid = self.runner.ledger, self.runner.campaign_id
+        out = {}
+        for arm in ("agent", "control"):
+            cands = ledger.candidates(cid, arm=arm)
+            status = ArmStatus(
+                runs=self.runner.accountant.spent(arm).runs,
+                failures=sum(c.status == "failed" for c in cands),
+                rejected=sum(c.status == "rejected" for c in cands),
+                duplicates=sum(c.status == "duplicate" for c in cands),
+            )
+            best = ledger.best_candidates(cid, arm, 1, higher_is_better=self.profile.higher_is_better)
+            if best:
+                status.best, status.best_candidate = best[0].score, best[0].id
+            out[arm] = status
+        return out
+
+    def _report(self, arm: str, candidate_id: int, score: float | None, status: str, note: str) -> None:
+        spent = self.runner.accountant.spent(arm).runs
+        value = f"{score:.4f}" if score is not None and math.isfinite(score) else "—"
+        self.echo(
+            f"[{arm:>7}] run {spent:>3}/{self.settings.runs_per_arm}  cand {candidate_id:>4}  "
+            f"{status:<7} val {self.profile.metric_name} {value}  {note}"
+        )
+
+
+def _history_item(c: CandidateRecord) -> HistoryItem:
+    return HistoryItem(
+        candidate_id=c.id,
+        status=c.status,
+        score=c.score,
+        source=c.source,
+        diff=c.diff,
+        reasons=tuple(c.reasons),
+        parent_id=c.parent_id,
+        note=str(c.meta.get("note", "")),
+    )
+
+
+def _scalars(values: Mapping[str, float]) -> str:
+    return ", ".join(f"{k}={v:.3g}" for k, v in sorted(values.items()))
+
+
+def check_agent_config(cfg: Any) -> Mapping[str, Any]:
+    if not isinstance(cfg, Mapping) or "kind" not in cfg:
+        raise ConfigError(
+            "the agent config has no kind", where="agent=", fix="agent=evolve|claude|openai|local"
+        )
+    return cfg

@@ -1,0 +1,211 @@
+"""Campaigns end to end: both arms, one accountant, the ledger, resume, the LLM path, fail-fast keys."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from sqlalchemy import text
+
+from afr.campaign import Campaign, CampaignSettings, RunnerSettings
+from afr.ledger import Ledger
+from afr.profiles import load_profile_config
+from tests._fake_openai import TIMEOUT, FakeOpenAI, Status
+
+CONF = Path(__file__).resolve().parents[1] / "afr" / "conf"
+
+
+def conf(group: str, name: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(CONF / group / f"{name}.yaml"), resolve=True)
+
+
+def settings(directory: Path, agent_cfg: dict, runs: int = 4, **changes) -> CampaignSettings:
+    profile_cfg = load_profile_config("synthetic")
+    profile_cfg.update(rounds=3, local_steps=10)
+    return CampaignSettings(
+        name=changes.pop("name", "test"),
+        directory=directory,
+        profile="synthetic",
+        profile_cfg=profile_cfg,
+        agent_cfg=agent_cfg,
+        control_cfg=conf("control", "optuna"),
+        runs_per_arm=runs,
+        runner=RunnerSettings(workers=2, timeout_s=60),
+        **changes,
+    )
+
+
+def spend_by_arm(ledger: Ledger, campaign_id: int) -> dict[str, tuple[int, int]]:
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT arm, SUM(runs), SUM(client_steps) FROM afr_charges "
+                "WHERE campaign_id = :c AND status = 'settled' GROUP BY arm"
+            ),
+            {"c": campaign_id},
+        ).all()
+    return {arm: (int(runs), int(steps)) for arm, runs, steps in rows}
+
+
+@pytest.fixture(scope="module")
+def evolve_campaign(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("evolve") / "campaign"
+    result = Campaign(settings(directory, conf("agent", "evolve")), echo=lambda _: None).run()
+    return directory, result
+
+
+def test_both_arms_spend_exactly_the_same_budget(evolve_campaign) -> None:
+    directory, result = evolve_campaign
+    ledger = Ledger.for_campaign_dir(directory)
+    spend = spend_by_arm(ledger, result.campaign_id)
+    steps_per_run = 3 * 10 * 10  # rounds × clients × local steps
+    assert spend["agent"] == spend["control"] == (4, 4 * steps_per_run)
+    runs = ledger.runs(result.campaign_id)
+    assert sorted(r.run_key.split("/")[0] for r in runs) == ["agent"] * 4 + ["control"] * 4
+    assert all(r.seed == 0 and r.stage == "search" for r in runs), "both arms search with the same seed"
+    assert ledger.campaign(result.campaign_id).status == "finished"
+
+
+def test_the_same_command_resumes_without_running_again(evolve_campaign) -> None:
+    directory, first = evolve_campaign
+    again = Campaign(settings(directory, conf("agent", "evolve")), echo=lambda _: None).run()
+    ledger = Ledger.for_campaign_dir(directory)
+    assert again.campaign_id == first.campaign_id
+    assert len(ledger.runs(first.campaign_id)) == 8
+    assert spend_by_arm(ledger, first.campaign_id) == spend_by_arm(ledger, again.campaign_id)
+
+
+def test_both_studies_load_with_the_optuna_api(evolve_campaign) -> None:
+    directory, result = evolve_campaign
+    url = Ledger.for_campaign_dir(directory).url
+    names = set(optuna.study.get_all_study_names(storage=url))
+    assert {"test/control", "test/agent"} <= names
+    control = optuna.load_study(study_name="test/control", storage=url)
+    assert len(control.trials) == 4
+    assert all(set(t.params) == {"lr", "server_lr"} for t in control.trials)
+    agent = optuna.load_study(study_name="test/agent", storage=url)
+    assert len(agent.trials) == 4
+    assert all("candidate_id" in t.user_attrs and "diff" in t.user_attrs for t in agent.trials)
+
+
+GOOD = '''Adds server momentum.
+
+```python
+from afr.recipe import FedAvg, scalar, weighted_mean_delta
+import torch
+
+
+class Momentum{n}(FedAvg):
+    """FedAvg with server momentum."""
+
+    name = "momentum{n}"
+    beta = scalar({beta}, 0.0, 0.99)
+
+    def aggregate(self, global_params, updates, server_state):
+        delta = weighted_mean_delta(updates)
+        velocity = server_state.setdefault("v", {{k: torch.zeros_like(v) for k, v in delta.items()}})
+        for k in velocity:
+            velocity[k] = self.beta * velocity[k] + delta[k]
+        return {{k: global_params[k] + self.server_lr * velocity[k] for k in global_params}}
+```
+'''
+BAD = """Reads the environment.
+
+```python
+import os
+from afr.recipe import FedAvg
+
+
+class Leaky(FedAvg):
+    name = "leaky"
+
+    def client_lr(self, round_idx, client):
+        return float(os.environ.get("LR", "0.01"))
+```
+"""
+
+
+def test_local_agent_through_the_openai_client_matches_the_script(tmp_path: Path) -> None:
+    script = [
+        GOOD.format(n=1, beta=0.5),  # step 0: a good edit
+        "I would rather describe the idea in prose.",  # step 1: malformed -> the agent re-asks
+        BAD,  # ... and gets a file the validator rejects -> the campaign asks for a repair
+        GOOD.format(n=2, beta=0.7),  # the repaired file
+        Status(429),  # step 2: rate limited, then a timeout, then a good reply
+        TIMEOUT,
+        GOOD.format(n=3, beta=0.3),
+    ]
+    agent_cfg = conf("agent", "local")
+    with FakeOpenAI(script) as server:
+        agent_cfg.update(
+            base_url=server.base_url, timeout_s=1.0, max_retries=2, backoff_s=0.0, proposals_per_step=1
+        )
+        campaign = Campaign(settings(tmp_path / "c", agent_cfg, runs=3, name="llm"), echo=lambda _: None)
+        result = campaign.run()
+        requests = list(server.requests)
+    assert len(requests) == len(script)
+    ledger = Ledger.for_campaign_dir(tmp_path / "c")
+    agent = ledger.candidates(result.campaign_id, arm="agent")
+    statuses = [(c.meta["proposal_key"], c.status) for c in agent]
+    assert statuses == [
+        ("agent-0-0", "ok"),
+        ("agent-1-0", "rejected"),
+        ("agent-1-0/repair-1", "ok"),
+        ("agent-2-0", "ok"),
+    ]
+    rejected, repaired = agent[1], agent[2]
+    assert any("import-not-allowed" in r for r in rejected.reasons)
+    assert repaired.parent_id == rejected.id
+    repair_request = requests[3]["messages"][-1]["content"]
+    assert "[import-not-allowed]" in repair_request, "the validator's message is fed back verbatim"
+    assert spend_by_arm(ledger, result.campaign_id) == {"agent": (3, 900), "control": (3, 900)}
+    costs = ledger.cost_totals(result.campaign_id)["agent"]
+    assert costs["llm_calls"] == 5  # every answered request: 3 good files, the prose, the rejected file
+
+
+def test_claude_without_a_key_fails_before_any_work(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "afr.run",
+            "agent=claude",
+            "profile=synthetic",
+            f"campaign.dir={tmp_path / 'c'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "ANTHROPIC_API_KEY" in done.stderr.splitlines()[0]
+    assert "Traceback" not in done.stderr + done.stdout
+    assert not (tmp_path / "c").exists(), "nothing was started"
+
+
+def test_cli_campaign_runs_and_resumes(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "afr.run",
+        "agent=evolve",
+        "profile=synthetic",
+        "profile.rounds=2",
+        "profile.local_steps=5",
+        "campaign.runs_per_arm=2",
+        f"campaign.dir={tmp_path / 'c'}",
+    ]
+    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "finished" in first.stdout and "optuna-dashboard" in first.stdout
+    second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "[  agent] run" not in second.stdout, "a finished campaign runs nothing again"
