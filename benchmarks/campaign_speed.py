@@ -9,24 +9,17 @@ training inside the sandbox, with two workers). Target: the search phase in < 5 
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
+
+from _common import data_dir_from  # benchmarks/ is on sys.path when run as a script
 
 from afr.campaign import Campaign, CampaignSettings, RunnerSettings
 from afr.ledger import Ledger
 from afr.profiles import load_profile_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def data_dir_from(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    if os.environ.get("AFR_DATA_DIR"):
-        return Path(os.environ["AFR_DATA_DIR"])
-    return ROOT.parent / "shared" / "data"
 
 
 def main() -> None:

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import data_dir_from  # benchmarks/ is on sys.path when run as a script
+
 from afr.budget import ArmBudget
 from afr.campaign import CandidateRunner, RunnerSettings
 from afr.engine import run_federation
@@ -45,14 +47,6 @@ class ServerMomentum(FedAvg):
             velocity[k] = self.beta * velocity[k] + delta[k]
         return {k: global_params[k] + self.server_lr * velocity[k] for k in global_params}
 '''
-
-
-def data_dir_from(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    if os.environ.get("AFR_DATA_DIR"):
-        return Path(os.environ["AFR_DATA_DIR"])
-    return ROOT.parent / "shared" / "data"
 
 
 def validator_ms(repeats: int) -> dict[str, float]:

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _common import data_dir_from  # benchmarks/ is on sys.path when run as a script
+
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 SEED = 0
 PROFILES = ("tcga_brca", "heart_disease")
@@ -47,13 +49,6 @@ def quiet() -> None:
         "lightning_fabric",
     ):
         logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def data_dir_from(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    env = os.environ.get("AFR_DATA_DIR")
-    return Path(env) if env else DEFAULT_DATA_DIR
 
 
 # --- the four variants ----------------------------------------------------------------------------

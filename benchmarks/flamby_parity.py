@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from _common import data_dir_from  # benchmarks/ is on sys.path when run as a script
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 RECIPES = ("fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad")
@@ -49,13 +50,6 @@ CHECKS = {
     ("tcga_brca", "fedavg"): ("within 0.732 ± 0.162", lambda m: abs(m - 0.732) <= 0.162),
     ("tcga_brca", "fedadam"): (">= 0.78", lambda m: m >= 0.78),
 }
-
-
-def data_dir_from(arg: str | None) -> Path:
-    if arg:
-        return Path(arg)
-    env = os.environ.get("AFR_DATA_DIR")
-    return Path(env) if env else DEFAULT_DATA_DIR
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
