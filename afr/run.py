@@ -165,6 +165,10 @@ def campaign_settings(cfg: DictConfig):
         runner=runner,
         proposals_per_step=int(camp.get("proposals_per_step", 4)),
         max_repairs=int(camp.get("max_repairs", 2)),
+        finals=bool(camp.get("finals", True)),
+        top_k=int(camp.get("top_k", 3)),
+        final_seeds=int(camp.get("final_seeds", 5)),
+        heldout_seeds=int(camp.get("heldout_seeds", 2)),
     )
 
 

@@ -65,7 +65,7 @@ def test_both_arms_spend_exactly_the_same_budget(evolve_campaign) -> None:
     spend = spend_by_arm(ledger, result.campaign_id)
     steps_per_run = 3 * 10 * 10  # rounds × clients × local steps
     assert spend["agent"] == spend["control"] == (4, 4 * steps_per_run)
-    runs = ledger.runs(result.campaign_id)
+    runs = ledger.runs(result.campaign_id, stage="search")
     assert sorted(r.run_key.split("/")[0] for r in runs) == ["agent"] * 4 + ["control"] * 4
     assert all(r.seed == 0 and r.stage == "search" for r in runs), "both arms search with the same seed"
     assert ledger.campaign(result.campaign_id).status == "finished"
@@ -76,8 +76,29 @@ def test_the_same_command_resumes_without_running_again(evolve_campaign) -> None
     again = Campaign(settings(directory, conf("agent", "evolve")), echo=lambda _: None).run()
     ledger = Ledger.for_campaign_dir(directory)
     assert again.campaign_id == first.campaign_id
-    assert len(ledger.runs(first.campaign_id)) == 8
+    assert len(ledger.runs(first.campaign_id, stage="search")) == 8
+    assert len(ledger.runs(first.campaign_id)) == len(ledger.runs(again.campaign_id))
     assert spend_by_arm(ledger, first.campaign_id) == spend_by_arm(ledger, again.campaign_id)
+
+
+def test_finals_use_fresh_paired_seeds_and_parent_side_metrics(evolve_campaign) -> None:
+    directory, result = evolve_campaign
+    ledger = Ledger.for_campaign_dir(directory)
+    finals = ledger.runs(result.campaign_id, stage="final")
+    heldout = ledger.runs(result.campaign_id, stage="heldout")
+    assert finals and heldout
+    by_candidate: dict[int, set[int]] = {}
+    for run in finals:
+        by_candidate.setdefault(run.candidate_id, set()).add(run.seed)
+        assert run.split == "test" and run.evaluation["part"] == "test"
+        assert 0.0 <= run.evaluation["mean"] <= 1.0
+    assert all(seeds == {42, 43, 44, 45, 46} for seeds in by_candidate.values()), "paired fresh seeds"
+    assert len(by_candidate) >= 3  # agent finalists, the best control trial (or the baseline), the baseline
+    settings_seen = {r.split for r in heldout}
+    assert settings_seen == {"heldout:alpha0.5_beta0.5", "heldout:alpha0_beta0", "heldout:fresh_draw"}
+    assert set(result.evidence) and all(len(e["test"]) == 5 for e in result.evidence.values())
+    spend = spend_by_arm(ledger, result.campaign_id)
+    assert spend["finals"][0] == len(finals) + len(heldout)
 
 
 def test_both_studies_load_with_the_optuna_api(evolve_campaign) -> None:
@@ -145,7 +166,9 @@ def test_local_agent_through_the_openai_client_matches_the_script(tmp_path: Path
         agent_cfg.update(
             base_url=server.base_url, timeout_s=1.0, max_retries=2, backoff_s=0.0, proposals_per_step=1
         )
-        campaign = Campaign(settings(tmp_path / "c", agent_cfg, runs=3, name="llm"), echo=lambda _: None)
+        campaign = Campaign(
+            settings(tmp_path / "c", agent_cfg, runs=3, name="llm", finals=False), echo=lambda _: None
+        )
         result = campaign.run()
         requests = list(server.requests)
     assert len(requests) == len(script)
@@ -201,6 +224,7 @@ def test_cli_campaign_runs_and_resumes(tmp_path: Path) -> None:
         "profile.rounds=2",
         "profile.local_steps=5",
         "campaign.runs_per_arm=2",
+        "campaign.finals=false",
         f"campaign.dir={tmp_path / 'c'}",
     ]
     first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -21,6 +21,7 @@ from ..agents import Agent, AgentContext, HistoryItem, Proposal, make_agent
 from ..budget import ArmBudget
 from ..controls import ScalarControl, make_control, record_agent_candidate
 from ..errors import ConfigError
+from ..evaluation import FinalsPlan, finals_runs_needed, run_finals, select_finalists
 from ..ledger import CandidateRecord
 from ..recipe import FedAvg
 from ..surface import render_profile_surface
@@ -45,6 +46,11 @@ class CampaignSettings:
     runner: RunnerSettings = RunnerSettings()
     proposals_per_step: int = 4
     max_repairs: int = 2
+    finals: bool = True
+    """After the search: re-run the finalists with fresh paired seeds on test and held-out settings."""
+    top_k: int = 3
+    final_seeds: int = 5
+    heldout_seeds: int = 2
     max_agent_calls: int | None = None
     """Give up on the agent arm after this many proposal calls in a row that yield nothing runnable (10)."""
 
@@ -57,6 +63,7 @@ class CampaignSettings:
             "seed": self.seed,
             "proposals_per_step": self.proposals_per_step,
             "max_repairs": self.max_repairs,
+            "finals": [self.finals, self.top_k, self.final_seeds, self.heldout_seeds],
         }
 
 
@@ -78,6 +85,7 @@ class CampaignResult:
     spent: dict[str, ArmBudget] = field(default_factory=dict)
     seconds: float = 0.0
     stopped_early: str = ""
+    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Campaign:
@@ -132,7 +140,12 @@ class Campaign:
         profile = make_profile(settings.profile, settings.profile_cfg, data_dir=settings.data_dir)
         steps = profile.budget.rounds * profile.num_clients * profile.budget.local_steps
         per_arm = ArmBudget(settings.runs_per_arm, settings.runs_per_arm * steps)
-        return {"agent": per_arm, "control": per_arm, "finals": ArmBudget(0, 0)}
+        finals = 0
+        if settings.finals:
+            finals = finals_runs_needed(
+                settings.top_k, settings.final_seeds, len(profile.heldout_settings()), settings.heldout_seeds
+            )
+        return {"agent": per_arm, "control": per_arm, "finals": ArmBudget(finals, finals * steps)}
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -156,6 +169,7 @@ class Campaign:
                         if message:
                             stopped = message
                             self.echo(f"agent arm stopped: {message}")
+            evidence = self.run_finals() if self.settings.finals else {}
             ledger.finish_campaign(cid, "finished")
         except KeyboardInterrupt:
             ledger.finish_campaign(cid, "interrupted")
@@ -163,8 +177,23 @@ class Campaign:
         finally:
             self.runner.close()
         result = CampaignResult(cid, self.runner.dir, self.status(), self.runner.spent(), 0.0, stopped)
+        result.evidence = evidence
         result.seconds = time.perf_counter() - start
         return result
+
+    def run_finals(self) -> dict[str, dict[str, Any]]:
+        """Finalists of both arms and the baseline on fresh seeds (test) and held-out settings."""
+        finalists = select_finalists(
+            self.runner.ledger, self.runner.campaign_id, self.settings.top_k, self.profile.higher_is_better
+        )
+        seeds = list(self.profile.final_seeds[: self.settings.final_seeds])
+        plan = FinalsPlan(
+            seeds=seeds,
+            heldout=self.profile.heldout_settings(),
+            heldout_seeds=seeds[: self.settings.heldout_seeds],
+        )
+        assert not set(seeds) & set(self.profile.search_seeds), "final seeds are never search seeds"
+        return run_finals(self.runner, finalists, plan, echo=self.echo)
 
     def _remaining(self, arm: str) -> bool:
         return self.runner.accountant.remaining(arm).runs > 0

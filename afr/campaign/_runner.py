@@ -158,22 +158,38 @@ class CandidateRunner:
 
     # --- runs ------------------------------------------------------------------------------------
 
-    def run(self, candidate: CandidateRecord, seed: int, stage: str = "search") -> RunRecord | None:
-        """Run an accepted candidate once (sandboxed); None for rejected or duplicate candidates."""
+    def run(
+        self,
+        candidate: CandidateRecord,
+        seed: int,
+        stage: str = "search",
+        *,
+        setting: str = "",
+        profile_overrides: Mapping[str, Any] | None = None,
+    ) -> RunRecord | None:
+        """Run an accepted candidate once (sandboxed); None for rejected or duplicate candidates.
+
+        ``stage``: ``search`` (train on fit, score on validation; charged to the candidate's arm),
+        ``final`` (whole train split, fresh seed) or ``heldout`` (``profile_overrides`` name a held-out
+        ``setting``); the last two are charged to the ``finals`` account.
+        """
         if candidate.status not in ("accepted", "running", "ok", "failed"):
             return None
         arm = "finals" if stage != "search" else candidate.arm
-        key = run_key(candidate.arm, candidate.id, stage, seed)
+        key = run_key(candidate.arm, candidate.id, f"{stage}-{setting}" if setting else stage, seed)
         done = self.ledger.run_by_key(self.campaign_id, key)
         if done is not None and done.status in FINISHED:
             self.accountant.settle(key, _outcome(done.status))  # idempotent; settles a crash leftover
             return done
         self.accountant.reserve(arm, key, self.run_client_steps)
-        run_id = self.ledger.start_run(
-            self.campaign_id, candidate.id, key, seed, stage, "val" if stage == "search" else "train"
+        split = {"search": "val", "final": "test"}.get(stage, f"heldout:{setting}")
+        run_id = self.ledger.start_run(self.campaign_id, candidate.id, key, seed, stage, split)
+        if stage == "search":
+            self.ledger.update_candidate(candidate.id, status="running")
+        cfg = {**self.profile_cfg, **dict(profile_overrides or {})}
+        outcome = self.pool.run(
+            self._job(candidate, key, seed, "search" if stage == "search" else "final", cfg)
         )
-        self.ledger.update_candidate(candidate.id, status="running")
-        outcome = self.pool.run(self._job(candidate, key, seed, stage))
         artifacts = self._save_artifacts(key, outcome)
         if outcome.curve:
             artifacts["tensorboard"] = self._write_tensorboard(key, outcome.curve)
@@ -199,11 +215,13 @@ class CandidateRunner:
             )
         return self.ledger.run(run_id)
 
-    def _job(self, candidate: CandidateRecord, key: str, seed: int, stage: str) -> RunJob:
+    def _job(
+        self, candidate: CandidateRecord, key: str, seed: int, stage: str, cfg: dict[str, Any]
+    ) -> RunJob:
         return RunJob(
             job_id=key,
             profile=self.profile.name,
-            profile_cfg=self.profile_cfg,
+            profile_cfg=cfg,
             data_dir=self.data_dir,
             recipe_source=None if candidate.meta.get("builtin") else candidate.source,
             recipe_name=candidate.meta.get("builtin"),

@@ -309,6 +309,6 @@ def _log(writer, record: dict[str, Any], profile: Profile) -> None:
         writer.add_scalar("train/loss", record["train_loss"], step)
     if "val" in record:
         writer.add_scalar(f"val/{profile.metric_name}", record["val"], step)
-        for name, value in zip(profile.client_names, record["val_per_client"], strict=True):
+        for name, value in zip(profile.training_client_names, record["val_per_client"], strict=True):
             if math.isfinite(value):
                 writer.add_scalar(f"val_client/{name}", value, step)

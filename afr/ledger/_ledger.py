@@ -161,6 +161,7 @@ class RunRecord:
     message: str | None
     started_at: datetime
     finished_at: datetime | None
+    evaluation: dict[str, Any] | None = None
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -222,6 +223,7 @@ def _run_record(row: RunRow) -> RunRecord:
         bytes_down=row.bytes_down,
         artifacts=None if row.artifacts is None else dict(row.artifacts),
         message=row.message,
+        evaluation=None if row.evaluation is None else dict(row.evaluation),
         started_at=_utc(row.started_at),  # type: ignore[arg-type]
         finished_at=_utc(row.finished_at),
     )
@@ -679,6 +681,14 @@ class Ledger:
                 row.artifacts = {str(k): str(v) for k, v in artifacts.items()}
             if message is not None:
                 row.message = message
+            session.flush()
+            return _run_record(row)
+
+    def record_evaluation(self, run_id: int, evaluation: dict[str, Any]) -> RunRecord:
+        """Store the parent process's evaluation of a run's weights (e.g. its test metric per client)."""
+        with self.write_session() as session:
+            row = self._get(session, RunRow, run_id, "run")
+            row.evaluation = _jsonable(dict(evaluation))
             session.flush()
             return _run_record(row)
 

@@ -112,6 +112,8 @@ class RunRow(Base):
     bytes_down: Mapped[int | None] = mapped_column(BigInteger, default=None)
     artifacts: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
     message: Mapped[str | None] = mapped_column(Text, default=None)
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    """The parent's evaluation of the returned weights (test or held-out metric, per client)."""
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 

@@ -111,6 +111,8 @@ class Profile(ABC):
             self.search_seeds = [int(s) for s in seeds.get("search", [0])]
             self.final_seeds = [int(s) for s in seeds.get("final", [42, 43, 44, 45, 46])]
             self.contract = CommunicationContract.from_config(cfg.get("contract"))
+            holdout = cfg.get("holdout_client")
+            self.holdout_client = None if holdout is None else _whole(holdout, "holdout_client")
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"profile {self.name!r} config is malformed: {exc}",
@@ -129,6 +131,7 @@ class Profile(ABC):
         self._splits: tuple[list[ClientData], list[ClientData]] | None = None
         self._parts: dict[str, list[ClientData]] = {}
         self._test_forgotten = False
+        self._heldout: ClientData | None = None
 
     # --- data ------------------------------------------------------------------------------------
 
@@ -143,7 +146,8 @@ class Profile(ABC):
 
     @property
     def num_clients(self) -> int:
-        return len(self.client_names)
+        """Clients that train (a held-out client does not count)."""
+        return len(self.training_client_names)
 
     def stratify_labels(self, data: ClientData) -> np.ndarray | None:
         """Labels to stratify the validation carve-out on (None: plain random)."""
@@ -157,7 +161,7 @@ class Profile(ABC):
             raise RuntimeError("this process dropped the test split: test metrics are computed by the parent")
         if part not in self._parts:
             if self._splits is None:
-                self._splits = self.load_splits()
+                self._splits = self._hold_out(*self.load_splits())
             train, test = self._splits
             self._parts["train"], self._parts["test"] = train, test
             self._parts["fit"], self._parts["val"] = [], []
@@ -167,9 +171,58 @@ class Profile(ABC):
                 self._parts["val"].append(client.subset(val_idx))
         return self._parts[part]
 
+    def _hold_out(
+        self, train: list[ClientData], test: list[ClientData]
+    ) -> tuple[list[ClientData], list[ClientData]]:
+        """Leave-one-client-out: keep client ``holdout_client`` (train + test rows) out of every part."""
+        k = self.holdout_client
+        if k is None:
+            return train, test
+        if not 0 <= k < len(train):
+            raise ConfigError(
+                f"holdout_client={k} but profile {self.name!r} has clients 0..{len(train) - 1}",
+                where="profile.holdout_client",
+            )
+        held = [train[k], test[k]]
+        self._heldout = ClientData(torch.cat([d.inputs for d in held]), torch.cat([d.targets for d in held]))
+        return [d for i, d in enumerate(train) if i != k], [d for i, d in enumerate(test) if i != k]
+
+    def heldout_data(self) -> list[ClientData]:
+        """The held-out client's whole data (parent process only; never given to training)."""
+        if self.holdout_client is None:
+            raise ValueError(f"profile {self.name!r} holds no client out (set holdout_client)")
+        self.data("train")
+        return [self._heldout]
+
+    @property
+    def training_client_names(self) -> list[str]:
+        """Names of the clients that train (all but the held-out one)."""
+        return [n for i, n in enumerate(self.client_names) if i != self.holdout_client]
+
+    def heldout_settings(self) -> dict[str, dict[str, Any]]:
+        """Named profile-config overrides for held-out evaluation (from the YAML's ``heldout`` block).
+
+        ``leave_one_client_out``: one setting per client, trained without it, tested on all its rows;
+        ``settings``: explicit overrides (e.g. other synthetic (α, β), a fresh data draw), tested on test.
+        """
+        spec = self.cfg.get("heldout") or {}
+        kind = spec.get("kind")
+        if kind == "leave_one_client_out":
+            return {f"without_{name}": {"holdout_client": k} for k, name in enumerate(self.client_names)}
+        if kind == "settings":
+            return {str(k): dict(v) for k, v in (spec.get("settings") or {}).items()}
+        if kind is None:
+            return {}
+        raise ConfigError(
+            f"unknown held-out kind {kind!r}",
+            where=f"afr/conf/profile/{self.name}.yaml: heldout.kind",
+            fix="leave_one_client_out or settings",
+        )
+
     def forget_test(self) -> None:
         """Drop the test split from memory (training workers call this before running any recipe)."""
         self.data("train")
+        self._heldout = None
         self._parts.pop("test", None)
         if self._splits is not None:
             self._splits = (self._splits[0], [])
@@ -283,7 +336,7 @@ class Profile(ABC):
         """A summary a person (or an agent) can read."""
         return {
             "name": self.name,
-            "clients": self.client_names,
+            "clients": self.training_client_names,
             "budget": vars(self.budget),
             "metric": self.metric_name,
             "higher_is_better": self.higher_is_better,
