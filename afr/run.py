@@ -194,6 +194,8 @@ def run_campaign(cfg: DictConfig) -> Any:
     url = campaign.runner.ledger.url
     print(f"  ledger: {url}\n  dashboard: optuna-dashboard {url}")
     print(f"  curves: tensorboard --logdir {result.directory / 'tb'}")
+    if campaign.report_path is not None:
+        print(f"  report: {campaign.report_path}")
     return result
 
 

@@ -233,3 +233,31 @@ def test_cli_campaign_runs_and_resumes(tmp_path: Path) -> None:
     second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "[  agent] run" not in second.stdout, "a finished campaign runs nothing again"
+
+
+def test_report_is_written_from_the_ledger(evolve_campaign, tmp_path: Path) -> None:
+    directory, result = evolve_campaign
+    report = directory / "report.md"
+    assert report.is_file(), "a campaign writes its report when it ends"
+    text_ = report.read_text()
+    for section in (
+        "## Budget",
+        "## Finalists",
+        "## Classification of the agent's gains",
+        "## Survival table",
+    ):
+        assert section in text_
+    for plot in ("search_scores", "finalist_curves", "paired_seeds", "budget_spend"):
+        assert (directory / "plots" / f"{plot}.png").stat().st_size > 1000
+    again = subprocess.run(
+        [sys.executable, "-m", "afr.report", str(directory), "--output", str(tmp_path / "r.md")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "r.md").read_text() == text_, "the report is a function of the ledger"
+    missing = subprocess.run(
+        [sys.executable, "-m", "afr.report", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert missing.returncode == 2 and "no ledger.db" in missing.stderr

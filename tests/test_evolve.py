@@ -385,3 +385,11 @@ def test_mini_search_beats_fedavg_on_tcga_brca(shared_data):
         print(f"  #{h.candidate_id} {h.status} {h.score} parent={h.parent_id} {read_genome(h.source).tokens}")
     print(diff)
     assert best.score > baseline
+
+
+def test_rounding_a_scalar_never_leaves_its_range() -> None:
+    from afr.agents._mechanisms import ScalarSpec
+
+    spec = ScalarSpec(0.999, 0.9, 0.99999)
+    assert spec.clip(0.999995) <= 0.99999
+    assert spec.render(0.999995) == "scalar(0.99999, 0.9, 0.99999)"

@@ -90,7 +90,10 @@ class ScalarSpec:
 
     def clip(self, value: float) -> float:
         value = min(self.high, max(self.low, float(value)))
-        return float(round(value)) if self.integer else tidy(value)
+        if self.integer:
+            return float(round(value))
+        # rounding to 4 digits may step outside the range (0.99999 -> 1): keep the exact bound then
+        return min(self.high, max(self.low, tidy(value)))
 
     def with_default(self, default: float) -> ScalarSpec:
         return ScalarSpec(self.clip(default), self.low, self.high, self.log, self.integer)
@@ -111,8 +114,11 @@ def tidy(value: float) -> float:
 
 
 def number(value: float, integer: bool = False) -> str:
-    """A Python literal for ``value`` rounded by :func:`tidy` (ints without a trailing ``.0``)."""
-    return bound(round(value) if integer else tidy(value), integer)
+    """A Python literal for ``value`` rounded by :func:`tidy` (ints without a trailing ``.0``).
+
+    Values that :func:`tidy` would change are passed through ``clip`` first by their callers.
+    """
+    return bound(round(value) if integer else value, integer)
 
 
 def bound(value: float, integer: bool = False) -> str:

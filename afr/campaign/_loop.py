@@ -21,7 +21,7 @@ from ..agents import Agent, AgentContext, HistoryItem, Proposal, make_agent
 from ..budget import ArmBudget
 from ..controls import ScalarControl, make_control, record_agent_candidate
 from ..errors import ConfigError
-from ..evaluation import FinalsPlan, finals_runs_needed, run_finals, select_finalists
+from ..evaluation import FinalsPlan, finals_runs_needed, run_finals, select_finalists, write_report
 from ..ledger import CandidateRecord
 from ..recipe import FedAvg
 from ..surface import render_profile_surface
@@ -132,6 +132,7 @@ class Campaign:
             }
         )
         self._fruitless_calls = 0
+        self.report_path: Path | None = None
 
     @staticmethod
     def _limits(settings: CampaignSettings) -> dict[str, ArmBudget]:
@@ -155,6 +156,10 @@ class Campaign:
         stopped = ""
         try:
             self.runner.pool.warm()
+            if self._remaining("control") and not self.control.trials():
+                # The baseline (control trial 0) runs first, so every agent step sees its score: the
+                # agent's context, and hence a seeded campaign, does not depend on thread timing.
+                self._control_step()
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm") as arms:
                 while True:
                     steps = []
@@ -171,6 +176,7 @@ class Campaign:
                             self.echo(f"agent arm stopped: {message}")
             evidence = self.run_finals() if self.settings.finals else {}
             ledger.finish_campaign(cid, "finished")
+            self.report_path = write_report(self.runner.dir)
         except KeyboardInterrupt:
             ledger.finish_campaign(cid, "interrupted")
             raise

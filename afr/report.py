@@ -1,0 +1,46 @@
+"""``python -m afr.report <campaign dir>``: write the campaign's report (Markdown + PNG plots)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import AFRError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m afr.report", description=__doc__)
+    parser.add_argument("campaign_dir", help="the campaign directory (holds ledger.db)")
+    parser.add_argument("--output", help="where to write the Markdown (default: <campaign dir>/report.md)")
+    parser.add_argument(
+        "--worked-example",
+        action="store_true",
+        help="write the worked example (baseline construction, one candidate's path) instead of the report",
+    )
+    args = parser.parse_args(argv)
+    from pathlib import Path
+
+    from .evaluation import render_worked_example, write_report
+
+    if not (Path(args.campaign_dir) / "ledger.db").is_file():
+        print(
+            f"error: no ledger.db in {args.campaign_dir}\n  fix: give the directory of a campaign",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        if args.worked_example:
+            path = Path(args.output or "docs/worked_example.md")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render_worked_example(args.campaign_dir))
+        else:
+            path = write_report(args.campaign_dir, args.output)
+    except AFRError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
