@@ -51,7 +51,21 @@ def finals_runs_needed(top_k: int, seeds: int, settings: int, heldout_seeds: int
 
 def select_finalists(ledger, campaign_id: int, top_k: int, higher_is_better: bool) -> list[Finalist]:
     """Top-k agent candidates by validation score, the best control trial, and the baseline (trial 0)."""
-    agent = ledger.best_candidates(campaign_id, "agent", top_k, higher_is_better=higher_is_better)
+    # Candidates the search cannot tell apart (the same validation curve, e.g. a perturbed scalar the
+    # recipe never reads) are one finalist: copies would only dilute the multiple-testing correction.
+    agent: list[CandidateRecord] = []
+    seen: set[str] = set()
+    for candidate in ledger.best_candidates(
+        campaign_id, "agent", 10 * top_k, higher_is_better=higher_is_better
+    ):
+        runs = ledger.runs(campaign_id, candidate_id=candidate.id, stage="search")
+        behaviour = repr([[round(p.get("val") or 0.0, 6) for p in r.per_round or ()] for r in runs])
+        if behaviour in seen:
+            continue
+        seen.add(behaviour)
+        agent.append(candidate)
+        if len(agent) == top_k:
+            break
     control = ledger.candidates(campaign_id, arm="control")
     baseline = [c for c in control if c.meta.get("proposal_key") == "control-0" and c.status == "ok"]
     best_control = ledger.best_candidates(campaign_id, "control", 1, higher_is_better=higher_is_better)
