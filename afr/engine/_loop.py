@@ -194,8 +194,8 @@ def _run(
     guard = ForwardGuard(model)
     module.forward_window = guard.allow
 
+    guard.__enter__()  # the guard's hook must be removed however the loop ends (see finally)
     try:
-        guard.__enter__()
         for round_idx in range(budget.rounds):
             selected = _check_clients(recipe.select_clients(round_idx, num_clients, select_rng), num_clients)
             down_extras = recipe.broadcast(round_idx, server_state)
