@@ -43,6 +43,8 @@ from typing import Any
 
 import libcst as cst
 
+from ..recipe import HOOKS
+
 __all__ = [
     "ScalarSpec",
     "Mechanism",
@@ -61,16 +63,7 @@ __all__ = [
 
 CLASS_NAME = "Evolved"
 RECIPE_NAME = "evolved"
-HOOK_ORDER = (
-    "model_variant",
-    "select_clients",
-    "broadcast",
-    "local_steps",
-    "client_lr",
-    "local_objective",
-    "client_extras",
-    "aggregate",
-)
+HOOK_ORDER = HOOKS
 HELPERS = ("round_progress",)
 MARKER = "Mechanisms:"
 

@@ -11,7 +11,7 @@ import inspect
 from pathlib import Path
 
 from ..errors import ConfigError
-from ._base import ClientUpdate, LocalContext, Params, Recipe
+from ._base import HOOKS, ClientUpdate, LocalContext, Params, Recipe
 from ._ops import proximal_term, sample_weights, weighted_mean_delta
 from ._scalar import Scalar, scalar
 from .fedavg import FedAvg
@@ -21,6 +21,7 @@ from .fedprox import FedProx
 from .scaffold import Scaffold
 
 __all__ = [
+    "HOOKS",
     "Recipe",
     "ClientUpdate",
     "LocalContext",

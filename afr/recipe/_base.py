@@ -16,9 +16,21 @@ from torch import Tensor, nn
 
 from ._scalar import Scalar
 
-__all__ = ["Recipe", "ClientUpdate", "LocalContext"]
+__all__ = ["Recipe", "ClientUpdate", "LocalContext", "HOOKS"]
 
 Params = dict[str, Tensor]
+
+HOOKS: tuple[str, ...] = (
+    "model_variant",
+    "select_clients",
+    "broadcast",
+    "local_steps",
+    "client_lr",
+    "local_objective",
+    "client_extras",
+    "aggregate",
+)
+"""The recipe hooks, in the order the engine calls them in a round (model_variant once per run)."""
 
 
 @dataclass

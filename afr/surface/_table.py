@@ -24,20 +24,10 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..profiles import PROFILES, CommunicationContract, make_profile
-from ..recipe import FedAvg, Recipe, Scalar
+from ..recipe import HOOKS, FedAvg, Recipe, Scalar
 
 __all__ = ["SurfaceTable", "surface_table", "all_tables", "HOOKS", "SURFACE_KEYS"]
 
-HOOKS: tuple[str, ...] = (
-    "model_variant",
-    "select_clients",
-    "broadcast",
-    "local_steps",
-    "client_lr",
-    "local_objective",
-    "client_extras",
-    "aggregate",
-)
 """The :class:`~afr.recipe.Recipe` methods a candidate may override, in the engine's call order."""
 
 SURFACE_KEYS = (
