@@ -164,7 +164,8 @@ def write_report(campaign_dir: str | Path, output: str | Path | None = None) -> 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, ev in findings.evidence.items():
         seeds = sorted(ev.test)
-        ax.plot([str(s) for s in seeds], [ev.test[s] for s in seeds], marker="o", label=name)
+        ax.plot(range(len(seeds)), [ev.test[s] for s in seeds], marker="o", label=name)
+        ax.set_xticks(range(len(seeds)), [str(s) for s in seeds])
     ax.set_xlabel("final seed (paired across finalists)")
     ax.set_ylabel(f"test {findings.metric}")
     ax.legend(fontsize=7)
