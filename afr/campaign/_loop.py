@@ -20,7 +20,6 @@ import yaml
 from ..agents import Agent, AgentContext, HistoryItem, Proposal, make_agent
 from ..budget import ArmBudget
 from ..controls import ScalarControl, make_control, record_agent_candidate
-from ..errors import ConfigError
 from ..evaluation import FinalsPlan, finals_runs_needed, run_finals, select_finalists, write_report
 from ..ledger import CandidateRecord
 from ..recipe import FedAvg
@@ -139,7 +138,7 @@ class Campaign:
         from ..profiles import make_profile
 
         profile = make_profile(settings.profile, settings.profile_cfg, data_dir=settings.data_dir)
-        steps = profile.budget.rounds * profile.num_clients * profile.budget.local_steps
+        steps = profile.client_steps_per_run
         per_arm = ArmBudget(settings.runs_per_arm, settings.runs_per_arm * steps)
         finals = 0
         if settings.finals:
@@ -396,11 +395,3 @@ def _history_item(c: CandidateRecord) -> HistoryItem:
 
 def _scalars(values: Mapping[str, float]) -> str:
     return ", ".join(f"{k}={v:.3g}" for k, v in sorted(values.items()))
-
-
-def check_agent_config(cfg: Any) -> Mapping[str, Any]:
-    if not isinstance(cfg, Mapping) or "kind" not in cfg:
-        raise ConfigError(
-            "the agent config has no kind", where="agent=", fix="agent=evolve|claude|openai|local"
-        )
-    return cfg

@@ -22,7 +22,7 @@ import torch
 from ..budget import ArmBudget, BudgetAccountant
 from ..ledger import CandidateRecord, Ledger, RunRecord
 from ..profiles import Profile, make_profile
-from ..recipe import FedAvg, recipe_class
+from ..recipe import recipe_class
 from ..sandbox import RunJob, RunOutcome, SandboxPool
 from ..surface import SurfaceTable, normalized_ast_hash, surface_table, validate
 
@@ -79,8 +79,7 @@ class CandidateRunner:
         }
         self.campaign_id = self.ledger.start_campaign(name, profile, agent, full_config)
         self.accountant = BudgetAccountant(self.ledger, self.campaign_id, dict(limits))
-        budget = self.profile.budget
-        self.run_client_steps = budget.rounds * self.profile.num_clients * budget.local_steps
+        self.run_client_steps = self.profile.client_steps_per_run
         self._pool: SandboxPool | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -260,14 +259,6 @@ class CandidateRunner:
 
     def spent(self) -> dict[str, ArmBudget]:
         return {arm: self.accountant.spent(arm) for arm in ("agent", "control", "finals")}
-
-    @staticmethod
-    def baseline_source() -> str:
-        return BASELINE_SOURCE
-
-    @staticmethod
-    def baseline_class() -> type[FedAvg]:
-        return FedAvg
 
 
 def _outcome(status: str) -> str:

@@ -105,6 +105,14 @@ def collect_findings(campaign_dir: str | Path, campaign_id: int = 1) -> Campaign
     )
 
 
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _mean_std(values: list[float]) -> str:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
@@ -137,9 +145,7 @@ def write_report(campaign_dir: str | Path, output: str | Path | None = None) -> 
     ax.set_xticks([0, 1], ["agent", "control"])
     ax.set_ylabel(f"validation {findings.metric}")
     ax.set_title("Search: one point per FL run")
-    fig.tight_layout()
-    fig.savefig(plots / "search_scores.png", dpi=110)
-    plt.close(fig)
+    _save(fig, plots / "search_scores.png")
 
     # 2. validation curves of the finalists' search runs
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -156,9 +162,7 @@ def write_report(campaign_dir: str | Path, output: str | Path | None = None) -> 
     ax.set_xlabel("round")
     ax.set_ylabel(f"validation {findings.metric}")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(plots / "finalist_curves.png", dpi=110)
-    plt.close(fig)
+    _save(fig, plots / "finalist_curves.png")
 
     # 3. paired seeds: each finalist's test metric per final seed
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -169,9 +173,7 @@ def write_report(campaign_dir: str | Path, output: str | Path | None = None) -> 
     ax.set_xlabel("final seed (paired across finalists)")
     ax.set_ylabel(f"test {findings.metric}")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(plots / "paired_seeds.png", dpi=110)
-    plt.close(fig)
+    _save(fig, plots / "paired_seeds.png")
 
     # 4. budget spend over time
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -189,9 +191,7 @@ def write_report(campaign_dir: str | Path, output: str | Path | None = None) -> 
     ax.set_xlabel("seconds since the first run")
     ax.set_ylabel("FL runs charged")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(plots / "budget_spend.png", dpi=110)
-    plt.close(fig)
+    _save(fig, plots / "budget_spend.png")
 
     lines = [
         f"# AFR campaign report: {findings.name}",

@@ -33,10 +33,6 @@ class Budget:
     local_steps: int
     batch_size: int
 
-    @property
-    def client_steps_per_round(self) -> int:
-        return self.local_steps
-
 
 @dataclass
 class ClientData:
@@ -143,6 +139,11 @@ class Profile(ABC):
     @abstractmethod
     def client_names(self) -> list[str]:
         """Human-readable client names, in client-index order."""
+
+    @property
+    def client_steps_per_run(self) -> int:
+        """What one FL run may spend: rounds × training clients × local steps (the accountant's unit)."""
+        return self.budget.rounds * self.num_clients * self.budget.local_steps
 
     @property
     def num_clients(self) -> int:
