@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import AFRError, ConfigError
 
-__all__ = ["main", "train_and_test", "resolve_seeds"]
+__all__ = ["main", "train_and_test", "resolve_seeds", "profile_config"]
 
 
 def resolve_seeds(spec: Any, final_seeds: list[int]) -> list[int]:
@@ -48,15 +48,26 @@ def resolve_seeds(spec: Any, final_seeds: list[int]) -> list[int]:
     )
 
 
+def profile_config(container: Any) -> dict[str, Any]:
+    """The profile's config with the ``budget=`` preset merged in and ``device=`` applied."""
+    from .profiles import apply_budget
+
+    profile_cfg = container.get("profile") if isinstance(container, dict) else None
+    if not isinstance(profile_cfg, dict) or "name" not in profile_cfg:
+        raise ConfigError("the profile config has no name", where="profile=", fix="pick a shipped profile")
+    profile_cfg = apply_budget(profile_cfg, container.get("budget"))
+    if container.get("device") is not None:
+        profile_cfg["device"] = container["device"]
+    return profile_cfg
+
+
 def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, Any]:
     """Run the configured recipe on the configured profile for every seed; return the results."""
     from .engine import run_federation
     from .profiles import make_profile
     from .recipe import recipe_class
 
-    profile_cfg = OmegaConf.to_container(cfg.profile, resolve=True)
-    if not isinstance(profile_cfg, dict) or "name" not in profile_cfg:
-        raise ConfigError("the profile config has no name", where="profile=", fix="pick a shipped profile")
+    profile_cfg = profile_config(OmegaConf.to_container(cfg, resolve=True))
     profile = make_profile(str(profile_cfg["name"]), profile_cfg, data_dir=cfg.get("data_dir"))
     recipe_cls = recipe_class(str(cfg.recipe))
     scalars_cfg = cfg.get("scalars")
@@ -126,7 +137,7 @@ def campaign_settings(cfg: DictConfig):
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     agent_cfg, control_cfg = container.get("agent"), container.get("control") or {}
-    profile_cfg = container["profile"]
+    profile_cfg = profile_config(container)
     camp = container.get("campaign") or {}
     if not isinstance(agent_cfg, dict) or "kind" not in agent_cfg:
         raise ConfigError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import re
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import platformdirs
 from tqdm import tqdm
 
-from afr.data._sources import RemoteFile, sources_for
+from afr.data._sources import RemoteFile, prepare_module, sources_for
 from afr.errors import ChecksumError, DataError
 
 __all__ = ["default_data_dir", "profile_dir", "require", "fetch", "verify"]
@@ -48,9 +49,20 @@ def _fetch_hint(profile: str, data_dir: Path | str | None) -> str:
 
 def require(profile: str, data_dir: Path | str | None = None) -> Path:
     """Return ``profile``'s folder if every registered file exists there (existence only, no
-    checksum: cheap enough to call on every load); else raise ``DataError`` naming what is missing."""
+    checksum: cheap enough to call on every load) or, for a profile with a preparation step, if its
+    prepared layout is complete; else raise ``DataError`` naming what is missing."""
     files = sources_for(profile)
     folder = profile_dir(profile, data_dir)
+    module = prepare_module(profile)
+    if module is not None:
+        if module.is_prepared(folder):
+            return folder
+        raise DataError(
+            f"the data of profile {profile!r} is missing or incomplete",
+            where=str(folder),
+            fix=f"run `{_fetch_hint(profile, data_dir)}` (downloads the official files and preprocesses "
+            "them), or set AFR_DATA_DIR / data_dir=... to a folder that holds them",
+        )
     missing = [f.filename for f in files if not (folder / f.filename).is_file()]
     if missing:
         raise DataError(
@@ -66,9 +78,33 @@ def verify(profile: str, data_dir: Path | str | None = None) -> dict[str, bool]:
     """md5-check ``profile``'s files: ``{filename: ok}``; a missing file counts as not ok."""
     folder = profile_dir(profile, data_dir)
     return {
-        f.filename: (folder / f.filename).is_file() and _md5(folder / f.filename) == f.md5
+        f.filename: (folder / f.filename).is_file() and _md5(folder / f.filename) == _expected_md5(f, folder)
         for f in sources_for(profile)
     }
+
+
+_RECORDED = ".afr-md5.json"
+
+
+def _recorded(folder: Path) -> dict[str, str]:
+    try:
+        data = json.loads((folder / _RECORDED).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _expected_md5(rf: RemoteFile, folder: Path) -> str | None:
+    """The published md5, else the one recorded at the first complete download (None: nothing yet)."""
+    return rf.md5 if rf.md5 is not None else _recorded(folder).get(rf.filename)
+
+
+def _record_md5(folder: Path, filename: str, md5: str) -> None:
+    recorded = _recorded(folder)
+    recorded[filename] = md5
+    tmp = folder / (_RECORDED + ".tmp")
+    tmp.write_text(json.dumps(recorded, indent=1, sort_keys=True))
+    os.replace(tmp, folder / _RECORDED)
 
 
 def fetch(
@@ -79,16 +115,21 @@ def fetch(
     progress: bool = True,
     timeout: float = 60,
 ) -> list[Path]:
-    """Download every file of ``profile`` that is missing or has a wrong md5; return the paths
-    of all its files. ``mirror`` replaces the official URLs by ``<mirror>/<profile>/<filename>``
-    (an http(s)/file URL, or a local folder laid out like the data dir)."""
+    """Download every file of ``profile`` that is missing or has a wrong md5, then run the profile's
+    preparation step if it has one; return the paths of all its files. A profile whose prepared
+    layout is already complete (e.g. LEAF JSON put there by hand) is left as is.
+    ``mirror`` replaces the official URLs by ``<mirror>/<profile>/<filename>`` (an http(s)/file URL,
+    or a local folder laid out like the data dir)."""
     files = sources_for(profile)
     folder = profile_dir(profile, data_dir)
+    module = prepare_module(profile)
+    if module is not None and module.is_prepared(folder):
+        return [folder / rf.filename for rf in files if (folder / rf.filename).is_file()]
     paths = []
     for rf in files:
         dest = folder / rf.filename
         paths.append(dest)
-        if dest.is_file() and _md5(dest) == rf.md5:
+        if dest.is_file() and _md5(dest) == _expected_md5(rf, folder):
             continue
         url = rf.url if mirror is None else _mirror_url(mirror, profile, rf.filename)
         try:
@@ -101,6 +142,8 @@ def fetch(
             ) from None
         hint = _fetch_hint(profile, data_dir) + (f" --mirror {mirror}" if mirror is not None else "")
         _download(rf, url, dest, hint, progress=progress, timeout=timeout)
+    if module is not None:
+        module.prepare(folder, progress=progress)
     return paths
 
 
@@ -129,6 +172,7 @@ class _Restart(Exception):
 def _download(rf: RemoteFile, url: str, dest: Path, hint: str, *, progress: bool, timeout: float) -> None:
     """Fetch ``url`` into ``dest`` via ``dest.part``; ``hint`` is the command to suggest on failure."""
     part = dest.with_name(dest.name + ".part")
+    expected = _expected_md5(rf, dest.parent)
 
     def network_error(reason: object) -> DataError:
         return DataError(
@@ -143,8 +187,8 @@ def _download(rf: RemoteFile, url: str, dest: Path, hint: str, *, progress: bool
         try:
             got = _stream(url, part, offset, rf.filename, progress=progress, timeout=timeout)
         except _RangeNotSatisfiable:
-            if attempt == 0 and _md5(part) == rf.md5:
-                got = rf.md5
+            if attempt == 0 and expected is not None and _md5(part) == expected:
+                got = expected
             else:
                 part.unlink(missing_ok=True)
                 continue
@@ -162,10 +206,14 @@ def _download(rf: RemoteFile, url: str, dest: Path, hint: str, *, progress: bool
     else:
         raise network_error("the server answered the resume request with an unusable range twice")
 
-    if got != rf.md5:
+    if expected is None:
+        # No published checksum: trust this first complete download and hold later ones to it.
+        _record_md5(dest.parent, rf.filename, got)
+    elif got != expected:
         part.unlink(missing_ok=True)
         raise ChecksumError(
-            f"checksum mismatch for {rf.filename}: expected md5 {rf.md5}, got {got} (downloaded from {url})",
+            f"checksum mismatch for {rf.filename}: expected md5 {expected}, got {got} "
+            f"(downloaded from {url})",
             where=str(dest.parent),
             fix=f"the download was corrupted or the source changed (the bad copy was deleted): run "
             f"`{hint}` again; if it keeps failing, try another --mirror",

@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import pkgutil
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from types import ModuleType
 
 from afr.errors import ConfigError
 
-__all__ = ["RemoteFile", "SOURCES", "register_sources", "sources_for"]
+__all__ = ["RemoteFile", "SOURCES", "register_sources", "sources_for", "prepare_module", "known_profiles"]
 
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One published file: its name inside the profile folder, its official URL and its md5."""
+    """One published file: its name inside the profile folder, its official URL and its md5.
+
+    ``md5=None`` means the upstream publishes no checksum: the md5 of the first complete download is
+    recorded in ``<profile folder>/.afr-md5.json`` and every later fetch or verify is checked against it.
+    """
 
     filename: str
     url: str
-    md5: str
+    md5: str | None
 
     def __post_init__(self) -> None:
         # The filename becomes a local path: refuse anything that could escape the profile folder.
@@ -30,7 +38,7 @@ class RemoteFile:
                 f"invalid data filename {self.filename!r}",
                 fix="use a relative POSIX path without '..' (e.g. 'train/part0.json')",
             )
-        if not _MD5.fullmatch(self.md5):
+        if self.md5 is not None and not _MD5.fullmatch(self.md5):
             raise ConfigError(
                 f"invalid md5 {self.md5!r} for data file {self.filename!r}",
                 fix="give the 32 lowercase hex digits printed by `md5sum`",
@@ -87,12 +95,35 @@ def register_sources(profile: str, files: Iterable[RemoteFile], *, replace: bool
     SOURCES[profile] = files
 
 
+PREPARE_PACKAGE = "afr.data.prepare"
+
+
+def prepare_module(profile: str) -> ModuleType | None:
+    """``afr.data.prepare.<profile>`` if it exists: its ``FILES``, ``is_prepared(folder)`` and
+    ``prepare(folder, progress=...)`` turn the official raw files into the layout the loader reads."""
+    if not isinstance(profile, str) or not profile.isidentifier() or profile.startswith("_"):
+        return None
+    name = f"{PREPARE_PACKAGE}.{profile}"
+    if importlib.util.find_spec(name) is None:
+        return None
+    return importlib.import_module(name)
+
+
+def known_profiles() -> list[str]:
+    """Every data profile: registered in :data:`SOURCES` or with a module in ``afr.data.prepare``."""
+    package = importlib.import_module(PREPARE_PACKAGE)
+    modules = {m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")}
+    return sorted(set(SOURCES) | modules)
+
+
 def sources_for(profile: str) -> tuple[RemoteFile, ...]:
     """The files registered for ``profile``; ``ConfigError`` listing known profiles if unknown."""
-    try:
+    if isinstance(profile, str) and profile in SOURCES:
         return SOURCES[profile]
-    except (KeyError, TypeError):
-        raise ConfigError(
-            f"unknown data profile {profile!r}",
-            fix=f"use one of: {', '.join(sorted(SOURCES))}",
-        ) from None
+    module = prepare_module(profile)
+    if module is not None:
+        return tuple(module.FILES)
+    raise ConfigError(
+        f"unknown data profile {profile!r}",
+        fix=f"use one of: {', '.join(known_profiles())}",
+    )

@@ -53,7 +53,7 @@ class RunResult:
     def build_model(self, profile: Profile) -> nn.Module:
         model = profile.build_model(self.model_variant)
         model.load_state_dict(self.state_dict)
-        return model
+        return model.to(profile.device)
 
 
 def _nbytes(tensors: Params) -> int:
@@ -162,7 +162,8 @@ def _run(
 
     torch.manual_seed(seed)
     variant = recipe.model_variant()
-    model = profile.build_model(variant)
+    device = profile.device
+    model = profile.build_model(variant).to(device)
     module = ClientModule(model, profile.loss, recipe)
     module.train()
     names = [n for n, _ in model.named_parameters()]
@@ -171,6 +172,12 @@ def _run(
     global_params: Params = {n: p.detach().clone() for n, p in zip(names, params, strict=True)}
     client_buffers = [[b.detach().clone() for b in buffers] for _ in range(num_clients)]
     streams = [BatchStream(d, budget.batch_size, client_generator(seed, c)) for c, d in enumerate(train)]
+    augment_rngs = [client_generator(seed, c, stream=2) for c in range(num_clients)]
+
+    def next_batch(client: int) -> tuple[Tensor, Tensor]:
+        inputs, targets = profile.train_batch(*streams[client].next(), augment_rngs[client])
+        return inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+
     select_rng = client_generator(seed, num_clients, stream=1)
     client_states: list[dict[str, Any]] = [{} for _ in range(num_clients)]
     server_state: dict[str, Any] = {}
@@ -227,9 +234,8 @@ def _run(
                 protected = _versions(params) + _versions(shared)
                 forward_calls[0] = 0
                 loss = None
-                stream = streams[client]
                 for step in range(steps):
-                    loss = module.training_step(stream.next(), step)
+                    loss = module.training_step(next_batch(client), step)
                     loss.backward()
                     _sgd_step(params, lr)
                 expected = [v + steps for v in protected[: len(params)]] + protected[len(params) :]
@@ -288,7 +294,7 @@ def _run(
             writer.close()
 
     load(global_params, 0)  # FLamby evaluates client 0's copy: global parameters, client 0's buffers
-    result.state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    result.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     result.seconds = time.perf_counter() - start
     return result
 

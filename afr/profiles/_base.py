@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..recipe import Recipe, Scalar
 from ._contract import CommunicationContract
 
-__all__ = ["Profile", "ClientData", "Budget", "Evaluation", "Part", "TRAINING_PARTS"]
+__all__ = ["Profile", "ClientData", "Budget", "Evaluation", "Part", "TRAINING_PARTS", "resolve_device"]
 
 Part = Literal["fit", "val", "train", "test"]
 """``train`` = a client's whole training split = ``fit`` + ``val``; ``test`` is for final evaluation only."""
@@ -83,6 +83,26 @@ def _whole(value: Any, key: str) -> int:
     return int(value)
 
 
+def resolve_device(spec: Any) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as given (checked)."""
+    text = str(spec).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError as exc:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {spec!r}") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {spec!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={spec!r} but this machine has no CUDA device",
+            where="device=",
+            fix="use device=auto (CUDA when available, else CPU) or device=cpu",
+        )
+    return device
+
+
 class Profile(ABC):
     """A federated task: clients' data, model variants, loss, metric, budget, scalar space, seeds.
 
@@ -108,12 +128,22 @@ class Profile(ABC):
             self.final_seeds = [int(s) for s in seeds.get("final", [42, 43, 44, 45, 46])]
             self.contract = CommunicationContract.from_config(cfg.get("contract"))
             holdout = cfg.get("holdout_client")
-            self.holdout_client = None if holdout is None else _whole(holdout, "holdout_client")
+            if holdout is None:
+                self.holdout_clients: tuple[int, ...] = ()
+            elif isinstance(holdout, list | tuple):
+                self.holdout_clients = tuple(sorted({_whole(k, "holdout_client") for k in holdout}))
+            else:
+                self.holdout_clients = (_whole(holdout, "holdout_client"),)
+            self.eval_batch_size = _whole(
+                cfg.get("eval_batch_size", type(self).eval_batch_size), "eval_batch_size"
+            )
+            self.device = resolve_device(cfg.get("device", "cpu"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"profile {self.name!r} config is malformed: {exc}",
                 where=f"afr/conf/profile/{self.name}.yaml",
-                fix="rounds, local_steps, batch_size must be integers; seeds.search/final lists of integers",
+                fix="rounds, local_steps, batch_size must be integers; seeds.search/final lists of integers; "
+                "holdout_client an integer or a list of integers; device auto, cpu, cuda or cuda:N",
             ) from exc
         if min(self.budget.rounds, self.budget.local_steps, self.budget.batch_size) < 1:
             raise ConfigError(
@@ -127,7 +157,7 @@ class Profile(ABC):
         self._splits: tuple[list[ClientData], list[ClientData]] | None = None
         self._parts: dict[str, list[ClientData]] = {}
         self._test_forgotten = False
-        self._heldout: ClientData | None = None
+        self._heldout: list[ClientData] | None = None
 
     # --- data ------------------------------------------------------------------------------------
 
@@ -175,41 +205,77 @@ class Profile(ABC):
     def _hold_out(
         self, train: list[ClientData], test: list[ClientData]
     ) -> tuple[list[ClientData], list[ClientData]]:
-        """Leave-one-client-out: keep client ``holdout_client`` (train + test rows) out of every part."""
-        k = self.holdout_client
-        if k is None:
+        """Keep the ``holdout_client`` clients (train + test rows) out of every part."""
+        held = self.holdout_clients
+        if not held:
             return train, test
-        if not 0 <= k < len(train):
+        bad = [k for k in held if not 0 <= k < len(train)]
+        if bad:
             raise ConfigError(
-                f"holdout_client={k} but profile {self.name!r} has clients 0..{len(train) - 1}",
+                f"holdout_client={list(held)} but profile {self.name!r} has clients 0..{len(train) - 1}",
                 where="profile.holdout_client",
+                fix=f"give client indices in 0..{len(train) - 1}",
             )
-        held = [train[k], test[k]]
-        self._heldout = ClientData(torch.cat([d.inputs for d in held]), torch.cat([d.targets for d in held]))
-        return [d for i, d in enumerate(train) if i != k], [d for i, d in enumerate(test) if i != k]
+        if len(held) >= len(train):
+            raise ConfigError(
+                f"holdout_client={list(held)} holds out every client of profile {self.name!r}",
+                where="profile.holdout_client",
+                fix="leave at least one client to train",
+            )
+        self._heldout = [
+            ClientData(
+                torch.cat([train[k].inputs, test[k].inputs]), torch.cat([train[k].targets, test[k].targets])
+            )
+            for k in held
+        ]
+        return [d for i, d in enumerate(train) if i not in held], [
+            d for i, d in enumerate(test) if i not in held
+        ]
+
+    @property
+    def holdout_client(self) -> int | list[int] | None:
+        """The configured held-out client(s): None, one index, or a list of indices."""
+        if not self.holdout_clients:
+            return None
+        return self.holdout_clients[0] if len(self.holdout_clients) == 1 else list(self.holdout_clients)
 
     def heldout_data(self) -> list[ClientData]:
-        """The held-out client's whole data (parent process only; never given to training)."""
-        if self.holdout_client is None:
+        """Each held-out client's whole data (parent process only; never given to training)."""
+        if not self.holdout_clients:
             raise ValueError(f"profile {self.name!r} holds no client out (set holdout_client)")
         self.data("train")
-        return [self._heldout]
+        assert self._heldout is not None
+        return list(self._heldout)
 
     @property
     def training_client_names(self) -> list[str]:
         """Names of the clients that train (all but the held-out one)."""
-        return [n for i, n in enumerate(self.client_names) if i != self.holdout_client]
+        return [n for i, n in enumerate(self.client_names) if i not in self.holdout_clients]
+
+    @property
+    def heldout_client_names(self) -> list[str]:
+        """Names of the held-out clients (empty when none is held out)."""
+        return [self.client_names[k] for k in self.holdout_clients]
 
     def heldout_settings(self) -> dict[str, dict[str, Any]]:
         """Named profile-config overrides for held-out evaluation (from the YAML's ``heldout`` block).
 
         ``leave_one_client_out``: one setting per client, trained without it, tested on all its rows;
+        ``held_out_clients``: one setting, the configured ``holdout_client`` list (e.g. LEAF user groups);
         ``settings``: explicit overrides (e.g. other synthetic (α, β), a fresh data draw), tested on test.
         """
         spec = self.cfg.get("heldout") or {}
         kind = spec.get("kind")
         if kind == "leave_one_client_out":
             return {f"without_{name}": {"holdout_client": k} for k, name in enumerate(self.client_names)}
+        if kind == "held_out_clients":
+            if not self.holdout_clients:
+                raise ConfigError(
+                    f"profile {self.name!r}: heldout.kind held_out_clients needs holdout_client",
+                    where=f"afr/conf/profile/{self.name}.yaml",
+                    fix="set holdout_client to the index (or list of indices) of the held-out clients",
+                )
+            return {"held_out_clients": {"holdout_client": self.holdout_client}}
         if kind == "settings":
             return {str(k): dict(v) for k, v in (spec.get("settings") or {}).items()}
         if kind is None:
@@ -217,7 +283,7 @@ class Profile(ABC):
         raise ConfigError(
             f"unknown held-out kind {kind!r}",
             where=f"afr/conf/profile/{self.name}.yaml: heldout.kind",
-            fix="leave_one_client_out or settings",
+            fix="leave_one_client_out, held_out_clients or settings",
         )
 
     def forget_test(self) -> None:
@@ -263,16 +329,31 @@ class Profile(ABC):
         """The task metric on one client's concatenated predictions (NaN when undefined)."""
 
     eval_batch_size: ClassVar[int] = 4096
+    """Default chunk size of :meth:`evaluate` (YAML ``eval_batch_size`` overrides it per profile)."""
+
+    def train_batch(
+        self, inputs: Tensor, targets: Tensor, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        """The training mini-batch as the model sees it (augmentation, dtype conversion); identity here.
+
+        The engine calls it on every local step, with a generator seeded per (run seed, client).
+        """
+        return inputs, targets
+
+    def eval_inputs(self, inputs: Tensor) -> Tensor:
+        """Evaluation inputs as the model sees them (e.g. normalisation, centre crop); identity here."""
+        return inputs
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, datasets: Sequence[ClientData]) -> Evaluation:
         """Metric of ``model`` on each client's data and their unweighted average."""
         was_training = model.training
         model.eval()
+        device = next(iter(model.parameters()), torch.empty(0)).device
         scores = []
         for client in datasets:
             outs = [
-                model(client.inputs[i : i + self.eval_batch_size])
+                model(self.eval_inputs(client.inputs[i : i + self.eval_batch_size]).to(device)).cpu()
                 for i in range(0, len(client), self.eval_batch_size)
             ]
             scores.append(float(self.metric(torch.cat(outs), client.targets)))
@@ -335,7 +416,7 @@ class Profile(ABC):
 
     def describe(self) -> dict[str, Any]:
         """A summary a person (or an agent) can read."""
-        return {
+        summary = {
             "name": self.name,
             "clients": self.training_client_names,
             "budget": vars(self.budget),
@@ -343,3 +424,6 @@ class Profile(ABC):
             "higher_is_better": self.higher_is_better,
             "model_variants": sorted(self.model_variants),
         }
+        if self.holdout_clients:
+            summary["held_out_clients"] = self.heldout_client_names
+        return summary

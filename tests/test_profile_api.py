@@ -1,0 +1,240 @@
+"""Profile features the newer profiles rely on: budget presets, several held-out clients, device choice,
+per-batch training transforms and evaluation transforms, and data profiles with a preparation step or
+without a published checksum."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from afr.data import RemoteFile, fetch, register_sources, require, verify
+from afr.data import _sources as sources
+from afr.engine import run_federation
+from afr.errors import ChecksumError, ConfigError, DataError
+from afr.profiles import ClientData, Profile, apply_budget, load_profile_config, make_profile, resolve_device
+from afr.recipe import FedAvg
+from afr.run import profile_config
+from tests._http import serve_directory
+
+# --- budget presets ------------------------------------------------------------------------------------
+
+
+def test_budget_preset_merges_over_the_profile() -> None:
+    cfg = {
+        "name": "x",
+        "rounds": 50,
+        "local_steps": 100,
+        "budgets": {"smoke": {"rounds": 2, "local_steps": 3}},
+    }
+    smoke = apply_budget(cfg, "smoke")
+    assert (smoke["rounds"], smoke["local_steps"], smoke["budget_preset"]) == (2, 3, "smoke")
+    assert cfg["rounds"] == 50  # the input is not modified
+    assert apply_budget(cfg, "default")["rounds"] == 50
+    assert apply_budget(cfg, None)["budget_preset"] == "default"
+
+
+def test_unknown_budget_preset_names_the_known_ones() -> None:
+    cfg = {"name": "x", "budgets": {"smoke": {"rounds": 1}}}
+    with pytest.raises(ConfigError) as info:
+        apply_budget(cfg, "tiny")
+    assert "tiny" in info.value.message and "default, smoke" in info.value.message
+
+
+def test_cli_applies_budget_and_device() -> None:
+    profile = {"name": "synthetic", "rounds": 20, "budgets": {"smoke": {"rounds": 2}}}
+    cfg = profile_config(OmegaConf.to_container(OmegaConf.create({"profile": profile, "budget": "smoke"})))
+    assert cfg["rounds"] == 2 and "device" not in cfg
+    cfg = profile_config({"profile": profile, "budget": "default", "device": "cpu"})
+    assert cfg["rounds"] == 20 and cfg["device"] == "cpu"
+
+
+# --- device ------------------------------------------------------------------------------------------------
+
+
+def test_device_resolution() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    with pytest.raises(ValueError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError) as info:
+            resolve_device("cuda")
+        assert "device=auto" in info.value.message
+
+
+def test_bad_device_in_profile_config(shared_data: Path) -> None:
+    with pytest.raises(ConfigError, match="device"):
+        make_profile("heart_disease", data_dir=shared_data, device="gpu0")
+
+
+# --- several held-out clients ---------------------------------------------------------------------------
+
+
+def test_list_of_held_out_clients(shared_data: Path) -> None:
+    full = make_profile("tcga_brca", data_dir=shared_data)
+    held = make_profile(
+        "tcga_brca", data_dir=shared_data, holdout_client=[4, 1], heldout={"kind": "held_out_clients"}
+    )
+    assert held.holdout_clients == (1, 4) and held.holdout_client == [1, 4]
+    assert held.training_client_names == [n for i, n in enumerate(full.client_names) if i not in (1, 4)]
+    assert held.heldout_client_names == [full.client_names[1], full.client_names[4]]
+    train, test = full.data("train"), full.data("test")
+    assert [len(d) for d in held.data("train")] == [len(train[k]) for k in (0, 2, 3, 5)]
+    assert [len(d) for d in held.heldout_data()] == [len(train[k]) + len(test[k]) for k in (1, 4)]
+    assert held.heldout_settings() == {"held_out_clients": {"holdout_client": [1, 4]}}
+    assert held.describe()["held_out_clients"] == held.heldout_client_names
+
+
+def test_held_out_clients_errors(shared_data: Path) -> None:
+    with pytest.raises(ConfigError, match="holds out every client"):
+        make_profile("heart_disease", data_dir=shared_data, holdout_client=[0, 1, 2, 3]).data("train")
+    with pytest.raises(ConfigError, match="holdout_client"):
+        make_profile("heart_disease", data_dir=shared_data, holdout_client=[0, 9]).data("train")
+    with pytest.raises(ConfigError, match="needs holdout_client"):
+        make_profile(
+            "heart_disease", data_dir=shared_data, heldout={"kind": "held_out_clients"}
+        ).heldout_settings()
+
+
+# --- training and evaluation transforms -----------------------------------------------------------------
+
+
+class Shifted(Profile):
+    """Inputs stored with an offset of 1000 that train_batch / eval_inputs remove; records every batch."""
+
+    name = "shifted"
+    metric_name = "accuracy"
+    model_variants = {"default": lambda p: torch.nn.Linear(2, 2)}
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__(cfg)
+        self.seen: list[torch.Tensor] = []
+        self.eval_chunks: list[int] = []
+
+    @property
+    def client_names(self) -> list[str]:
+        return ["a", "b"]
+
+    def load_splits(self):
+        gen = torch.Generator().manual_seed(0)
+
+        def part(n: int) -> ClientData:
+            x = torch.randn(n, 2, generator=gen)
+            return ClientData(x + 1000.0, (x[:, 0] > 0).long())
+
+        return [part(30), part(20)], [part(10), part(10)]
+
+    def train_batch(self, inputs, targets, generator):
+        self.seen.append(inputs.clone())
+        noise = torch.rand(len(inputs), 1, generator=generator) * 1e-3
+        return inputs - 1000.0 + noise, targets
+
+    def eval_inputs(self, inputs):
+        self.eval_chunks.append(len(inputs))
+        return inputs - 1000.0
+
+    def loss(self, outputs, targets):
+        return torch.nn.functional.cross_entropy(outputs, targets)
+
+    def metric(self, outputs, targets):
+        return float((outputs.argmax(1) == targets).float().mean())
+
+
+def _shifted() -> Shifted:
+    return Shifted({"rounds": 3, "local_steps": 4, "batch_size": 5, "eval_batch_size": 3})
+
+
+def test_engine_applies_train_batch_and_eval_inputs() -> None:
+    profile = _shifted()
+    recipe = profile.make_recipe(FedAvg, {"lr": 0.5})
+    result = run_federation(profile, recipe, seed=1)
+    assert len(profile.seen) == 3 * 2 * 4  # every local step of every client went through train_batch
+    assert all(float(b.min()) > 900 for b in profile.seen)  # the engine hands over the stored inputs
+    assert set(profile.eval_chunks) <= {3, 1, 2} and max(profile.eval_chunks) == 3  # eval_batch_size chunks
+    assert result.final_val > 0.7  # learnable only once the offset is removed on both paths
+    again = run_federation(_shifted(), recipe, seed=1)
+    assert all(torch.equal(result.state_dict[k], again.state_dict[k]) for k in result.state_dict)
+
+
+# --- data profiles with a preparation step, or without a published md5 ------------------------------
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    root = tmp_path / "mirror"
+    (root / "tofu").mkdir(parents=True)
+    (root / "tofu" / "raw.txt").write_text("hello raw\n")
+    with serve_directory(root) as url:
+        yield root, url
+
+
+def test_unpublished_md5_is_recorded_then_enforced(tmp_path: Path, served, monkeypatch) -> None:
+    root, url = served
+    monkeypatch.setitem(sources.SOURCES, "tofu", ())
+    register_sources("tofu", [RemoteFile("raw.txt", "http://example.invalid/raw.txt", None)], replace=True)
+    data = tmp_path / "data"
+    fetch("tofu", data, mirror=url, progress=False)
+    recorded = json.loads((data / "tofu" / ".afr-md5.json").read_text())
+    assert recorded == {"raw.txt": _md5(b"hello raw\n")}
+    assert verify("tofu", data) == {"raw.txt": True}
+    (data / "tofu" / "raw.txt").write_text("tampered\n")
+    assert verify("tofu", data) == {"raw.txt": False}
+    (root / "tofu" / "raw.txt").write_text("the source changed\n")
+    with pytest.raises(ChecksumError) as info:
+        fetch("tofu", data, mirror=url, progress=False)
+    assert recorded["raw.txt"] in info.value.message
+    assert not (data / "tofu" / "raw.txt.part").exists()
+
+
+def test_profile_with_a_preparation_step(tmp_path: Path, served, monkeypatch) -> None:
+    _, url = served
+    module = types.ModuleType("afr.data.prepare.tofu_prepared")
+    calls: list[Path] = []
+
+    def prepare(folder: Path, *, progress: bool = True) -> None:
+        calls.append(folder)
+        (folder / "ready.txt").write_text((folder / "raw.txt").read_text().upper())
+
+    module.FILES = (RemoteFile("raw.txt", "http://example.invalid/raw.txt", None),)
+    module.is_prepared = lambda folder: (folder / "ready.txt").is_file()
+    module.prepare = prepare
+    monkeypatch.setitem(sys.modules, "afr.data.prepare.tofu_prepared", module)
+    monkeypatch.setattr(sources, "prepare_module", lambda name: module if name == "tofu_prepared" else None)
+    import afr.data._fetch as fetch_module
+
+    monkeypatch.setattr(fetch_module, "prepare_module", sources.prepare_module)
+    data = tmp_path / "data"
+    with pytest.raises(DataError) as info:
+        require("tofu_prepared", data)
+    assert "afr data fetch tofu_prepared" in info.value.message
+    (tmp_path / "mirror" / "tofu_prepared").mkdir()
+    (tmp_path / "mirror" / "tofu_prepared" / "raw.txt").write_text("abc\n")
+    fetch("tofu_prepared", data, mirror=url, progress=False)
+    assert (data / "tofu_prepared" / "ready.txt").read_text() == "ABC\n" and len(calls) == 1
+    assert require("tofu_prepared", data) == data / "tofu_prepared"
+    fetch("tofu_prepared", data, mirror=url, progress=False)  # prepared already: nothing downloaded or redone
+    assert len(calls) == 1
+
+
+def test_shipped_profiles_have_budget_presets_that_apply() -> None:
+    from afr.profiles import PROFILES
+
+    for name in PROFILES:
+        cfg = load_profile_config(name)
+        for preset in cfg.get("budgets") or {}:
+            merged = apply_budget(cfg, preset)
+            assert merged["budget_preset"] == preset
+            assert all(int(merged[k]) >= 1 for k in ("rounds", "local_steps", "batch_size"))
