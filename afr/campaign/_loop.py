@@ -20,6 +20,7 @@ import yaml
 from ..agents import Agent, AgentContext, HistoryItem, Proposal, make_agent
 from ..budget import ArmBudget
 from ..controls import ScalarControl, make_control, record_agent_candidate
+from ..errors import AFRError, ConfigError
 from ..evaluation import FinalsPlan, finals_runs_needed, run_finals, select_finalists, write_report
 from ..ledger import CandidateRecord
 from ..recipe import FedAvg
@@ -94,7 +95,7 @@ class Campaign:
         self.settings = settings
         self.echo = echo
         self.agent: Agent = make_agent(settings.agent_cfg, settings.seed)
-        self.agent.check_ready()  # a missing key fails here, before any data is read or run started
+        self._preflight(settings)  # a missing key or missing data fails here, before anything is written
         self.agent_name = str(settings.agent_cfg.get("name", settings.agent_cfg.get("kind")))
         self.runner = CandidateRunner(
             settings.directory,
@@ -132,6 +133,25 @@ class Campaign:
         )
         self._fruitless_calls = 0
         self.report_path: Path | None = None
+
+    def _preflight(self, settings: CampaignSettings) -> None:
+        """Report a missing API key and missing data together, each with its fix."""
+        from ..data import require
+
+        problems: list[AFRError] = []
+        for check in (self.agent.check_ready, lambda: require(settings.profile, settings.data_dir)):
+            try:
+                check()
+            except AFRError as exc:
+                problems.append(exc)
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            raise ConfigError(
+                "; and ".join(p.what for p in problems),
+                where=", ".join(p.where for p in problems if p.where) or None,
+                fix=" -- ".join(p.fix for p in problems if p.fix) or None,
+            )
 
     @staticmethod
     def _limits(settings: CampaignSettings) -> dict[str, ArmBudget]:
