@@ -170,6 +170,10 @@ class Profile(ABC):
     def client_names(self) -> list[str]:
         """Human-readable client names, in client-index order."""
 
+    def grouping_rule(self) -> str:
+        """How clients are formed from the published data, in one sentence (for docs/profiles.md)."""
+        return "one client per center of the published federated split (natural silos)"
+
     @property
     def client_steps_per_run(self) -> int:
         """What one FL run may spend: rounds × training clients × local steps (the accountant's unit)."""

@@ -109,6 +109,14 @@ class Synthetic(Profile):
     def client_names(self) -> list[str]:
         return [f"client_{c}" for c in range(self.num_clients_cfg)]
 
+    def grouping_rule(self) -> str:
+        return (
+            f"FedProx synthetic({self.cfg.get('alpha')}, {self.cfg.get('beta')}) with "
+            f"{self.num_devices} devices; "
+            f"device d joins client d mod {self.num_clients_cfg}; data drawn once from data_seed "
+            f"{self.cfg.get('data_seed', 0)}"
+        )
+
     def device_groups(self) -> list[list[int]]:
         """Which devices form each client (the written grouping rule: device d -> client d mod K)."""
         return [list(range(c, self.num_devices, self.num_clients_cfg)) for c in range(self.num_clients_cfg)]
