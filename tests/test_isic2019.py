@@ -39,6 +39,15 @@ from tests.isic_fixtures import CONSTANT_RGB, IsicFixture, make_raw_isic
 PROFILE = "isic2019"
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # The machine's 2 cores are shared: one thread avoids oversubscription stalls (as the engine does).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
 
@@ -261,14 +270,16 @@ def test_augment_without_random_steps_is_an_integer_crop() -> None:
     reference = normalize(images.float())
     offsets = set()
     for i in range(3):
-        errors = {
-            (top, left): float((out[i] - reference[i, :, top : top + 200, left : left + 200]).abs().max())
+        # Locate the window by its first row, then check the whole window.
+        first_row = {
+            (top, left): float((out[i, 0, 0] - reference[i, 0, top, left : left + 200]).abs().max())
             for top in range(25)
             for left in range(25)
         }
-        best = min(errors, key=errors.get)
-        assert errors[best] < 1e-3  # exactly one crop window, no interpolation blur
-        offsets.add(best)
+        top, left = min(first_row, key=first_row.get)
+        window = reference[i, :, top : top + 200, left : left + 200]
+        assert float((out[i] - window).abs().max()) < 1e-3  # exactly one crop window, no interpolation blur
+        offsets.add((top, left))
     assert len(offsets) > 1  # the windows are random
 
 
