@@ -31,7 +31,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from ..data import require
 from ..errors import ConfigError, DataError
 from ._base import ClientData, Profile
 
-__all__ = ["LeafSplit", "read_leaf_split", "Grouping", "LeafProfile", "stable_hash"]
+__all__ = ["LeafSplit", "read_leaf_split", "Grouping", "LeafProfile", "stable_hash", "default_model_name"]
 
 
 # --- LEAF's JSON format --------------------------------------------------------------------------
@@ -52,7 +52,8 @@ class LeafSplit:
 
     ``data[user] = (x, y)``: the user's raw LEAF lists, or whatever ``transform`` returned for them;
     ``hierarchies[user]`` is LEAF's optional attribute (Shakespeare: the play); ``sources[user]``
-    is the stem of the file the user came from (FEMNIST: its 100-writer chunk).
+    is the stem of the file the user came from (FEMNIST: its 100-writer chunk); ``num_samples[user]``
+    is ``len(y)`` (not the file's declared count, which LEAF overstates for Shakespeare's test split).
     """
 
     users: list[str]
@@ -105,7 +106,8 @@ def read_leaf_split(
     """Read and validate every ``*.json`` / ``*.json.gz`` file of one LEAF split folder.
 
     Each file must hold ``users`` (ids), ``num_samples`` (one count per user) and ``user_data``
-    (``{user: {"x": [...], "y": [...]}}`` with ``len(x) == len(y) == num_samples``), and may hold
+    (``{user: {"x": [...], "y": [...]}}`` with ``len(x) == len(y) <= num_samples``: LEAF's Shakespeare
+    test files overstate ``num_samples`` by the 79 dropped overlapping windows), and may hold
     ``hierarchies`` (one string per user). Any defect, or a user present in two files, raises one
     ``DataError`` naming the file. ``transform(x, y)`` is applied to each user right after its
     checks (e.g. to tensors), so a large split never sits in memory as Python lists.
@@ -154,7 +156,9 @@ def read_leaf_split(
             xs, ys = entry["x"], entry["y"]
             if not isinstance(xs, list) or not isinstance(ys, list):
                 raise bad(f"x and y of user {user!r} must be lists")
-            if isinstance(count, bool) or not isinstance(count, int) or not len(xs) == len(ys) == count:
+            # LEAF's own Shakespeare split records a user's test count before dropping the 79 windows
+            # that overlap training, so num_samples may exceed len(x) in files LEAF wrote; never less.
+            if len(xs) != len(ys) or isinstance(count, bool) or not isinstance(count, int) or count < len(xs):
                 raise bad(f"user {user!r}: num_samples {count!r}, {len(xs)} x, {len(ys)} y")
             if transform is not None:
                 try:
@@ -165,7 +169,7 @@ def read_leaf_split(
                     ) from exc
             split.users.append(user)
             split.data[user] = (xs, ys)
-            split.num_samples[user] = count
+            split.num_samples[user] = len(entry["y"])
             split.sources[user] = _stem(path)
             if hierarchies is not None:
                 split.hierarchies[user] = str(hierarchies[i])
@@ -274,6 +278,17 @@ class Grouping:
         return [group_of[a] for a in attributes]
 
 
+def default_model_name(cfg: Mapping[str, Any], choices: Sequence[str], profile: str) -> str:
+    """The YAML's ``default_model`` (the variant ``default`` builds), checked against ``choices``."""
+    name = str(cfg.get("default_model", choices[0]))
+    if name not in choices:
+        raise ConfigError(
+            f"default_model must be one of {', '.join(choices)}, got {name!r}",
+            where=f"afr/conf/profile/{profile}.yaml: default_model",
+        )
+    return name
+
+
 # --- the profile ---------------------------------------------------------------------------------
 
 
@@ -293,10 +308,8 @@ class LeafProfile(Profile):
         held = self.grouping.heldout_indices
         given = config.get("holdout_client")
         if held:
-            given_list = (
-                None if given is None else sorted(given if isinstance(given, list | tuple) else [given])
-            )
-            if given_list is not None and [int(k) for k in given_list] != held:
+            given_list = given if isinstance(given, list | tuple) else [given]
+            if given is not None and sorted(str(k) for k in given_list) != sorted(str(k) for k in held):
                 raise ConfigError(
                     f"holdout_client={given!r} conflicts with grouping.heldout_groups="
                     f"{self.grouping.heldout_groups} (held-out groups {held})",
@@ -313,6 +326,7 @@ class LeafProfile(Profile):
         self.max_samples_per_user: int | None = cap
         super().__init__(config, data_dir)
         self._groups: list[dict[str, Any]] | None = None
+        self._user_sizes: list[list[int]] | None = None  # per group, each user's train count before caps
 
     # --- what subclasses provide -----------------------------------------------------------------
 
@@ -324,19 +338,68 @@ class LeafProfile(Profile):
         """The natural attribute of each user for ``rule: attribute`` (LEAF hierarchies, else source file)."""
         return {u: train.hierarchies.get(u, train.sources[u]) for u in train.users}
 
+    #: What the ``attribute`` rule groups by, in words (for :meth:`grouping_rule`).
+    attribute_name: ClassVar[str] = "a natural attribute (LEAF's hierarchies, else the source file)"
+
     # --- names and grouping ----------------------------------------------------------------------
+
+    def grouping_rule(self) -> str:
+        g = self.grouping
+        if g.rule == "hash":
+            how = f"LEAF user u joins group sha256(u) mod {g.num_groups}"
+        else:
+            how = (
+                f"users sharing {self.attribute_name} stay together; attributes are dealt largest-first "
+                f"to the group with the fewest training samples ({g.num_groups} groups)"
+            )
+        held = f"; the last {g.heldout_groups} group(s) are held out of training" if g.heldout_groups else ""
+        cap = self.max_samples_per_user
+        capped = f"; at most {cap} evenly spaced samples per user and split" if cap is not None else ""
+        return f"{how}; groups 0..{g.clients - 1} train{held}{capped}"
 
     @property
     def client_names(self) -> list[str]:
         training = [f"g{k}" for k in range(self.grouping.clients)]
         return training + [f"held_out_{h}" for h in range(self.grouping.heldout_groups)]
 
-    def _cap(self, xs: list, ys: list) -> tuple[list, list]:
+    def _kept(self, n: int) -> np.ndarray:
+        """Which of a user's ``n`` samples ``max_samples_per_user`` keeps (evenly spaced, in order)."""
         cap = self.max_samples_per_user
-        if cap is None or len(ys) <= cap:
+        if cap is None or n <= cap:
+            return np.arange(n)
+        return np.unique(np.linspace(0, n - 1, cap).round().astype(np.int64))
+
+    def _cap(self, xs: list, ys: list) -> tuple[list, list]:
+        if self.max_samples_per_user is None or len(ys) <= self.max_samples_per_user:
             return xs, ys
-        keep = np.unique(np.linspace(0, len(ys) - 1, cap).round().astype(np.int64))
+        keep = self._kept(len(ys))
         return [xs[i] for i in keep], [ys[i] for i in keep]
+
+    #: Sliding-window datasets set the window length (Shakespeare: 80). Validation is then carved as
+    #: the tail of each user's windows, and training windows overlapping it are left out of ``fit``
+    #: (as LEAF's own train/test split does): a random carve would put near-copies of every
+    #: validation window (shifted by one character) into ``fit`` and overstate validation accuracy.
+    sequence_overlap: ClassVar[int | None] = None
+
+    def _carve(self, client: ClientData, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.sequence_overlap is None or self._user_sizes is None:
+            return super()._carve(client, k)
+        group = [g for g in range(self.grouping.num_groups) if g not in self.holdout_clients][k]
+        fit, val, start = [], [], 0
+        for n in self._user_sizes[group]:
+            original = self._kept(n)  # each kept sample's index among the user's windows
+            m = len(original)
+            n_val = math.ceil(self.val_fraction * m) if m >= 2 else 0
+            if n_val:
+                first_val = original[m - n_val]
+                # a window shares at most the boundary character with the first validation window
+                fit_mask = original[: m - n_val] <= first_val - (self.sequence_overlap - 1)
+                fit.append(start + np.flatnonzero(fit_mask))
+                val.append(start + np.arange(m - n_val, m))
+            else:
+                fit.append(start + np.arange(m))
+            start += m
+        return np.concatenate(fit), np.concatenate(val) if val else np.arange(0)
 
     def _encode_user(self, xs: list, ys: list) -> tuple[torch.Tensor, torch.Tensor]:
         data = self.encode(*self._cap(xs, ys))
@@ -375,6 +438,7 @@ class LeafProfile(Profile):
                 torch.cat([split.data[u][0] for u in names]), torch.cat([split.data[u][1] for u in names])
             )
 
+        self._user_sizes = [[train.num_samples[u] for u in m] for m in members]
         train_parts = [merge(train, m) for m in members]
         test_parts = [merge(test, m) for m in members]
         self._groups = [

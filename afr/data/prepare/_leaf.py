@@ -282,6 +282,8 @@ def run_leaf_pipeline(
             else:
                 train, test = split_user(chunk, flags.train_fraction, split_rng)
             for side, part in (("train", train), ("test", test)):
+                if not part["users"]:
+                    continue  # a chunk sampled or filtered down to nothing leaves no file
                 if materialize is not None:
                     for user in part["users"]:
                         entry = part["user_data"][user]
