@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from monai.losses import DiceCELoss, DiceLoss
 from torch import Tensor
 
 from ..errors import DataError
@@ -38,8 +39,6 @@ def soft_dice_loss(probs: Tensor, one_hot: Tensor) -> Tensor:
     With soft TP = Σpg, FP = Σp(1-g), FN = Σ(1-p)g, the denominator is Σp + Σg: MONAI's ``DiceLoss``
     without smoothing of the numerator and 1e-9 in the denominator is exactly this loss.
     """
-    from monai.losses import DiceLoss
-
     loss = DiceLoss(include_background=True, smooth_nr=0.0, smooth_dr=1e-9, reduction="mean")
     return loss(probs, one_hot.to(probs.dtype))
 
@@ -66,8 +65,6 @@ def dice_ce_loss(logits: Tensor, labels: Tensor) -> Tensor:
     nnU-Net adds the *negative* Dice; MONAI's ``DiceCELoss`` adds ``1 - Dice``: the same gradient,
     the loss value is higher by exactly 1. ``labels`` holds class indices, shape (N, 1, D, H, W).
     """
-    from monai.losses import DiceCELoss
-
     loss = DiceCELoss(
         include_background=False,
         to_onehot_y=True,

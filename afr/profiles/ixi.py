@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
+from monai.transforms import AsDiscrete, NormalizeIntensity, Resize
 from torch import Tensor, nn
 
 from ..data import require
@@ -44,8 +45,6 @@ def _plain(tensor: Any) -> Tensor:
 
 def preprocess_subject(image: np.ndarray, label: np.ndarray) -> tuple[Tensor, Tensor]:
     """FLamby's IXI preprocessing of one subject -> image (1, 48, 60, 48), label (2, 48, 60, 48), float32."""
-    from monai.transforms import AsDiscrete, NormalizeIntensity, Resize
-
     resize = Resize(IMAGE_SHAPE, mode="area")
     x = _plain(NormalizeIntensity()(resize(torch.from_numpy(image)[None])))
     y = _plain(AsDiscrete(to_onehot=2)(resize(torch.from_numpy(label)[None])))

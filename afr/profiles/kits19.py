@@ -35,6 +35,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from monai.networks.nets import DynUNet
+from monai.transforms import Affine
 from torch import Tensor, nn
 
 from ..data import require
@@ -56,8 +58,6 @@ _EVAL_GROUP = 2  # FLamby's KiTS19 test batch size: the metric is averaged over 
 
 def nnunet_3d(filters: Sequence[int] = FLAMBY_FILTERS, num_classes: int = 3) -> nn.Module:
     """nnU-Net v1's 3D full-resolution U-Net for KiTS19 (FLamby's ``Baseline``) as MONAI ``DynUNet``."""
-    from monai.networks.nets import DynUNet
-
     if len(filters) != len(_STRIDES):
         raise ConfigError(
             f"unet_filters needs {len(_STRIDES)} widths (one per stage), got {list(filters)}",
@@ -116,8 +116,6 @@ def augment(image: Tensor, labels: Tensor, generator: torch.Generator) -> tuple[
     """nnU-Net's default 3D augmentation without elastic deformation, on one (D, H, W) patch."""
     rotate, scale = _uniform(generator) < 0.2, _uniform(generator) < 0.2
     if rotate or scale:
-        from monai.transforms import Affine
-
         angles = [math.radians(_uniform(generator, -15, 15)) if rotate else 0.0 for _ in range(3)]
         factor = _uniform(generator, 0.85, 1.25) if scale else 1.0
         params = {
