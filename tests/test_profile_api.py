@@ -184,14 +184,22 @@ def served(tmp_path: Path):
 def test_unpublished_md5_is_recorded_then_enforced(tmp_path: Path, served, monkeypatch) -> None:
     root, url = served
     monkeypatch.setitem(sources.SOURCES, "tofu", ())
-    register_sources("tofu", [RemoteFile("raw.txt", "http://example.invalid/raw.txt", None)], replace=True)
+    (root / "tofu" / "sub").mkdir()
+    (root / "tofu" / "sub" / "nested.txt").write_text("nested\n")
+    files = [
+        RemoteFile(name, f"http://example.invalid/{name}", None) for name in ("raw.txt", "sub/nested.txt")
+    ]
+    register_sources("tofu", files, replace=True)
     data = tmp_path / "data"
     fetch("tofu", data, mirror=url, progress=False)
     recorded = json.loads((data / "tofu" / ".afr-md5.json").read_text())
-    assert recorded == {"raw.txt": _md5(b"hello raw\n")}
-    assert verify("tofu", data) == {"raw.txt": True}
+    assert recorded == {"raw.txt": _md5(b"hello raw\n"), "sub/nested.txt": _md5(b"nested\n")}
+    assert verify("tofu", data) == {"raw.txt": True, "sub/nested.txt": True}
+    requests = len(url.requests)
+    fetch("tofu", data, mirror=url, progress=False)
+    assert len(url.requests) == requests, "recorded files are not downloaded again"
     (data / "tofu" / "raw.txt").write_text("tampered\n")
-    assert verify("tofu", data) == {"raw.txt": False}
+    assert verify("tofu", data) == {"raw.txt": False, "sub/nested.txt": True}
     (root / "tofu" / "raw.txt").write_text("the source changed\n")
     with pytest.raises(ChecksumError) as info:
         fetch("tofu", data, mirror=url, progress=False)

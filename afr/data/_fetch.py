@@ -141,7 +141,7 @@ def fetch(
                 fix="choose a writable folder with --data-dir / data_dir=... or AFR_DATA_DIR",
             ) from None
         hint = _fetch_hint(profile, data_dir) + (f" --mirror {mirror}" if mirror is not None else "")
-        _download(rf, url, dest, hint, progress=progress, timeout=timeout)
+        _download(rf, url, folder, hint, progress=progress, timeout=timeout)
     if module is not None:
         module.prepare(folder, progress=progress)
     return paths
@@ -169,10 +169,12 @@ class _Restart(Exception):
     """The server answered a resume with an unexpected range: start over from byte zero."""
 
 
-def _download(rf: RemoteFile, url: str, dest: Path, hint: str, *, progress: bool, timeout: float) -> None:
-    """Fetch ``url`` into ``dest`` via ``dest.part``; ``hint`` is the command to suggest on failure."""
+def _download(rf: RemoteFile, url: str, folder: Path, hint: str, *, progress: bool, timeout: float) -> None:
+    """Fetch ``url`` into ``folder / rf.filename`` via a ``.part`` file beside it; ``hint`` is the
+    command to suggest on failure."""
+    dest = folder / rf.filename
     part = dest.with_name(dest.name + ".part")
-    expected = _expected_md5(rf, dest.parent)
+    expected = _expected_md5(rf, folder)
 
     def network_error(reason: object) -> DataError:
         return DataError(
@@ -208,7 +210,7 @@ def _download(rf: RemoteFile, url: str, dest: Path, hint: str, *, progress: bool
 
     if expected is None:
         # No published checksum: trust this first complete download and hold later ones to it.
-        _record_md5(dest.parent, rf.filename, got)
+        _record_md5(folder, rf.filename, got)
     elif got != expected:
         part.unlink(missing_ok=True)
         raise ChecksumError(
