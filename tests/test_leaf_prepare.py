@@ -472,3 +472,10 @@ def test_fetch_checksum_mismatch_and_resume(tmp_path: Path, served_shakespeare) 
     )
     inputs = profile.data("train")[0].inputs
     assert inputs.dtype == torch.uint8 and inputs.shape[1] == 80
+
+
+@pytest.mark.parametrize("name", ["femnist", "shakespeare"])
+def test_preprocessed_leaf_json_is_accepted_as_is(name: str, shared_data: Path) -> None:
+    # The shipped subsets are LEAF's own JSON: fetch must not download (the mirror does not exist).
+    assert fetch(name, shared_data, mirror="http://127.0.0.1:9/nowhere", progress=False) == []
+    assert require(name, shared_data) == shared_data / name
