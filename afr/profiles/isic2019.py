@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
@@ -202,7 +203,7 @@ class Isic2019(Profile):
         "efficientnet_tiny": lambda p: EfficientNet(len(CLASSES), width=0.25, depth=0.25),
     }
 
-    def __init__(self, cfg: Any, data_dir: str | Path | None = None) -> None:
+    def __init__(self, cfg: Mapping[str, Any], data_dir: str | Path | None = None) -> None:
         super().__init__(cfg, data_dir)
         self.default_model = str(self.cfg.get("default_model", "efficientnet_b0"))
         if self.default_model not in MODELS:
