@@ -412,7 +412,7 @@ def fetch_weights(
         except OSError as exc:
             raise DataError(f"cannot create the data folder: {exc}", where=str(folder)) from None
         url = WEIGHTS.url if mirror is None else _mirror_url(mirror, "isic2019", WEIGHTS.filename)
-        _download(WEIGHTS, url, dest, hint, progress=progress, timeout=timeout)
+        _download(WEIGHTS, url, folder, hint, progress=progress, timeout=timeout)
     digest = hashlib.sha256(dest.read_bytes()).hexdigest()
     if not digest.startswith(_WEIGHTS_SHA256_PREFIX):
         dest.unlink()
