@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from sklearn.metrics import balanced_accuracy_score
 from torch import Tensor, nn
 
@@ -165,8 +166,6 @@ def augment(images: Tensor, generator: torch.Generator, *, crop: int = CROP_SIZE
 
 
 def _read_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
     try:
         with Image.open(path) as raw:
             image = raw.convert("RGB")
