@@ -12,8 +12,9 @@ attribute that survives LEAF's sampling: the 100-writer ``all_data_<i>`` chunks 
 the writer list (niid sampling acts per chunk, so each chunk keeps only ~5 writers at 5 %), so a hash
 of the writer id is the honest rule, and it keeps a writer's group fixed whatever sample of writers
 is present. ``rule: attribute`` groups by source chunk instead. On the shipped 105-writer subset,
-K = 5 training groups + H = 1 held-out group gives ~17 writers (1.6k-3.7k training images) per group
--- FLamby-like cross-silo scale -- and keeps ~16 writers never seen in training.
+K = 5 training groups + H = 1 held-out group gives 13-25 writers (1.6k-3.7k training images) per
+group -- FLamby-like cross-silo scale (K = 2-6, a few thousand samples per client) -- and keeps 16
+writers (2,328 images) never seen in training.
 
 Model: LEAF's CNN (conv5x5 32 'same' ReLU, maxpool 2, conv5x5 64 'same' ReLU, maxpool 2,
 dense 3136 -> 2048 ReLU, dense 2048 -> 62 logits; 6,603,710 parameters) and a registered
