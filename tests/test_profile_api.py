@@ -246,3 +246,11 @@ def test_shipped_profiles_have_budget_presets_that_apply() -> None:
             merged = apply_budget(cfg, preset)
             assert merged["budget_preset"] == preset
             assert all(int(merged[k]) >= 1 for k in ("rounds", "local_steps", "batch_size"))
+
+
+def test_validation_carve_falls_back_when_classes_outnumber_validation_rows() -> None:
+    profile = _shifted()
+    many_classes = ClientData(torch.zeros(20, 2), torch.arange(10).repeat(2))  # 10 classes x 2, 4 val rows
+    profile.stratify_labels = lambda data: data.targets.numpy()  # type: ignore[method-assign]
+    fit, val = profile._carve(many_classes, 0)
+    assert len(val) == 4 and len(fit) == 16 and not set(fit) & set(val)

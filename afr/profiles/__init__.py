@@ -33,6 +33,14 @@ PROFILES: dict[str, str] = {
     "heart_disease": "afr.profiles.heart_disease:HeartDisease",
     "tcga_brca": "afr.profiles.tcga_brca:TcgaBrca",
     "synthetic": "afr.profiles.synthetic:Synthetic",
+    "isic2019": "afr.profiles.isic2019:Isic2019",
+    "ixi": "afr.profiles.ixi:FedIXI",
+    "kits19": "afr.profiles.kits19:FedKiTS19",
+    "sent140": "afr.profiles.sent140:Sent140",
+    "celeba": "afr.profiles.celeba:Celeba",
+    "reddit": "afr.profiles.reddit:Reddit",
+    "femnist": "afr.profiles.femnist:Femnist",
+    "shakespeare": "afr.profiles.shakespeare:Shakespeare",
 }
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf" / "profile"

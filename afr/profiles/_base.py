@@ -303,11 +303,12 @@ class Profile(ABC):
         n = len(client)
         index = np.arange(n)
         labels = self.stratify_labels(client)
+        n_val = max(1, math.ceil(self.val_fraction * n))
         if labels is not None:
             _, counts = np.unique(labels, return_counts=True)
-            if len(counts) < 2 or counts.min() < 2:
+            # Stratifying needs >= 2 of every class and at least one slot per class on both sides.
+            if len(counts) < 2 or counts.min() < 2 or len(counts) > min(n_val, n - n_val):
                 labels = None
-        n_val = max(1, math.ceil(self.val_fraction * n))
         fit_idx, val_idx = train_test_split(
             index, test_size=n_val, random_state=self.split_seed + k, shuffle=True, stratify=labels
         )

@@ -73,13 +73,33 @@ def _section(name: str, data_dir: Path | None) -> list[str]:
             "",
         ]
         return lines
-    lines += ["| client | fit | val | test | held out |", "| --- | ---: | ---: | ---: | ---: |"]
+    groups = (
+        {row["client"]: row for row in profile.grouping_table()} if hasattr(profile, "grouping_table") else {}
+    )
+
+    def who(client: str) -> str:
+        if client not in groups:
+            return ""
+        row = groups[client]
+        attributes = row.get("attributes") or []
+        named = f" ({', '.join(attributes)})" if attributes and len(attributes) <= 3 else ""
+        return f" {row['users']}{named} |"
+
+    users_head, users_rule = (" users |", " ---: |") if groups else ("", "")
+    lines += [
+        f"| client |{users_head} fit | val | test | held out |",
+        f"| --- |{users_rule} ---: | ---: | ---: | ---: |",
+    ]
     for client, f, v, t in zip(profile.training_client_names, fit, val, test, strict=True):
-        lines.append(f"| {client} | {len(f)} | {len(v)} | {len(t)} | — |")
+        lines.append(f"| {client} |{who(client)} {len(f)} | {len(v)} | {len(t)} | — |")
     for client, h in zip(held, heldout, strict=True):
-        lines.append(f"| {client} | — | — | — | {len(h)} |")
+        lines.append(f"| {client} |{who(client)} — | — | — | {len(h)} |")
     total = [sum(len(d) for d in part) for part in (fit, val, test, heldout)]
-    lines += [f"| **total** | {total[0]} | {total[1]} | {total[2]} | {total[3] if held else '—'} |", ""]
+    all_users = f" {sum(int(r['users']) for r in groups.values())} |" if groups else ""
+    lines += [
+        f"| **total** |{all_users} {total[0]} | {total[1]} | {total[2]} | {total[3] if held else '—'} |",
+        "",
+    ]
     return lines
 
 
