@@ -71,7 +71,7 @@ def _campaign(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> 
     return done
 
 
-def _check_finished(directory: Path, name: str) -> tuple[Ledger, int]:
+def _check_finished(directory: Path, name: str, finals: bool = True) -> tuple[Ledger, int]:
     ledger = Ledger.for_campaign_dir(directory)
     campaign = ledger.campaign_by_name(name)
     assert campaign is not None
@@ -81,9 +81,9 @@ def _check_finished(directory: Path, name: str) -> tuple[Ledger, int]:
     assert all(r.status == "ok" for r in runs), [
         (r.id, r.status, r.message) for r in runs if r.status != "ok"
     ]
-    assert any(r.stage == "final" for r in runs) and any(r.stage == "heldout" for r in runs)
-    report = (directory / "report.md").read_text()
-    assert "survival" in report.lower()
+    if finals:
+        assert any(r.stage == "final" for r in runs) and any(r.stage == "heldout" for r in runs)
+        assert "survival" in (directory / "report.md").read_text().lower()
     return ledger, campaign.id
 
 
@@ -116,10 +116,11 @@ def test_ixi_local_agent_campaign(tmp_path: Path, ixi_data: Path) -> None:
             f"data_dir={ixi_data}",
             f"agent.base_url={server.base_url}",
             "agent.proposals_per_step=1",
+            "campaign.finals=false",  # the evolve campaign above covers finals on ixi
         )
         requests = list(server.requests)
     assert requests and "ixi" in json.dumps(requests[0]), "the agent is told which task it works on"
-    ledger, campaign_id = _check_finished(tmp_path / "c", "ixi-local-seed0")
+    ledger, campaign_id = _check_finished(tmp_path / "c", "ixi-local-seed0", finals=False)
     agent = ledger.candidates(campaign_id, arm="agent")
     assert [c.status for c in agent][:2] == ["ok", "ok"]
     assert "class Momentum(FedAvg)" in agent[0].source

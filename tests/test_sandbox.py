@@ -242,10 +242,10 @@ def test_native_writes_hit_a_read_only_filesystem(pool: SandboxPool, cfg, tmp_pa
 
 
 def test_environment_is_clean(pool: SandboxPool, cfg) -> None:
-    # Libraries add their own variables on import (KMP_*, TORCHINDUCTOR_*); none may come from the parent.
-    parent = {k for k in os.environ if not k.startswith(("KMP_", "PYTORCH_", "TORCHINDUCTOR_"))} | set(
-        SECRETS
-    )
+    # Libraries add their own variables on import (KMP_*, TORCHINDUCTOR_*, MONAI's CUBLAS_WORKSPACE_CONFIG);
+    # none may come from the parent.
+    own = ("KMP_", "PYTORCH_", "TORCHINDUCTOR_", "CUBLAS_WORKSPACE_CONFIG")
+    parent = {k for k in os.environ if not k.startswith(own)} | set(SECRETS)
     check = f"""
     leaked = (set(os.environ) & set({sorted(parent)!r})) - set({sorted(CLEAN_KEYS)!r})
     if leaked or 'OPENAI_API_KEY' in os.environ or 'ANTHROPIC_API_KEY' in os.environ:
