@@ -147,3 +147,26 @@ def test_claude_without_key_or_data_says_how_to_fix_both(tmp_path: Path, profile
     assert "ANTHROPIC_API_KEY" in done.stderr and f"afr data fetch {profile}" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert not (tmp_path / "c").exists() and not (tmp_path / "empty").exists(), "nothing started or written"
+
+
+@pytest.mark.parametrize("name", ["femnist", "shakespeare"])
+def test_recipe_run_through_the_cli_on_the_shipped_subsets(
+    name: str, shared_data: Path, tmp_path: Path
+) -> None:
+    """`python -m afr.run profile=<name> recipe=fedavg` (smoke budget) on the real LEAF subsets."""
+    from hydra import compose, initialize_config_module
+
+    from afr.profiles import apply_budget, load_profile_config
+    from afr.run import train_and_test
+
+    overrides = [f"profile={name}", "budget=smoke", "recipe=fedavg", "seeds=1", f"data_dir={shared_data}"]
+    with initialize_config_module(config_module="afr.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    results = train_and_test(cfg, tmp_path)
+    smoke = apply_budget(load_profile_config(name), "smoke")
+    clients = smoke["grouping"]["clients"]
+    assert results["budget"] == {k: smoke[k] for k in ("rounds", "local_steps", "batch_size")}
+    (row,) = results["seeds"]
+    assert row["steps"] == smoke["rounds"] * clients * smoke["local_steps"]
+    assert len(row["test_per_client"]) == clients and 0.0 <= results["mean"] <= 1.0
+    assert json.loads((tmp_path / "results.json").read_text())["profile"] == name
