@@ -19,7 +19,16 @@ from tqdm import tqdm
 from afr.data._sources import RemoteFile, prepare_module, sources_for
 from afr.errors import ChecksumError, DataError
 
-__all__ = ["default_data_dir", "profile_dir", "require", "fetch", "verify"]
+__all__ = [
+    "default_data_dir",
+    "profile_dir",
+    "require",
+    "fetch",
+    "verify",
+    "download_file",
+    "forget_download",
+    "file_md5",
+]
 
 _CHUNK = 1 << 16
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
@@ -78,7 +87,8 @@ def verify(profile: str, data_dir: Path | str | None = None) -> dict[str, bool]:
     """md5-check ``profile``'s files: ``{filename: ok}``; a missing file counts as not ok."""
     folder = profile_dir(profile, data_dir)
     return {
-        f.filename: (folder / f.filename).is_file() and _md5(folder / f.filename) == _expected_md5(f, folder)
+        f.filename: (folder / f.filename).is_file()
+        and file_md5(folder / f.filename) == _expected_md5(f, folder)
         for f in sources_for(profile)
     }
 
@@ -125,26 +135,55 @@ def fetch(
     module = prepare_module(profile)
     if module is not None and module.is_prepared(folder):
         return [folder / rf.filename for rf in files if (folder / rf.filename).is_file()]
-    paths = []
-    for rf in files:
-        dest = folder / rf.filename
-        paths.append(dest)
-        if dest.is_file() and _md5(dest) == _expected_md5(rf, folder):
-            continue
-        url = rf.url if mirror is None else _mirror_url(mirror, profile, rf.filename)
-        try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DataError(
-                f"cannot create the data folder: {exc.strerror or exc}",
-                where=str(dest.parent),
-                fix="choose a writable folder with --data-dir / data_dir=... or AFR_DATA_DIR",
-            ) from None
-        hint = _fetch_hint(profile, data_dir) + (f" --mirror {mirror}" if mirror is not None else "")
-        _download(rf, url, folder, hint, progress=progress, timeout=timeout)
+    hint = _fetch_hint(profile, data_dir) + (f" --mirror {mirror}" if mirror is not None else "")
+    paths = [
+        download_file(profile, rf, data_dir, mirror=mirror, progress=progress, timeout=timeout, hint=hint)
+        for rf in files
+    ]
     if module is not None:
         module.prepare(folder, progress=progress)
     return paths
+
+
+def download_file(
+    profile: str,
+    rf: RemoteFile,
+    data_dir: Path | str | None = None,
+    *,
+    mirror: str | None = None,
+    progress: bool = True,
+    timeout: float = 60,
+    hint: str | None = None,
+) -> Path:
+    """One file into ``<data_dir>/<profile>/<rf.filename>`` unless it is there with the right md5
+    (published, or recorded at its first download); resumable, atomic. ``hint`` is the command a
+    failure message suggests (default: ``afr data fetch <profile>``). Returns the file's path."""
+    folder = profile_dir(profile, data_dir)
+    dest = folder / rf.filename
+    if dest.is_file() and file_md5(dest) == _expected_md5(rf, folder):
+        return dest
+    url = rf.url if mirror is None else _mirror_url(mirror, profile, rf.filename)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot create the data folder: {exc.strerror or exc}",
+            where=str(dest.parent),
+            fix="choose a writable folder with --data-dir / data_dir=... or AFR_DATA_DIR",
+        ) from None
+    _download(rf, url, folder, hint or _fetch_hint(profile, data_dir), progress=progress, timeout=timeout)
+    return dest
+
+
+def forget_download(folder: Path | str, filename: str) -> None:
+    """Delete a downloaded file and the md5 recorded for it, so the next fetch starts clean."""
+    folder = Path(folder)
+    (folder / filename).unlink(missing_ok=True)
+    recorded = _recorded(folder)
+    if recorded.pop(filename, None) is not None:
+        tmp = folder / (_RECORDED + ".tmp")
+        tmp.write_text(json.dumps(recorded, indent=1, sort_keys=True))
+        os.replace(tmp, folder / _RECORDED)
 
 
 def _mirror_url(mirror: str, profile: str, filename: str) -> str:
@@ -153,7 +192,8 @@ def _mirror_url(mirror: str, profile: str, filename: str) -> str:
     return f"{mirror.rstrip('/')}/{urllib.parse.quote(profile)}/{urllib.parse.quote(filename)}"
 
 
-def _md5(path: Path) -> str:
+def file_md5(path: Path) -> str:
+    """The md5 hex digest of a file, read in 1 MiB blocks."""
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -189,7 +229,7 @@ def _download(rf: RemoteFile, url: str, folder: Path, hint: str, *, progress: bo
         try:
             got = _stream(url, part, offset, rf.filename, progress=progress, timeout=timeout)
         except _RangeNotSatisfiable:
-            if attempt == 0 and expected is not None and _md5(part) == expected:
+            if attempt == 0 and expected is not None and file_md5(part) == expected:
                 got = expected
             else:
                 part.unlink(missing_ok=True)

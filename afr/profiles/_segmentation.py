@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from monai.losses import DiceCELoss, DiceLoss
 from torch import Tensor
 
-from ..errors import DataError
+from ..data.prepare._nifti import read_nifti
 
 __all__ = [
     "SPATIAL_DIMS",
@@ -106,23 +105,6 @@ def kits_batched_dice(logits: Tensor, labels: Tensor, batch_size: int = 2) -> fl
         for i in range(0, len(pred), batch_size)
     ]
     return float(np.mean(scores))
-
-
-def read_nifti(path: Path, fix: str) -> tuple[np.ndarray, tuple[float, ...]]:
-    """A NIfTI volume as float32 array and its voxel spacing; unreadable files raise one ``DataError``."""
-    import nibabel as nib
-
-    try:
-        image = nib.load(str(path))
-        data = np.asarray(image.dataobj, dtype=np.float32)
-        zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
-    except Exception as exc:  # nibabel raises many types (ImageFileError, EOFError, zlib.error, ...)
-        raise DataError(f"cannot read the NIfTI file {path}: {exc}", where=str(path), fix=fix) from exc
-    if data.ndim != 3:
-        raise DataError(
-            f"{path} holds a {data.ndim}-D array, expected a 3-D volume", where=str(path), fix=fix
-        )
-    return data, zooms
 
 
 def centred_start(centre: Sequence[int], size: Sequence[int]) -> tuple[int, ...]:

@@ -401,18 +401,15 @@ def fetch_weights(
 ) -> Path:
     """Download the EfficientNet-B0 ImageNet checkpoint (resumable, md5 recorded at the first download,
     SHA-256 prefix from the release file name checked) into ``<data_dir>/isic2019``; return its path."""
-    from afr.data._fetch import _download, _mirror_url, profile_dir
+    from afr.data import download_file, profile_dir
 
     folder = profile_dir("isic2019", data_dir)
     dest = weights_path(folder)
     hint = "python -m afr.data.prepare.isic2019 weights" + (f" --data-dir {data_dir}" if data_dir else "")
     if not dest.is_file():
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"cannot create the data folder: {exc}", where=str(folder)) from None
-        url = WEIGHTS.url if mirror is None else _mirror_url(mirror, "isic2019", WEIGHTS.filename)
-        _download(WEIGHTS, url, folder, hint, progress=progress, timeout=timeout)
+        download_file(
+            "isic2019", WEIGHTS, data_dir, mirror=mirror, progress=progress, timeout=timeout, hint=hint
+        )
     digest = hashlib.sha256(dest.read_bytes()).hexdigest()
     if not digest.startswith(_WEIGHTS_SHA256_PREFIX):
         dest.unlink()

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from afr.data._sources import RemoteFile
+from afr.data.prepare._nifti import read_nifti
 from afr.errors import DataError
 
 __all__ = [
@@ -269,25 +270,9 @@ def split_silo(cases: list[int]) -> tuple[list[int], list[int]]:
     return list(cases[:n_train]), list(cases[n_train:])
 
 
-def _read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...]]:
-    import nibabel as nib
-
-    try:
-        image = nib.load(str(path))
-        data = np.asarray(image.dataobj, dtype=np.float32)
-        spacing = tuple(float(z) for z in image.header.get_zooms()[:3])
-    except Exception as exc:  # nibabel raises many types (ImageFileError, EOFError, zlib.error, ...)
-        raise DataError(f"cannot read the NIfTI file {path}: {exc}", where=str(path), fix=_FIX) from exc
-    if data.ndim != 3:
-        raise DataError(
-            f"{path} holds a {data.ndim}-D array, expected a 3-D volume", where=str(path), fix=_FIX
-        )
-    return data, spacing
-
-
 def _read_case(folder: Path, case: int) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    image, spacing = _read_nifti(folder / imaging_name(case))
-    seg, _ = _read_nifti(folder / segmentation_name(case))
+    image, spacing = read_nifti(folder / imaging_name(case), _FIX)
+    seg, _ = read_nifti(folder / segmentation_name(case), _FIX)
     if image.shape != seg.shape:
         raise DataError(
             f"case {case:05d}: image {image.shape} and mask {seg.shape} differ in shape",

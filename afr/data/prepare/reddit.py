@@ -30,6 +30,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from afr.data._fetch import forget_download
 from afr.data._sources import RemoteFile
 from afr.data.prepare._leaf import leaf_layout_ready, write_leaf_json
 from afr.errors import DataError
@@ -46,7 +47,6 @@ FILES = (
     ),
 )
 SPLITS = ("train", "val", "test")
-_RECORDED_MD5 = ".afr-md5.json"  # afr.data's record of first-download checksums
 
 
 def is_prepared(folder: Path) -> bool:
@@ -60,20 +60,6 @@ def _manual_fix(folder: Path) -> str:
         f"{folder / ARCHIVE} and run `afr data fetch reddit` again (or put LEAF's reddit train/ and test/ "
         f"JSON folders into {folder})"
     )
-
-
-def _forget_download(folder: Path) -> None:
-    """Delete a bad archive and the md5 recorded for it, so the next fetch starts clean."""
-    (folder / ARCHIVE).unlink(missing_ok=True)
-    record = folder / _RECORDED_MD5
-    try:
-        recorded = json.loads(record.read_text())
-    except (OSError, ValueError):
-        return
-    if isinstance(recorded, dict) and recorded.pop(ARCHIVE, None) is not None:
-        tmp = record.with_name(record.name + ".tmp")
-        tmp.write_text(json.dumps(recorded, indent=1, sort_keys=True))
-        os.replace(tmp, record)
 
 
 def prepare(folder: Path, *, progress: bool = True) -> None:
@@ -93,7 +79,7 @@ def prepare(folder: Path, *, progress: bool = True) -> None:
             if head.startswith((b"<!doctype", b"<html"))
             else "not a zip archive"
         )
-        _forget_download(folder)
+        forget_download(folder, ARCHIVE)
         raise DataError(
             f"the downloaded {ARCHIVE} is {kind}; it was deleted", where=str(folder), fix=_manual_fix(folder)
         )

@@ -26,13 +26,13 @@ Already preprocessed LEAF JSON (``train/`` and ``test/`` folders) is accepted as
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import tempfile
 import zipfile
 from pathlib import Path
 
+from afr.data._fetch import file_md5
 from afr.data._sources import RemoteFile
 from afr.data.prepare._leaf import LeafFlags, leaf_layout_ready, run_leaf_pipeline
 from afr.errors import DataError
@@ -110,18 +110,10 @@ def read_raw(archive: Path, *, progress: bool = False) -> dict:
     }
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _extract_glove_vocab(folder: Path) -> None:
     archive = folder / GLOVE_ZIP
     fix = f"delete {GLOVE_ZIP} and download it again from {GLOVE_URL}"
-    got = _md5(archive)
+    got = file_md5(archive)
     if got != GLOVE_MD5:
         raise DataError(
             f"checksum mismatch for {GLOVE_ZIP}: expected md5 {GLOVE_MD5}, got {got}",
