@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from ..data import profile_dir
 from ..errors import ConfigError, DataError
 from ._base import ClientData
-from ._leaf import LeafProfile
+from ._leaf import LeafProfile, default_model_name
 
 __all__ = [
     "Sent140",
@@ -157,12 +157,7 @@ class Sent140(LeafProfile):
 
     def __init__(self, cfg: Mapping[str, Any], data_dir: str | Path | None = None) -> None:
         super().__init__(cfg, data_dir)
-        self.default_model = str(cfg.get("default_model", DEFAULT_MODELS[0]))
-        if self.default_model not in DEFAULT_MODELS:
-            raise ConfigError(
-                f"default_model must be one of {', '.join(DEFAULT_MODELS)}, got {self.default_model!r}",
-                where=f"afr/conf/profile/{self.name}.yaml: default_model",
-            )
+        self.default_model = default_model_name(cfg, DEFAULT_MODELS, self.name)
         self.seq_len = _positive_int(cfg, "seq_len", 25)
         self.max_words = max(self.seq_len, _positive_int(cfg, "max_words", 64))
         self.hidden = _positive_int(cfg, "hidden", 100)
