@@ -29,6 +29,8 @@ def test_profiles_doc_content(shared_data: Path) -> None:
         assert f"(K = {profile.num_clients})" in text
         section = text.split(f"## `{name}`", 1)[1].split("\n## ", 1)[0]
         assert profile.grouping_rule() in section
+        if profile.cfg.get("grouping"):
+            assert "\n- why: " in section, f"{name}: the grouping's justification (grouping.why) is missing"
         for held in profile.heldout_client_names:
             assert f"| {held} |" in section or "afr data fetch" in section
     # real sizes, e.g. heart_disease's Cleveland: 199 train rows = 159 fit + 40 val, 104 test (FLamby)

@@ -56,6 +56,11 @@ def _section(name: str, data_dir: Path | None) -> list[str]:
     held_text = ", ".join(held) if held else f"none (held-out evaluation: {_heldout(cfg)})"
     lines += [
         f"- grouping rule: {profile.grouping_rule()}",
+        *(
+            [f"- why: {' '.join(str(why).split())}"]
+            if (why := (cfg.get("grouping") or {}).get("why"))
+            else []
+        ),
         f"- training clients (K = {profile.num_clients}): {', '.join(profile.training_client_names)}",
         f"- held out of training: {held_text}",
         f"- metric: {profile.metric_name} ({'higher' if profile.higher_is_better else 'lower'} is better); "
@@ -101,6 +106,12 @@ def _section(name: str, data_dir: Path | None) -> list[str]:
         "",
     ]
     return lines
+
+
+def _why(cfg: dict[str, Any]) -> list[str]:
+    """The YAML's justification of the grouping (``grouping.why``), as one line if there is one."""
+    why = (cfg.get("grouping") or {}).get("why")
+    return [f"- why: {' '.join(str(why).split())}"] if why else []
 
 
 def _heldout(cfg: dict[str, Any]) -> str:

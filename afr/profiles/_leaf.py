@@ -214,12 +214,12 @@ class Grouping:
                 where=where,
                 fix="set grouping: {rule: hash|attribute, clients: K, heldout_groups: H}",
             )
-        unknown = sorted(set(block) - {"rule", "clients", "heldout_groups"})
+        unknown = sorted(set(block) - {"rule", "clients", "heldout_groups", "why"})
         if unknown:
             raise ConfigError(
                 f"unknown grouping key(s) {', '.join(unknown)}",
                 where=where,
-                fix="rule, clients, heldout_groups",
+                fix="rule, clients, heldout_groups (and why: the justification docs/profiles.md prints)",
             )
 
         def whole(key: str, default: Any) -> Any:
