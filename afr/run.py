@@ -48,17 +48,45 @@ def resolve_seeds(spec: Any, final_seeds: list[int]) -> list[int]:
     )
 
 
-def profile_config(container: Any) -> dict[str, Any]:
-    """The profile's config with the ``budget=`` preset merged in and ``device=`` applied."""
+def profile_config(container: Any, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The profile's config with the ``budget=`` preset merged in and ``device=`` applied.
+
+    ``overrides`` are the command line's ``key=value`` items (default: Hydra's, when running under
+    it); an explicit ``profile.<key>=...`` there wins over the preset, which wins over the YAML.
+    """
     from .profiles import apply_budget
 
     profile_cfg = container.get("profile") if isinstance(container, dict) else None
     if not isinstance(profile_cfg, dict) or "name" not in profile_cfg:
         raise ConfigError("the profile config has no name", where="profile=", fix="pick a shipped profile")
-    profile_cfg = apply_budget(profile_cfg, container.get("budget"))
+    merged = apply_budget(profile_cfg, container.get("budget"))
+    for item in _command_line(overrides):
+        key = item.split("=", 1)[0].lstrip("+~")
+        if key.startswith("profile.") and "=" in item:
+            _copy_path(profile_cfg, merged, key.removeprefix("profile.").split("."))
     if container.get("device") is not None:
-        profile_cfg["device"] = container["device"]
-    return profile_cfg
+        merged["device"] = container["device"]
+    return merged
+
+
+def _command_line(overrides: list[str] | None) -> list[str]:
+    if overrides is not None:
+        return list(overrides)
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _copy_path(source: dict[str, Any], target: dict[str, Any], path: list[str]) -> None:
+    """``target[path] = source[path]`` for a nested key path (nothing when ``source`` lacks it)."""
+    for key in path[:-1]:
+        if not isinstance(source.get(key), dict):
+            return
+        source = source[key]
+        target[key] = dict(target.get(key) or {})
+        target = target[key]
+    if path[-1] in source:
+        target[path[-1]] = source[path[-1]]
 
 
 def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, Any]:

@@ -56,6 +56,16 @@ def test_cli_applies_budget_and_device() -> None:
     assert cfg["rounds"] == 20 and cfg["device"] == "cpu"
 
 
+def test_explicit_profile_overrides_beat_the_preset() -> None:
+    # `budget=smoke profile.rounds=7`: Hydra has already put 7 into the profile; the preset must not undo it
+    profile = {"name": "x", "rounds": 7, "local_steps": 9, "grouping": {"clients": 3, "heldout_groups": 1}}
+    profile["budgets"] = {"smoke": {"rounds": 2, "local_steps": 2, "grouping": {"clients": 2}}}
+    container = {"profile": profile, "budget": "smoke"}
+    cfg = profile_config(container, ["budget=smoke", "profile.rounds=7", "+profile.grouping.clients=3"])
+    assert (cfg["rounds"], cfg["local_steps"], cfg["grouping"]) == (7, 2, {"clients": 3, "heldout_groups": 1})
+    assert profile_config(container, ["budget=smoke"])["rounds"] == 2
+
+
 # --- device ------------------------------------------------------------------------------------------------
 
 

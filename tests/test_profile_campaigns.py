@@ -170,3 +170,25 @@ def test_recipe_run_through_the_cli_on_the_shipped_subsets(
     assert row["steps"] == smoke["rounds"] * clients * smoke["local_steps"]
     assert len(row["test_per_client"]) == clients and 0.0 <= results["mean"] <= 1.0
     assert json.loads((tmp_path / "results.json").read_text())["profile"] == name
+
+
+def test_command_line_profile_override_beats_the_preset(shared_data: Path, tmp_path: Path) -> None:
+    args = ["profile=femnist", "budget=smoke", "profile.rounds=1", "recipe=fedavg", "seeds=1"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "afr.run",
+            *args,
+            f"data_dir={shared_data}",
+            f"hydra.run.dir={tmp_path / 'r'}",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results["budget"] == {"rounds": 1, "local_steps": 2, "batch_size": 10}  # smoke's steps, our rounds
