@@ -278,6 +278,14 @@ class Grouping:
         return [group_of[a] for a in attributes]
 
 
+def config_int(cfg: Mapping[str, Any], key: str, default: int, low: int = 1) -> int:
+    """An integer profile setting >= ``low`` (bools and floats refused with one ``ConfigError``)."""
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}", where=f"profile.{key}")
+    return value
+
+
 def default_model_name(cfg: Mapping[str, Any], choices: Sequence[str], profile: str) -> str:
     """The YAML's ``default_model`` (the variant ``default`` builds), checked against ``choices``."""
     name = str(cfg.get("default_model", choices[0]))

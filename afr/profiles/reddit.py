@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ._base import ClientData, Evaluation
-from ._leaf import LeafProfile
+from ._leaf import LeafProfile, config_int
 
 __all__ = ["Reddit", "RedditLSTM", "PAD", "UNK", "IGNORE", "SEQ_LEN"]
 
@@ -74,13 +74,6 @@ class _Predictions(nn.Module):
         return self.model(ids).argmax(dim=-1)
 
 
-def _positive_int(cfg: Mapping[str, Any], key: str, default: int, low: int = 1) -> int:
-    value = cfg.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{key} must be an integer >= {low}, got {value!r}", where=f"profile.{key}")
-    return value
-
-
 class Reddit(LeafProfile):
     """LEAF Reddit as grouped clients; next-token accuracy (pad/unk predictions wrong)."""
 
@@ -92,9 +85,9 @@ class Reddit(LeafProfile):
 
     def __init__(self, cfg: Mapping[str, Any], data_dir: str | Path | None = None) -> None:
         super().__init__(cfg, data_dir)
-        self.vocab_size = _positive_int(cfg, "vocab_size", 10_000, low=3)
-        self.embedding_dim = _positive_int(cfg, "embedding_dim", 256)
-        self.hidden = _positive_int(cfg, "hidden", 256)
+        self.vocab_size = config_int(cfg, "vocab_size", 10_000, low=3)
+        self.embedding_dim = config_int(cfg, "embedding_dim", 256)
+        self.hidden = config_int(cfg, "hidden", 256)
         self._provisional: dict[str, int] = {}
         self.vocabulary: list[str] | None = None  # id -> token, after loading
 

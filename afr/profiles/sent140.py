@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from ..data import profile_dir
 from ..errors import ConfigError, DataError
 from ._base import ClientData
-from ._leaf import LeafProfile, default_model_name
+from ._leaf import LeafProfile, config_int, default_model_name
 
 __all__ = [
     "Sent140",
@@ -136,13 +136,6 @@ class SentimentLSTM(nn.Module):
         return self.out(self.dense(outputs[:, -1]))
 
 
-def _positive_int(cfg: Mapping[str, Any], key: str, default: int) -> int:
-    value = cfg.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}", where=f"profile.{key}")
-    return value
-
-
 class Sent140(LeafProfile):
     """LEAF Sent140 as grouped clients; accuracy on 2 classes."""
 
@@ -158,10 +151,10 @@ class Sent140(LeafProfile):
     def __init__(self, cfg: Mapping[str, Any], data_dir: str | Path | None = None) -> None:
         super().__init__(cfg, data_dir)
         self.default_model = default_model_name(cfg, DEFAULT_MODELS, self.name)
-        self.seq_len = _positive_int(cfg, "seq_len", 25)
-        self.max_words = max(self.seq_len, _positive_int(cfg, "max_words", 64))
-        self.hidden = _positive_int(cfg, "hidden", 100)
-        self.train_vocab_size = _positive_int(cfg, "vocab_size", 10_000)
+        self.seq_len = config_int(cfg, "seq_len", 25)
+        self.max_words = max(self.seq_len, config_int(cfg, "max_words", 64))
+        self.hidden = config_int(cfg, "hidden", 100)
+        self.train_vocab_size = config_int(cfg, "vocab_size", 10_000)
         vocabulary = cfg.get("vocabulary", "auto")
         if vocabulary not in VOCABULARIES:
             raise ConfigError(
