@@ -214,37 +214,6 @@ def test_claude_without_a_key_fails_before_any_work(tmp_path: Path) -> None:
     assert not (tmp_path / "c").exists(), "nothing was started"
 
 
-@pytest.mark.parametrize("profile", ["heart_disease"])
-def test_claude_without_key_or_data_names_both_fixes(tmp_path: Path, profile: str) -> None:
-    from afr.profiles import PROFILES
-
-    if profile not in PROFILES:
-        pytest.fail(f"profile {profile} is not registered")
-    env = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "AFR_DATA_DIR")}
-    env["AFR_DATA_DIR"] = str(tmp_path / "empty")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "afr.run",
-            "agent=claude",
-            f"profile={profile}",
-            f"campaign.dir={tmp_path / 'c'}",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "ANTHROPIC_API_KEY" in done.stderr and f"afr data fetch {profile}" in done.stderr
-    assert "Traceback" not in done.stderr + done.stdout
-    assert not (tmp_path / "c").exists() and not (tmp_path / "empty").exists(), (
-        "nothing was started or written"
-    )
-
-
 def test_cli_campaign_runs_and_resumes(tmp_path: Path) -> None:
     command = [
         sys.executable,

@@ -126,7 +126,9 @@ def test_ixi_local_agent_campaign(tmp_path: Path, ixi_data: Path) -> None:
     assert "class Momentum(FedAvg)" in agent[0].source
 
 
-@pytest.mark.parametrize("profile", ["ixi", "femnist", "kits19", "isic2019", "sent140", "celeba", "reddit"])
+@pytest.mark.parametrize(
+    "profile", ["ixi", "femnist", "kits19", "isic2019", "sent140", "celeba", "reddit", "heart_disease"]
+)
 def test_claude_without_key_or_data_says_how_to_fix_both(tmp_path: Path, profile: str) -> None:
     done = subprocess.run(
         [
