@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import math
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -387,7 +386,6 @@ def planted():
     from afr.profiles import make_profile
     from afr.recipe import FedAdam, FedAvg
 
-    start, cpu = time.perf_counter(), time.process_time()
     main = make_profile("synthetic", **BUDGET)
     heldout = {name: make_profile("synthetic", **BUDGET, **over) for name, over in HELDOUT.items()}
     search_seed = main.search_seeds[0]
@@ -422,7 +420,6 @@ def planted():
     )
     candidates = [fedadam, lr_only, lucky]
     verdicts = classify_all(candidates, baseline, control, rules=load_rules(), higher_is_better=True)
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     names = ("fedadam", "lr_only", "lucky")
     return {
         "baseline": baseline,
@@ -432,8 +429,6 @@ def planted():
         "best_lr": best_lr,
         "default_lr": default_lr,
         "verdicts": dict(zip(names, verdicts, strict=True)),
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds,
     }
 
 
@@ -464,8 +459,3 @@ def test_planted_lucky_copy_is_a_single_run_artifact(planted) -> None:
     assert v.label == SINGLE_RUN, v.reasons
     assert v.numbers["vs_baseline"]["mean"] == 0.0
 
-
-def test_planted_evidence_is_fast(planted) -> None:
-    # ~55 single-threaded runs: ~20 s on an idle core. CPU time, so a busy machine does not fail it.
-    cpu, wall = planted["cpu_seconds"], planted["seconds"]
-    assert cpu < 40, f"planted evidence took {cpu:.1f} s of CPU ({wall:.1f} s wall)"
