@@ -35,12 +35,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .errors import AFRError, ConfigError
-from .ledger import ChargeRow, Ledger, LedgerError
+from .ledger import ACCOUNTS, ChargeRow, Ledger, LedgerError
 from .ledger._models import utcnow
 
-__all__ = ["ARMS", "OUTCOMES", "ArmBudget", "BudgetExhausted", "Reservation", "BudgetAccountant"]
+__all__ = ["OUTCOMES", "ArmBudget", "BudgetExhausted", "Reservation", "BudgetAccountant"]
 
-ARMS = ("agent", "control", "finals")
 OUTCOMES = ("ok", "failed", "timeout", "crashed")
 CANCELLED = "cancelled"
 
@@ -86,9 +85,9 @@ class BudgetAccountant:
 
     def __init__(self, ledger: Ledger, campaign_id: int, limits: Mapping[str, ArmBudget]) -> None:
         for arm, limit in limits.items():
-            if arm not in ARMS:
+            if arm not in ACCOUNTS:
                 raise ConfigError(
-                    f"unknown budget arm {arm!r}", where="budget limits", fix=f"use {', '.join(ARMS)}"
+                    f"unknown budget arm {arm!r}", where="budget limits", fix=f"use {', '.join(ACCOUNTS)}"
                 )
             if limit.runs < 0 or limit.client_steps < 0:
                 raise ConfigError(
@@ -104,7 +103,7 @@ class BudgetAccountant:
             raise ConfigError(
                 f"no budget is set for the {arm!r} arm",
                 where=f"campaign {self.campaign_id} budget",
-                fix=f"give a limit for each arm that runs ({', '.join(ARMS)})",
+                fix=f"give a limit for each arm that runs ({', '.join(ACCOUNTS)})",
             ) from None
 
     def _charge(self, session: Session, run_key: str) -> ChargeRow | None:
@@ -258,7 +257,7 @@ class BudgetAccountant:
                 .where(ChargeRow.campaign_id == self.campaign_id, ChargeRow.status == "settled")
                 .group_by(ChargeRow.arm, ChargeRow.outcome)
             ).all()
-        arms = [a for a in ARMS if a in self.limits or any(k[0] == a for k in usage)]
+        arms = [a for a in ACCOUNTS if a in self.limits or any(k[0] == a for k in usage)]
         report: dict[str, dict[str, Any]] = {}
         zero = ArmBudget(0, 0)
         for arm in arms:

@@ -49,7 +49,7 @@ def resolve_seeds(spec: Any, final_seeds: list[int]) -> list[int]:
 
 
 def profile_config(container: Any, overrides: list[str] | None = None) -> dict[str, Any]:
-    """The profile's config with the ``budget=`` preset merged in and ``device=`` applied.
+    """The profile's config with the ``budget=`` preset merged in and ``device=``/``baseline=`` applied.
 
     ``overrides`` are the command line's ``key=value`` items (default: Hydra's, when running under
     it); an explicit ``profile.<key>=...`` there wins over the preset, which wins over the YAML.
@@ -66,6 +66,11 @@ def profile_config(container: Any, overrides: list[str] | None = None) -> dict[s
             _copy_path(profile_cfg, merged, key.removeprefix("profile.").split("."))
     if container.get("device") is not None:
         merged["device"] = container["device"]
+    if container.get("baseline") is not None:
+        merged["baseline"] = container["baseline"]
+    if str(merged.get("baseline", "")).endswith(".py"):
+        # A user's file: resolved once, here, against the directory the command was started from.
+        merged["baseline"] = str(Path(merged["baseline"]).expanduser().resolve())
     return merged
 
 

@@ -20,8 +20,8 @@ from _common import data_dir_from  # benchmarks/ is on sys.path when run as a sc
 from afr.budget import ArmBudget
 from afr.campaign import CandidateRunner, RunnerSettings
 from afr.engine import run_federation
-from afr.profiles import load_profile_config, make_profile
-from afr.recipe import recipe_class
+from afr.profiles import make_profile
+from afr.recipe import recipe_class, recipe_source
 from afr.surface import surface_table, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,9 +81,7 @@ def run_overhead(data_dir: Path, runs: int) -> tuple[list[float], list[float], l
         runner = CandidateRunner(
             tmp,
             name="overhead",
-            profile="tcga_brca",
-            profile_cfg=load_profile_config("tcga_brca"),
-            data_dir=data_dir,
+            profile=make_profile("tcga_brca", data_dir=data_dir),
             agent="benchmark",
             limits={
                 "agent": ArmBudget(runs + 1, 10**9),
@@ -94,7 +92,9 @@ def run_overhead(data_dir: Path, runs: int) -> tuple[list[float], list[float], l
         )
         with runner:
             runner.pool.warm()
-            candidate = runner.propose("agent", "benchmark", builtin="fedavg", proposal_key="fedavg")
+            candidate = runner.propose(
+                "agent", "benchmark", recipe=recipe_source("fedavg"), proposal_key="fedavg"
+            )
             runner.run(candidate, seed=10_000)  # warm-up: the zygote caches the profile's data
             sandboxed, inside = [], []
             for seed in range(runs):

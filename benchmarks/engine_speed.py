@@ -113,12 +113,25 @@ def run_plain(profile, seed: int):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}, time.perf_counter() - start
 
 
+def _sgd_module(model, profile, recipe, lr: float):
+    """A ClientModule with FLamby's client optimizer (plain SGD), which Fabric and a Trainer ask for."""
+    import torch
+
+    from afr.engine import ClientModule
+
+    class SGDClientModule(ClientModule):
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.model.parameters(), lr=lr)
+
+    return SGDClientModule(model, profile.loss, recipe)
+
+
 def run_fabric(profile, seed: int):
     """One Fabric per run; a ClientModule + SGD set up through Fabric for every client-round."""
     import lightning as L
     import torch
 
-    from afr.engine import BatchStream, ClientModule, client_generator
+    from afr.engine import BatchStream, client_generator
     from afr.recipe import FedAvg, LocalContext
 
     start = time.perf_counter()
@@ -136,8 +149,7 @@ def run_fabric(profile, seed: int):
         local = []
         for client in range(len(train)):
             model.load_state_dict(global_params)
-            module = ClientModule(model, profile.loss, recipe)
-            module.lr = lr
+            module = _sgd_module(model, profile, recipe, lr)
             module.ctx = LocalContext(
                 round_idx, client, global_params, {}, sizes[client], lr=lr, num_steps=budget.local_steps
             )
@@ -161,7 +173,7 @@ def run_trainer(profile, seed: int, rounds: int | None = None):
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from afr.engine import ClientModule, client_generator
+    from afr.engine import client_generator
     from afr.recipe import FedAvg, LocalContext
 
     start = time.perf_counter()
@@ -186,8 +198,7 @@ def run_trainer(profile, seed: int, rounds: int | None = None):
         local = []
         for client in range(len(train)):
             model.load_state_dict(global_params)
-            module = ClientModule(model, profile.loss, recipe)
-            module.lr = lr
+            module = _sgd_module(model, profile, recipe, lr)
             module.ctx = LocalContext(
                 round_idx, client, global_params, {}, sizes[client], lr=lr, num_steps=budget.local_steps
             )

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from afr.budget import ArmBudget
 from afr.campaign import CandidateRunner, RunnerSettings
-from afr.profiles import load_profile_config
+from afr.profiles import load_profile_config, make_profile
+from afr.recipe import recipe_source
 
 MOMENTUM = """
 from afr.recipe import FedAvg, scalar, weighted_mean_delta
@@ -36,8 +37,7 @@ def main(campaign_dir: str) -> None:
     runner = CandidateRunner(
         campaign_dir,
         name="crash-test",
-        profile="synthetic",
-        profile_cfg=cfg,
+        profile=make_profile("synthetic", cfg),
         agent="scripted",
         limits={"agent": ArmBudget(10, 10**9), "control": ArmBudget(10, 10**9), "finals": ArmBudget(0, 0)},
         settings=RunnerSettings(workers=1, timeout_s=60),
@@ -49,7 +49,7 @@ def main(campaign_dir: str) -> None:
             control = runner.propose(
                 "control",
                 "optuna",
-                builtin="fedavg",
+                recipe=recipe_source("fedavg"),
                 proposal_key=f"control-{i}",
                 scalars={"lr": 0.005 * (i + 1)},
             )

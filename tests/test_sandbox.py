@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import torch
 
-from afr.engine import run_federation
+from afr.engine import RunResult, run_federation
 from afr.profiles import load_profile_config, make_profile
 from afr.recipe import FedAvg
-from afr.sandbox import RunJob, RunOutcome, SandboxPool
+from afr.sandbox import RunJob, SandboxPool
 from afr.sandbox._guard import DENIED_IMPORTS, AuditPolicy, guarded_builtins, purge_denied_modules
 from afr.sandbox._zygote import load_training_profile
 
@@ -131,7 +131,7 @@ def test_builtin_fedavg_is_deterministic_and_matches_in_process(pool: SandboxPoo
     assert same_weights(first.state_dict, local.state_dict)
     assert first.curve == local.curve
     assert (first.bytes_up, first.bytes_down) == (local.bytes_up, local.bytes_down)
-    assert first.to_run_result().final_val == local.final_val
+    assert first.final_val == local.final_val
 
 
 PROX_SOURCE = '''
@@ -360,7 +360,7 @@ def test_killing_the_zygote_mid_job_crashes_the_job_and_restarts(pool: SandboxPo
     assert wait_until(lambda: children_of(zygote)), "the child never started"
     (child,) = children_of(zygote)
     os.kill(zygote, signal.SIGKILL)
-    outcome: RunOutcome = future.result(timeout=10)
+    outcome: RunResult = future.result(timeout=10)
     assert outcome.status == "crashed" and "zygote died" in outcome.message
     assert wait_until(lambda: not alive(child), timeout=5), "the child outlived its zygote"
     after = pool.run(job(cfg))

@@ -50,6 +50,9 @@ class AgentContext:
     """Every candidate of this arm so far, oldest first (agents that need the whole record)."""
     step: int = 0
     """How many proposals the agent has made before this call."""
+    baseline_class: str = "FedAvg"
+    baseline_label: str = "afr/recipe/fedavg.py"
+    baseline_shipped: bool = True
 
 
 @dataclass(frozen=True)

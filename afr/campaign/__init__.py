@@ -1,7 +1,7 @@
 """Campaigns: both search arms, one accountant, one ledger, sandboxed runs, resumable."""
 
 from ._loop import Campaign, CampaignResult, CampaignSettings
-from ._runner import BASELINE_SOURCE, CandidateRunner, RunnerSettings, run_key
+from ._runner import CandidateRunner, RunnerSettings, run_key
 
 __all__ = [
     "Campaign",
@@ -9,6 +9,5 @@ __all__ = [
     "CampaignResult",
     "CandidateRunner",
     "RunnerSettings",
-    "BASELINE_SOURCE",
     "run_key",
 ]

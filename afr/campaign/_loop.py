@@ -23,9 +23,10 @@ from ..controls import ScalarControl, make_control, record_agent_candidate
 from ..errors import AFRError, ConfigError
 from ..evaluation import FinalsPlan, finals_runs_needed, run_finals, select_finalists, write_report
 from ..ledger import CandidateRecord
-from ..recipe import FedAvg
-from ..surface import render_profile_surface
-from ._runner import BASELINE_SOURCE, CandidateRunner, RunnerSettings
+from ..profiles import Profile, make_profile
+from ..recipe import RecipeSource, recipe_source
+from ..surface import SurfaceTable, render_profile_surface, surface_table, validate
+from ._runner import CandidateRunner, RunnerSettings
 
 __all__ = ["CampaignSettings", "CampaignResult", "Campaign"]
 
@@ -95,31 +96,37 @@ class Campaign:
         self.settings = settings
         self.echo = echo
         self.agent: Agent = make_agent(settings.agent_cfg, settings.seed)
+        # The one profile of this campaign, every override applied: the surface table, the agents' view, the
+        # control's space, the runs and the finals all read it.
+        self.profile: Profile = make_profile(
+            settings.profile, settings.profile_cfg, data_dir=settings.data_dir
+        )
+        self.baseline: RecipeSource = recipe_source(self.profile.baseline)
+        self.table: SurfaceTable = surface_table(self.profile, baseline=self.baseline)
         self._preflight(settings)  # a missing key or missing data fails here, before anything is written
         self.agent_name = str(settings.agent_cfg.get("name", settings.agent_cfg.get("kind")))
         self.runner = CandidateRunner(
             settings.directory,
             name=settings.name,
-            profile=settings.profile,
-            profile_cfg=settings.profile_cfg,
+            profile=self.profile,
+            baseline=self.baseline,
+            table=self.table,
             agent=self.agent_name,
-            limits=self._limits(settings),
-            data_dir=settings.data_dir,
+            limits=self._limits(settings, self.profile),
             settings=settings.runner,
-            config=settings.as_config(),
+            config={**settings.as_config(), **self._facts()},
         )
-        self.profile = self.runner.profile
         self.profile.data("val")  # missing data is reported now, with the fetch hint
         self.search_seed = self.profile.search_seeds[0]
         self.control: ScalarControl = make_control(
             settings.control_cfg,
             storage_url=self.runner.ledger.url,
             study_name=f"{settings.name}/control",
-            space=self.profile.scalar_space(FedAvg),
+            space=self.table.tunable_scalars,
             seed=settings.seed,
             higher_is_better=self.profile.higher_is_better,
         )
-        self.surface_doc = render_profile_surface(settings.profile)
+        self.surface_doc = render_profile_surface(self.table, self.baseline)
         self._agent_queue: list[CandidateRecord] = [
             c
             for c in self.runner.ledger.candidates(self.runner.campaign_id, arm="agent")
@@ -134,12 +141,30 @@ class Campaign:
         self._fruitless_calls = 0
         self.report_path: Path | None = None
 
+    def _facts(self) -> dict[str, Any]:
+        """What the report needs without rebuilding the profile: the baseline, metric and control space."""
+        return {
+            "baseline": {
+                "label": self.baseline.label,
+                "class_name": self.baseline.class_name,
+                "shipped": self.baseline.shipped,
+                "sha256": self.baseline.sha256,
+            },
+            "metric": self.profile.metric_name,
+            "higher_is_better": self.profile.higher_is_better,
+            "control_space": {name: s.as_dict() for name, s in self.table.tunable_scalars.items()},
+        }
+
     def _preflight(self, settings: CampaignSettings) -> None:
-        """Report a missing API key and missing data together, each with its fix."""
+        """Report a bad baseline, a missing API key and missing data together, each with its fix."""
         from ..data import require
 
         problems: list[AFRError] = []
-        for check in (self.agent.check_ready, lambda: require(settings.profile, settings.data_dir)):
+        for check in (
+            self._check_baseline,
+            self.agent.check_ready,
+            lambda: require(settings.profile, settings.data_dir),
+        ):
             try:
                 check()
             except AFRError as exc:
@@ -153,11 +178,22 @@ class Campaign:
                 fix=" -- ".join(p.fix for p in problems if p.fix) or None,
             )
 
-    @staticmethod
-    def _limits(settings: CampaignSettings) -> dict[str, ArmBudget]:
-        from ..profiles import make_profile
+    def _check_baseline(self) -> None:
+        """The baseline must itself pass the validator: the control runs it, the agents edit it."""
+        report = validate(self.baseline.text, self.table, package=self.baseline.package)
+        if not report.ok:
+            first = report.violations[0]
+            raise ConfigError(
+                f"the baseline {self.baseline.label} breaks the recipe surface "
+                f"({len(report.violations)} violation(s); first: [{first.rule}] line {first.line}: "
+                f"{first.message})",
+                where="baseline=",
+                fix="fix the file (`python -m afr.surface validate <file>` lists every violation) "
+                "or choose a shipped recipe",
+            )
 
-        profile = make_profile(settings.profile, settings.profile_cfg, data_dir=settings.data_dir)
+    @staticmethod
+    def _limits(settings: CampaignSettings, profile: Profile) -> dict[str, ArmBudget]:
         steps = profile.client_steps_per_run
         per_arm = ArmBudget(settings.runs_per_arm, settings.runs_per_arm * steps)
         finals = 0
@@ -231,7 +267,7 @@ class Campaign:
         candidate = self.runner.propose(
             "control",
             "optuna",
-            builtin="fedavg",
+            recipe=self.baseline,
             proposal_key=f"control-{trial.number}",
             scalars=trial.scalars,
         )
@@ -362,7 +398,10 @@ class Campaign:
             profile_name=self.profile.name,
             profile_description=yaml.safe_dump(self.profile.describe(), sort_keys=False),
             surface_doc=self.surface_doc,
-            baseline_source=BASELINE_SOURCE,
+            baseline_source=self.baseline.text,
+            baseline_class=self.baseline.class_name,
+            baseline_label=self.baseline.label,
+            baseline_shipped=self.baseline.shipped is not None,
             higher_is_better=self.profile.higher_is_better,
             metric=self.profile.metric_name,
             baseline_score=baseline[0].score if baseline else None,

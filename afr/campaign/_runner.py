@@ -10,7 +10,6 @@ was reserved but never finished is run once, under its original reservation.
 from __future__ import annotations
 
 import difflib
-import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,15 +19,15 @@ from typing import Any
 import torch
 
 from ..budget import ArmBudget, BudgetAccountant
+from ..engine import RunResult
 from ..ledger import CandidateRecord, Ledger, RunRecord
-from ..profiles import Profile, make_profile
-from ..recipe import recipe_class
-from ..sandbox import RunJob, RunOutcome, SandboxPool
+from ..profiles import Profile
+from ..recipe import RecipeSource, recipe_source
+from ..sandbox import RunJob, SandboxPool
 from ..surface import SurfaceTable, normalized_ast_hash, surface_table, validate
 
-__all__ = ["CandidateRunner", "RunnerSettings", "BASELINE_SOURCE", "run_key"]
+__all__ = ["CandidateRunner", "RunnerSettings", "run_key"]
 
-BASELINE_SOURCE = (Path(__file__).resolve().parents[1] / "recipe" / "fedavg.py").read_text()
 FINISHED = ("ok", "failed", "timeout", "crashed", "memory")
 
 
@@ -53,34 +52,37 @@ class CandidateRunner:
         campaign_dir: str | Path,
         *,
         name: str,
-        profile: str,
-        profile_cfg: Mapping[str, Any],
+        profile: Profile,
         agent: str,
         limits: Mapping[str, ArmBudget],
-        data_dir: str | Path | None = None,
+        baseline: RecipeSource | None = None,
+        table: SurfaceTable | None = None,
         settings: RunnerSettings = RunnerSettings(),
         config: Mapping[str, Any] | None = None,
         ledger: Ledger | None = None,
     ) -> None:
+        """``profile`` is the campaign's, built once with every override applied; ``baseline`` (default: the
+        profile's) is what the control arm runs and what candidates are diffed against; ``table`` (default:
+        built from both) is what every candidate is validated against."""
         self.dir = Path(campaign_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.profile_cfg = dict(profile_cfg)
-        self.data_dir = str(data_dir) if data_dir is not None else None
-        self.profile: Profile = make_profile(profile, self.profile_cfg, data_dir=self.data_dir)
-        self.table: SurfaceTable = surface_table(profile)
+        self.profile = profile
+        self.baseline = baseline if baseline is not None else recipe_source(profile.baseline)
+        self.table = table if table is not None else surface_table(profile, baseline=self.baseline)
         self.settings = settings
         self.ledger = ledger or Ledger.for_campaign_dir(self.dir)
         full_config = {
-            "profile": profile,
-            "profile_cfg": self.profile_cfg,
+            "profile": profile.name,
+            "profile_cfg": dict(profile.cfg),
             "agent": agent,
             "limits": {arm: vars(b) for arm, b in limits.items()},
             **dict(config or {}),
         }
-        self.campaign_id = self.ledger.start_campaign(name, profile, agent, full_config)
+        self.campaign_id = self.ledger.start_campaign(name, profile.name, agent, full_config)
         self.accountant = BudgetAccountant(self.ledger, self.campaign_id, dict(limits))
         self.run_client_steps = self.profile.client_steps_per_run
         self._pool: SandboxPool | None = None
+        self._heldout_profiles: dict[str, Profile] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -110,48 +112,51 @@ class CandidateRunner:
         source: str | None = None,
         *,
         proposal_key: str,
-        builtin: str | None = None,
+        recipe: RecipeSource | None = None,
         parent_id: int | None = None,
         scalars: Mapping[str, float] | None = None,
     ) -> CandidateRecord:
         """Record a candidate: validated, hashed, diffed; the same ``proposal_key`` returns the earlier row.
 
-        ``source`` is an agent's recipe file; ``builtin`` names a shipped recipe instead (the control
-        arm's baseline with tuned ``scalars``), validated as a file of the ``afr.recipe`` package.
+        ``source`` is an agent's recipe file; ``recipe`` a recipe file as it stands (the control arm's
+        baseline with tuned ``scalars``): a shipped one is validated as a file of the ``afr.recipe`` package
+        and runs as the shipped class.
         """
         for existing in self.ledger.candidates(self.campaign_id, arm=arm):
             if existing.meta.get("proposal_key") == proposal_key:
                 return existing
-        if (source is None) == (builtin is None):
-            raise ValueError("give exactly one of source and builtin")
-        if builtin is not None:
-            source = Path(inspect.getsourcefile(recipe_class(builtin)) or "").read_text()
-        assert source is not None
-        report = validate(source, self.table, package="afr.recipe" if builtin else None)
+        if (source is None) == (recipe is None):
+            raise ValueError("give exactly one of source and recipe")
+        text = recipe.text if recipe is not None else source
+        assert text is not None
+        report = validate(text, self.table, package=recipe.package if recipe is not None else None)
         diff = "".join(
             difflib.unified_diff(
-                BASELINE_SOURCE.splitlines(keepends=True),
-                source.splitlines(keepends=True),
-                fromfile="baseline/fedavg.py",
+                self.baseline.text.splitlines(keepends=True),
+                text.splitlines(keepends=True),
+                fromfile=f"baseline/{Path(self.baseline.label).name}",
                 tofile=f"candidate/{proposal_key}.py",
             )
         )
         try:
-            ast_hash = normalized_ast_hash(source)
+            ast_hash = normalized_ast_hash(text)
         except SyntaxError:
             ast_hash = "syntax-error:" + proposal_key
+        meta: dict[str, Any] = {"proposal_key": proposal_key}
+        if recipe is not None:
+            meta.update({"builtin": recipe.shipped} if recipe.shipped else {"class_name": recipe.class_name})
         candidate_id = self.ledger.add_candidate(
             self.campaign_id,
             arm=arm,
             agent=agent,
-            source=source,
+            source=text,
             diff=diff,
             ast_hash=ast_hash,
             parent_id=parent_id,
             scalars=dict(scalars) if scalars else None,
             status="accepted" if report.ok else "rejected",
             reasons=[str(v) for v in report.violations],
-            meta={"proposal_key": proposal_key, **({"builtin": builtin} if builtin else {})},
+            meta=meta,
         )
         return self.ledger.candidate(candidate_id)
 
@@ -185,7 +190,7 @@ class CandidateRunner:
         run_id = self.ledger.start_run(self.campaign_id, candidate.id, key, seed, stage, split)
         if stage == "search":
             self.ledger.update_candidate(candidate.id, status="running")
-        cfg = {**self.profile_cfg, **dict(profile_overrides or {})}
+        cfg = {**self.profile.cfg, **dict(profile_overrides or {})}
         outcome = self.pool.run(
             self._job(candidate, key, seed, "search" if stage == "search" else "final", cfg)
         )
@@ -217,14 +222,15 @@ class CandidateRunner:
     def _job(
         self, candidate: CandidateRecord, key: str, seed: int, stage: str, cfg: dict[str, Any]
     ) -> RunJob:
+        builtin = candidate.meta.get("builtin")
         return RunJob(
             job_id=key,
             profile=self.profile.name,
             profile_cfg=cfg,
-            data_dir=self.data_dir,
-            recipe_source=None if candidate.meta.get("builtin") else candidate.source,
-            recipe_name=candidate.meta.get("builtin"),
-            class_name=None,
+            data_dir=str(self.profile.data_dir) if self.profile.data_dir is not None else None,
+            recipe_source=None if builtin else candidate.source,
+            recipe_name=builtin,
+            class_name=candidate.meta.get("class_name"),
             scalars=dict(candidate.scalars or {}),
             seed=seed,
             stage=stage,
@@ -232,7 +238,15 @@ class CandidateRunner:
             memory_mb=self.settings.memory_mb,
         )
 
-    def _save_artifacts(self, key: str, outcome: RunOutcome) -> dict[str, str]:
+    def heldout_profile(self, setting: str, overrides: Mapping[str, Any]) -> Profile:
+        """The campaign's profile with a held-out setting's overrides (built once per setting)."""
+        if not setting:
+            return self.profile
+        if setting not in self._heldout_profiles:
+            self._heldout_profiles[setting] = self.profile.with_overrides(**overrides)
+        return self._heldout_profiles[setting]
+
+    def _save_artifacts(self, key: str, outcome: RunResult) -> dict[str, str]:
         if outcome.status != "ok" or not outcome.state_dict:
             return {}
         relative = Path("artifacts") / (key.replace("/", "__") + ".pt")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,38 +21,12 @@ from ..profiles import Profile
 from ..recipe import ClientUpdate, LocalContext, Params, Recipe
 from ._guard import ForwardGuard
 from ._module import ClientModule
+from ._result import RunResult
 from ._sampler import BatchStream, client_generator
 
-__all__ = ["run_federation", "RunResult", "Stage"]
+__all__ = ["run_federation", "Stage"]
 
 Stage = Literal["search", "final"]
-
-
-@dataclass
-class RunResult:
-    """What a federated run hands back: final weights, validation curve and what it spent."""
-
-    model_variant: str
-    state_dict: dict[str, Tensor]
-    curve: list[dict[str, Any]] = field(default_factory=list)
-    """One entry per round: round, val (mean over clients), val_per_client, train_loss."""
-    steps_per_client: list[int] = field(default_factory=list)
-    bytes_up: int = 0
-    bytes_down: int = 0
-    seconds: float = 0.0
-
-    @property
-    def steps(self) -> int:
-        return sum(self.steps_per_client)
-
-    @property
-    def final_val(self) -> float:
-        return self.curve[-1]["val"] if self.curve else math.nan
-
-    def build_model(self, profile: Profile) -> nn.Module:
-        model = profile.build_model(self.model_variant)
-        model.load_state_dict(self.state_dict)
-        return model.to(profile.device)
 
 
 def _nbytes(tensors: Params) -> int:

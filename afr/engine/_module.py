@@ -1,8 +1,8 @@
 """A client's local training step as a LightningModule.
 
-The engine drives :meth:`ClientModule.training_step` from its own loop (see the README's design
-notes for why not ``lightning.Trainer``); the same module also runs under a Trainer or Fabric,
-which is how ``benchmarks/engine_speed.py`` compares them.
+The engine drives :meth:`ClientModule.training_step` from its own loop, with its own SGD step (see the
+README's design notes for why not ``lightning.Trainer``); ``benchmarks/engine_speed.py`` runs the same
+module under a Trainer and under Fabric (adding the optimizer there) to compare them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import lightning as L
-import torch
 from torch import Tensor, nn
 
 from ..recipe import LocalContext, Recipe
@@ -31,7 +30,6 @@ class ClientModule(L.LightningModule):
         self.task_loss = task_loss
         self.recipe = recipe
         self.ctx: LocalContext | None = None
-        self.lr = 0.0
         self.forward_window: Callable[[], AbstractContextManager[Any]] = nullcontext
 
     def forward(self, x: Tensor) -> Tensor:
@@ -45,7 +43,3 @@ class ClientModule(L.LightningModule):
         assert self.ctx is not None, "the engine sets the local context before training"
         self.ctx.step = batch_idx
         return self.recipe.local_objective(task_loss, self.model, self.ctx)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        # FLamby's client optimizer: plain SGD, no momentum, no weight decay.
-        return torch.optim.SGD(self.model.parameters(), lr=self.lr)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..ledger import CandidateRecord, RunRecord
-from ..profiles import Profile, make_profile
+from ..profiles import Profile
 
 __all__ = ["Finalist", "FinalsPlan", "select_finalists", "run_finals", "finals_runs_needed"]
 
@@ -88,15 +88,9 @@ def run_finals(
 
     Evidence per finalist: ``search_score``, ``test`` {seed: metric}, ``heldout`` {setting: {seed: metric}}.
     """
-    profiles: dict[str, Profile] = {}
 
     def profile_for(setting: str) -> Profile:
-        if setting not in profiles:
-            overrides = plan.heldout.get(setting, {})
-            profiles[setting] = make_profile(
-                runner.profile.name, {**runner.profile_cfg, **overrides}, data_dir=runner.data_dir
-            )
-        return profiles[setting]
+        return runner.heldout_profile(setting, plan.heldout.get(setting, {}))
 
     evidence: dict[str, dict[str, Any]] = {}
     for finalist in finalists:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..budget import BudgetAccountant
-from ..ledger import Ledger, RunRecord
+from ..ledger import CampaignRecord, CandidateRecord, Ledger, RunRecord
+from ..recipe import Scalar
 from ._classify import (
     FinalistEvidence,
     Verdict,
@@ -39,41 +40,49 @@ class CampaignFindings:
     counts: dict[str, int]
     budget: dict[str, dict[str, Any]]
     runs: list[RunRecord]
+    baseline: dict[str, Any]
+    """The campaign's baseline recipe: ``label``, ``class_name``, ``source`` (the control's trial 0)."""
+    control_space: dict[str, Scalar]
+    """The scalars the control arm tuned, with the profile's ranges."""
+
+
+def _campaign_facts(campaign: CampaignRecord, control: list[CandidateRecord]) -> dict[str, Any]:
+    """Metric, direction, baseline and control space as the campaign recorded them.
+
+    Ledgers written before the campaign recorded these facts rebuild them from the profile config (once).
+    """
+    config = campaign.config
+    facts: dict[str, Any] = {
+        "metric": config.get("metric"),
+        "higher_is_better": config.get("higher_is_better"),
+        "baseline": dict(config.get("baseline") or {"label": "afr/recipe/fedavg.py", "class_name": "FedAvg"}),
+        "control_space": {
+            name: Scalar(**values) for name, values in (config.get("control_space") or {}).items()
+        },
+    }
+    if facts["metric"] is None or not facts["control_space"]:
+        from ..profiles import make_profile
+        from ..recipe import recipe_source
+
+        profile = make_profile(campaign.profile, config["profile_cfg"])
+        facts["metric"], facts["higher_is_better"] = profile.metric_name, profile.higher_is_better
+        facts["control_space"] = profile.scalar_space(recipe_source(profile.baseline))
+    trial0 = next((c for c in control if c.meta.get("proposal_key") == "control-0"), None)
+    facts["baseline"]["source"] = trial0.source if trial0 is not None else ""
+    return facts
 
 
 def collect_findings(campaign_dir: str | Path, campaign_id: int = 1) -> CampaignFindings:
     """Read a campaign's ledger and classify its agent finalists (no training happens here)."""
-    from ..profiles import make_profile
-
     ledger = Ledger.for_campaign_dir(campaign_dir)
     campaign = ledger.campaign(campaign_id)
+    facts = _campaign_facts(campaign, ledger.candidates(campaign.id, arm="control"))
     finals_cfg = campaign.config.get("finals") or [True, 3]
     top_k = int(finals_cfg[1])
-    profile = make_profile(campaign.profile, campaign.config["profile_cfg"])
-    hib = profile.higher_is_better
+    hib = bool(facts["higher_is_better"])
     finalists = select_finalists(ledger, campaign.id, top_k, hib)
     runs = ledger.runs(campaign.id)
-    test: dict[int, dict[int, float]] = defaultdict(dict)
-    heldout: dict[int, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-    for run in runs:
-        if run.evaluation is None or run.evaluation.get("mean") is None:
-            continue
-        if run.stage == "final":
-            test[run.candidate_id][run.seed] = float(run.evaluation["mean"])
-        elif run.stage == "heldout":
-            heldout[run.candidate_id][run.split.removeprefix("heldout:")][run.seed] = float(
-                run.evaluation["mean"]
-            )
-    evidence = {
-        f.name: FinalistEvidence(
-            name=f.name,
-            arm=f.role,
-            search_score=f.candidate.score,
-            test=dict(test[f.candidate.id]),
-            heldout={k: dict(v) for k, v in heldout[f.candidate.id].items()},
-        )
-        for f in finalists
-    }
+    evidence = _evidence(finalists, runs)
     baseline = next((evidence[f.name] for f in finalists if f.role == "baseline"), None)
     control = next((evidence[f.name] for f in finalists if f.role == "control"), baseline)
     agents = [evidence[f.name] for f in finalists if f.role == "agent"]
@@ -94,7 +103,7 @@ def collect_findings(campaign_dir: str | Path, campaign_id: int = 1) -> Campaign
         campaign.name,
         campaign.profile,
         campaign.agent,
-        profile.metric_name,
+        str(facts["metric"]),
         hib,
         finalists,
         evidence,
@@ -102,7 +111,34 @@ def collect_findings(campaign_dir: str | Path, campaign_id: int = 1) -> Campaign
         counts,
         budget,
         runs,
+        facts["baseline"],
+        dict(facts["control_space"]),
     )
+
+
+def _evidence(finalists: list[Finalist], runs: list[RunRecord]) -> dict[str, FinalistEvidence]:
+    """Each finalist's parent-computed test and held-out metrics, by seed."""
+    test: dict[int, dict[int, float]] = defaultdict(dict)
+    heldout: dict[int, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for run in runs:
+        if run.evaluation is None or run.evaluation.get("mean") is None:
+            continue
+        if run.stage == "final":
+            test[run.candidate_id][run.seed] = float(run.evaluation["mean"])
+        elif run.stage == "heldout":
+            heldout[run.candidate_id][run.split.removeprefix("heldout:")][run.seed] = float(
+                run.evaluation["mean"]
+            )
+    return {
+        f.name: FinalistEvidence(
+            name=f.name,
+            arm=f.role,
+            search_score=f.candidate.score,
+            test=dict(test[f.candidate.id]),
+            heldout={k: dict(v) for k, v in heldout[f.candidate.id].items()},
+        )
+        for f in finalists
+    }
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -123,20 +159,36 @@ def _mean_std(values: list[float]) -> str:
 
 def write_report(campaign_dir: str | Path, output: str | Path | None = None) -> Path:
     """Write ``report.md`` and its PNG plots into the campaign dir (or ``output``); return the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     campaign_dir = Path(campaign_dir)
     findings = collect_findings(campaign_dir)
     out = Path(output) if output else campaign_dir / "report.md"
     plots = out.parent / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    search = [r for r in findings.runs if r.stage == "search" and r.status == "ok"]
+    _plot_search_scores(findings, plots / "search_scores.png")
+    _plot_finalist_curves(findings, plots / "finalist_curves.png")
+    _plot_paired_seeds(findings, plots / "paired_seeds.png")
+    _plot_budget_spend(findings, plots / "budget_spend.png")
+    out.write_text("\n".join(_report_lines(findings)))
+    return out
 
-    # 1. per-arm validation score distributions
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+
+def _axes() -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(6, 3.5))
+
+
+def _search_runs(findings: CampaignFindings) -> list[RunRecord]:
+    return [r for r in findings.runs if r.stage == "search" and r.status == "ok"]
+
+
+def _plot_search_scores(findings: CampaignFindings, path: Path) -> None:
+    """Per-arm validation score distributions: one point per search run."""
+    fig, ax = _axes()
+    search = _search_runs(findings)
     for i, arm in enumerate(("agent", "control")):
         scores = [
             r.final_metric for r in search if r.run_key.startswith(arm + "/") and r.final_metric is not None
@@ -145,27 +197,28 @@ def write_report(campaign_dir: str | Path, output: str | Path | None = None) -> 
     ax.set_xticks([0, 1], ["agent", "control"])
     ax.set_ylabel(f"validation {findings.metric}")
     ax.set_title("Search: one point per FL run")
-    _save(fig, plots / "search_scores.png")
+    _save(fig, path)
 
-    # 2. validation curves of the finalists' search runs
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+
+def _plot_finalist_curves(findings: CampaignFindings, path: Path) -> None:
+    """Validation curves of the finalists' search runs."""
+    fig, ax = _axes()
+    search = _search_runs(findings)
     for f in findings.finalists:
         run = next((r for r in search if r.candidate_id == f.candidate.id), None)
         if run and run.per_round:
             rounds = [p["round"] for p in run.per_round if p.get("val") is not None]
-            ax.plot(
-                rounds,
-                [p["val"] for p in run.per_round if p.get("val") is not None],
-                marker=".",
-                label=f.name,
-            )
+            values = [p["val"] for p in run.per_round if p.get("val") is not None]
+            ax.plot(rounds, values, marker=".", label=f.name)
     ax.set_xlabel("round")
     ax.set_ylabel(f"validation {findings.metric}")
     ax.legend(fontsize=7)
-    _save(fig, plots / "finalist_curves.png")
+    _save(fig, path)
 
-    # 3. paired seeds: each finalist's test metric per final seed
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+
+def _plot_paired_seeds(findings: CampaignFindings, path: Path) -> None:
+    """Each finalist's test metric per final seed (the seeds are paired across finalists)."""
+    fig, ax = _axes()
     for name, ev in findings.evidence.items():
         seeds = sorted(ev.test)
         ax.plot(range(len(seeds)), [ev.test[s] for s in seeds], marker="o", label=name)
@@ -173,10 +226,12 @@ def write_report(campaign_dir: str | Path, output: str | Path | None = None) -> 
     ax.set_xlabel("final seed (paired across finalists)")
     ax.set_ylabel(f"test {findings.metric}")
     ax.legend(fontsize=7)
-    _save(fig, plots / "paired_seeds.png")
+    _save(fig, path)
 
-    # 4. budget spend over time
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+
+def _plot_budget_spend(findings: CampaignFindings, path: Path) -> None:
+    """FL runs charged over time, per account."""
+    fig, ax = _axes()
     finished = sorted((r for r in findings.runs if r.finished_at), key=lambda r: r.finished_at)
     if finished:
         t0 = finished[0].started_at
@@ -191,12 +246,16 @@ def write_report(campaign_dir: str | Path, output: str | Path | None = None) -> 
     ax.set_xlabel("seconds since the first run")
     ax.set_ylabel("FL runs charged")
     ax.legend()
-    _save(fig, plots / "budget_spend.png")
+    _save(fig, path)
 
+
+def _report_lines(findings: CampaignFindings) -> list[str]:
+    baseline = findings.baseline
     lines = [
         f"# AFR campaign report: {findings.name}",
         "",
-        f"Profile `{findings.profile}`, agent `{findings.agent}` against the scalar-only control (Optuna). "
+        f"Profile `{findings.profile}`, agent `{findings.agent}` against the scalar-only control (Optuna) "
+        f"on the baseline `{baseline.get('class_name')}` (`{baseline.get('label')}`). "
         f"Metric: {findings.metric} ({'higher' if findings.higher_is_better else 'lower'} is better). "
         "Validation scores come from the search (one run each); test and held-out metrics from the finals "
         "(fresh paired seeds), computed by the parent process on returned weights.",
@@ -237,8 +296,7 @@ def write_report(campaign_dir: str | Path, output: str | Path | None = None) -> 
         {findings.profile: findings.verdicts}, {findings.profile: findings.counts}, arm="agent"
     )
     lines += ["## Survival table", "", render_table_markdown(rows), ""]
-    out.write_text("\n".join(lines))
-    return out
+    return lines
 
 
 def render_worked_example(campaign_dir: str | Path) -> str:
@@ -247,24 +305,24 @@ def render_worked_example(campaign_dir: str | Path) -> str:
     Everything comes from the campaign's ledger; candidates are named by their proposal keys and no
     timings are printed, so a seeded campaign gives the same text on every run.
     """
-    from ..profiles import make_profile
-    from ..recipe import FedAvg
-
     campaign_dir = Path(campaign_dir)
     findings = collect_findings(campaign_dir)
     ledger = Ledger.for_campaign_dir(campaign_dir)
-    campaign = ledger.campaign(1)
-    profile = make_profile(campaign.profile, campaign.config["profile_cfg"])
-    space = profile.scalar_space(FedAvg)
-    baseline_source = (Path(__file__).resolve().parents[1] / "recipe" / "fedavg.py").read_text()
-    control = ledger.candidates(campaign.id, arm="control")
-    best_control = ledger.best_candidates(
-        campaign.id, "control", 1, higher_is_better=findings.higher_is_better
-    )
+    lines = _worked_baseline(findings) + _worked_control(findings, ledger)
+    verdict = findings.verdicts[0] if findings.verdicts else None
+    if verdict is None:
+        lines += ["", "No agent finalist was classified (finals were not run)."]
+        return "\n".join(lines) + "\n"
+    lines += _worked_candidate(findings, ledger, verdict)
+    return "\n".join(lines)
 
-    def key(candidate_id: int) -> str:
-        return str(ledger.candidate(candidate_id).meta.get("proposal_key", candidate_id))
 
+def _proposal_key(ledger: Ledger, candidate_id: int) -> str:
+    return str(ledger.candidate(candidate_id).meta.get("proposal_key", candidate_id))
+
+
+def _worked_baseline(findings: CampaignFindings) -> list[str]:
+    """Sections 1-3: the baseline recipe, its scalar space, the budgets."""
     lines = [
         "# Worked example: the control baseline and one candidate's path through the protocol",
         "",
@@ -277,10 +335,10 @@ def render_worked_example(campaign_dir: str | Path) -> str:
         f"({'higher' if findings.higher_is_better else 'lower'} is better). Candidates are named by "
         "their proposal keys (`agent-<step>-<i>`, `control-<trial>`).",
         "",
-        "## 1. The baseline recipe",
+        f"## 1. The baseline recipe (`{findings.baseline.get('label')}`)",
         "",
         "```python",
-        baseline_source.rstrip("\n"),
+        str(findings.baseline.get("source", "")).rstrip("\n"),
         "```",
         "",
         "## 2. Its declared scalar space (the only thing the control arm may tune)",
@@ -290,7 +348,7 @@ def render_worked_example(campaign_dir: str | Path) -> str:
     ]
     lines += [
         f"| `{n}` | {s.default:g} | {s.low:g} | {s.high:g} | {'log' if s.log else 'linear'} |"
-        for n, s in space.items()
+        for n, s in findings.control_space.items()
     ]
     lines += [
         "",
@@ -306,22 +364,31 @@ def render_worked_example(campaign_dir: str | Path) -> str:
     lines += [
         f"| {arm} | {t['spent_runs']} | {t['spent_client_steps']} |" for arm, t in findings.budget.items()
     ]
-    lines += ["", "## 4. The control arm's trials", "", "| trial | scalars | validation |", "|---|---|---|"]
+    return lines
+
+
+def _worked_control(findings: CampaignFindings, ledger: Ledger) -> list[str]:
+    """Section 4: the control arm's trials and its best."""
+    campaign = ledger.campaign(1)
+    control = ledger.candidates(campaign.id, arm="control")
+    best = ledger.best_candidates(campaign.id, "control", 1, higher_is_better=findings.higher_is_better)
+    lines = ["", "## 4. The control arm's trials", "", "| trial | scalars | validation |", "|---|---|---|"]
     for c in sorted(control, key=lambda c: int(str(c.meta.get("proposal_key", "control-0")).split("-")[1])):
         scalars = ", ".join(f"{k}={v:.4g}" for k, v in sorted((c.scalars or {}).items()))
         score = f"{c.score:.4f}" if c.score is not None else c.status
         lines.append(f"| `{c.meta.get('proposal_key')}` | {scalars} | {score} |")
-    if best_control:
-        lines += ["", f"Best control trial: `{key(best_control[0].id)}` ({best_control[0].score:.4f})."]
-    verdict = findings.verdicts[0] if findings.verdicts else None
-    if verdict is None:
-        lines += ["", "No agent finalist was classified (finals were not run)."]
-        return "\n".join(lines) + "\n"
+    if best:
+        lines += ["", f"Best control trial: `{_proposal_key(ledger, best[0].id)}` ({best[0].score:.4f})."]
+    return lines
+
+
+def _worked_candidate(findings: CampaignFindings, ledger: Ledger, verdict: Verdict) -> list[str]:
+    """Sections 5-6: the agent's best finalist, its diff, its paired seeds and its path through the rules."""
     candidate = ledger.candidate(int(verdict.name.split("#")[1]))
     ev = findings.evidence[verdict.name]
-    lines += [
+    lines = [
         "",
-        f"## 5. One candidate: `{key(candidate.id)}` (the agent's best by validation)",
+        f"## 5. One candidate: `{_proposal_key(ledger, candidate.id)}` (the agent's best by validation)",
         "",
         f"What the agent said it did: {candidate.meta.get('note', '—')}",
         "",
@@ -337,7 +404,7 @@ def render_worked_example(campaign_dir: str | Path) -> str:
         "|---|" + "---|" * len(ev.test),
     ]
     for name, other in findings.evidence.items():
-        label = f"`{key(int(name.split('#')[1]))}` ({other.arm})"
+        label = f"`{_proposal_key(ledger, int(name.split('#')[1]))}` ({other.arm})"
         lines.append(
             f"| {label} | "
             + " | ".join(f"{other.test.get(s, float('nan')):.4f}" for s in sorted(ev.test))
@@ -346,4 +413,4 @@ def render_worked_example(campaign_dir: str | Path) -> str:
     lines += ["", f"Verdict: **{verdict.label}** (decided by rule {verdict.rule}).", ""]
     lines += [f"{i}. {reason}" for i, reason in enumerate(verdict.reasons, 1)]
     lines += ["", "The rules, thresholds and the statistical test are in `docs/classification.md`.", ""]
-    return "\n".join(lines)
+    return lines

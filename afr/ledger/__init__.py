@@ -5,12 +5,15 @@ SQLAlchemy URL (e.g. PostgreSQL). All tables are prefixed ``afr_`` so Optuna can
 """
 
 from ._ledger import (
+    ACCOUNTS,
+    ARMS,
     CAMPAIGN_STATUSES,
-    CANDIDATE_ARMS,
     CANDIDATE_STATUSES,
     COST_KINDS,
     RUN_STAGES,
     RUN_STATUSES,
+    Account,
+    Arm,
     CampaignRecord,
     CandidateRecord,
     Ledger,
@@ -28,7 +31,10 @@ __all__ = [
     "RunRecord",
     "config_hash",
     "CAMPAIGN_STATUSES",
-    "CANDIDATE_ARMS",
+    "Arm",
+    "ARMS",
+    "Account",
+    "ACCOUNTS",
     "CANDIDATE_STATUSES",
     "COST_KINDS",
     "RUN_STAGES",

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import URL, make_url
@@ -46,7 +46,10 @@ __all__ = [
     "CandidateRecord",
     "RunRecord",
     "CAMPAIGN_STATUSES",
-    "CANDIDATE_ARMS",
+    "Arm",
+    "ARMS",
+    "Account",
+    "ACCOUNTS",
     "CANDIDATE_STATUSES",
     "RUN_STAGES",
     "RUN_STATUSES",
@@ -55,13 +58,17 @@ __all__ = [
 ]
 
 CAMPAIGN_STATUSES = ("running", "finished", "interrupted")
-CANDIDATE_ARMS = ("agent", "control", "baseline")
+Arm = Literal["agent", "control"]
+ARMS: tuple[Arm, ...] = ("agent", "control")
+"""The two search arms; every candidate belongs to one (the baseline is the control's trial 0)."""
+Account = Literal["agent", "control", "finals"]
+ACCOUNTS: tuple[Account, ...] = (*ARMS, "finals")
+"""What the budget accountant charges and costs are booked to: each arm's search, and the finals."""
 CANDIDATE_STATUSES = ("proposed", "rejected", "duplicate", "accepted", "running", "ok", "failed")
 FAILED_CANDIDATE_STATUSES = ("rejected", "failed")
 RUN_STAGES = ("search", "final", "heldout")
 RUN_STATUSES = ("reserved", "running", "ok", "failed", "timeout", "memory", "crashed")
 RUN_END_STATUSES = ("ok", "failed", "timeout", "memory", "crashed")
-COST_ARMS = ("agent", "control", "baseline", "finals")
 COST_KINDS = ("llm", "compute")
 
 _COST_TOTAL_KEYS = ("entries", "llm_calls", "prompt_tokens", "completion_tokens", "money_usd")
@@ -481,7 +488,7 @@ class Ledger:
         ``candidate(id).status``). Scalars are compared too so that control trials, which all share the
         baseline's source, are duplicates only when they repeat a scalar setting.
         """
-        _check(arm, CANDIDATE_ARMS, "candidate arm")
+        _check(arm, ARMS, "candidate arm")
         _check(status, CANDIDATE_STATUSES, "candidate status")
         scalars_json = None if scalars is None else _jsonable(scalars)
         reason_list = [str(r) for r in reasons]
@@ -740,7 +747,7 @@ class Ledger:
         meta: dict[str, Any] | None = None,
     ) -> int:
         """Record one cost entry (an LLM call, or compute) and return its id."""
-        _check(arm, COST_ARMS, "cost arm")
+        _check(arm, ACCOUNTS, "cost account")
         _check(kind, COST_KINDS, "cost kind")
         with self.write_session() as session:
             row = CostRow(

@@ -15,7 +15,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..recipe import Recipe, Scalar
+from ..recipe import DEFAULT_BASELINE, Recipe, RecipeSource, Scalar
 from ._contract import CommunicationContract
 
 __all__ = ["Profile", "ClientData", "Budget", "Evaluation", "Part", "TRAINING_PARTS", "resolve_device"]
@@ -138,6 +138,8 @@ class Profile(ABC):
                 cfg.get("eval_batch_size", type(self).eval_batch_size), "eval_batch_size"
             )
             self.device = resolve_device(cfg.get("device", "cpu"))
+            # The recipe a campaign's agents edit and its control tunes: a shipped name or a .py path.
+            self.baseline = str(cfg.get("baseline") or DEFAULT_BASELINE)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"profile {self.name!r} config is malformed: {exc}",
@@ -158,6 +160,10 @@ class Profile(ABC):
         self._parts: dict[str, list[ClientData]] = {}
         self._test_forgotten = False
         self._heldout: list[ClientData] | None = None
+
+    def with_overrides(self, **overrides: Any) -> Profile:
+        """The same task with some config keys changed (e.g. a held-out setting); data is loaded anew."""
+        return type(self)({**self.cfg, **overrides}, self.data_dir)
 
     # --- data ------------------------------------------------------------------------------------
 
@@ -367,8 +373,11 @@ class Profile(ABC):
 
     # --- recipes and their scalars -----------------------------------------------------------------
 
-    def scalar_space(self, recipe_cls: type[Recipe]) -> dict[str, Scalar]:
-        """The recipe's declared scalars with this profile's ranges and defaults applied."""
+    def scalar_space(self, recipe_cls: type[Recipe] | RecipeSource) -> dict[str, Scalar]:
+        """The recipe's declared scalars with this profile's ranges and defaults applied.
+
+        ``recipe_cls`` is a recipe class or a :class:`~afr.recipe.RecipeSource` (a file read, not run).
+        """
         space = recipe_cls.declared_scalars()
         ranges = self.cfg.get("search_space", {}) or {}
         defaults = (self.cfg.get("recipes", {}) or {}).get(recipe_cls.name, {}) or {}

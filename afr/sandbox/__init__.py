@@ -2,7 +2,7 @@
 
 Dependency rule: the sandbox imports the engine, never the other way round; it knows nothing of
 ledgers, budgets or agents. Use :class:`SandboxPool` to run :class:`RunJob` s and read
-:class:`RunOutcome` s.
+:class:`afr.engine.RunResult` s.
 
 What it guarantees
   * The child never holds the test split: the zygote loads only ``fit``/``val``/``train`` and calls
@@ -30,7 +30,7 @@ What it does not guarantee
 """
 
 from ._guard import install_audit_hook
-from ._jobs import RunJob, RunOutcome
+from ._jobs import RunJob
 from ._pool import SandboxPool
 
-__all__ = ["RunJob", "RunOutcome", "SandboxPool", "install_audit_hook"]
+__all__ = ["RunJob", "SandboxPool", "install_audit_hook"]

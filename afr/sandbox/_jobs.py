@@ -1,4 +1,4 @@
-"""What the parent asks the sandbox to run (:class:`RunJob`) and what it gets back (:class:`RunOutcome`)."""
+"""What the parent asks the sandbox to run (:class:`RunJob`); results come back as RunResult (afr.engine)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,9 @@ import math
 import pickle
 import struct
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from torch import Tensor
-
-    from ..engine import RunResult
-
-__all__ = ["RunJob", "RunOutcome", "Status", "STATUSES", "FRAME", "REQUEST", "encode_frame", "encode_request"]
-
-Status = Literal["ok", "failed", "timeout", "memory", "crashed"]
-STATUSES: tuple[Status, ...] = ("ok", "failed", "timeout", "memory", "crashed")
+__all__ = ["RunJob", "FRAME", "REQUEST", "encode_frame", "encode_request"]
 
 
 @dataclass(frozen=True)
@@ -55,51 +47,6 @@ class RunJob:
             raise ValueError(f"memory_mb must be a positive integer, got {self.memory_mb!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
-
-
-@dataclass
-class RunOutcome:
-    """The result of a :class:`RunJob`: the trained weights and curve when ``status == "ok"``.
-
-    ``seconds`` is the training time measured inside the child; ``wall_s`` the time from
-    :meth:`SandboxPool.submit` to the result as seen by the parent (queueing and fork included).
-    """
-
-    job_id: str
-    status: Status
-    message: str = ""
-    model_variant: str = ""
-    state_dict: dict[str, Tensor] = field(default_factory=dict)
-    curve: list[dict[str, Any]] = field(default_factory=list)
-    steps_per_client: list[int] = field(default_factory=list)
-    bytes_up: int = 0
-    bytes_down: int = 0
-    seconds: float = 0.0
-    wall_s: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def final_val(self) -> float:
-        return self.curve[-1].get("val", math.nan) if self.curve else math.nan
-
-    def to_run_result(self) -> RunResult:
-        """The engine's :class:`~afr.engine.RunResult` (for ``build_model`` and test evaluation)."""
-        from ..engine import RunResult
-
-        if not self.ok:
-            raise ValueError(f"job {self.job_id!r} did not finish ({self.status}): {self.message}")
-        return RunResult(
-            self.model_variant,
-            self.state_dict,
-            curve=self.curve,
-            steps_per_client=self.steps_per_client,
-            bytes_up=self.bytes_up,
-            bytes_down=self.bytes_down,
-            seconds=self.seconds,
-        )
 
 
 # --- wire format between the pool and the zygote (kept here so that the pool need not import the zygote) ---

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ._jobs import FRAME, STATUSES, RunJob, RunOutcome, encode_request
+from ..engine import STATUSES, RunResult
+from ._jobs import FRAME, RunJob, encode_request
 
 __all__ = ["SandboxPool"]
 
@@ -71,7 +72,7 @@ def clean_environment(home: str) -> dict[str, str]:
 @dataclass
 class _Pending:
     job: RunJob
-    future: Future[RunOutcome]
+    future: Future[RunResult]
     submitted: float
 
 
@@ -165,11 +166,11 @@ class SandboxPool:
 
     # --- public API --------------------------------------------------------------------------------
 
-    def submit(self, job: RunJob) -> Future[RunOutcome]:
-        """Queue ``job``; the future resolves with its :class:`RunOutcome`, whatever the job did."""
+    def submit(self, job: RunJob) -> Future[RunResult]:
+        """Queue ``job``; the future resolves with its :class:`RunResult`, whatever the job did."""
         if not isinstance(job, RunJob):
             raise TypeError(f"submit() takes a RunJob, got {type(job).__name__}")
-        future: Future[RunOutcome] = Future()
+        future: Future[RunResult] = Future()
         future.set_running_or_notify_cancel()  # a job handed to the zygote cannot be withdrawn
         with self._lock:
             if self._closed:
@@ -180,11 +181,11 @@ class SandboxPool:
             zygote.outbox.put(encode_request(("job", key, job)))
         return future
 
-    def run(self, job: RunJob) -> RunOutcome:
+    def run(self, job: RunJob) -> RunResult:
         """Run one job and wait for its outcome."""
         return self.submit(job).result()
 
-    def map(self, jobs: Iterable[RunJob]) -> list[RunOutcome]:
+    def map(self, jobs: Iterable[RunJob]) -> list[RunResult]:
         """Run jobs concurrently (up to ``workers`` at a time); outcomes in the jobs' order."""
         futures = [self.submit(job) for job in jobs]
         return [f.result() for f in futures]
@@ -336,22 +337,21 @@ class SandboxPool:
             if pending is not None:
                 pending.future.set_result(self._outcome(pending, header, payload))
 
-    def _outcome(self, pending: _Pending, header: dict[str, Any], payload: bytes) -> RunOutcome:
+    def _outcome(self, pending: _Pending, header: dict[str, Any], payload: bytes) -> RunResult:
         wall = time.perf_counter() - pending.submitted
         status = header.get("status")
         message = str(header.get("message", ""))
         if status not in STATUSES:
-            return RunOutcome(pending.job.job_id, "crashed", f"unknown status {status!r}", wall_s=wall)
+            return RunResult(status="crashed", message=f"unknown status {status!r}", wall_s=wall)
         if status != "ok":
-            return RunOutcome(pending.job.job_id, status, message, wall_s=wall)
+            return RunResult(status=status, message=message, wall_s=wall)
         try:
             data = _decode(payload)
         except Exception as exc:
-            return RunOutcome(pending.job.job_id, "crashed", f"malformed result: {exc}", wall_s=wall)
-        return RunOutcome(
-            pending.job.job_id,
-            "ok",
-            message,
+            return RunResult(status="crashed", message=f"malformed result: {exc}", wall_s=wall)
+        return RunResult(
+            status="ok",
+            message=message,
             model_variant=data["model_variant"],
             state_dict=data["state_dict"],
             curve=data["curve"],
@@ -387,7 +387,7 @@ class SandboxPool:
             message = f"the sandbox zygote died (exit code {code}) during the run:{self._tail(5)}"
         now = time.perf_counter()
         for item in pending.values():
-            outcome = RunOutcome(item.job.job_id, "crashed", message, wall_s=now - item.submitted)
+            outcome = RunResult(status="crashed", message=message, wall_s=now - item.submitted)
             item.future.set_result(outcome)
         if code != 0 and not self._closed:
             log.warning("afr.sandbox: zygote %d exited with code %d", zygote.proc.pid, code)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from collections import defaultdict
 from collections.abc import Iterable
-from pathlib import Path
 
+from ..recipe import DEFAULT_BASELINE, RecipeSource, recipe_source
 from ._table import RECIPE_PACKAGE, SurfaceTable, all_tables, surface_table
 from ._validator import RULES, validate
 
@@ -87,7 +86,10 @@ def _grouped(names: Iterable[str]) -> dict[str, list[str]]:
 def _profile_section(table: SurfaceTable) -> list[str]:
     out = [f"## Profile `{table.profile}`", ""]
     out += [
-        f"- Baseline: `{table.baseline}` (the control arm tunes only its scalars).",
+        f"- Baseline: `{table.baseline}` from `{table.baseline_label}` "
+        "(the control arm tunes only its scalars).",
+        f"- Budget of one FL run: {table.budget.rounds} rounds × {table.budget.local_steps} local steps × "
+        f"batch {table.budget.batch_size} (a run may not take more steps).",
         f"- Recipe bases (import from `{RECIPE_PACKAGE}`): {_code(table.recipe_bases)}.",
         f"- Model variants (`model_variant()` returns one): {_code(table.model_variants)}.",
         "",
@@ -170,10 +172,8 @@ def _profile_section(table: SurfaceTable) -> list[str]:
     return out + [""]
 
 
-def _example_section(tables: dict[str, SurfaceTable]) -> list[str]:
-    baseline_module = importlib.import_module(f"{RECIPE_PACKAGE}.fedavg")
-    assert baseline_module.__file__ is not None
-    baseline = Path(baseline_module.__file__).read_text(encoding="utf-8")
+def _example_section(tables: dict[str, SurfaceTable], baseline: RecipeSource | None = None) -> list[str]:
+    baseline = baseline if baseline is not None else recipe_source(DEFAULT_BASELINE)
     profiles = ", ".join(f"`{p}`" for p in tables)
 
     def verdict(source: str, package: str | None) -> list[str]:
@@ -189,16 +189,25 @@ def _example_section(tables: dict[str, SurfaceTable]) -> list[str]:
     out = [
         "## Worked example",
         "",
-        "### The baseline: `afr/recipe/fedavg.py`",
+        f"### The baseline: `{baseline.label}`",
         "",
-        'Shipped recipe files use relative imports; they are validated with `package="afr.recipe"`. '
-        "The baseline is the only class that derives from `Recipe` directly.",
+        *(
+            [
+                "Shipped recipe files use relative imports; they are validated with "
+                '`package="afr.recipe"`. FedAvg is the only class that derives from `Recipe` directly.',
+            ]
+            if baseline.shipped
+            else [
+                "A user's recipe file: its class is not importable from `afr.recipe`, so a candidate "
+                "contains this file's code (edited, or with a subclass of its class appended)."
+            ]
+        ),
         "",
         "```python",
-        baseline.rstrip("\n"),
+        baseline.text.rstrip("\n"),
         "```",
         "",
-        *verdict(baseline, RECIPE_PACKAGE),
+        *verdict(baseline.text, baseline.package),
         "",
         "### An accepted candidate",
         "",
@@ -262,8 +271,13 @@ def render_surface_docs() -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def render_profile_surface(profile: str) -> str:
-    """The part of ``docs/surface.md`` that concerns one profile (what an agent is given)."""
-    tables = {profile: surface_table(profile)}
-    out = _header() + _profile_section(tables[profile]) + _example_section(tables)
+def render_profile_surface(table: SurfaceTable | str, baseline: RecipeSource | None = None) -> str:
+    """The part of ``docs/surface.md`` that concerns one profile (what an agent is given).
+
+    ``table`` is the campaign's own table (built from its profile, every override applied) or a shipped
+    profile's name; ``baseline`` is the recipe the table was built for (default: FedAvg).
+    """
+    if isinstance(table, str):
+        table = surface_table(table)
+    out = _header() + _profile_section(table) + _example_section({table.profile: table}, baseline)
     return "\n".join(out).rstrip("\n") + "\n"

@@ -23,8 +23,8 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
-from ..profiles import PROFILES, CommunicationContract, make_profile
-from ..recipe import HOOKS, FedAvg, Recipe, Scalar
+from ..profiles import PROFILES, Budget, CommunicationContract, Profile, make_profile
+from ..recipe import HOOKS, FedAvg, Recipe, RecipeSource, Scalar, recipe_source
 
 __all__ = ["SurfaceTable", "surface_table", "all_tables", "HOOKS", "SURFACE_KEYS"]
 
@@ -46,8 +46,11 @@ SURFACE_KEYS = (
 RECIPE_PACKAGE = "afr.recipe"
 # The private submodules a shipped recipe imports from (relatively); other private modules stay closed.
 RECIPE_PRIVATE_MODULES = ("_base", "_ops", "_scalar")
-# `recipe_class` loads and executes arbitrary .py files; `RECIPES` is the engine's mutable registry.
-RECIPE_EXCLUDED = frozenset({"recipe_class", "RECIPES"})
+# The recipe registry and loaders (afr/recipe/_registry.py) are not for recipes: `recipe_class` executes
+# arbitrary .py files, `recipe_source` reads any file, `RECIPES` is the engine's table of shipped recipes.
+RECIPE_EXCLUDED = frozenset(
+    {"recipe_class", "RECIPES", "RecipeSource", "recipe_source", "find_recipe_class", "DEFAULT_BASELINE"}
+)
 
 
 def _words(text: str) -> frozenset[str]:
@@ -130,6 +133,9 @@ class SurfaceTable:
 
     profile: str
     baseline: str
+    """The class candidates derive from (the campaign's baseline recipe)."""
+    baseline_label: str
+    """Where that class is written (``afr/recipe/fedavg.py`` or a user's file)."""
     recipe_bases: tuple[str, ...]
     """Classes of ``afr.recipe`` a candidate class may derive from."""
     mutable_hooks: Mapping[str, tuple[str, ...]]
@@ -143,6 +149,8 @@ class SurfaceTable:
     model_variants: tuple[str, ...]
     tunable_scalars: Mapping[str, Scalar]
     """The baseline's declared scalars with this profile's ranges (the control arm's search space)."""
+    budget: Budget
+    """Rounds, local steps and batch size of one FL run (the step budget a run may not exceed)."""
     allowed_imports: Mapping[str, frozenset[str] | None]
     """Module -> names importable with ``from M import ...``; None: ``import M`` allowed too."""
     allowed_calls: frozenset[str]
@@ -262,7 +270,6 @@ def _common() -> dict[str, Any]:
     hooks = _hook_signatures()
     reserved = frozenset(n for n in vars(Recipe) if not n.startswith("_") and n not in hooks)
     return {
-        "baseline": FedAvg.__name__,
         "recipe_bases": _recipe_bases(),
         "hooks": hooks,
         "reserved_names": reserved,
@@ -296,11 +303,10 @@ def _names(value: Any, where: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def _build(name: str, cfg: Mapping[str, Any] | None) -> SurfaceTable:
-    profile = make_profile(name, cfg)
+def _build(profile: Profile, baseline: RecipeSource) -> SurfaceTable:
     common = _common_cached()
     surface = dict(profile.cfg.get("surface") or {})
-    where = f"afr/conf/profile/{name}.yaml: surface"
+    where = f"afr/conf/profile/{profile.name}.yaml: surface"
     unknown = sorted(set(surface) - set(SURFACE_KEYS))
     if unknown:
         raise ConfigError(
@@ -326,14 +332,16 @@ def _build(name: str, cfg: Mapping[str, Any] | None) -> SurfaceTable:
     limits = {k: int(surface[k]) for k in SURFACE_KEYS if k.startswith("max_") and k in surface}
     return SurfaceTable(
         profile=profile.name,
-        baseline=common["baseline"],
+        baseline=baseline.class_name,
+        baseline_label=baseline.label,
         recipe_bases=common["recipe_bases"],
         mutable_hooks=MappingProxyType({h: p for h, p in hooks.items() if h in mutable}),
         frozen_hooks=MappingProxyType({h: p for h, p in hooks.items() if h not in mutable}),
         reserved_names=common["reserved_names"],
         inherited_scalars=common["inherited_scalars"],
         model_variants=tuple(sorted(profile.model_variants)),
-        tunable_scalars=MappingProxyType(profile.scalar_space(FedAvg)),
+        tunable_scalars=MappingProxyType(profile.scalar_space(baseline)),
+        budget=profile.budget,
         allowed_imports=MappingProxyType(imports),
         allowed_calls=common["allowed_calls"] | extra_calls,
         allowed_values=common["allowed_values"] | extra_values,
@@ -347,16 +355,25 @@ def _build(name: str, cfg: Mapping[str, Any] | None) -> SurfaceTable:
 
 
 @cache
-def _cached(name: str) -> SurfaceTable:
-    return _build(name, None)
+def _shipped(name: str) -> SurfaceTable:
+    profile = make_profile(name)
+    return _build(profile, recipe_source(profile.baseline))
 
 
-def surface_table(profile_name: str, cfg: Mapping[str, Any] | None = None) -> SurfaceTable:
-    """The surface table of a profile: the common default plus its YAML's ``surface:`` block.
+def surface_table(
+    profile: str | Profile, cfg: Mapping[str, Any] | None = None, *, baseline: RecipeSource | None = None
+) -> SurfaceTable:
+    """The surface table of a profile: the common default plus its config's ``surface:`` block.
 
-    ``cfg`` replaces the shipped YAML (as for :func:`afr.profiles.make_profile`). No data is loaded.
+    ``profile`` is a built profile (a campaign passes the one it runs, with every override applied) or a
+    name, with ``cfg`` replacing the shipped YAML (as for :func:`afr.profiles.make_profile`). ``baseline``
+    (default: the profile's) sets the tunable scalars and the class candidates derive from. No data is loaded.
     """
-    return _cached(profile_name) if cfg is None else _build(profile_name, cfg)
+    if isinstance(profile, str):
+        if cfg is None and baseline is None:
+            return _shipped(profile)
+        profile = make_profile(profile, cfg)
+    return _build(profile, baseline if baseline is not None else recipe_source(profile.baseline))
 
 
 def all_tables() -> dict[str, SurfaceTable]:

@@ -40,9 +40,10 @@ import pytest
 
 from afr.budget import ArmBudget
 from afr.campaign import CandidateRunner, RunnerSettings
+from afr.engine import RunResult
 from afr.ledger import RunRecord
-from afr.profiles import load_profile_config
-from afr.sandbox import RunJob, RunOutcome
+from afr.profiles import load_profile_config, make_profile
+from afr.sandbox import RunJob
 from afr.surface import RULES, surface_table, validate
 
 HERE = Path(__file__).resolve().parent
@@ -218,7 +219,7 @@ class Campaign:
     canary_after: dict[str, tuple[int, str]] = field(default_factory=dict)
     repo_after: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, RunRecord | BaseException | None] = field(default_factory=dict)
-    unvalidated: dict[str, RunOutcome] = field(default_factory=dict)
+    unvalidated: dict[str, RunResult] = field(default_factory=dict)
 
 
 @pytest.fixture(scope="module")
@@ -243,8 +244,7 @@ def campaign(tmp_path_factory: pytest.TempPathFactory, canary: Path) -> Iterator
         runner = CandidateRunner(
             base / "campaign",
             name="adversarial",
-            profile=PROFILE,
-            profile_cfg=cfg,
+            profile=make_profile(PROFILE, cfg),
             agent="adversary",
             limits={"agent": generous, "control": generous, "finals": generous},
             settings=SETTINGS,
@@ -273,7 +273,7 @@ def executed(campaign: Campaign, canary: Path) -> Campaign:
         c.name: runner.propose("agent", "adversary", c.source, proposal_key=c.name)
         for c in sorted(CONTAINED, key=lambda c: c.expected != ("timeout",))  # slow ones first
     }
-    raw: dict[str, Future[RunOutcome]] = {}
+    raw: dict[str, Future[RunResult]] = {}
     for c in UNVALIDATED:
         job = RunJob(
             job_id=f"unvalidated/{c.name}",
