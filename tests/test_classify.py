@@ -458,4 +458,3 @@ def test_planted_lucky_copy_is_a_single_run_artifact(planted) -> None:
     assert v.numbers["search"]["gain"] > 0  # the lucky draw beat the baseline's own search seed
     assert v.label == SINGLE_RUN, v.reasons
     assert v.numbers["vs_baseline"]["mean"] == 0.0
-
