@@ -225,8 +225,8 @@ def test_loader_shapes_centers_labels(raw: IsicFixture, prepared: Path) -> None:
     )
 
 
-def test_loader_cap_and_holdout(raw: IsicFixture, prepared: Path) -> None:
-    profile = Isic2019(config(max_images_per_client=3, holdout_client=4), prepared)
+def test_loader_cap_and_heldout(raw: IsicFixture, prepared: Path) -> None:
+    profile = Isic2019(config(max_images_per_client=3, heldout_clients=4), prepared)
     assert profile.training_client_names == ["BCN", "HAM_vidir_molemax", "HAM_vidir_modern", "HAM_rosendahl",
                                              "HAM_vienna_dias"]  # fmt: skip
     assert [len(c) for c in profile.data("train")] == [3] * 5
@@ -234,7 +234,7 @@ def test_loader_cap_and_holdout(raw: IsicFixture, prepared: Path) -> None:
     assert len(held) == 6 and held.targets.tolist() == raw.train_labels[4][:3] + raw.test_labels[4][:3]
     settings = Isic2019(config(), prepared).heldout_settings()
     assert settings == {
-        f"without_{name}": {"holdout_client": k} for k, name in enumerate(profile.client_names)
+        f"without_{name}": {"heldout_clients": k} for k, name in enumerate(profile.client_names)
     }
 
 

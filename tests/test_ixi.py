@@ -163,8 +163,8 @@ def test_loader_rows_shapes_and_dtypes(prepared: Path) -> None:
     assert len(evaluation.per_client) == 3 and 0.0 <= evaluation.mean <= 1.0
 
 
-def test_held_out_center(prepared: Path) -> None:
-    profile = make_profile("ixi", data_dir=prepared, holdout_client=2)
+def test_heldout_center(prepared: Path) -> None:
+    profile = make_profile("ixi", data_dir=prepared, heldout_clients=2)
     assert profile.training_client_names == ["Guys", "HH"]
     (held,) = profile.heldout_data()
     assert len(held) == 3  # IOP: 2 train + 1 test subjects

@@ -197,8 +197,8 @@ def test_bad_patch_size() -> None:
         make_profile("kits19", patch_size=[16, 32, 32])
 
 
-def test_held_out_silo(prepared: Path) -> None:
-    profile = make_profile("kits19", data_dir=prepared, holdout_client=0, **SMALL)
+def test_heldout_silo(prepared: Path) -> None:
+    profile = make_profile("kits19", data_dir=prepared, heldout_clients=0, **SMALL)
     assert profile.num_clients == 5
     (held,) = profile.heldout_data()
     assert sorted(held.inputs.tolist()) == sorted(prep.SILOS[0][1])

@@ -71,9 +71,7 @@ def profile(name: str, data_dir: Path, **overrides) -> Profile:
 def members(p: Profile) -> tuple[list[list[str]], list[list[str]]]:
     """Users of each training client and of each held-out group."""
     table = p.grouping_table()
-    return [r["user_ids"] for r in table if not r["held_out"]], [
-        r["user_ids"] for r in table if r["held_out"]
-    ]
+    return [r["user_ids"] for r in table if not r["heldout"]], [r["user_ids"] for r in table if r["heldout"]]
 
 
 # --- prepared fixtures (built once per module) ----------------------------------------------------------
@@ -623,11 +621,11 @@ def test_cli_in_process(name: str, request: pytest.FixtureRequest, tmp_path: Pat
 def test_configs_and_presets_are_well_formed() -> None:
     for name in ("sent140", "celeba", "reddit"):
         cfg = load_profile_config(name)
-        assert cfg["grouping"]["rule"] == "hash" and cfg["heldout"] == {"kind": "held_out_clients"}
+        assert cfg["grouping"]["rule"] == "hash" and cfg["heldout"] == {"kind": "heldout_clients"}
         for preset in ("smoke", "cpu"):
             p = make_profile(name, apply_budget(cfg, preset))
             assert p.budget.rounds <= cfg["rounds"] and p.heldout_settings() == {
-                "held_out_clients": {"holdout_client": p.holdout_client}
+                "heldout_clients": {"heldout_clients": list(p.heldout_clients)}
             }
     reddit_cpu = make_profile("reddit", apply_budget(load_profile_config("reddit"), "cpu"))
     assert reddit_cpu.build_model().embedding.weight.shape == (2000, 64)

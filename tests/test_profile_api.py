@@ -89,29 +89,29 @@ def test_bad_device_in_profile_config(shared_data: Path) -> None:
 # --- several held-out clients ---------------------------------------------------------------------------
 
 
-def test_list_of_held_out_clients(shared_data: Path) -> None:
+def test_list_of_heldout_clients(shared_data: Path) -> None:
     full = make_profile("tcga_brca", data_dir=shared_data)
     held = make_profile(
-        "tcga_brca", data_dir=shared_data, holdout_client=[4, 1], heldout={"kind": "held_out_clients"}
+        "tcga_brca", data_dir=shared_data, heldout_clients=[4, 1], heldout={"kind": "heldout_clients"}
     )
-    assert held.holdout_clients == (1, 4) and held.holdout_client == [1, 4]
+    assert held.heldout_clients == (1, 4)
     assert held.training_client_names == [n for i, n in enumerate(full.client_names) if i not in (1, 4)]
     assert held.heldout_client_names == [full.client_names[1], full.client_names[4]]
     train, test = full.data("train"), full.data("test")
     assert [len(d) for d in held.data("train")] == [len(train[k]) for k in (0, 2, 3, 5)]
     assert [len(d) for d in held.heldout_data()] == [len(train[k]) + len(test[k]) for k in (1, 4)]
-    assert held.heldout_settings() == {"held_out_clients": {"holdout_client": [1, 4]}}
-    assert held.describe()["held_out_clients"] == held.heldout_client_names
+    assert held.heldout_settings() == {"heldout_clients": {"heldout_clients": [1, 4]}}
+    assert held.describe()["heldout_clients"] == held.heldout_client_names
 
 
-def test_held_out_clients_errors(shared_data: Path) -> None:
+def test_heldout_clients_errors(shared_data: Path) -> None:
     with pytest.raises(ConfigError, match="holds out every client"):
-        make_profile("heart_disease", data_dir=shared_data, holdout_client=[0, 1, 2, 3]).data("train")
-    with pytest.raises(ConfigError, match="holdout_client"):
-        make_profile("heart_disease", data_dir=shared_data, holdout_client=[0, 9]).data("train")
-    with pytest.raises(ConfigError, match="needs holdout_client"):
+        make_profile("heart_disease", data_dir=shared_data, heldout_clients=[0, 1, 2, 3]).data("train")
+    with pytest.raises(ConfigError, match="heldout_clients"):
+        make_profile("heart_disease", data_dir=shared_data, heldout_clients=[0, 9]).data("train")
+    with pytest.raises(ConfigError, match="needs heldout_clients"):
         make_profile(
-            "heart_disease", data_dir=shared_data, heldout={"kind": "held_out_clients"}
+            "heart_disease", data_dir=shared_data, heldout={"kind": "heldout_clients"}
         ).heldout_settings()
 
 

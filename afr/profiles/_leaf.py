@@ -14,8 +14,8 @@ most. A cross-silo profile merges users into ``K`` clients by a written, determi
   the greedy longest-processing-time rule, which balances group sizes as far as whole attributes allow.
 
 Groups ``0..K-1`` train (clients ``g0..g{K-1}``); groups ``K..K+H-1`` are held out
-(``held_out_0..``) via the base profile's ``holdout_client``: their train and test rows are never
-given to training and form the held-out evaluation (YAML ``heldout: {kind: held_out_clients}``).
+(``heldout_0..``) via the base profile's ``heldout_clients``: their train and test rows are never
+given to training and form the held-out evaluation (YAML ``heldout: {kind: heldout_clients}``).
 Each group's users are concatenated (users sorted by id) into one ClientData per split; the
 per-client validation split is carved from train by the base class, as for every profile.
 """
@@ -314,17 +314,18 @@ class LeafProfile(Profile):
         self.grouping = Grouping.from_config(cfg.get("grouping"), where)
         config = dict(cfg)
         held = self.grouping.heldout_indices
-        given = config.get("holdout_client")
+        given = config.get("heldout_clients")
         if held:
             given_list = given if isinstance(given, list | tuple) else [given]
             if given is not None and sorted(str(k) for k in given_list) != sorted(str(k) for k in held):
                 raise ConfigError(
-                    f"holdout_client={given!r} conflicts with grouping.heldout_groups="
+                    f"heldout_clients={given!r} conflicts with grouping.heldout_groups="
                     f"{self.grouping.heldout_groups} (held-out groups {held})",
                     where=f"afr/conf/profile/{self.name}.yaml",
-                    fix="leave holdout_client unset: a LEAF profile holds out its last heldout_groups groups",
+                    fix="leave heldout_clients unset: a LEAF profile holds out its last heldout_groups "
+                    "groups",
                 )
-            config["holdout_client"] = held
+            config["heldout_clients"] = held
         cap = config.get("max_samples_per_user")
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 2):
             raise ConfigError(
@@ -368,7 +369,7 @@ class LeafProfile(Profile):
     @property
     def client_names(self) -> list[str]:
         training = [f"g{k}" for k in range(self.grouping.clients)]
-        return training + [f"held_out_{h}" for h in range(self.grouping.heldout_groups)]
+        return training + [f"heldout_{h}" for h in range(self.grouping.heldout_groups)]
 
     def _kept(self, n: int) -> np.ndarray:
         """Which of a user's ``n`` samples ``max_samples_per_user`` keeps (evenly spaced, in order)."""
@@ -392,7 +393,7 @@ class LeafProfile(Profile):
     def _carve(self, client: ClientData, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.sequence_overlap is None or self._user_sizes is None:
             return super()._carve(client, k)
-        group = [g for g in range(self.grouping.num_groups) if g not in self.holdout_clients][k]
+        group = [g for g in range(self.grouping.num_groups) if g not in self.heldout_clients][k]
         fit, val, start = [], [], 0
         for n in self._user_sizes[group]:
             original = self._kept(n)  # each kept sample's index among the user's windows
@@ -452,7 +453,7 @@ class LeafProfile(Profile):
         self._groups = [
             {
                 "client": self.client_names[g],
-                "held_out": g >= self.grouping.clients,
+                "heldout": g >= self.grouping.clients,
                 "users": len(m),
                 "train_samples": len(train_parts[g]),
                 "test_samples": len(test_parts[g]),
