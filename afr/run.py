@@ -160,7 +160,7 @@ def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, An
 def campaign_settings(cfg: DictConfig):
     """The campaign described by the config (``agent=`` set)."""
     from .campaign import CampaignSettings, RunnerSettings
-    from .profiles import profile_class
+    from .profiles import make_profile
 
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
@@ -172,7 +172,7 @@ def campaign_settings(cfg: DictConfig):
             "the agent config has no kind", where="agent=", fix="agent=evolve|claude|openai|local"
         )
     profile_name = str(profile_cfg.get("name"))
-    profile_class(profile_name)
+    make_profile(profile_name, profile_cfg)  # its _target_ imports and the config is well formed
     seed = camp.get("seed", 0)
     runs = camp.get("runs_per_arm") or profile_cfg.get("campaign_runs", 24)
     for key, value in (("campaign.seed", seed), ("campaign.runs_per_arm", runs)):

@@ -21,8 +21,11 @@ from afr.engine import run_federation
 from afr.errors import ConfigError, DataError
 from afr.profiles import apply_budget
 from afr.profiles._leaf import Grouping, read_leaf_split, stable_hash
-from afr.profiles.femnist import Femnist, FemnistCNN
-from afr.profiles.shakespeare import ALL_LETTERS, CharLSTM, Shakespeare, play_of_user
+from afr.profiles.femnist import Femnist
+from afr.profiles.femnist.model import FemnistCNN
+from afr.profiles.shakespeare import Shakespeare
+from afr.profiles.shakespeare.dataset import ALL_LETTERS, play_of_user
+from afr.profiles.shakespeare.model import CharLSTM
 from afr.recipe import FedAvg
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from afr.data.prepare import ixi as ixi_prepare
 from afr.ledger import Ledger
+from afr.profiles.ixi import fetch as ixi_prepare
 from tests._fake_openai import FakeOpenAI
 from tests.imaging_fixtures import write_ixi_raw
 

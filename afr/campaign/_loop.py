@@ -136,10 +136,13 @@ class Campaign:
 
     def _preflight(self, settings: CampaignSettings) -> None:
         """Report a missing API key and missing data together, each with its fix."""
-        from ..data import require
+        from ..profiles import make_profile
+
+        def data_ready() -> None:
+            make_profile(settings.profile, settings.profile_cfg, data_dir=settings.data_dir).require_data()
 
         problems: list[AFRError] = []
-        for check in (self.agent.check_ready, lambda: require(settings.profile, settings.data_dir)):
+        for check in (self.agent.check_ready, data_ready):
             try:
                 check()
             except AFRError as exc:

@@ -21,7 +21,7 @@ import torch
 
 from ..budget import ArmBudget, BudgetAccountant
 from ..ledger import CandidateRecord, Ledger, RunRecord
-from ..profiles import Profile, make_profile
+from ..profiles import Profile, import_root, make_profile
 from ..recipe import recipe_class
 from ..sandbox import RunJob, RunOutcome, SandboxPool
 from ..surface import SurfaceTable, normalized_ast_hash, surface_table, validate
@@ -230,6 +230,7 @@ class CandidateRunner:
             stage=stage,
             timeout_s=self.settings.timeout_s,
             memory_mb=self.settings.memory_mb,
+            import_roots=tuple(filter(None, [import_root(type(self.profile))])),
         )
 
     def _save_artifacts(self, key: str, outcome: RunOutcome) -> dict[str, str]:

@@ -14,6 +14,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 
+from ..data import DataSource, profile_dir, require
 from ..errors import ConfigError
 from ..recipe import Recipe, Scalar
 from ._contract import CommunicationContract
@@ -106,15 +107,18 @@ def resolve_device(spec: Any) -> torch.device:
 class Profile(ABC):
     """A federated task: clients' data, model variants, loss, metric, budget, scalar space, seeds.
 
-    Subclasses implement :meth:`load_splits`, :meth:`loss`, :meth:`metric` and register model builders
-    in :attr:`model_variants`; everything else (validation carving, evaluation, the declared scalar
-    space, per-recipe defaults) is configured by the profile's YAML in ``afr/conf/profile/``.
+    Subclasses implement :meth:`load_splits`, :meth:`loss`, :meth:`metric`, register model builders
+    in :attr:`model_variants` and declare their data's :attr:`source`; everything else (validation
+    carving, evaluation, the declared scalar space, per-recipe defaults) is configured by the profile's
+    YAML (``afr/conf/profile/<name>.yaml``, which names the class with ``_target_``).
     """
 
     name: ClassVar[str]
     metric_name: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
     model_variants: ClassVar[dict[str, Callable[[Profile], nn.Module]]]
+    source: ClassVar[DataSource] = DataSource()
+    """Where the data comes from (the profile's ``fetch.SOURCE``); no files: generated data."""
 
     def __init__(self, cfg: Mapping[str, Any], data_dir: str | Path | None = None) -> None:
         self.cfg = dict(cfg)
@@ -159,7 +163,21 @@ class Profile(ABC):
         self._test_forgotten = False
         self._heldout: list[ClientData] | None = None
 
+    def with_overrides(self, **overrides: Any) -> Profile:
+        """The same profile class and data folder with ``overrides`` merged over this config."""
+        return type(self)({**self.cfg, **overrides}, self.data_dir)
+
     # --- data ------------------------------------------------------------------------------------
+
+    @property
+    def data_path(self) -> Path:
+        """This profile's data folder, ``<data_dir>/<name>`` (not checked; see :meth:`require_data`)."""
+        return profile_dir(self.name, self.data_dir)
+
+    def require_data(self) -> Path:
+        """The data folder, once its files (or prepared layout) are there; ``DataError`` naming the
+        ``afr data fetch`` command otherwise. Loaders call it before reading anything."""
+        return require(self.name, self.source, self.data_dir)
 
     @abstractmethod
     def load_splits(self) -> tuple[list[ClientData], list[ClientData]]:

@@ -36,11 +36,20 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from ..data import require
 from ..errors import ConfigError, DataError
 from ._base import ClientData, Profile
 
-__all__ = ["LeafSplit", "read_leaf_split", "Grouping", "LeafProfile", "stable_hash", "default_model_name"]
+__all__ = [
+    "LeafSplit",
+    "read_leaf_split",
+    "Grouping",
+    "LeafProfile",
+    "stable_hash",
+    "default_model_name",
+    "config_int",
+    "cross_entropy",
+    "accuracy",
+]
 
 
 # --- LEAF's JSON format --------------------------------------------------------------------------
@@ -303,8 +312,9 @@ def default_model_name(cfg: Mapping[str, Any], choices: Sequence[str], profile: 
 class LeafProfile(Profile):
     """A LEAF dataset as a cross-silo profile: users grouped into clients, some groups held out.
 
-    Subclasses set ``name``, ``metric_name``, ``model_variants`` and implement :meth:`encode`;
-    they may override :meth:`user_attributes` (the attribute of the ``attribute`` rule).
+    Subclasses set ``name``, ``metric_name``, ``model_variants``, ``source`` and implement
+    :meth:`encode`, :meth:`loss` and :meth:`metric` (most delegate to :func:`cross_entropy` and
+    :func:`accuracy`); they may override :meth:`user_attributes` (the attribute of the ``attribute`` rule).
     YAML: ``grouping: {rule, clients, heldout_groups}``, optional ``max_samples_per_user`` (a cap
     for CPU presets: evenly spaced samples of each user, train and test alike).
     """
@@ -415,7 +425,7 @@ class LeafProfile(Profile):
         return data.inputs, data.targets
 
     def load_splits(self) -> tuple[list[ClientData], list[ClientData]]:
-        folder = require(self.name, self.data_dir)
+        folder = self.require_data()
         train = read_leaf_split(folder / "train", transform=self._encode_user)
         test = read_leaf_split(folder / "test", transform=self._encode_user)
         if set(train.users) != set(test.users):
@@ -482,15 +492,20 @@ class LeafProfile(Profile):
             summary["max_samples_per_user"] = self.max_samples_per_user
         return summary
 
-    # --- classification defaults (every LEAF reference model outputs logits) ----------------------
-
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(outputs, targets)
-
-    def metric(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        if len(targets) == 0:
-            return math.nan
-        return float((outputs.argmax(dim=1) == targets).float().mean())
-
     def stratify_labels(self, data: ClientData) -> np.ndarray | None:
         return data.targets.numpy() if data.targets.ndim == 1 else None
+
+
+# --- LEAF's classification loss and metric (every LEAF reference classifier outputs logits) ------------
+
+
+def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the logits."""
+    return torch.nn.functional.cross_entropy(outputs, targets)
+
+
+def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Share of samples whose arg-max logit is the label (NaN without samples)."""
+    if len(targets) == 0:
+        return math.nan
+    return float((outputs.argmax(dim=1) == targets).float().mean())

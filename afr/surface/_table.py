@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
-from ..profiles import PROFILES, CommunicationContract, make_profile
+from ..profiles import CommunicationContract, make_profile, profile_names
 from ..recipe import HOOKS, FedAvg, Recipe, Scalar
 
 __all__ = ["SurfaceTable", "surface_table", "all_tables", "HOOKS", "SURFACE_KEYS"]
@@ -360,5 +360,5 @@ def surface_table(profile_name: str, cfg: Mapping[str, Any] | None = None) -> Su
 
 
 def all_tables() -> dict[str, SurfaceTable]:
-    """One table per registered profile, by profile name (sorted)."""
-    return {name: surface_table(name) for name in sorted(PROFILES)}
+    """One table per shipped profile (found from the YAMLs), by profile name (sorted)."""
+    return {name: surface_table(name) for name in profile_names()}
