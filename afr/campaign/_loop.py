@@ -119,7 +119,7 @@ class Campaign:
             seed=settings.seed,
             higher_is_better=self.profile.higher_is_better,
         )
-        self.surface_doc = render_profile_surface(settings.profile)
+        self.surface_doc = render_profile_surface(settings.profile, settings.profile_cfg)
         self._agent_queue: list[CandidateRecord] = [
             c
             for c in self.runner.ledger.candidates(self.runner.campaign_id, arm="agent")

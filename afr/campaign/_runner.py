@@ -67,7 +67,7 @@ class CandidateRunner:
         self.profile_cfg = dict(profile_cfg)
         self.data_dir = str(data_dir) if data_dir is not None else None
         self.profile: Profile = make_profile(profile, self.profile_cfg, data_dir=self.data_dir)
-        self.table: SurfaceTable = surface_table(profile)
+        self.table: SurfaceTable = surface_table(profile, self.profile_cfg)
         self.settings = settings
         self.ledger = ledger or Ledger.for_campaign_dir(self.dir)
         full_config = {

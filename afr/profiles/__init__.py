@@ -15,6 +15,7 @@ from ._base import TRAINING_PARTS, Budget, ClientData, Evaluation, Part, Profile
 from ._contract import CommunicationContract, ContractViolation
 from ._discovery import (
     PROFILE_MODULES,
+    config_dirs,
     import_root,
     load_profile_config,
     make_profile,
@@ -33,6 +34,7 @@ __all__ = [
     "CommunicationContract",
     "ContractViolation",
     "PROFILE_MODULES",
+    "config_dirs",
     "profile_names",
     "profile_class",
     "load_profile_config",

@@ -23,6 +23,7 @@ from ._base import Profile
 __all__ = [
     "PROFILE_MODULES",
     "CONF_DIR",
+    "config_dirs",
     "profile_names",
     "load_profile_config",
     "profile_class",
@@ -44,7 +45,7 @@ _TARGET_FIX = (
 SearchPath = Iterable[str | Path]
 
 
-def _conf_dirs(search_path: SearchPath) -> list[Path]:
+def config_dirs(search_path: SearchPath = ()) -> list[Path]:
     """The shipped config folder, then each ``search_path`` entry (``file://``, ``pkg://`` as in Hydra)."""
     dirs = [CONF_DIR]
     for entry in search_path:
@@ -63,12 +64,12 @@ def _conf_dirs(search_path: SearchPath) -> list[Path]:
 def profile_names(search_path: SearchPath = ()) -> list[str]:
     """Every profile with a YAML on the search path (shipped, then ``search_path``), sorted."""
     return sorted(
-        {p.stem for d in _conf_dirs(search_path) for p in (d / _GROUP).glob("*.yaml") if p.is_file()}
+        {p.stem for d in config_dirs(search_path) for p in (d / _GROUP).glob("*.yaml") if p.is_file()}
     )
 
 
 def _profile_yaml(name: str, search_path: SearchPath) -> Path:
-    dirs = _conf_dirs(search_path)
+    dirs = config_dirs(search_path)
     if isinstance(name, str) and name and "/" not in name and "\\" not in name:
         for folder in dirs:
             if (folder / _GROUP / f"{name}.yaml").is_file():

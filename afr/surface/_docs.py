@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ._table import RECIPE_PACKAGE, SurfaceTable, all_tables, surface_table
 from ._validator import RULES, validate
@@ -262,8 +263,9 @@ def render_surface_docs() -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def render_profile_surface(profile: str) -> str:
-    """The part of ``docs/surface.md`` that concerns one profile (what an agent is given)."""
-    tables = {profile: surface_table(profile)}
+def render_profile_surface(profile: str, cfg: Mapping[str, Any] | None = None) -> str:
+    """The part of ``docs/surface.md`` that concerns one profile (what an agent is given); ``cfg``
+    replaces the shipped YAML (as for :func:`surface_table`)."""
+    tables = {profile: surface_table(profile, cfg)}
     out = _header() + _profile_section(tables[profile]) + _example_section(tables)
     return "\n".join(out).rstrip("\n") + "\n"
