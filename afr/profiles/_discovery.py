@@ -69,21 +69,24 @@ def profile_names(search_path: SearchPath = ()) -> list[str]:
 
 
 def _profile_yaml(name: str, search_path: SearchPath) -> Path:
-    dirs = config_dirs(search_path)
+    search_path = list(search_path)
     if isinstance(name, str) and name and "/" not in name and "\\" not in name:
-        for folder in dirs:
+        for folder in config_dirs(search_path):
             if (folder / _GROUP / f"{name}.yaml").is_file():
                 return folder / _GROUP / f"{name}.yaml"
-    known = sorted({p.stem for d in dirs for p in (d / _GROUP).glob("*.yaml") if p.is_file()})
-    raise ConfigError(f"unknown profile {name!r}", where="profile=", fix=f"use one of {', '.join(known)}")
+    known = ", ".join(profile_names(search_path))
+    raise ConfigError(f"unknown profile {name!r}", where="profile=", fix=f"use one of {known}")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[return-value]
 
 
 def load_profile_config(name: str, search_path: SearchPath = ()) -> dict[str, Any]:
     """The profile's YAML as a plain dict (for use outside the Hydra CLI)."""
-    from omegaconf import OmegaConf
-
-    path = _profile_yaml(name, search_path)
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[return-value]
+    return _read_yaml(_profile_yaml(name, search_path))
 
 
 def _target_class(target: Any, where: str) -> type[Profile]:
@@ -115,7 +118,7 @@ def _target_class(target: Any, where: str) -> type[Profile]:
 def profile_class(name: str, search_path: SearchPath = ()) -> type[Profile]:
     """The class the YAML of ``name`` names with ``_target_`` (imported now)."""
     path = _profile_yaml(name, search_path)
-    return _target_class(load_profile_config(name, search_path).get("_target_"), f"{path}: _target_")
+    return _target_class(_read_yaml(path).get("_target_"), f"{path}: _target_")
 
 
 def make_profile(
