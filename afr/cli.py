@@ -1,20 +1,32 @@
-"""The ``afr`` command line: ``afr data fetch|verify|path <profile>``."""
+"""The ``afr`` command line: ``afr data fetch|verify|path <profile> [--searchpath DIR]``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from afr.errors import AFRError
 
+if TYPE_CHECKING:
+    from afr.data import DataSource
+
 __all__ = ["build_parser", "main"]
+
+
+def _source(args: argparse.Namespace) -> DataSource:
+    """The data source of the named profile, found through its YAML (unknown name: ``ConfigError``)."""
+    from afr.profiles import profile_class
+
+    return profile_class(args.profile, args.searchpath).source
 
 
 def _data_fetch(args: argparse.Namespace) -> int:
     from afr.data import fetch, profile_dir
 
-    paths = fetch(args.profile, args.data_dir, mirror=args.mirror, progress=not args.no_progress)
+    source = _source(args)
+    paths = fetch(args.profile, source, args.data_dir, mirror=args.mirror, progress=not args.no_progress)
     print(f"{args.profile}: {len(paths)} file(s) ready in {profile_dir(args.profile, args.data_dir)}")
     return 0
 
@@ -23,7 +35,7 @@ def _data_verify(args: argparse.Namespace) -> int:
     from afr.data import profile_dir, verify
 
     folder = profile_dir(args.profile, args.data_dir)
-    results = verify(args.profile, args.data_dir)
+    results = verify(args.profile, _source(args), args.data_dir)
     for name, ok in results.items():
         status = "ok" if ok else ("BAD md5" if (folder / name).is_file() else "missing")
         print(f"{status:8} {folder / name}")
@@ -35,9 +47,9 @@ def _data_verify(args: argparse.Namespace) -> int:
 
 
 def _data_path(args: argparse.Namespace) -> int:
-    from afr.data import profile_dir, sources_for
+    from afr.data import profile_dir
 
-    sources_for(args.profile)  # unknown profile -> ConfigError listing the known ones
+    _source(args)  # unknown profile -> ConfigError listing the known ones
     print(profile_dir(args.profile, args.data_dir))
     return 0
 
@@ -50,10 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="download, check and locate the data of a profile")
     actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
     data_dir_help = "data folder (default: $AFR_DATA_DIR, else the user cache folder)"
+    searchpath_help = (
+        "a config folder with more profiles (<DIR>/profile/<name>.yaml, as for hydra.searchpath); repeatable"
+    )
 
     p = actions.add_parser("fetch", help="download the missing or corrupted files of a profile")
     p.add_argument("profile")
     p.add_argument("--data-dir", help=data_dir_help)
+    p.add_argument("--searchpath", action="append", default=[], metavar="DIR", help=searchpath_help)
     p.add_argument("--mirror", help="base URL (or local folder) laid out as <mirror>/<profile>/<file>")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_data_fetch)
@@ -61,11 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = actions.add_parser("verify", help="md5-check the files of a profile (exit 1 if any is not ok)")
     p.add_argument("profile")
     p.add_argument("--data-dir", help=data_dir_help)
+    p.add_argument("--searchpath", action="append", default=[], metavar="DIR", help=searchpath_help)
     p.set_defaults(func=_data_verify)
 
     p = actions.add_parser("path", help="print the folder holding the files of a profile")
     p.add_argument("profile")
     p.add_argument("--data-dir", help=data_dir_help)
+    p.add_argument("--searchpath", action="append", default=[], metavar="DIR", help=searchpath_help)
     p.set_defaults(func=_data_path)
     return parser
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import AFRError, ConfigError
 
-__all__ = ["main", "train_and_test", "resolve_seeds", "profile_config"]
+__all__ = ["main", "train_and_test", "resolve_seeds", "profile_config", "config_groups"]
 
 
 def resolve_seeds(spec: Any, final_seeds: list[int]) -> list[int]:
@@ -165,7 +165,6 @@ def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, An
 def campaign_settings(cfg: DictConfig):
     """The campaign described by the config (``agent=`` set)."""
     from .campaign import CampaignSettings, RunnerSettings
-    from .profiles import profile_class
 
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
@@ -177,7 +176,6 @@ def campaign_settings(cfg: DictConfig):
             "the agent config has no kind", where="agent=", fix="agent=evolve|claude|openai|local"
         )
     profile_name = str(profile_cfg.get("name"))
-    profile_class(profile_name)
     seed = camp.get("seed", 0)
     runs = camp.get("runs_per_arm") or profile_cfg.get("campaign_runs", 24)
     for key, value in (("campaign.seed", seed), ("campaign.runs_per_arm", runs)):
@@ -241,6 +239,24 @@ def run_campaign(cfg: DictConfig) -> Any:
     if campaign.report_path is not None:
         print(f"  report: {campaign.report_path}")
     return result
+
+
+def config_groups(search_path: Any = ()) -> str:
+    """The ``group: option, ...`` lines of ``--help``: the shipped config groups and those of the
+    ``hydra.searchpath`` folders (resolver ``afr_config_groups`` of the help template in config.yaml)."""
+    from .profiles import config_dirs
+
+    options: dict[str, set[str]] = {}
+    for folder in config_dirs([str(entry) for entry in search_path or ()]):
+        groups = [g for g in folder.iterdir() if g.is_dir() and g.name != "hydra"] if folder.is_dir() else []
+        for group in groups:
+            names = {p.stem for p in group.glob("*.yaml") if p.is_file()}
+            if names:
+                options.setdefault(group.name, set()).update(names)
+    return "\n".join(f"{group}: {', '.join(sorted(names))}" for group, names in sorted(options.items()))
+
+
+OmegaConf.register_new_resolver("afr_config_groups", config_groups, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

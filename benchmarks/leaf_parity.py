@@ -76,8 +76,8 @@ def run_profile(name: str, budget: str, seeds: int, data_dir: Path) -> dict:
             f"held-out {rows[-1]['heldout']:.4f}, {result.seconds:.0f} s",
             flush=True,
         )
-    training = [r for r in table if not r["held_out"]]
-    held = [r for r in table if r["held_out"]]
+    training = [r for r in table if not r["heldout"]]
+    held = [r for r in table if r["heldout"]]
     return {
         "shipped": (
             sum(r["users"] for r in shipped),

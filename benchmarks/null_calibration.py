@@ -95,12 +95,12 @@ class Bench:
 
     def test(self, lr: float, seeds: list[int], setting: str | None = None) -> list[float]:
         p = self.profile if setting is None else self.heldout_profile(setting)
-        holdout = setting is not None and "holdout_client" in self.settings[setting]
+        heldout = setting is not None and "heldout_clients" in self.settings[setting]
         out = []
         for seed in seeds:
             result = run_federation(p, p.make_recipe(FedAvg, {"lr": lr}), seed, stage="final")
             self.runs += 1
-            data = p.heldout_data() if holdout else p.data("test")
+            data = p.heldout_data() if heldout else p.data("test")
             out.append(p.evaluate(result.build_model(p), data).mean)
         return out
 

@@ -101,14 +101,14 @@ def write_ixi_raw(
 
 def kits_cases() -> list[int]:
     """Every case of FLamby's six silos, in silo order."""
-    from afr.data.prepare.kits19 import SILOS
+    from afr.profiles.kits19.fetch import SILOS
 
     return [case for _, cases in SILOS for case in cases]
 
 
 def write_kits_sites(folder: Path) -> Path:
     """``anony_sites.csv``: FLamby's silo cases at their sites, every other case at a site of its own."""
-    from afr.data.prepare.kits19 import SILOS
+    from afr.profiles.kits19.fetch import SILOS
 
     site_of = {case: site for site, cases in SILOS for case in cases}
     lines = ["case,site_id"] + [f"case_{c:05d},{site_of.get(c, 100 + c)}" for c in range(300)]

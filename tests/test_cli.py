@@ -19,8 +19,8 @@ from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 from afr.cli import main as afr_cli
-from afr.data import SOURCES
 from afr.errors import ConfigError, DataError
+from afr.profiles import profile_class
 from afr.run import resolve_seeds, train_and_test
 from tests._http import serve_directory
 
@@ -241,7 +241,7 @@ def test_train_and_test_with_scalars_and_seed_list() -> None:
 
 
 def test_fetch_checksum_mismatch(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    corrupted = SOURCES["heart_disease"][0].filename
+    corrupted = profile_class("heart_disease").source.files[0].filename
     with serve_directory(shared_data) as url:
         url.corrupt.add(corrupted)
         code = afr_cli(

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from afr.cli import main
-from afr.data import SOURCES, fetch, profile_dir, require, verify
+from afr.data import profile_dir
 from afr.errors import ChecksumError, ConfigError, DataError
+from tests._data import fetch, require, source, verify
 from tests._http import serve_directory
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +24,7 @@ if not SHARED.is_dir():
     pytest.skip(f"real data folder not found at {SHARED}", allow_module_level=True)
 
 HD = "heart_disease"
+SOURCES = {name: source(name).files for name in ("heart_disease", "tcga_brca", "synthetic")}
 CLEVELAND = "processed.cleveland.data"
 HUNGARIAN = "processed.hungarian.data"
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,23 +17,16 @@ import torch
 from hydra import compose, initialize_config_module
 from PIL import Image
 
-from afr.data import fetch, require, verify
-from afr.data import prepare as _prepare_pkg  # noqa: F401  (the package must import on its own)
-from afr.data._sources import RemoteFile
-from afr.data.prepare import isic2019 as prep
+from afr.data import RemoteFile
 from afr.errors import ChecksumError, ConfigError, DataError
 from afr.profiles import apply_budget, load_profile_config
-from afr.profiles._efficientnet import EfficientNet, efficientnet_b0, load_pretrained
-from afr.profiles.isic2019 import (
-    CLASS_WEIGHTS,
-    Isic2019,
-    augment,
-    balanced_accuracy,
-    center_crop,
-    focal_loss,
-    normalize,
-)
+from afr.profiles.isic2019 import Isic2019
+from afr.profiles.isic2019 import fetch as prep
+from afr.profiles.isic2019.dataset import augment, center_crop, normalize
+from afr.profiles.isic2019.metric import CLASS_WEIGHTS, balanced_accuracy, focal_loss
+from afr.profiles.isic2019.model import EfficientNet, efficientnet_b0, load_pretrained
 from afr.run import train_and_test
+from tests._data import fetch, require, verify
 from tests._http import serve_directory
 from tests.isic_fixtures import CONSTANT_RGB, IsicFixture, make_raw_isic
 
@@ -225,8 +219,8 @@ def test_loader_shapes_centers_labels(raw: IsicFixture, prepared: Path) -> None:
     )
 
 
-def test_loader_cap_and_holdout(raw: IsicFixture, prepared: Path) -> None:
-    profile = Isic2019(config(max_images_per_client=3, holdout_client=4), prepared)
+def test_loader_cap_and_heldout(raw: IsicFixture, prepared: Path) -> None:
+    profile = Isic2019(config(max_images_per_client=3, heldout_clients=4), prepared)
     assert profile.training_client_names == ["BCN", "HAM_vidir_molemax", "HAM_vidir_modern", "HAM_rosendahl",
                                              "HAM_vienna_dias"]  # fmt: skip
     assert [len(c) for c in profile.data("train")] == [3] * 5
@@ -234,7 +228,7 @@ def test_loader_cap_and_holdout(raw: IsicFixture, prepared: Path) -> None:
     assert len(held) == 6 and held.targets.tolist() == raw.train_labels[4][:3] + raw.test_labels[4][:3]
     settings = Isic2019(config(), prepared).heldout_settings()
     assert settings == {
-        f"without_{name}": {"holdout_client": k} for k, name in enumerate(profile.client_names)
+        f"without_{name}": {"heldout_clients": k} for k, name in enumerate(profile.client_names)
     }
 
 
@@ -342,7 +336,7 @@ def test_pretrained_weights(prepared: Path, tmp_path: Path) -> None:
     profile = Isic2019(config(pretrained=True), data_dir)
     with pytest.raises(DataError) as info:
         profile.build_model()
-    assert "python -m afr.data.prepare.isic2019 weights" in info.value.message
+    assert "python -m afr.profiles.isic2019 weights" in info.value.message
     assert "pretrained=false" in info.value.message
 
     torch.manual_seed(3)
@@ -448,7 +442,7 @@ def served(raw: IsicFixture, monkeypatch: pytest.MonkeyPatch):
         RemoteFile(f.filename, f.url, None if f.md5 is None else md5(raw.folder / f.filename))
         for f in prep.FILES
     )
-    monkeypatch.setattr(prep, "FILES", files)
+    monkeypatch.setattr(prep, "SOURCE", replace(prep.SOURCE, files=files))
     with serve_directory(raw.folder.parent) as url:
         yield url
 
@@ -540,7 +534,7 @@ def test_fetch_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(prep, "_WEIGHTS_SHA256_PREFIX", "00000000" if digest[:8] != "00000000" else "1")
         with pytest.raises(ChecksumError) as info:
             prep.fetch_weights(data_dir, mirror=url, progress=False)
-        assert "python -m afr.data.prepare.isic2019 weights" in info.value.message
+        assert "python -m afr.profiles.isic2019 weights" in info.value.message
         assert not (data_dir / PROFILE / prep.WEIGHTS.filename).exists()
 
         monkeypatch.setattr(prep, "_WEIGHTS_SHA256_PREFIX", digest[:8])

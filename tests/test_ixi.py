@@ -7,18 +7,21 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from afr.data import RemoteFile, fetch, require, verify
-from afr.data.prepare import ixi as prep
+from afr.data import RemoteFile
 from afr.errors import ChecksumError, DataError
 from afr.profiles import make_profile
 from afr.profiles._segmentation import soft_dice_loss, soft_dice_score
-from afr.profiles.ixi import IMAGE_SHAPE, UNet3D, preprocess_subject
+from afr.profiles.ixi import fetch as prep
+from afr.profiles.ixi.dataset import IMAGE_SHAPE, preprocess_subject
+from afr.profiles.ixi.model import UNet3D
+from tests._data import fetch, require, verify
 from tests._http import serve_directory
 from tests.imaging_fixtures import IXI_SUBJECTS, ixi_subject_name, md5_of, write_ixi_raw
 
@@ -163,8 +166,8 @@ def test_loader_rows_shapes_and_dtypes(prepared: Path) -> None:
     assert len(evaluation.per_client) == 3 and 0.0 <= evaluation.mean <= 1.0
 
 
-def test_held_out_center(prepared: Path) -> None:
-    profile = make_profile("ixi", data_dir=prepared, holdout_client=2)
+def test_heldout_center(prepared: Path) -> None:
+    profile = make_profile("ixi", data_dir=prepared, heldout_clients=2)
     assert profile.training_client_names == ["Guys", "HH"]
     (held,) = profile.heldout_data()
     assert len(held) == 3  # IOP: 2 train + 1 test subjects
@@ -205,7 +208,7 @@ def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     served = tmp_path / "mirror"
     write_ixi_raw(served / "ixi")
     files = tuple(RemoteFile(f.filename, f.url, md5_of(served / "ixi" / f.filename)) for f in prep.FILES)
-    monkeypatch.setattr(prep, "FILES", files)
+    monkeypatch.setattr(prep, "SOURCE", replace(prep.SOURCE, files=files))
     with serve_directory(served) as url:
         yield url
 
@@ -245,7 +248,8 @@ def test_fetch_interrupted_download_resumes(tmp_path: Path, mirror) -> None:
 
 
 def test_unpublished_md5_is_recorded_then_enforced(tmp_path: Path, mirror, monkeypatch) -> None:
-    monkeypatch.setattr(prep, "FILES", tuple(RemoteFile(f.filename, f.url, None) for f in prep.FILES))
+    files = tuple(RemoteFile(f.filename, f.url, None) for f in prep.SOURCE.files)
+    monkeypatch.setattr(prep, "SOURCE", replace(prep.SOURCE, files=files))
     fetch("ixi", tmp_path / "data", mirror=mirror, progress=False)
     folder = tmp_path / "data" / "ixi"
     recorded = json.loads((folder / ".afr-md5.json").read_text())

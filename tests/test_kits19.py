@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from afr.data import RemoteFile, fetch, verify
-from afr.data.prepare import kits19 as prep
+from afr.data import RemoteFile
 from afr.errors import ChecksumError, ConfigError, DataError
 from afr.profiles import make_profile
 from afr.profiles._segmentation import dice_ce_loss, kits_batched_dice, kits_dice
-from afr.profiles.kits19 import FLAMBY_FILTERS, SMALL_FILTERS, nnunet_3d
+from afr.profiles.kits19 import fetch as prep
+from afr.profiles.kits19.model import FLAMBY_FILTERS, SMALL_FILTERS, nnunet_3d
+from tests._data import fetch, verify
 from tests._http import serve_directory
 from tests.imaging_fixtures import kits_cases, md5_of, write_kits_case, write_kits_raw, write_kits_sites
 
@@ -197,8 +199,8 @@ def test_bad_patch_size() -> None:
         make_profile("kits19", patch_size=[16, 32, 32])
 
 
-def test_held_out_silo(prepared: Path) -> None:
-    profile = make_profile("kits19", data_dir=prepared, holdout_client=0, **SMALL)
+def test_heldout_silo(prepared: Path) -> None:
+    profile = make_profile("kits19", data_dir=prepared, heldout_clients=0, **SMALL)
     assert profile.num_clients == 5
     (held,) = profile.heldout_data()
     assert sorted(held.inputs.tolist()) == sorted(prep.SILOS[0][1])
@@ -277,7 +279,7 @@ def mirror(raw: Path, monkeypatch: pytest.MonkeyPatch):
         RemoteFile(f.filename, f.url, None if f.md5 is None else md5_of(raw / "kits19" / f.filename))
         for f in prep.FILES
     )
-    monkeypatch.setattr(prep, "FILES", files)
+    monkeypatch.setattr(prep, "SOURCE", replace(prep.SOURCE, files=files))
     with serve_directory(raw) as url:
         yield url
 

@@ -21,8 +21,11 @@ from afr.engine import run_federation
 from afr.errors import ConfigError, DataError
 from afr.profiles import apply_budget
 from afr.profiles._leaf import Grouping, read_leaf_split, stable_hash
-from afr.profiles.femnist import Femnist, FemnistCNN
-from afr.profiles.shakespeare import ALL_LETTERS, CharLSTM, Shakespeare, play_of_user
+from afr.profiles.femnist import Femnist
+from afr.profiles.femnist.model import FemnistCNN
+from afr.profiles.shakespeare import Shakespeare
+from afr.profiles.shakespeare.dataset import ALL_LETTERS, play_of_user
+from afr.profiles.shakespeare.model import CharLSTM
 from afr.recipe import FedAvg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -243,10 +246,10 @@ def test_heldout_groups_never_reach_training(tmp_path: Path) -> None:
     truth = tiny_femnist(tmp_path)
     cfg = femnist_cfg(grouping={"rule": "hash", "clients": 3, "heldout_groups": 2}, max_samples_per_user=None)
     profile = Femnist(cfg, tmp_path)
-    assert profile.client_names == ["g0", "g1", "g2", "held_out_0", "held_out_1"]
+    assert profile.client_names == ["g0", "g1", "g2", "heldout_0", "heldout_1"]
     assert profile.training_client_names == ["g0", "g1", "g2"] and profile.num_clients == 3
-    assert profile.holdout_client == [3, 4]
-    assert profile.heldout_settings() == {"held_out_clients": {"holdout_client": [3, 4]}}
+    assert profile.heldout_clients == (3, 4)
+    assert profile.heldout_settings() == {"heldout_clients": {"heldout_clients": [3, 4]}}
 
     groups = dict(zip(sorted(truth), Grouping("hash", 3, 2).assign(sorted(truth)), strict=True))
     held_users = [u for u, g in groups.items() if g >= 3]
@@ -269,8 +272,8 @@ def test_heldout_groups_never_reach_training(tmp_path: Path) -> None:
 
     table = profile.grouping_table()
     assert [r["client"] for r in table] == profile.client_names
-    assert [r["held_out"] for r in table] == [False, False, False, True, True]
-    assert sorted(u for r in table if r["held_out"] for u in r["user_ids"]) == sorted(held_users)
+    assert [r["heldout"] for r in table] == [False, False, False, True, True]
+    assert sorted(u for r in table if r["heldout"] for u in r["user_ids"]) == sorted(held_users)
     assert sum(r["train_samples"] + r["test_samples"] for r in table) == sum(
         len(y) for _, y in truth.values()
     )
@@ -278,14 +281,14 @@ def test_heldout_groups_never_reach_training(tmp_path: Path) -> None:
         "sha256(u) mod 5" in profile.grouping_rule()
         and "last 2 group(s) are held out" in profile.grouping_rule()
     )
-    assert profile.describe()["held_out_clients"] == ["held_out_0", "held_out_1"]
+    assert profile.describe()["heldout_clients"] == ["heldout_0", "heldout_1"]
 
 
 def test_leaf_profile_config_errors(tmp_path: Path) -> None:
     tiny_femnist(tmp_path, writers=4)
     with pytest.raises(ConfigError, match="conflicts with grouping.heldout_groups"):
-        Femnist(femnist_cfg(holdout_client=0), tmp_path)
-    assert Femnist(femnist_cfg(holdout_client=5), tmp_path).holdout_client == 5  # the same group: fine
+        Femnist(femnist_cfg(heldout_clients=0), tmp_path)
+    assert Femnist(femnist_cfg(heldout_clients=5), tmp_path).heldout_clients == (5,)  # the same group: fine
     with pytest.raises(ConfigError, match="max_samples_per_user"):
         Femnist(femnist_cfg(max_samples_per_user=1), tmp_path)
     with pytest.raises(ConfigError, match="default_model must be one of leaf_cnn, small_cnn"):
@@ -336,7 +339,7 @@ def shakespeare(shared_data: Path) -> Shakespeare:
 def test_femnist_subset_grouping_and_sizes(femnist: Femnist, shared_data: Path) -> None:
     table = femnist.grouping_table()
     assert femnist.training_client_names == ["g0", "g1", "g2", "g3", "g4"]
-    assert femnist.heldout_client_names == ["held_out_0"]
+    assert femnist.heldout_client_names == ["heldout_0"]
     assert sum(r["users"] for r in table) == 105
     assert sum(r["train_samples"] for r in table) == 14708 and sum(r["test_samples"] for r in table) == 1685
     assert all(r["users"] >= 10 for r in table)
@@ -382,7 +385,7 @@ def test_shakespeare_subset_plays_and_alphabet(shakespeare: Shakespeare, shared_
         assert {plays[u] for u in row["user_ids"]} == set(row["attributes"])
     # largest play first: KING_LEAR (5 roles) is g0; the smallest, PERICLES, is the held-out group
     assert table[0]["attributes"] == ["THE_TRAGEDY_OF_KING_LEAR"] and table[0]["users"] == 5
-    assert table[-1]["held_out"] and table[-1]["attributes"] == ["PERICLES__PRINCE_OF_TYRE"]
+    assert table[-1]["heldout"] and table[-1]["attributes"] == ["PERICLES__PRINCE_OF_TYRE"]
     train = shakespeare.data("train")
     user = table[0]["user_ids"][0]
     decoded = "".join(ALL_LETTERS[i] for i in train[0].inputs[0].tolist())

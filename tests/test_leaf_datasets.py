@@ -14,26 +14,29 @@ import os
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_module
 
-from afr.data import fetch, require
-from afr.data._sources import RemoteFile
-from afr.data.prepare import celeba as prep_celeba
-from afr.data.prepare import reddit as prep_reddit
-from afr.data.prepare import sent140 as prep_sent140
-from afr.data.prepare._leaf import LeafFlags
+from afr.data import RemoteFile
 from afr.errors import ChecksumError, DataError
 from afr.profiles import Profile, apply_budget, load_profile_config, make_profile
 from afr.profiles._leaf import read_leaf_split
-from afr.profiles.celeba import CelebaCNN
-from afr.profiles.reddit import IGNORE, PAD, UNK, RedditLSTM
-from afr.profiles.sent140 import BagOfWordsLogReg, SentimentLSTM, split_line
+from afr.profiles._leaf_prepare import LeafFlags
+from afr.profiles.celeba import fetch as prep_celeba
+from afr.profiles.celeba.model import CelebaCNN
+from afr.profiles.reddit import fetch as prep_reddit
+from afr.profiles.reddit.dataset import IGNORE, PAD, UNK
+from afr.profiles.reddit.model import RedditLSTM
+from afr.profiles.sent140 import fetch as prep_sent140
+from afr.profiles.sent140.dataset import split_line
+from afr.profiles.sent140.model import BagOfWordsLogReg, SentimentLSTM
 from afr.recipe import FedAvg
 from afr.run import train_and_test
+from tests._data import fetch, require
 from tests._http import serve_directory
 from tests.leaf_fixtures import (
     CelebaRaw,
@@ -71,9 +74,7 @@ def profile(name: str, data_dir: Path, **overrides) -> Profile:
 def members(p: Profile) -> tuple[list[list[str]], list[list[str]]]:
     """Users of each training client and of each held-out group."""
     table = p.grouping_table()
-    return [r["user_ids"] for r in table if not r["held_out"]], [
-        r["user_ids"] for r in table if r["held_out"]
-    ]
+    return [r["user_ids"] for r in table if not r["heldout"]], [r["user_ids"] for r in table if r["heldout"]]
 
 
 # --- prepared fixtures (built once per module) ----------------------------------------------------------
@@ -490,9 +491,9 @@ def test_reddit_web_page_instead_of_zip(tmp_path: Path) -> None:
 
 
 def _pin(monkeypatch: pytest.MonkeyPatch, module, folder: Path) -> None:
-    """Point the module's FILES at the fixture files' md5s (same names and URLs)."""
+    """Point the fetch module's SOURCE at the fixture files' md5s (same names and URLs)."""
     files = tuple(RemoteFile(f.filename, f.url, md5(folder / f.filename)) for f in module.FILES)
-    monkeypatch.setattr(module, "FILES", files)
+    monkeypatch.setattr(module, "SOURCE", replace(module.SOURCE, files=files))
 
 
 def test_fetch_sent140_checksum_resume_and_prepare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -623,11 +624,11 @@ def test_cli_in_process(name: str, request: pytest.FixtureRequest, tmp_path: Pat
 def test_configs_and_presets_are_well_formed() -> None:
     for name in ("sent140", "celeba", "reddit"):
         cfg = load_profile_config(name)
-        assert cfg["grouping"]["rule"] == "hash" and cfg["heldout"] == {"kind": "held_out_clients"}
+        assert cfg["grouping"]["rule"] == "hash" and cfg["heldout"] == {"kind": "heldout_clients"}
         for preset in ("smoke", "cpu"):
             p = make_profile(name, apply_budget(cfg, preset))
             assert p.budget.rounds <= cfg["rounds"] and p.heldout_settings() == {
-                "held_out_clients": {"holdout_client": p.holdout_client}
+                "heldout_clients": {"heldout_clients": list(p.heldout_clients)}
             }
     reddit_cpu = make_profile("reddit", apply_budget(load_profile_config("reddit"), "cpu"))
     assert reddit_cpu.build_model().embedding.weight.shape == (2000, 64)

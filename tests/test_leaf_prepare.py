@@ -10,6 +10,7 @@ import io
 import json
 import re
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +19,18 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from afr.data import fetch, require
-from afr.data._sources import RemoteFile
-from afr.data.prepare import _leaf as steps
-from afr.data.prepare import femnist as femnist_prep
-from afr.data.prepare import shakespeare as shakespeare_prep
-from afr.data.prepare._leaf import LeafFlags, run_leaf_pipeline, write_leaf_json
+from afr.data import RemoteFile
 from afr.errors import ChecksumError, ConfigError, DataError
+from afr.profiles import _leaf_prepare as steps
 from afr.profiles import apply_budget
 from afr.profiles._leaf import read_leaf_split
+from afr.profiles._leaf_prepare import LeafFlags, run_leaf_pipeline, write_leaf_json
 from afr.profiles.femnist import Femnist
-from afr.profiles.shakespeare import ALL_LETTERS, Shakespeare
+from afr.profiles.femnist import fetch as femnist_prep
+from afr.profiles.shakespeare import Shakespeare
+from afr.profiles.shakespeare import fetch as shakespeare_prep
+from afr.profiles.shakespeare.dataset import ALL_LETTERS
+from tests._data import fetch, require
 from tests._http import serve_directory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -423,7 +425,8 @@ def served_shakespeare(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     archive = gutenberg_zip(tmp_path / "mirror" / "shakespeare")
     md5 = hashlib.md5(archive.read_bytes(), usedforsecurity=False).hexdigest()
     original = shakespeare_prep.FILES[0]
-    monkeypatch.setattr(shakespeare_prep, "FILES", (RemoteFile(original.filename, original.url, md5),))
+    files = (RemoteFile(original.filename, original.url, md5),)
+    monkeypatch.setattr(shakespeare_prep, "SOURCE", replace(shakespeare_prep.SOURCE, files=files))
     monkeypatch.setattr(shakespeare_prep, "FLAGS", ALL_DATA)
     monkeypatch.setenv("AFR_DATA_DIR", str(tmp_path / "default"))
     with serve_directory(tmp_path / "mirror") as url:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from afr.data import RemoteFile, fetch, register_sources, require, verify
-from afr.data import _sources as sources
+from afr.data import DataSource, RemoteFile, fetch, require, verify
 from afr.engine import run_federation
 from afr.errors import ChecksumError, ConfigError, DataError
 from afr.profiles import ClientData, Profile, apply_budget, load_profile_config, make_profile, resolve_device
@@ -89,29 +86,29 @@ def test_bad_device_in_profile_config(shared_data: Path) -> None:
 # --- several held-out clients ---------------------------------------------------------------------------
 
 
-def test_list_of_held_out_clients(shared_data: Path) -> None:
+def test_list_of_heldout_clients(shared_data: Path) -> None:
     full = make_profile("tcga_brca", data_dir=shared_data)
     held = make_profile(
-        "tcga_brca", data_dir=shared_data, holdout_client=[4, 1], heldout={"kind": "held_out_clients"}
+        "tcga_brca", data_dir=shared_data, heldout_clients=[4, 1], heldout={"kind": "heldout_clients"}
     )
-    assert held.holdout_clients == (1, 4) and held.holdout_client == [1, 4]
+    assert held.heldout_clients == (1, 4)
     assert held.training_client_names == [n for i, n in enumerate(full.client_names) if i not in (1, 4)]
     assert held.heldout_client_names == [full.client_names[1], full.client_names[4]]
     train, test = full.data("train"), full.data("test")
     assert [len(d) for d in held.data("train")] == [len(train[k]) for k in (0, 2, 3, 5)]
     assert [len(d) for d in held.heldout_data()] == [len(train[k]) + len(test[k]) for k in (1, 4)]
-    assert held.heldout_settings() == {"held_out_clients": {"holdout_client": [1, 4]}}
-    assert held.describe()["held_out_clients"] == held.heldout_client_names
+    assert held.heldout_settings() == {"heldout_clients": {"heldout_clients": [1, 4]}}
+    assert held.describe()["heldout_clients"] == held.heldout_client_names
 
 
-def test_held_out_clients_errors(shared_data: Path) -> None:
+def test_heldout_clients_errors(shared_data: Path) -> None:
     with pytest.raises(ConfigError, match="holds out every client"):
-        make_profile("heart_disease", data_dir=shared_data, holdout_client=[0, 1, 2, 3]).data("train")
-    with pytest.raises(ConfigError, match="holdout_client"):
-        make_profile("heart_disease", data_dir=shared_data, holdout_client=[0, 9]).data("train")
-    with pytest.raises(ConfigError, match="needs holdout_client"):
+        make_profile("heart_disease", data_dir=shared_data, heldout_clients=[0, 1, 2, 3]).data("train")
+    with pytest.raises(ConfigError, match="heldout_clients"):
+        make_profile("heart_disease", data_dir=shared_data, heldout_clients=[0, 9]).data("train")
+    with pytest.raises(ConfigError, match="needs heldout_clients"):
         make_profile(
-            "heart_disease", data_dir=shared_data, heldout={"kind": "held_out_clients"}
+            "heart_disease", data_dir=shared_data, heldout={"kind": "heldout_clients"}
         ).heldout_settings()
 
 
@@ -191,66 +188,63 @@ def served(tmp_path: Path):
         yield root, url
 
 
-def test_unpublished_md5_is_recorded_then_enforced(tmp_path: Path, served, monkeypatch) -> None:
+def test_unpublished_md5_is_recorded_then_enforced(tmp_path: Path, served) -> None:
     root, url = served
-    monkeypatch.setitem(sources.SOURCES, "tofu", ())
     (root / "tofu" / "sub").mkdir()
     (root / "tofu" / "sub" / "nested.txt").write_text("nested\n")
     files = [
         RemoteFile(name, f"http://example.invalid/{name}", None) for name in ("raw.txt", "sub/nested.txt")
     ]
-    register_sources("tofu", files, replace=True)
+    tofu = DataSource(files)
     data = tmp_path / "data"
-    fetch("tofu", data, mirror=url, progress=False)
+    fetch("tofu", tofu, data, mirror=url, progress=False)
     recorded = json.loads((data / "tofu" / ".afr-md5.json").read_text())
     assert recorded == {"raw.txt": _md5(b"hello raw\n"), "sub/nested.txt": _md5(b"nested\n")}
-    assert verify("tofu", data) == {"raw.txt": True, "sub/nested.txt": True}
+    assert verify("tofu", tofu, data) == {"raw.txt": True, "sub/nested.txt": True}
     requests = len(url.requests)
-    fetch("tofu", data, mirror=url, progress=False)
+    fetch("tofu", tofu, data, mirror=url, progress=False)
     assert len(url.requests) == requests, "recorded files are not downloaded again"
     (data / "tofu" / "raw.txt").write_text("tampered\n")
-    assert verify("tofu", data) == {"raw.txt": False, "sub/nested.txt": True}
+    assert verify("tofu", tofu, data) == {"raw.txt": False, "sub/nested.txt": True}
     (root / "tofu" / "raw.txt").write_text("the source changed\n")
     with pytest.raises(ChecksumError) as info:
-        fetch("tofu", data, mirror=url, progress=False)
+        fetch("tofu", tofu, data, mirror=url, progress=False)
     assert recorded["raw.txt"] in info.value.message
     assert not (data / "tofu" / "raw.txt.part").exists()
 
 
-def test_profile_with_a_preparation_step(tmp_path: Path, served, monkeypatch) -> None:
+def test_profile_with_a_preparation_step(tmp_path: Path, served) -> None:
     _, url = served
-    module = types.ModuleType("afr.data.prepare.tofu_prepared")
     calls: list[Path] = []
 
     def prepare(folder: Path, *, progress: bool = True) -> None:
         calls.append(folder)
         (folder / "ready.txt").write_text((folder / "raw.txt").read_text().upper())
 
-    module.FILES = (RemoteFile("raw.txt", "http://example.invalid/raw.txt", None),)
-    module.is_prepared = lambda folder: (folder / "ready.txt").is_file()
-    module.prepare = prepare
-    monkeypatch.setitem(sys.modules, "afr.data.prepare.tofu_prepared", module)
-    monkeypatch.setattr(sources, "prepare_module", lambda name: module if name == "tofu_prepared" else None)
-    import afr.data._fetch as fetch_module
-
-    monkeypatch.setattr(fetch_module, "prepare_module", sources.prepare_module)
+    tofu = DataSource(
+        (RemoteFile("raw.txt", "http://example.invalid/raw.txt", None),),
+        is_prepared=lambda folder: (folder / "ready.txt").is_file(),
+        prepare=prepare,
+    )
     data = tmp_path / "data"
     with pytest.raises(DataError) as info:
-        require("tofu_prepared", data)
+        require("tofu_prepared", tofu, data)
     assert "afr data fetch tofu_prepared" in info.value.message
     (tmp_path / "mirror" / "tofu_prepared").mkdir()
     (tmp_path / "mirror" / "tofu_prepared" / "raw.txt").write_text("abc\n")
-    fetch("tofu_prepared", data, mirror=url, progress=False)
+    fetch("tofu_prepared", tofu, data, mirror=url, progress=False)
     assert (data / "tofu_prepared" / "ready.txt").read_text() == "ABC\n" and len(calls) == 1
-    assert require("tofu_prepared", data) == data / "tofu_prepared"
-    fetch("tofu_prepared", data, mirror=url, progress=False)  # prepared already: nothing downloaded or redone
+    assert require("tofu_prepared", tofu, data) == data / "tofu_prepared"
+    fetch(
+        "tofu_prepared", tofu, data, mirror=url, progress=False
+    )  # prepared already: nothing downloaded or redone
     assert len(calls) == 1
 
 
 def test_shipped_profiles_have_budget_presets_that_apply() -> None:
-    from afr.profiles import PROFILES
+    from afr.profiles import profile_names
 
-    for name in PROFILES:
+    for name in profile_names():
         cfg = load_profile_config(name)
         for preset in cfg.get("budgets") or {}:
             merged = apply_budget(cfg, preset)

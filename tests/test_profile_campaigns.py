@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from afr.data.prepare import ixi as ixi_prepare
 from afr.ledger import Ledger
+from afr.profiles.ixi import fetch as ixi_prepare
 from tests._fake_openai import FakeOpenAI
 from tests.imaging_fixtures import write_ixi_raw
 
@@ -91,7 +91,7 @@ def test_femnist_evolve_campaign(tmp_path: Path, shared_data: Path) -> None:
     _campaign(tmp_path, "agent=evolve", "profile=femnist", f"data_dir={shared_data}")
     ledger, campaign_id = _check_finished(tmp_path / "c", "femnist-evolve-seed0")
     heldout = {r.split for r in ledger.runs(campaign_id) if r.stage == "heldout"}
-    assert heldout == {"heldout:held_out_clients"}, "the held-out user groups are the held-out evaluation"
+    assert heldout == {"heldout:heldout_clients"}, "the held-out user groups are the held-out evaluation"
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from afr.profiles import PROFILES, make_profile
+from afr.profiles import make_profile, profile_names
 from afr.profiles.__main__ import main
 from afr.profiles._docs import render_profiles_docs
 
@@ -23,7 +23,7 @@ def test_profiles_doc_is_up_to_date(shared_data: Path) -> None:
 
 def test_profiles_doc_content(shared_data: Path) -> None:
     text = render_profiles_docs(shared_data)
-    for name in PROFILES:
+    for name in profile_names():
         assert f"## `{name}`" in text
         profile = make_profile(name, data_dir=shared_data)
         assert f"(K = {profile.num_clients})" in text

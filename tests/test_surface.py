@@ -11,7 +11,7 @@ import torch
 
 import afr.recipe
 from afr.errors import ConfigError
-from afr.profiles import PROFILES, load_profile_config, make_profile
+from afr.profiles import load_profile_config, make_profile, profile_names
 from afr.recipe import FedAvg, Recipe
 from afr.surface import (
     HOOKS,
@@ -30,7 +30,7 @@ from afr.surface._docs import ACCEPTED_EXAMPLE, REJECTED_EXAMPLE
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE_DIR = ROOT / "afr" / "recipe"
 SHIPPED = ("fedavg", "fedprox", "fedavgm", "fedopt", "scaffold")
-PROFILE_NAMES = sorted(PROFILES)
+PROFILE_NAMES = profile_names()
 
 
 def _absolute(source: str) -> str:

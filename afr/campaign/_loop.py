@@ -157,14 +157,8 @@ class Campaign:
 
     def _preflight(self, settings: CampaignSettings) -> None:
         """Report a bad baseline, a missing API key and missing data together, each with its fix."""
-        from ..data import require
-
         problems: list[AFRError] = []
-        for check in (
-            self._check_baseline,
-            self.agent.check_ready,
-            lambda: require(settings.profile, settings.data_dir),
-        ):
+        for check in (self._check_baseline, self.agent.check_ready, self.profile.require_data):
             try:
                 check()
             except AFRError as exc:

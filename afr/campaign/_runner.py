@@ -21,7 +21,7 @@ import torch
 from ..budget import ArmBudget, BudgetAccountant
 from ..engine import RunResult
 from ..ledger import CandidateRecord, Ledger, RunRecord
-from ..profiles import Profile
+from ..profiles import Profile, import_root
 from ..recipe import RecipeSource, recipe_source
 from ..sandbox import RunJob, SandboxPool
 from ..surface import SurfaceTable, normalized_ast_hash, surface_table, validate
@@ -236,6 +236,7 @@ class CandidateRunner:
             stage=stage,
             timeout_s=self.settings.timeout_s,
             memory_mb=self.settings.memory_mb,
+            import_roots=tuple(filter(None, [import_root(type(self.profile))])),
         )
 
     def heldout_profile(self, setting: str, overrides: Mapping[str, Any]) -> Profile:

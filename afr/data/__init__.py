@@ -1,4 +1,8 @@
-"""Data files of the profiles: registry of official sources, download, lookup and checks."""
+"""Data files of the profiles: where they come from (:class:`DataSource`), download, lookup and checks.
+
+Generic machinery only: each profile declares its own source (``afr/profiles/<name>/fetch.py``) and
+these functions take it, with the profile's name for its folder ``<data_dir>/<profile>``.
+"""
 
 from afr.data._fetch import (
     default_data_dir,
@@ -10,13 +14,11 @@ from afr.data._fetch import (
     require,
     verify,
 )
-from afr.data._sources import SOURCES, RemoteFile, register_sources, sources_for
+from afr.data._sources import DataSource, RemoteFile
 
 __all__ = [
     "RemoteFile",
-    "SOURCES",
-    "register_sources",
-    "sources_for",
+    "DataSource",
     "default_data_dir",
     "profile_dir",
     "require",

@@ -1,4 +1,4 @@
-"""Locate, download (resumable, md5-verified, atomic) and check the data files of a profile."""
+"""Locate, download (resumable, md5-verified, atomic) and check the data files of a profile's source."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import platformdirs
 from tqdm import tqdm
 
-from afr.data._sources import RemoteFile, prepare_module, sources_for
+from afr.data._sources import DataSource, RemoteFile
 from afr.errors import ChecksumError, DataError
 
 __all__ = [
@@ -56,15 +56,13 @@ def _fetch_hint(profile: str, data_dir: Path | str | None) -> str:
     return cmd
 
 
-def require(profile: str, data_dir: Path | str | None = None) -> Path:
-    """Return ``profile``'s folder if every registered file exists there (existence only, no
-    checksum: cheap enough to call on every load) or, for a profile with a preparation step, if its
+def require(profile: str, source: DataSource, data_dir: Path | str | None = None) -> Path:
+    """Return ``profile``'s folder if every file of ``source`` exists there (existence only, no
+    checksum: cheap enough to call on every load) or, for a source with a preparation step, if its
     prepared layout is complete; else raise ``DataError`` naming what is missing."""
-    files = sources_for(profile)
     folder = profile_dir(profile, data_dir)
-    module = prepare_module(profile)
-    if module is not None:
-        if module.is_prepared(folder):
+    if source.is_prepared is not None:
+        if source.is_prepared(folder):
             return folder
         raise DataError(
             f"the data of profile {profile!r} is missing or incomplete",
@@ -72,7 +70,7 @@ def require(profile: str, data_dir: Path | str | None = None) -> Path:
             fix=f"run `{_fetch_hint(profile, data_dir)}` (downloads the official files and preprocesses "
             "them), or set AFR_DATA_DIR / data_dir=... to a folder that holds them",
         )
-    missing = [f.filename for f in files if not (folder / f.filename).is_file()]
+    missing = [f.filename for f in source.files if not (folder / f.filename).is_file()]
     if missing:
         raise DataError(
             f"missing data file(s) for profile {profile!r}: {', '.join(missing)}",
@@ -83,13 +81,14 @@ def require(profile: str, data_dir: Path | str | None = None) -> Path:
     return folder
 
 
-def verify(profile: str, data_dir: Path | str | None = None) -> dict[str, bool]:
-    """md5-check ``profile``'s files: ``{filename: ok}``; a missing file counts as not ok."""
+def verify(profile: str, source: DataSource, data_dir: Path | str | None = None) -> dict[str, bool]:
+    """md5-check the files of ``source`` in ``profile``'s folder: ``{filename: ok}``; a missing file
+    counts as not ok."""
     folder = profile_dir(profile, data_dir)
     return {
         f.filename: (folder / f.filename).is_file()
         and file_md5(folder / f.filename) == _expected_md5(f, folder)
-        for f in sources_for(profile)
+        for f in source.files
     }
 
 
@@ -119,29 +118,28 @@ def _record_md5(folder: Path, filename: str, md5: str) -> None:
 
 def fetch(
     profile: str,
+    source: DataSource,
     data_dir: Path | str | None = None,
     *,
     mirror: str | None = None,
     progress: bool = True,
     timeout: float = 60,
 ) -> list[Path]:
-    """Download every file of ``profile`` that is missing or has a wrong md5, then run the profile's
-    preparation step if it has one; return the paths of all its files. A profile whose prepared
-    layout is already complete (e.g. LEAF JSON put there by hand) is left as is.
+    """Download every file of ``source`` that is missing or has a wrong md5 into ``profile``'s folder,
+    then run the source's preparation step if it has one; return the paths of all its files. A source
+    whose prepared layout is already complete (e.g. LEAF JSON put there by hand) is left as is.
     ``mirror`` replaces the official URLs by ``<mirror>/<profile>/<filename>`` (an http(s)/file URL,
     or a local folder laid out like the data dir)."""
-    files = sources_for(profile)
     folder = profile_dir(profile, data_dir)
-    module = prepare_module(profile)
-    if module is not None and module.is_prepared(folder):
-        return [folder / rf.filename for rf in files if (folder / rf.filename).is_file()]
+    if source.is_prepared is not None and source.is_prepared(folder):
+        return [folder / rf.filename for rf in source.files if (folder / rf.filename).is_file()]
     hint = _fetch_hint(profile, data_dir) + (f" --mirror {mirror}" if mirror is not None else "")
     paths = [
         download_file(profile, rf, data_dir, mirror=mirror, progress=progress, timeout=timeout, hint=hint)
-        for rf in files
+        for rf in source.files
     ]
-    if module is not None:
-        module.prepare(folder, progress=progress)
+    if source.prepare is not None:
+        source.prepare(folder, progress=progress)
     return paths
 
 

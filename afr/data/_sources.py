@@ -1,19 +1,16 @@
-"""Registry of the official data files each profile needs: where they live and their md5."""
+"""Where a profile's data comes from: the official files (URL and md5) and an optional preparation step."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import pkgutil
 import re
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from types import ModuleType
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 from afr.errors import ConfigError
 
-__all__ = ["RemoteFile", "SOURCES", "register_sources", "sources_for", "prepare_module", "known_profiles"]
+__all__ = ["RemoteFile", "DataSource"]
 
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
@@ -45,85 +42,30 @@ class RemoteFile:
             )
 
 
-_UCI_HEART = "https://archive.ics.uci.edu/ml/machine-learning-databases/heart-disease"
-_FLAMBY_COMMIT = "edacf54d5211520583b0133d55ac39b6fda8324b"
-_FLAMBY_RAW = f"https://raw.githubusercontent.com/owkin/FLamby/{_FLAMBY_COMMIT}"
+@dataclass(frozen=True)
+class DataSource:
+    """The data of one profile: the official ``files`` to download into its folder and, for data that
+    needs preprocessing, ``is_prepared(folder)`` (the layout the loader reads is complete) and
+    ``prepare(folder, *, progress=True)`` (raw files -> that layout; idempotent, atomic).
 
+    Generated data (e.g. synthetic) is a source with no files. ``afr data fetch <profile>`` downloads
+    the files and then calls ``prepare``.
+    """
 
-def _uci_heart(filename: str, md5: str) -> RemoteFile:
-    return RemoteFile(filename, f"{_UCI_HEART}/{filename}", md5)
+    files: tuple[RemoteFile, ...] = ()
+    is_prepared: Callable[[Path], bool] | None = None
+    prepare: Callable[..., Any] | None = None
 
-
-def _flamby(repo_path: str, md5: str) -> RemoteFile:
-    return RemoteFile(PurePosixPath(repo_path).name, f"{_FLAMBY_RAW}/{repo_path}", md5)
-
-
-#: profile name -> files it needs; layout on disk is ``<data_dir>/<profile>/<filename>``.
-SOURCES: dict[str, tuple[RemoteFile, ...]] = {
-    "heart_disease": (
-        _uci_heart("processed.cleveland.data", "2d91a8ff69cfd9616aa47b59d6f843db"),
-        _uci_heart("processed.hungarian.data", "22e96bee155b5973568101c93b3705f6"),
-        _uci_heart("processed.switzerland.data", "9a87f7577310b3917730d06ba9349e20"),
-        _uci_heart("processed.va.data", "4249d03ca7711e84f4444768c9426170"),
-    ),
-    "tcga_brca": (
-        _flamby("flamby/datasets/fed_tcga_brca/brca.csv", "989df4ddec084f749d9593146d7ba92f"),
-        _flamby("flamby/datasets/fed_tcga_brca/centers.csv", "03f23a40c35dfb8460b910d090e98dd5"),
-        _flamby(
-            "flamby/datasets/fed_tcga_brca/dataset_creation_scripts/train_test_split.csv",
-            "e648057e47463ee7763924d779cd7f2d",
-        ),
-    ),
-    "synthetic": (),  # generated on the fly: nothing to download
-}
-
-
-def register_sources(profile: str, files: Iterable[RemoteFile], *, replace: bool = False) -> None:
-    """Declare the files ``profile`` needs. Re-registering the same files is a no-op;
-    registering different ones raises ``ConfigError`` unless ``replace=True``."""
-    files = tuple(files)
-    if not all(isinstance(f, RemoteFile) for f in files):
-        raise ConfigError(f"register_sources({profile!r}, ...) expects RemoteFile items")
-    names = [f.filename for f in files]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"duplicate filenames registered for data profile {profile!r}: {names}")
-    if not replace and SOURCES.get(profile, files) != files:
-        raise ConfigError(
-            f"data profile {profile!r} is already registered with different files",
-            fix="pass replace=True to override the registered files",
-        )
-    SOURCES[profile] = files
-
-
-PREPARE_PACKAGE = "afr.data.prepare"
-
-
-def prepare_module(profile: str) -> ModuleType | None:
-    """``afr.data.prepare.<profile>`` if it exists: its ``FILES``, ``is_prepared(folder)`` and
-    ``prepare(folder, progress=...)`` turn the official raw files into the layout the loader reads."""
-    if not isinstance(profile, str) or not profile.isidentifier() or profile.startswith("_"):
-        return None
-    name = f"{PREPARE_PACKAGE}.{profile}"
-    if importlib.util.find_spec(name) is None:
-        return None
-    return importlib.import_module(name)
-
-
-def known_profiles() -> list[str]:
-    """Every data profile: registered in :data:`SOURCES` or with a module in ``afr.data.prepare``."""
-    package = importlib.import_module(PREPARE_PACKAGE)
-    modules = {m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")}
-    return sorted(set(SOURCES) | modules)
-
-
-def sources_for(profile: str) -> tuple[RemoteFile, ...]:
-    """The files registered for ``profile``; ``ConfigError`` listing known profiles if unknown."""
-    if isinstance(profile, str) and profile in SOURCES:
-        return SOURCES[profile]
-    module = prepare_module(profile)
-    if module is not None:
-        return tuple(module.FILES)
-    raise ConfigError(
-        f"unknown data profile {profile!r}",
-        fix=f"use one of: {', '.join(known_profiles())}",
-    )
+    def __post_init__(self) -> None:
+        files = tuple(self.files)
+        if not all(isinstance(f, RemoteFile) for f in files):
+            raise ConfigError("DataSource(files=...) expects RemoteFile items")
+        names = [f.filename for f in files]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"duplicate filenames in a data source: {names}")
+        if (self.is_prepared is None) != (self.prepare is None):
+            raise ConfigError(
+                "a data source with a preparation step needs both is_prepared and prepare",
+                fix="give both functions, or neither (the downloaded files are then read as they are)",
+            )
+        object.__setattr__(self, "files", files)  # a list given by the caller becomes a tuple

@@ -103,7 +103,7 @@ def run_finals(
             scores = {}
             for seed in plan.heldout_seeds:
                 record = runner.run(c, seed, stage="heldout", setting=setting, profile_overrides=overrides)
-                part = "heldout" if "holdout_client" in overrides else "test"
+                part = "heldout" if "heldout_clients" in overrides else "test"
                 scores[seed] = _evaluate(runner, record, profile_for(setting), part)
             entry["heldout"][setting] = scores
         finite = [v for v in entry["test"].values() if math.isfinite(v)]

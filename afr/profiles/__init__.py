@@ -1,15 +1,27 @@
-"""Task profiles: one module per task, all exposing the same :class:`Profile` interface."""
+"""Task profiles: one package plus one YAML per task, all exposing the same :class:`Profile` interface.
+
+``afr/profiles/<name>/`` holds ``profile.py`` (the :class:`Profile` subclass), ``dataset.py``, ``model.py``,
+``metric.py`` and ``fetch.py`` (its :class:`~afr.data.DataSource`); ``afr/conf/profile/<name>.yaml`` names
+the class with ``_target_``. Profiles are found from the YAMLs (:func:`profile_names`), never a registry.
+"""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ._base import TRAINING_PARTS, Budget, ClientData, Evaluation, Part, Profile, resolve_device
 from ._contract import CommunicationContract, ContractViolation
+from ._discovery import (
+    PROFILE_MODULES,
+    config_dirs,
+    import_root,
+    load_profile_config,
+    make_profile,
+    profile_class,
+    profile_names,
+)
 
 __all__ = [
     "Profile",
@@ -21,57 +33,16 @@ __all__ = [
     "resolve_device",
     "CommunicationContract",
     "ContractViolation",
-    "PROFILES",
+    "PROFILE_MODULES",
+    "config_dirs",
+    "profile_names",
     "profile_class",
     "load_profile_config",
     "make_profile",
+    "import_root",
     "apply_budget",
     "BUDGET_DEFAULT",
 ]
-
-PROFILES: dict[str, str] = {
-    "heart_disease": "afr.profiles.heart_disease:HeartDisease",
-    "tcga_brca": "afr.profiles.tcga_brca:TcgaBrca",
-    "synthetic": "afr.profiles.synthetic:Synthetic",
-    "isic2019": "afr.profiles.isic2019:Isic2019",
-    "ixi": "afr.profiles.ixi:FedIXI",
-    "kits19": "afr.profiles.kits19:FedKiTS19",
-    "sent140": "afr.profiles.sent140:Sent140",
-    "celeba": "afr.profiles.celeba:Celeba",
-    "reddit": "afr.profiles.reddit:Reddit",
-    "femnist": "afr.profiles.femnist:Femnist",
-    "shakespeare": "afr.profiles.shakespeare:Shakespeare",
-}
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf" / "profile"
-
-
-def profile_class(name: str) -> type[Profile]:
-    """The profile class registered under ``name`` (imported lazily)."""
-    if name not in PROFILES:
-        raise ConfigError(
-            f"unknown profile {name!r}", where="profile=", fix=f"use one of {', '.join(sorted(PROFILES))}"
-        )
-    module, _, attr = PROFILES[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def load_profile_config(name: str) -> dict[str, Any]:
-    """The profile's shipped YAML as a plain dict (for use outside the Hydra CLI)."""
-    from omegaconf import OmegaConf
-
-    profile_class(name)
-    return OmegaConf.to_container(OmegaConf.load(CONF_DIR / f"{name}.yaml"), resolve=True)  # type: ignore[return-value]
-
-
-def make_profile(
-    name: str, cfg: Mapping[str, Any] | None = None, data_dir: str | Path | None = None, **overrides: Any
-) -> Profile:
-    """Build a profile from its shipped YAML (or ``cfg``), with keyword overrides."""
-    config = dict(cfg) if cfg is not None else load_profile_config(name)
-    config.update(overrides)
-    return profile_class(name)(config, data_dir)
-
 
 BUDGET_DEFAULT = "default"
 """The budget preset that leaves a profile's YAML as written (its published budget)."""

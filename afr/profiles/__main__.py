@@ -1,4 +1,7 @@
-"""Command line: ``python -m afr.profiles docs [--data-dir DIR] [--check] [--output PATH]``."""
+"""Command line: ``python -m afr.profiles docs [--data-dir D] [--searchpath D]... [--check] [--output PATH]``.
+
+``--searchpath`` adds the profiles of a config folder laid out as for ``hydra.searchpath``.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +24,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data-dir", type=Path, default=None, help="data folder (default: $AFR_DATA_DIR / cache)"
     )
     docs.add_argument(
+        "--searchpath",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also document the profiles of this config folder (<DIR>/profile/<name>.yaml, as for "
+        "hydra.searchpath); repeatable",
+    )
+    docs.add_argument(
         "--check", action="store_true", help="exit 1 if the file differs from the generated text"
     )
     docs.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"default: {DEFAULT_OUTPUT}")
     args = parser.parse_args(argv)
     try:
-        text = render_profiles_docs(args.data_dir)
+        text = render_profiles_docs(args.data_dir, args.searchpath)
     except AFRError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

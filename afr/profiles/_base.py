@@ -14,6 +14,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 
+from ..data import DataSource, profile_dir, require
 from ..errors import ConfigError
 from ..recipe import DEFAULT_BASELINE, Recipe, RecipeSource, Scalar
 from ._contract import CommunicationContract
@@ -106,15 +107,18 @@ def resolve_device(spec: Any) -> torch.device:
 class Profile(ABC):
     """A federated task: clients' data, model variants, loss, metric, budget, scalar space, seeds.
 
-    Subclasses implement :meth:`load_splits`, :meth:`loss`, :meth:`metric` and register model builders
-    in :attr:`model_variants`; everything else (validation carving, evaluation, the declared scalar
-    space, per-recipe defaults) is configured by the profile's YAML in ``afr/conf/profile/``.
+    Subclasses implement :meth:`load_splits`, :meth:`loss`, :meth:`metric`, register model builders
+    in :attr:`model_variants` and declare their data's :attr:`source`; everything else (validation
+    carving, evaluation, the declared scalar space, per-recipe defaults) is configured by the profile's
+    YAML (``afr/conf/profile/<name>.yaml``, which names the class with ``_target_``).
     """
 
     name: ClassVar[str]
     metric_name: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
     model_variants: ClassVar[dict[str, Callable[[Profile], nn.Module]]]
+    source: ClassVar[DataSource] = DataSource()
+    """Where the data comes from (the profile's ``fetch.SOURCE``); no files: generated data."""
 
     def __init__(self, cfg: Mapping[str, Any], data_dir: str | Path | None = None) -> None:
         self.cfg = dict(cfg)
@@ -127,13 +131,13 @@ class Profile(ABC):
             self.search_seeds = [int(s) for s in seeds.get("search", [0])]
             self.final_seeds = [int(s) for s in seeds.get("final", [42, 43, 44, 45, 46])]
             self.contract = CommunicationContract.from_config(cfg.get("contract"))
-            holdout = cfg.get("holdout_client")
-            if holdout is None:
-                self.holdout_clients: tuple[int, ...] = ()
-            elif isinstance(holdout, list | tuple):
-                self.holdout_clients = tuple(sorted({_whole(k, "holdout_client") for k in holdout}))
+            heldout = cfg.get("heldout_clients")
+            if heldout is None:
+                self.heldout_clients: tuple[int, ...] = ()
+            elif isinstance(heldout, list | tuple):
+                self.heldout_clients = tuple(sorted({_whole(k, "heldout_clients") for k in heldout}))
             else:
-                self.holdout_clients = (_whole(holdout, "holdout_client"),)
+                self.heldout_clients = (_whole(heldout, "heldout_clients"),)
             self.eval_batch_size = _whole(
                 cfg.get("eval_batch_size", type(self).eval_batch_size), "eval_batch_size"
             )
@@ -145,7 +149,7 @@ class Profile(ABC):
                 f"profile {self.name!r} config is malformed: {exc}",
                 where=f"afr/conf/profile/{self.name}.yaml",
                 fix="rounds, local_steps, batch_size must be integers; seeds.search/final lists of integers; "
-                "holdout_client an integer or a list of integers; device auto, cpu, cuda or cuda:N",
+                "heldout_clients an integer or a list of integers; device auto, cpu, cuda or cuda:N",
             ) from exc
         if min(self.budget.rounds, self.budget.local_steps, self.budget.batch_size) < 1:
             raise ConfigError(
@@ -162,10 +166,20 @@ class Profile(ABC):
         self._heldout: list[ClientData] | None = None
 
     def with_overrides(self, **overrides: Any) -> Profile:
-        """The same task with some config keys changed (e.g. a held-out setting); data is loaded anew."""
+        """The same profile class and data folder with ``overrides`` merged over this config."""
         return type(self)({**self.cfg, **overrides}, self.data_dir)
 
     # --- data ------------------------------------------------------------------------------------
+
+    @property
+    def data_path(self) -> Path:
+        """This profile's data folder, ``<data_dir>/<name>`` (not checked; see :meth:`require_data`)."""
+        return profile_dir(self.name, self.data_dir)
+
+    def require_data(self) -> Path:
+        """The data folder, once its files (or prepared layout) are there; ``DataError`` naming the
+        ``afr data fetch`` command otherwise. Loaders call it before reading anything."""
+        return require(self.name, self.source, self.data_dir)
 
     @abstractmethod
     def load_splits(self) -> tuple[list[ClientData], list[ClientData]]:
@@ -202,7 +216,7 @@ class Profile(ABC):
             raise RuntimeError("this process dropped the test split: test metrics are computed by the parent")
         if part not in self._parts:
             if self._splits is None:
-                self._splits = self._hold_out(*self.load_splits())
+                self._splits = self._set_aside_heldout(*self.load_splits())
             train, test = self._splits
             self._parts["train"], self._parts["test"] = train, test
             self._parts["fit"], self._parts["val"] = [], []
@@ -212,24 +226,24 @@ class Profile(ABC):
                 self._parts["val"].append(client.subset(val_idx))
         return self._parts[part]
 
-    def _hold_out(
+    def _set_aside_heldout(
         self, train: list[ClientData], test: list[ClientData]
     ) -> tuple[list[ClientData], list[ClientData]]:
-        """Keep the ``holdout_client`` clients (train + test rows) out of every part."""
-        held = self.holdout_clients
+        """Keep the ``heldout_clients`` clients (train + test rows) out of every part."""
+        held = self.heldout_clients
         if not held:
             return train, test
         bad = [k for k in held if not 0 <= k < len(train)]
         if bad:
             raise ConfigError(
-                f"holdout_client={list(held)} but profile {self.name!r} has clients 0..{len(train) - 1}",
-                where="profile.holdout_client",
+                f"heldout_clients={list(held)} but profile {self.name!r} has clients 0..{len(train) - 1}",
+                where="profile.heldout_clients",
                 fix=f"give client indices in 0..{len(train) - 1}",
             )
         if len(held) >= len(train):
             raise ConfigError(
-                f"holdout_client={list(held)} holds out every client of profile {self.name!r}",
-                where="profile.holdout_client",
+                f"heldout_clients={list(held)} holds out every client of profile {self.name!r}",
+                where="profile.heldout_clients",
                 fix="leave at least one client to train",
             )
         self._heldout = [
@@ -242,17 +256,10 @@ class Profile(ABC):
             d for i, d in enumerate(test) if i not in held
         ]
 
-    @property
-    def holdout_client(self) -> int | list[int] | None:
-        """The configured held-out client(s): None, one index, or a list of indices."""
-        if not self.holdout_clients:
-            return None
-        return self.holdout_clients[0] if len(self.holdout_clients) == 1 else list(self.holdout_clients)
-
     def heldout_data(self) -> list[ClientData]:
         """Each held-out client's whole data (parent process only; never given to training)."""
-        if not self.holdout_clients:
-            raise ValueError(f"profile {self.name!r} holds no client out (set holdout_client)")
+        if not self.heldout_clients:
+            raise ValueError(f"profile {self.name!r} holds no client out (set heldout_clients)")
         self.data("train")
         assert self._heldout is not None
         return list(self._heldout)
@@ -260,32 +267,32 @@ class Profile(ABC):
     @property
     def training_client_names(self) -> list[str]:
         """Names of the clients that train (all but the held-out one)."""
-        return [n for i, n in enumerate(self.client_names) if i not in self.holdout_clients]
+        return [n for i, n in enumerate(self.client_names) if i not in self.heldout_clients]
 
     @property
     def heldout_client_names(self) -> list[str]:
         """Names of the held-out clients (empty when none is held out)."""
-        return [self.client_names[k] for k in self.holdout_clients]
+        return [self.client_names[k] for k in self.heldout_clients]
 
     def heldout_settings(self) -> dict[str, dict[str, Any]]:
         """Named profile-config overrides for held-out evaluation (from the YAML's ``heldout`` block).
 
         ``leave_one_client_out``: one setting per client, trained without it, tested on all its rows;
-        ``held_out_clients``: one setting, the configured ``holdout_client`` list (e.g. LEAF user groups);
+        ``heldout_clients``: one setting, the configured ``heldout_clients`` list (e.g. LEAF user groups);
         ``settings``: explicit overrides (e.g. other synthetic (α, β), a fresh data draw), tested on test.
         """
         spec = self.cfg.get("heldout") or {}
         kind = spec.get("kind")
         if kind == "leave_one_client_out":
-            return {f"without_{name}": {"holdout_client": k} for k, name in enumerate(self.client_names)}
-        if kind == "held_out_clients":
-            if not self.holdout_clients:
+            return {f"without_{name}": {"heldout_clients": k} for k, name in enumerate(self.client_names)}
+        if kind == "heldout_clients":
+            if not self.heldout_clients:
                 raise ConfigError(
-                    f"profile {self.name!r}: heldout.kind held_out_clients needs holdout_client",
+                    f"profile {self.name!r}: heldout.kind heldout_clients needs heldout_clients",
                     where=f"afr/conf/profile/{self.name}.yaml",
-                    fix="set holdout_client to the index (or list of indices) of the held-out clients",
+                    fix="set heldout_clients to the index (or list of indices) of the held-out clients",
                 )
-            return {"held_out_clients": {"holdout_client": self.holdout_client}}
+            return {"heldout_clients": {"heldout_clients": list(self.heldout_clients)}}
         if kind == "settings":
             return {str(k): dict(v) for k, v in (spec.get("settings") or {}).items()}
         if kind is None:
@@ -293,7 +300,7 @@ class Profile(ABC):
         raise ConfigError(
             f"unknown held-out kind {kind!r}",
             where=f"afr/conf/profile/{self.name}.yaml: heldout.kind",
-            fix="leave_one_client_out, held_out_clients or settings",
+            fix="leave_one_client_out, heldout_clients or settings",
         )
 
     def forget_test(self) -> None:
@@ -438,6 +445,6 @@ class Profile(ABC):
             "higher_is_better": self.higher_is_better,
             "model_variants": sorted(self.model_variants),
         }
-        if self.holdout_clients:
-            summary["held_out_clients"] = self.heldout_client_names
+        if self.heldout_clients:
+            summary["heldout_clients"] = self.heldout_client_names
         return summary

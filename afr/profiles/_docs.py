@@ -8,11 +8,12 @@ with its rule and configuration and a note saying how to get the data.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from . import PROFILES, load_profile_config, make_profile
+from ._discovery import load_profile_config, make_profile, profile_names
 
 __all__ = ["render_profiles_docs"]
 
@@ -44,11 +45,12 @@ def _presets(cfg: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _section(name: str, data_dir: Path | None) -> list[str]:
-    cfg = load_profile_config(name)
+def _section(name: str, data_dir: Path | None, search_path: Iterable[str | Path]) -> list[str]:
+    cfg = load_profile_config(name, search_path)
     profile = make_profile(name, cfg, data_dir=data_dir)
-    module_doc = sys.modules[type(profile).__module__].__doc__ or ""
-    doc = module_doc.strip().split("\n\n")[0].replace("\n", " ")
+    package = type(profile).__module__.rpartition(".")[0]  # the class lives in <package>.profile
+    package_doc = sys.modules[package].__doc__ or ""
+    doc = package_doc.strip().split("\n\n")[0].replace("\n", " ")
     lines = [f"## `{name}`", ""]
     if doc:
         lines += [doc, ""]
@@ -108,12 +110,6 @@ def _section(name: str, data_dir: Path | None) -> list[str]:
     return lines
 
 
-def _why(cfg: dict[str, Any]) -> list[str]:
-    """The YAML's justification of the grouping (``grouping.why``), as one line if there is one."""
-    why = (cfg.get("grouping") or {}).get("why")
-    return [f"- why: {' '.join(str(why).split())}"] if why else []
-
-
 def _heldout(cfg: dict[str, Any]) -> str:
     spec = cfg.get("heldout") or {}
     kind = spec.get("kind")
@@ -124,10 +120,12 @@ def _heldout(cfg: dict[str, Any]) -> str:
     return str(kind or "none")
 
 
-def render_profiles_docs(data_dir: str | Path | None = None) -> str:
-    """The text of ``docs/profiles.md``."""
+def render_profiles_docs(data_dir: str | Path | None = None, search_path: Iterable[str | Path] = ()) -> str:
+    """The text of ``docs/profiles.md``: every profile on the config search path (the shipped ones
+    plus those of ``search_path``, see :func:`~afr.profiles.profile_names`)."""
     folder = Path(data_dir) if data_dir is not None else None
+    search_path = list(search_path)
     lines = [HEADER]
-    for name in sorted(PROFILES):
-        lines += _section(name, folder)
+    for name in profile_names(search_path):
+        lines += _section(name, folder, search_path)
     return "\n".join(lines).rstrip() + "\n"

@@ -14,8 +14,8 @@ most. A cross-silo profile merges users into ``K`` clients by a written, determi
   the greedy longest-processing-time rule, which balances group sizes as far as whole attributes allow.
 
 Groups ``0..K-1`` train (clients ``g0..g{K-1}``); groups ``K..K+H-1`` are held out
-(``held_out_0..``) via the base profile's ``holdout_client``: their train and test rows are never
-given to training and form the held-out evaluation (YAML ``heldout: {kind: held_out_clients}``).
+(``heldout_0..``) via the base profile's ``heldout_clients``: their train and test rows are never
+given to training and form the held-out evaluation (YAML ``heldout: {kind: heldout_clients}``).
 Each group's users are concatenated (users sorted by id) into one ClientData per split; the
 per-client validation split is carved from train by the base class, as for every profile.
 """
@@ -36,11 +36,20 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from ..data import require
 from ..errors import ConfigError, DataError
 from ._base import ClientData, Profile
 
-__all__ = ["LeafSplit", "read_leaf_split", "Grouping", "LeafProfile", "stable_hash", "default_model_name"]
+__all__ = [
+    "LeafSplit",
+    "read_leaf_split",
+    "Grouping",
+    "LeafProfile",
+    "stable_hash",
+    "default_model_name",
+    "config_int",
+    "cross_entropy",
+    "accuracy",
+]
 
 
 # --- LEAF's JSON format --------------------------------------------------------------------------
@@ -303,8 +312,9 @@ def default_model_name(cfg: Mapping[str, Any], choices: Sequence[str], profile: 
 class LeafProfile(Profile):
     """A LEAF dataset as a cross-silo profile: users grouped into clients, some groups held out.
 
-    Subclasses set ``name``, ``metric_name``, ``model_variants`` and implement :meth:`encode`;
-    they may override :meth:`user_attributes` (the attribute of the ``attribute`` rule).
+    Subclasses set ``name``, ``metric_name``, ``model_variants``, ``source`` and implement
+    :meth:`encode`, :meth:`loss` and :meth:`metric` (most delegate to :func:`cross_entropy` and
+    :func:`accuracy`); they may override :meth:`user_attributes` (the attribute of the ``attribute`` rule).
     YAML: ``grouping: {rule, clients, heldout_groups}``, optional ``max_samples_per_user`` (a cap
     for CPU presets: evenly spaced samples of each user, train and test alike).
     """
@@ -314,17 +324,18 @@ class LeafProfile(Profile):
         self.grouping = Grouping.from_config(cfg.get("grouping"), where)
         config = dict(cfg)
         held = self.grouping.heldout_indices
-        given = config.get("holdout_client")
+        given = config.get("heldout_clients")
         if held:
             given_list = given if isinstance(given, list | tuple) else [given]
             if given is not None and sorted(str(k) for k in given_list) != sorted(str(k) for k in held):
                 raise ConfigError(
-                    f"holdout_client={given!r} conflicts with grouping.heldout_groups="
+                    f"heldout_clients={given!r} conflicts with grouping.heldout_groups="
                     f"{self.grouping.heldout_groups} (held-out groups {held})",
                     where=f"afr/conf/profile/{self.name}.yaml",
-                    fix="leave holdout_client unset: a LEAF profile holds out its last heldout_groups groups",
+                    fix="leave heldout_clients unset: a LEAF profile holds out its last heldout_groups "
+                    "groups",
                 )
-            config["holdout_client"] = held
+            config["heldout_clients"] = held
         cap = config.get("max_samples_per_user")
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 2):
             raise ConfigError(
@@ -368,7 +379,7 @@ class LeafProfile(Profile):
     @property
     def client_names(self) -> list[str]:
         training = [f"g{k}" for k in range(self.grouping.clients)]
-        return training + [f"held_out_{h}" for h in range(self.grouping.heldout_groups)]
+        return training + [f"heldout_{h}" for h in range(self.grouping.heldout_groups)]
 
     def _kept(self, n: int) -> np.ndarray:
         """Which of a user's ``n`` samples ``max_samples_per_user`` keeps (evenly spaced, in order)."""
@@ -392,7 +403,7 @@ class LeafProfile(Profile):
     def _carve(self, client: ClientData, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self.sequence_overlap is None or self._user_sizes is None:
             return super()._carve(client, k)
-        group = [g for g in range(self.grouping.num_groups) if g not in self.holdout_clients][k]
+        group = [g for g in range(self.grouping.num_groups) if g not in self.heldout_clients][k]
         fit, val, start = [], [], 0
         for n in self._user_sizes[group]:
             original = self._kept(n)  # each kept sample's index among the user's windows
@@ -414,7 +425,7 @@ class LeafProfile(Profile):
         return data.inputs, data.targets
 
     def load_splits(self) -> tuple[list[ClientData], list[ClientData]]:
-        folder = require(self.name, self.data_dir)
+        folder = self.require_data()
         train = read_leaf_split(folder / "train", transform=self._encode_user)
         test = read_leaf_split(folder / "test", transform=self._encode_user)
         if set(train.users) != set(test.users):
@@ -452,7 +463,7 @@ class LeafProfile(Profile):
         self._groups = [
             {
                 "client": self.client_names[g],
-                "held_out": g >= self.grouping.clients,
+                "heldout": g >= self.grouping.clients,
                 "users": len(m),
                 "train_samples": len(train_parts[g]),
                 "test_samples": len(test_parts[g]),
@@ -481,15 +492,20 @@ class LeafProfile(Profile):
             summary["max_samples_per_user"] = self.max_samples_per_user
         return summary
 
-    # --- classification defaults (every LEAF reference model outputs logits) ----------------------
-
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(outputs, targets)
-
-    def metric(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
-        if len(targets) == 0:
-            return math.nan
-        return float((outputs.argmax(dim=1) == targets).float().mean())
-
     def stratify_labels(self, data: ClientData) -> np.ndarray | None:
         return data.targets.numpy() if data.targets.ndim == 1 else None
+
+
+# --- LEAF's classification loss and metric (every LEAF reference classifier outputs logits) ------------
+
+
+def cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the logits."""
+    return torch.nn.functional.cross_entropy(outputs, targets)
+
+
+def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Share of samples whose arg-max logit is the label (NaN without samples)."""
+    if len(targets) == 0:
+        return math.nan
+    return float((outputs.argmax(dim=1) == targets).float().mean())

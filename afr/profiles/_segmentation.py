@@ -1,5 +1,5 @@
-"""Shared pieces of the 3D segmentation profiles (ixi, kits19): Dice losses and metrics, NIfTI reading,
-crops and patch geometry.
+"""Shared pieces of the 3D segmentation profiles (ixi, kits19): Dice losses and metrics, crops and patch
+geometry (NIfTI reading: :mod:`afr.profiles._nifti`).
 
 The formulas follow FLamby's (FL_FACTS §2): IXI's soft Dice loss and soft Dice metric over (sample,
 channel), KiTS19's nnU-Net Dice + cross-entropy loss and its kidney+tumour / tumour Dice metric.
@@ -14,8 +14,6 @@ import numpy as np
 from monai.losses import DiceCELoss, DiceLoss
 from torch import Tensor
 
-from ..data.prepare._nifti import read_nifti
-
 __all__ = [
     "SPATIAL_DIMS",
     "soft_dice_loss",
@@ -23,7 +21,6 @@ __all__ = [
     "dice_ce_loss",
     "kits_dice",
     "kits_batched_dice",
-    "read_nifti",
     "crop_or_pad",
     "centred_start",
 ]

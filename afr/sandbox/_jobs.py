@@ -35,6 +35,9 @@ class RunJob:
     stage: Literal["search", "final"] = "search"
     timeout_s: float = 600.0
     memory_mb: int = 4096
+    import_roots: tuple[str, ...] = ()
+    """``sys.path`` entries the zygote adds before loading the profile (a profile package outside afr);
+    the child may read them."""
 
     def __post_init__(self) -> None:
         if (self.recipe_source is None) == (self.recipe_name is None):
@@ -47,6 +50,9 @@ class RunJob:
             raise ValueError(f"memory_mb must be a positive integer, got {self.memory_mb!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if isinstance(self.import_roots, str) or not all(isinstance(r, str) for r in self.import_roots):
+            raise ValueError(f"import_roots must be a tuple of paths, got {self.import_roots!r}")
+        object.__setattr__(self, "import_roots", tuple(self.import_roots))
 
 
 # --- wire format between the pool and the zygote (kept here so that the pool need not import the zygote) ---

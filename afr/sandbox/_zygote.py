@@ -63,10 +63,17 @@ _MOUNT_ATTR_RDONLY, _AT_RECURSIVE, _AT_FDCWD = 0x1, 0x8000, -100
 _SYS_MOUNT_SETATTR = 442  # the same number on every architecture (unified syscall table)
 
 
-def load_training_profile(name: str, cfg: dict[str, Any], data_dir: str | None) -> Any:
-    """The profile a child trains on: the training parts loaded, the test split dropped for good."""
+def load_training_profile(
+    name: str, cfg: dict[str, Any], data_dir: str | None, import_roots: tuple[str, ...] = ()
+) -> Any:
+    """The profile a child trains on: the training parts loaded, the test split dropped for good.
+
+    The class is the one ``cfg`` names with ``_target_``; ``import_roots`` go on ``sys.path`` first
+    (where a profile package outside afr lives: the zygote's environment has no PYTHONPATH of its own).
+    """
     from ..profiles import TRAINING_PARTS, make_profile
 
+    sys.path.extend(root for root in import_roots if root not in sys.path)
     profile = make_profile(name, cfg, data_dir)
     for part in TRAINING_PARTS:
         profile.data(part)
@@ -407,7 +414,9 @@ class Zygote:
         if cache_key in self.profiles:
             self.profiles.move_to_end(cache_key)
         else:
-            self.profiles[cache_key] = load_training_profile(job.profile, job.profile_cfg, job.data_dir)
+            self.profiles[cache_key] = load_training_profile(
+                job.profile, job.profile_cfg, job.data_dir, job.import_roots
+            )
             while len(self.profiles) > PROFILE_CACHE_SIZE:
                 self.profiles.popitem(last=False)
         return self.profiles[cache_key]
@@ -423,7 +432,7 @@ class Zygote:
             self._fork(key, job, profile)
 
     def _fork(self, key: int, job: RunJob, profile: Any) -> None:
-        roots = [*self.roots, *(str(d) for d in (job.data_dir, profile.data_dir) if d)]
+        roots = [*self.roots, *job.import_roots, *(str(d) for d in (job.data_dir, profile.data_dir) if d)]
         base_vsz = _vsz_bytes()
         doomed = denied_module_names()
         read_fd, write_fd = os.pipe()
@@ -609,7 +618,7 @@ def _preload() -> None:
     import afr.profiles
     import afr.recipe  # noqa: F401
 
-    for name in afr.profiles.PROFILES:
+    for name in afr.profiles.profile_names():  # every shipped profile, found from its YAML
         afr.profiles.profile_class(name)
 
 

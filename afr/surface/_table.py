@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import ConfigError
-from ..profiles import PROFILES, Budget, CommunicationContract, Profile, make_profile
+from ..profiles import Budget, CommunicationContract, Profile, make_profile, profile_names
 from ..recipe import HOOKS, FedAvg, Recipe, RecipeSource, Scalar, recipe_source
 
 __all__ = ["SurfaceTable", "surface_table", "all_tables", "HOOKS", "SURFACE_KEYS"]
@@ -377,5 +377,5 @@ def surface_table(
 
 
 def all_tables() -> dict[str, SurfaceTable]:
-    """One table per registered profile, by profile name (sorted)."""
-    return {name: surface_table(name) for name in sorted(PROFILES)}
+    """One table per shipped profile (found from the YAMLs), by profile name (sorted)."""
+    return {name: surface_table(name) for name in profile_names()}

@@ -1,0 +1,7 @@
+"""Shakespeare's loss and metric: LEAF's cross-entropy on the next-character logits and accuracy."""
+
+from __future__ import annotations
+
+from .._leaf import accuracy, cross_entropy
+
+__all__ = ["cross_entropy", "accuracy"]
