@@ -27,7 +27,7 @@ from afr.agents._mechanisms import (
 from afr.agents.evolve import EvolveAgent
 from afr.engine import run_federation
 from afr.profiles import make_profile
-from afr.recipe import FedAvg
+from afr.recipe import FedAvg, Scalar
 from afr.surface import render_profile_surface, surface_table, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -388,8 +388,8 @@ def test_mini_search_beats_fedavg_on_tcga_brca(shared_data):
 
 
 def test_rounding_a_scalar_never_leaves_its_range() -> None:
-    from afr.agents._mechanisms import ScalarSpec
+    from afr.agents._mechanisms import clip_tidy, render_scalar
 
-    spec = ScalarSpec(0.999, 0.9, 0.99999)
-    assert spec.clip(0.999995) <= 0.99999
-    assert spec.render(0.999995) == "scalar(0.99999, 0.9, 0.99999)"
+    spec = Scalar(0.999, 0.9, 0.99999)
+    assert clip_tidy(spec, 0.999995) <= 0.99999
+    assert render_scalar(spec, 0.999995) == "scalar(0.99999, 0.9, 0.99999)"

@@ -36,17 +36,16 @@ import ast
 import math
 import re
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import libcst as cst
 
-from ..recipe import HOOKS
+from ..recipe import HOOKS, Scalar
 
 __all__ = [
-    "ScalarSpec",
     "Mechanism",
     "Gene",
     "Genome",
@@ -59,6 +58,8 @@ __all__ = [
     "write_recipe",
     "normalise_source",
     "describe_gene",
+    "clip_tidy",
+    "render_scalar",
 ]
 
 CLASS_NAME = "Evolved"
@@ -71,34 +72,24 @@ MARKER = "Mechanisms:"
 # --- scalars -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ScalarSpec:
-    """A tunable number a mechanism declares: default and range (as ``scalar(...)`` takes them)."""
+def clip_tidy(spec: Scalar, value: float) -> float:
+    """``value`` clipped into ``spec``'s range and rounded by :func:`tidy` (generated files stay readable)."""
+    value = spec.clip(value)
+    if spec.integer:
+        return value
+    # rounding to 4 digits may step outside the range (0.99999 -> 1): keep the exact bound then
+    return spec.clip(tidy(value))
 
-    default: float
-    low: float
-    high: float
-    log: bool = False
-    integer: bool = False
 
-    def clip(self, value: float) -> float:
-        value = min(self.high, max(self.low, float(value)))
-        if self.integer:
-            return float(round(value))
-        # rounding to 4 digits may step outside the range (0.99999 -> 1): keep the exact bound then
-        return min(self.high, max(self.low, tidy(value)))
-
-    def with_default(self, default: float) -> ScalarSpec:
-        return ScalarSpec(self.clip(default), self.low, self.high, self.log, self.integer)
-
-    def render(self, value: float | None = None) -> str:
-        value = self.default if value is None else self.clip(value)
-        args = [number(value, self.integer), bound(self.low, self.integer), bound(self.high, self.integer)]
-        if self.log:
-            args.append("log=True")
-        if self.integer:
-            args.append("integer=True")
-        return f"scalar({', '.join(args)})"
+def render_scalar(spec: Scalar, value: float | None = None) -> str:
+    """The ``scalar(...)`` declaration of ``spec`` with default ``value`` (None: the spec's default)."""
+    value = spec.default if value is None else clip_tidy(spec, value)
+    args = [number(value, spec.integer), bound(spec.low, spec.integer), bound(spec.high, spec.integer)]
+    if spec.log:
+        args.append("log=True")
+    if spec.integer:
+        args.append("integer=True")
+    return f"scalar({', '.join(args)})"
 
 
 def tidy(value: float) -> float:
@@ -109,7 +100,7 @@ def tidy(value: float) -> float:
 def number(value: float, integer: bool = False) -> str:
     """A Python literal for ``value`` rounded by :func:`tidy` (ints without a trailing ``.0``).
 
-    Values that :func:`tidy` would change are passed through ``clip`` first by their callers.
+    Values that :func:`tidy` would change are passed through :func:`clip_tidy` first by their callers.
     """
     return bound(round(value) if integer else value, integer)
 
@@ -133,16 +124,16 @@ class Mechanism:
     hooks: tuple[str, ...]
     summary: str
     """A sentence for the recipe's docstring (``{variant}`` is filled in)."""
-    scalars: Mapping[str, Mapping[str, ScalarSpec]] = field(default_factory=dict)
+    scalars: Mapping[str, Mapping[str, Scalar]] = field(default_factory=dict)
     """Variant ('' when none) -> scalars it declares."""
     variants: tuple[str, ...] = ()
 
-    def scalar_specs(self, variant: str) -> Mapping[str, ScalarSpec]:
+    def scalar_specs(self, variant: str) -> Mapping[str, Scalar]:
         return self.scalars.get(variant, self.scalars.get("", {}))
 
 
-def _s(default: float, low: float, high: float, log: bool = False) -> ScalarSpec:
-    return ScalarSpec(default, low, high, log)
+def _s(default: float, low: float, high: float, log: bool = False) -> Scalar:
+    return Scalar(default, low, high, log)
 
 
 _ADAPTIVE = {"beta1": _s(0.9, 0.0, 0.999), "beta2": _s(0.999, 0.9, 0.99999), "tau": _s(1e-3, 1e-9, 0.1, True)}
@@ -342,8 +333,8 @@ class Genome:
 @dataclass(frozen=True)
 class Environment:
     profile: str = ""
-    lr: ScalarSpec = ScalarSpec(0.01, 1e-5, 1.0, log=True)
-    server_lr: ScalarSpec = ScalarSpec(1.0, 0.1, 3.0, log=True)
+    lr: Scalar = Scalar(0.01, 1e-5, 1.0, log=True)
+    server_lr: Scalar = Scalar(1.0, 0.1, 3.0, log=True)
     adaptive_server_lr: float = 0.03
     horizon: int = 20
     """Rounds of the profile's budget (schedules reach their end at the last round)."""
@@ -375,14 +366,14 @@ class Environment:
                 out.extend(Gene(key, v) for v in (self.variants(key) or ("",)))
         return out
 
-    def base_specs(self, genome: Genome) -> dict[str, ScalarSpec]:
+    def base_specs(self, genome: Genome) -> dict[str, Scalar]:
         server = genome.gene("server")
         server_lr = self.server_lr
         if server is not None and server.key in ADAPTIVE_SERVERS:
-            server_lr = server_lr.with_default(self.adaptive_server_lr)
+            server_lr = server_lr.with_default(clip_tidy(server_lr, self.adaptive_server_lr))
         return {"lr": self.lr, "server_lr": server_lr}
 
-    def specs(self, genome: Genome) -> dict[str, ScalarSpec]:
+    def specs(self, genome: Genome) -> dict[str, Scalar]:
         """Every scalar the genome's file declares, base scalars first."""
         out = self.base_specs(genome)
         for gene in genome.genes:
@@ -460,14 +451,14 @@ _ROW = re.compile(
 )
 
 
-def _scalar_table(section: str) -> dict[str, ScalarSpec]:
+def _scalar_table(section: str) -> dict[str, Scalar]:
     start = section.find("Tunable scalar space")
     if start < 0:
         return {}
     out = {}
     for m in _ROW.finditer(section[start:]):
         try:
-            spec = ScalarSpec(
+            spec = Scalar(
                 float(m.group(2)),
                 float(m.group(3)),
                 float(m.group(4)),
@@ -593,243 +584,334 @@ def _method(name: str, doc: str, body: Sequence[str]) -> str:
 
 def render_hooks(genome: Genome, env: Environment) -> dict[str, str]:
     """Source text of every method the genome needs (hooks and helpers), keyed by name."""
-    g = genome.gene
-    out: dict[str, str] = {}
-    variant = g("variant")
-    if variant is not None:
-        out["model_variant"] = _method(
-            "model_variant",
-            "The profile's registered model variant to train.",
-            [f'return "{variant.variant}"'],
-        )
-    if g("sampling") is not None:
-        out["select_clients"] = _method(
-            "select_clients",
-            "A seeded random subset of about client_fraction of the clients, never empty.",
-            [
-                "count = min(num_clients, max(1, round(self.client_fraction * num_clients)))",
-                "order = torch.randperm(num_clients, generator=rng)",
-                "return sorted(int(c) for c in order[:count].tolist())",
-            ],
-        )
-    scaffold = genome.has("scaffold")
-    if scaffold:
-        out["broadcast"] = _method(
-            "broadcast",
-            "SCAFFOLD: send the server control variate c as the contract's control extras.",
-            [
-                'control = server_state.get("control", {})',
-                'return {f"control.{key}": c for key, c in control.items()}',
-            ],
-        )
-    steps = g("steps")
-    if steps is not None:
-        if steps.variant == "ramp":
-            body = [
-                "# Ramp from steps_start_fraction of the budget up to the full budget at the last round.",
-                "progress = self.round_progress(round_idx)",
-                "fraction = self.steps_start_fraction + (1 - self.steps_start_fraction) * progress",
-            ]
-        else:
-            body = [
-                "# Decay from the full budget down to steps_end_fraction of it at the last round.",
-                "progress = self.round_progress(round_idx)",
-                "fraction = 1 - (1 - self.steps_end_fraction) * progress",
-            ]
-        body.append("return min(max_steps, max(1, round(fraction * max_steps)))")
-        out["local_steps"] = _method("local_steps", f"Local steps on a {steps.variant} schedule.", body)
-    schedule = g("lr_schedule")
-    if schedule is not None:
-        if schedule.variant == "cosine":
-            body = [
-                "# Cosine decay from lr to lr_min_ratio * lr at the last round.",
-                "progress = self.round_progress(round_idx)",
-                "cosine = 0.5 * (1 + math.cos(math.pi * progress))",
-                "return self.lr * (self.lr_min_ratio + (1 - self.lr_min_ratio) * cosine)",
-            ]
-        elif schedule.variant == "step":
-            body = [
-                "# Multiply lr by lr_decay at half and again at three quarters of the rounds.",
-                "progress = self.round_progress(round_idx)",
-                "drops = int(progress >= 0.5) + int(progress >= 0.75)",
-                "return self.lr * self.lr_decay**drops",
-            ]
-        else:
-            body = [
-                "# Linear warm-up from warmup_start * lr to lr over the first warmup_fraction of rounds.",
-                "warm_rounds = max(1, math.ceil(self.warmup_fraction * self.horizon))",
-                "ramp = min(1.0, round_idx / warm_rounds)",
-                "return self.lr * (self.warmup_start + (1 - self.warmup_start) * ramp)",
-            ]
-        out["client_lr"] = _method(
-            "client_lr", f"Client learning rate on a {schedule.variant} schedule.", body
-        )
-    terms = [g(s) for s in ("prox", "l2") if g(s) is not None]
-    if terms or scaffold:
-        body = ["loss = task_loss"]
-        words = ["the task loss"]
-        if genome.has("prox"):
-            words.append("a proximal term")
-            body += [
-                "# FedProx: stay close to the global parameters the client received.",
-                "loss = loss + self.mu / 2 * proximal_term(model, ctx.global_params)",
-            ]
-        if genome.has("l2"):
-            words.append("an L2 penalty")
-            body += [
-                "# Weight decay: an L2 penalty on the parameters.",
-                "loss = loss + self.weight_decay / 2 * sum(p.pow(2).sum() for p in model.parameters())",
-            ]
-        if scaffold:
-            words.append("the SCAFFOLD correction")
-            body += [
-                "# SCAFFOLD: a linear term whose gradient is c - c_i corrects the client's drift.",
-                'own = ctx.client_state.get("control", {})',
-                "for key, param in model.named_parameters():",
-                '    server_c = ctx.server_extras.get(f"control.{key}")',
-                "    if server_c is not None:",
-                "        loss = loss + (param * server_c).sum()",
-                "    if key in own:",
-                "        loss = loss - (param * own[key]).sum()",
-            ]
-        body.append("return loss")
-        doc = (
-            ("The sum of " + ", ".join(words[:-1]) + " and " + words[-1] + ".")
-            if len(words) > 1
-            else "Task loss."
-        )
-        out["local_objective"] = _method("local_objective", doc, body)
-    if scaffold:
-        out["client_extras"] = _method(
-            "client_extras",
-            "SCAFFOLD option II: c_i+ = c_i - c - delta / (steps * lr); upload c_i+ - c_i.",
-            [
-                "if ctx.num_steps == 0 or ctx.lr == 0:",
-                "    return {}",
-                "zeros = {k: torch.zeros_like(d) for k, d in delta.items()}",
-                'own = ctx.client_state.setdefault("control", zeros)',
-                "upload: Params = {}",
-                "for key, d in delta.items():",
-                '    server_c = ctx.server_extras.get(f"control.{key}", torch.zeros_like(d))',
-                "    updated = own[key] - server_c - d / (ctx.num_steps * ctx.lr)",
-                '    upload[f"control.{key}"] = updated - own[key]',
-                "    own[key] = updated",
-                "return upload",
-            ],
-        )
-    aggregate = _render_aggregate(genome)
-    if aggregate is not None:
-        out["aggregate"] = aggregate
-    if steps is not None or (schedule is not None and schedule.variant != "warmup"):
-        out["round_progress"] = _method(
-            "round_progress",
-            "Fraction of the training rounds done: 0 at the first round, 1 at the last (horizon) round.",
-            ["return min(1.0, round_idx / max(1, self.horizon - 1))"],
-        )
-    return out
+    rendered = {name: render(genome) for name, render in _RENDERERS.items()}
+    return {name: text for name, text in rendered.items() if text is not None}
+
+
+# One renderer per hook (and helper): each returns the method's source, or None when the genome leaves
+# the hook to the baseline.
+
+
+def _render_model_variant(genome: Genome) -> str | None:
+    variant = genome.gene("variant")
+    if variant is None:
+        return None
+    return _method(
+        "model_variant", "The profile's registered model variant to train.", [f'return "{variant.variant}"']
+    )
+
+
+def _render_select_clients(genome: Genome) -> str | None:
+    if genome.gene("sampling") is None:
+        return None
+    return _method(
+        "select_clients",
+        "A seeded random subset of about client_fraction of the clients, never empty.",
+        [
+            "count = min(num_clients, max(1, round(self.client_fraction * num_clients)))",
+            "order = torch.randperm(num_clients, generator=rng)",
+            "return sorted(int(c) for c in order[:count].tolist())",
+        ],
+    )
+
+
+def _render_broadcast(genome: Genome) -> str | None:
+    if not genome.has("scaffold"):
+        return None
+    return _method(
+        "broadcast",
+        "SCAFFOLD: send the server control variate c as the contract's control extras.",
+        [
+            'control = server_state.get("control", {})',
+            'return {f"control.{key}": c for key, c in control.items()}',
+        ],
+    )
+
+
+_STEP_SCHEDULES: dict[str, list[str]] = {
+    "ramp": [
+        "# Ramp from steps_start_fraction of the budget up to the full budget at the last round.",
+        "progress = self.round_progress(round_idx)",
+        "fraction = self.steps_start_fraction + (1 - self.steps_start_fraction) * progress",
+    ],
+    "decay": [
+        "# Decay from the full budget down to steps_end_fraction of it at the last round.",
+        "progress = self.round_progress(round_idx)",
+        "fraction = 1 - (1 - self.steps_end_fraction) * progress",
+    ],
+}
+"""step_schedule's variants: the lines that set ``fraction`` of the step budget."""
+
+
+def _render_local_steps(genome: Genome) -> str | None:
+    steps = genome.gene("steps")
+    if steps is None:
+        return None
+    body = [*_STEP_SCHEDULES[steps.variant], "return min(max_steps, max(1, round(fraction * max_steps)))"]
+    return _method("local_steps", f"Local steps on a {steps.variant} schedule.", body)
+
+
+_LR_SCHEDULES: dict[str, list[str]] = {
+    "cosine": [
+        "# Cosine decay from lr to lr_min_ratio * lr at the last round.",
+        "progress = self.round_progress(round_idx)",
+        "cosine = 0.5 * (1 + math.cos(math.pi * progress))",
+        "return self.lr * (self.lr_min_ratio + (1 - self.lr_min_ratio) * cosine)",
+    ],
+    "step": [
+        "# Multiply lr by lr_decay at half and again at three quarters of the rounds.",
+        "progress = self.round_progress(round_idx)",
+        "drops = int(progress >= 0.5) + int(progress >= 0.75)",
+        "return self.lr * self.lr_decay**drops",
+    ],
+    "warmup": [
+        "# Linear warm-up from warmup_start * lr to lr over the first warmup_fraction of rounds.",
+        "warm_rounds = max(1, math.ceil(self.warmup_fraction * self.horizon))",
+        "ramp = min(1.0, round_idx / warm_rounds)",
+        "return self.lr * (self.warmup_start + (1 - self.warmup_start) * ramp)",
+    ],
+}
+"""lr_schedule's variants: the body of ``client_lr``."""
+
+
+def _render_client_lr(genome: Genome) -> str | None:
+    schedule = genome.gene("lr_schedule")
+    if schedule is None:
+        return None
+    return _method(
+        "client_lr",
+        f"Client learning rate on a {schedule.variant} schedule.",
+        _LR_SCHEDULES[schedule.variant],
+    )
+
+
+_OBJECTIVE_TERMS: dict[str, tuple[str, list[str]]] = {
+    "prox": (
+        "a proximal term",
+        [
+            "# FedProx: stay close to the global parameters the client received.",
+            "loss = loss + self.mu / 2 * proximal_term(model, ctx.global_params)",
+        ],
+    ),
+    "l2": (
+        "an L2 penalty",
+        [
+            "# Weight decay: an L2 penalty on the parameters.",
+            "loss = loss + self.weight_decay / 2 * sum(p.pow(2).sum() for p in model.parameters())",
+        ],
+    ),
+    "scaffold": (
+        "the SCAFFOLD correction",
+        [
+            "# SCAFFOLD: a linear term whose gradient is c - c_i corrects the client's drift.",
+            'own = ctx.client_state.get("control", {})',
+            "for key, param in model.named_parameters():",
+            '    server_c = ctx.server_extras.get(f"control.{key}")',
+            "    if server_c is not None:",
+            "        loss = loss + (param * server_c).sum()",
+            "    if key in own:",
+            "        loss = loss - (param * own[key]).sum()",
+        ],
+    ),
+}
+"""The terms ``local_objective`` adds to the task loss, in this order: (words for the docstring, lines)."""
+
+
+def _render_local_objective(genome: Genome) -> str | None:
+    terms = [key for key in _OBJECTIVE_TERMS if genome.has(key)]
+    if not terms:
+        return None
+    body = ["loss = task_loss"]
+    words = ["the task loss"]
+    for key in terms:
+        words.append(_OBJECTIVE_TERMS[key][0])
+        body += _OBJECTIVE_TERMS[key][1]
+    body.append("return loss")
+    doc = "The sum of " + ", ".join(words[:-1]) + " and " + words[-1] + "."
+    return _method("local_objective", doc, body)
+
+
+def _render_client_extras(genome: Genome) -> str | None:
+    if not genome.has("scaffold"):
+        return None
+    return _method(
+        "client_extras",
+        "SCAFFOLD option II: c_i+ = c_i - c - delta / (steps * lr); upload c_i+ - c_i.",
+        [
+            "if ctx.num_steps == 0 or ctx.lr == 0:",
+            "    return {}",
+            "zeros = {k: torch.zeros_like(d) for k, d in delta.items()}",
+            'own = ctx.client_state.setdefault("control", zeros)',
+            "upload: Params = {}",
+            "for key, d in delta.items():",
+            '    server_c = ctx.server_extras.get(f"control.{key}", torch.zeros_like(d))',
+            "    updated = own[key] - server_c - d / (ctx.num_steps * ctx.lr)",
+            '    upload[f"control.{key}"] = updated - own[key]',
+            "    own[key] = updated",
+            "return upload",
+        ],
+    )
+
+
+def _render_round_progress(genome: Genome) -> str | None:
+    schedule = genome.gene("lr_schedule")
+    if genome.gene("steps") is None and (schedule is None or schedule.variant == "warmup"):
+        return None
+    return _method(
+        "round_progress",
+        "Fraction of the training rounds done: 0 at the first round, 1 at the last (horizon) round.",
+        ["return min(1.0, round_idx / max(1, self.horizon - 1))"],
+    )
+
+
+# --- aggregate: client weights x delta transforms x combiner x server update [+ SCAFFOLD's c] ---------
+
+_SQRT_WEIGHTS = [
+    "# Client weights proportional to sqrt(n_k).",
+    "roots = [math.sqrt(u.num_samples) for u in updates]",
+    "weights = [r / sum(roots) for r in roots]",
+]
+_UNIFORM_WEIGHTS = "[1 / len(updates)] * len(updates)"
+
+_TRANSFORMS: dict[str, tuple[str, list[str]]] = {
+    "nova": (
+        "FedNova-normalised",
+        [
+            "# FedNova: divide each delta by its local steps; rescale by the weighted mean step count.",
+            "steps = [max(1, u.num_steps) for u in updates]",
+            "tau_eff = sum(w * s for w, s in zip(weights, steps))",
+            "deltas = [{k: d / s for k, d in delta.items()} for delta, s in zip(deltas, steps)]",
+        ],
+    ),
+    "clip": (
+        "norm-clipped",
+        [
+            "# Scale down deltas whose norm exceeds clip_multiplier times the median norm.",
+            "norms = [math.sqrt(sum(float(d.pow(2).sum()) for d in delta.values())) for delta in deltas]",
+            "bound = self.clip_multiplier * sorted(norms)[len(norms) // 2]",
+            "scales = [min(1.0, bound / (norm + 1e-12)) for norm in norms]",
+            "deltas = [{k: d * s for k, d in delta.items()} for delta, s in zip(deltas, scales)]",
+        ],
+    ),
+}
+"""Per-client delta transforms, in this order (slot -> words for the docstring, lines)."""
+
+_COMBINERS: dict[str | None, tuple[str, list[str]]] = {
+    None: ("mean", ["delta = {k: sum(w * d[k] for w, d in zip(weights, deltas)) for k in global_params}"]),
+    "trimmed_mean": (
+        "coordinate-wise trimmed mean",
+        [
+            "# Coordinate-wise trimmed mean: drop the trim_fraction largest and smallest values.",
+            "cut = min(int(self.trim_fraction * len(deltas)), (len(deltas) - 1) // 2)",
+            "delta = {}",
+            "for k in global_params:",
+            "    ordered = torch.sort(torch.stack([d[k] for d in deltas]), dim=0).values",
+            "    delta[k] = ordered[cut : len(deltas) - cut].mean(dim=0)",
+        ],
+    ),
+    "median": (
+        "coordinate-wise median",
+        [
+            "# Coordinate-wise median of the client deltas.",
+            "delta = {}",
+            "for k in global_params:",
+            "    delta[k] = torch.quantile(torch.stack([d[k] for d in deltas]), 0.5, dim=0)",
+        ],
+    ),
+}
+"""How the (transformed) client deltas become one delta (combiner key, None: the weighted mean)."""
+
+_SECOND_MOMENTS = {
+    "server_adam": ("Adam", "v[k] = self.beta2 * v[k] + (1 - self.beta2) * d * d"),
+    "server_yogi": ("Yogi", "v[k] = v[k] - (1 - self.beta2) * d * d * torch.sign(v[k] - d * d)"),
+    "server_adagrad": ("Adagrad", "v[k] = v[k] + d * d"),
+}
+"""The adaptive server optimisers: (name, the second-moment update line)."""
 
 
 def _render_aggregate(genome: Genome) -> str | None:
     g = genome.gene
-    server, combiner, weights = g("server"), g("combiner"), g("weights")
-    nova, clip, scaffold = g("nova"), g("clip"), genome.has("scaffold")
-    if not any((server, combiner, weights, nova, clip, scaffold)):
+    slots = ("server", "combiner", "weights", "nova", "clip")
+    if all(g(slot) is None for slot in slots) and not genome.has("scaffold"):
         return None
-    body: list[str] = []
-    words: list[str] = []
     # Client weights matter to the weighted mean and to FedNova's step rescaling, not to robust combiners.
-    weighted = combiner is None or nova is not None
+    weighted = g("combiner") is None or g("nova") is not None
+    words = [_weights_word(g("weights"), weighted)]
+    if g("nova") is None and g("clip") is None and g("combiner") is None:
+        body = _plain_mean(g("weights"))
+    else:
+        body = _combined_deltas(genome, weighted, words)
+    if genome.has("scaffold"):
+        body += _scaffold_server_lines(genome)
+    body += _server_update(g("server"), words)
+    doc = "New global parameters: " + ", ".join(words) + "."
+    return _method("aggregate", doc, body)
+
+
+def _weights_word(weights: Gene | None, weighted: bool) -> str:
+    if not weighted:
+        return "unweighted"
     if weights is None:
-        weight_expr = "sample_weights(updates)"
-        words.append("sample-weighted" if weighted else "unweighted")
-    elif weights.variant == "uniform":
-        weight_expr = "[1 / len(updates)] * len(updates)"
-        words.append("uniformly weighted" if weighted else "unweighted")
+        return "sample-weighted"
+    return "uniformly weighted" if weights.variant == "uniform" else "sqrt(n)-weighted"
+
+
+def _plain_mean(weights: Gene | None) -> list[str]:
+    """The weighted mean of the client deltas, with no transform and no robust combiner."""
+    if weights is None:
+        return ["delta = weighted_mean_delta(updates)"]
+    if weights.variant == "uniform":
+        lines = ["# Every client counts the same.", f"weights = {_UNIFORM_WEIGHTS}"]
     else:
-        weight_expr = None
-        words.append("sqrt(n)-weighted" if weighted else "unweighted")
-    transforms = nova is not None or clip is not None or combiner is not None
-    if not transforms:
-        if weights is None:
-            body.append("delta = weighted_mean_delta(updates)")
-        else:
-            if weight_expr is None:
-                body += [
-                    "# Client weights proportional to sqrt(n_k).",
-                    "roots = [math.sqrt(u.num_samples) for u in updates]",
-                    "weights = [r / sum(roots) for r in roots]",
-                ]
-            else:
-                body += ["# Every client counts the same.", f"weights = {weight_expr}"]
-            body.append("delta = weighted_mean_delta(updates, weights)")
-    else:
-        if weighted and weight_expr is None:
-            body += [
-                "# Client weights proportional to sqrt(n_k).",
-                "roots = [math.sqrt(u.num_samples) for u in updates]",
-                "weights = [r / sum(roots) for r in roots]",
-            ]
-        elif weighted:
-            body.append(f"weights = {weight_expr}")
-        body.append("deltas = [u.delta for u in updates]")
-        if nova is not None:
-            words.append("FedNova-normalised")
-            body += [
-                "# FedNova: divide each delta by its local steps; rescale by the weighted mean step count.",
-                "steps = [max(1, u.num_steps) for u in updates]",
-                "tau_eff = sum(w * s for w, s in zip(weights, steps))",
-                "deltas = [{k: d / s for k, d in delta.items()} for delta, s in zip(deltas, steps)]",
-            ]
-        if clip is not None:
-            words.append("norm-clipped")
-            body += [
-                "# Scale down deltas whose norm exceeds clip_multiplier times the median norm.",
-                "norms = [math.sqrt(sum(float(d.pow(2).sum()) for d in delta.values())) for delta in deltas]",
-                "bound = self.clip_multiplier * sorted(norms)[len(norms) // 2]",
-                "scales = [min(1.0, bound / (norm + 1e-12)) for norm in norms]",
-                "deltas = [{k: d * s for k, d in delta.items()} for delta, s in zip(deltas, scales)]",
-            ]
-        if combiner is None:
-            words.append("mean")
-            body.append("delta = {k: sum(w * d[k] for w, d in zip(weights, deltas)) for k in global_params}")
-        elif combiner.key == "trimmed_mean":
-            words.append("coordinate-wise trimmed mean")
-            body += [
-                "# Coordinate-wise trimmed mean: drop the trim_fraction largest and smallest values.",
-                "cut = min(int(self.trim_fraction * len(deltas)), (len(deltas) - 1) // 2)",
-                "delta = {}",
-                "for k in global_params:",
-                "    ordered = torch.sort(torch.stack([d[k] for d in deltas]), dim=0).values",
-                "    delta[k] = ordered[cut : len(deltas) - cut].mean(dim=0)",
-            ]
-        else:
-            words.append("coordinate-wise median")
-            body += [
-                "# Coordinate-wise median of the client deltas.",
-                "delta = {}",
-                "for k in global_params:",
-                "    delta[k] = torch.quantile(torch.stack([d[k] for d in deltas]), 0.5, dim=0)",
-            ]
-        if nova is not None:
-            body.append("delta = {k: tau_eff * d for k, d in delta.items()}")
-    if scaffold:
-        scale = " * self.client_fraction" if genome.has("client_sampling") else ""
-        body += [
-            "# SCAFFOLD: c moves by the mean change of the clients' control variates"
-            + (" (x participation)." if scale else "."),
-            "blank = {k: torch.zeros_like(p) for k, p in global_params.items()}",
-            'control = server_state.setdefault("control", blank)',
-            "reporting = [u for u in updates if u.extras]",
-            "for k in control:",
-            "    for u in reporting:",
-            f'        control[k] = control[k] + u.extras[f"control.{{k}}"] / len(reporting){scale}',
-        ]
+        lines = list(_SQRT_WEIGHTS)
+    return [*lines, "delta = weighted_mean_delta(updates, weights)"]
+
+
+def _combined_deltas(genome: Genome, weighted: bool, words: list[str]) -> list[str]:
+    """Client weights, per-client transforms and the combiner; appends their words to ``words``."""
+    weights = genome.gene("weights")
+    body: list[str] = []
+    if weighted and weights is not None and weights.variant == "sqrt":
+        body += _SQRT_WEIGHTS
+    elif weighted:
+        body.append(f"weights = {'sample_weights(updates)' if weights is None else _UNIFORM_WEIGHTS}")
+    body.append("deltas = [u.delta for u in updates]")
+    for slot, (word, lines) in _TRANSFORMS.items():
+        if genome.gene(slot) is not None:
+            words.append(word)
+            body += lines
+    combiner = genome.gene("combiner")
+    word, lines = _COMBINERS[None if combiner is None else combiner.key]
+    words.append(word)
+    body += lines
+    if genome.gene("nova") is not None:
+        body.append("delta = {k: tau_eff * d for k, d in delta.items()}")
+    return body
+
+
+def _scaffold_server_lines(genome: Genome) -> list[str]:
+    """SCAFFOLD's server control variate update (scaled by participation under client sampling)."""
+    scale = " * self.client_fraction" if genome.has("client_sampling") else ""
+    return [
+        "# SCAFFOLD: c moves by the mean change of the clients' control variates"
+        + (" (x participation)." if scale else "."),
+        "blank = {k: torch.zeros_like(p) for k, p in global_params.items()}",
+        'control = server_state.setdefault("control", blank)',
+        "reporting = [u for u in updates if u.extras]",
+        "for k in control:",
+        "    for u in reporting:",
+        f'        control[k] = control[k] + u.extras[f"control.{{k}}"] / len(reporting){scale}',
+    ]
+
+
+def _server_update(server: Gene | None, words: list[str]) -> list[str]:
+    """The server step from ``delta`` to the new global parameters; appends its words to ``words``."""
     if server is None:
         words.append("server SGD step")
-        body.append("return {k: global_params[k] + self.server_lr * delta[k] for k in global_params}")
-    elif server.key == "server_momentum":
+        return ["return {k: global_params[k] + self.server_lr * delta[k] for k in global_params}"]
+    if server.key == "server_momentum":
         words.append("server momentum")
-        body += [
+        return [
             "# Server momentum: v <- server_momentum * v + delta; x <- x + server_lr * v.",
             "zeros = {k: torch.zeros_like(d) for k, d in delta.items()}",
             'velocity = server_state.setdefault("velocity", zeros)',
@@ -837,26 +919,33 @@ def _render_aggregate(genome: Genome) -> str | None:
             "    velocity[k] = self.server_momentum * velocity[k] + d",
             "return {k: global_params[k] + self.server_lr * velocity[k] for k in global_params}",
         ]
-    else:
-        rule = {
-            "server_adam": ("Adam", "v[k] = self.beta2 * v[k] + (1 - self.beta2) * d * d"),
-            "server_yogi": ("Yogi", "v[k] = v[k] - (1 - self.beta2) * d * d * torch.sign(v[k] - d * d)"),
-            "server_adagrad": ("Adagrad", "v[k] = v[k] + d * d"),
-        }[server.key]
-        words.append(f"server {rule[0]}")
-        body += [
-            f"# Server {rule[0]} on the pseudo-gradient delta: x <- x + server_lr * m / (sqrt(v) + tau).",
-            'm = server_state.setdefault("m", {k: torch.zeros_like(d) for k, d in delta.items()})',
-            'v = server_state.setdefault("v", {k: torch.zeros_like(d) for k, d in delta.items()})',
-            "new: Params = {}",
-            "for k, d in delta.items():",
-            "    m[k] = self.beta1 * m[k] + (1 - self.beta1) * d",
-            f"    {rule[1]}",
-            "    new[k] = global_params[k] + self.server_lr * m[k] / (v[k].sqrt() + self.tau)",
-            "return new",
-        ]
-    doc = "New global parameters: " + ", ".join(words) + "."
-    return _method("aggregate", doc, body)
+    name, second_moment = _SECOND_MOMENTS[server.key]
+    words.append(f"server {name}")
+    return [
+        f"# Server {name} on the pseudo-gradient delta: x <- x + server_lr * m / (sqrt(v) + tau).",
+        'm = server_state.setdefault("m", {k: torch.zeros_like(d) for k, d in delta.items()})',
+        'v = server_state.setdefault("v", {k: torch.zeros_like(d) for k, d in delta.items()})',
+        "new: Params = {}",
+        "for k, d in delta.items():",
+        "    m[k] = self.beta1 * m[k] + (1 - self.beta1) * d",
+        f"    {second_moment}",
+        "    new[k] = global_params[k] + self.server_lr * m[k] / (v[k].sqrt() + self.tau)",
+        "return new",
+    ]
+
+
+_RENDERERS: dict[str, Callable[[Genome], str | None]] = {
+    "model_variant": _render_model_variant,
+    "select_clients": _render_select_clients,
+    "broadcast": _render_broadcast,
+    "local_steps": _render_local_steps,
+    "client_lr": _render_client_lr,
+    "local_objective": _render_local_objective,
+    "client_extras": _render_client_extras,
+    "aggregate": _render_aggregate,
+    "round_progress": _render_round_progress,
+}
+"""The method renderers, by method name (every hook a mechanism touches, and the helpers)."""
 
 
 # --- reading a file back -------------------------------------------------------------------------------
@@ -1130,7 +1219,7 @@ def write_recipe(parent_source: str | None, genome: Genome, env: Environment) ->
     if module is None:
         module = cst.parse_module(SKELETON)
     specs = env.specs(genome)
-    scalars = {key: spec.render(genome.values.get(key)) for key, spec in specs.items()}
+    scalars = {key: render_scalar(spec, genome.values.get(key)) for key, spec in specs.items()}
     methods = render_hooks(genome, env)
     constants = {"horizon": str(env.horizon)} if "round_progress" in methods or "client_lr" in methods else {}
     docstring = class_docstring(genome, env)
@@ -1168,6 +1257,6 @@ def normalise_source(source: str) -> str:
 def genome_values(genome: Genome, env: Environment) -> dict[str, float]:
     """The effective value of every declared scalar (defaults where the genome has none)."""
     return {
-        key: spec.clip(genome.values[key]) if key in genome.values else spec.default
+        key: clip_tidy(spec, genome.values[key]) if key in genome.values else spec.default
         for key, spec in env.specs(genome).items()
     }

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..recipe import Scalar
 from ._base import Agent, AgentContext, HistoryItem, Proposal
 from ._mechanisms import (
     ADAPTIVE_SERVERS,
@@ -40,8 +41,8 @@ from ._mechanisms import (
     Environment,
     Gene,
     Genome,
-    ScalarSpec,
     bound,
+    clip_tidy,
     describe_gene,
     environment,
     genome_values,
@@ -381,12 +382,12 @@ class EvolveAgent(Agent):
         )
         return Child(genome, parent, "perturb", note, (parent.candidate_id,))
 
-    def _perturbed(self, rng: random.Random, spec: ScalarSpec, value: float) -> float:
+    def _perturbed(self, rng: random.Random, spec: Scalar, value: float) -> float:
         if spec.log and value > 0:
             new = value * math.exp(rng.gauss(0.0, self.settings.perturb_sigma_log))
         else:
             new = value + rng.gauss(0.0, self.settings.perturb_sigma_linear * (spec.high - spec.low))
-        return spec.clip(tidy(new))
+        return clip_tidy(spec, tidy(new))
 
     def _op_crossover(
         self,
