@@ -43,6 +43,7 @@ from typing import Any
 
 import libcst as cst
 
+from .. import recipe
 from ..recipe import HOOKS, Scalar
 
 __all__ = [
@@ -621,10 +622,7 @@ def _render_broadcast(genome: Genome) -> str | None:
     return _method(
         "broadcast",
         "SCAFFOLD: send the server control variate c as the contract's control extras.",
-        [
-            'control = server_state.get("control", {})',
-            'return {f"control.{key}": c for key, c in control.items()}',
-        ],
+        ["return scaffold_broadcast(server_state)"],
     )
 
 
@@ -704,13 +702,7 @@ _OBJECTIVE_TERMS: dict[str, tuple[str, list[str]]] = {
         "the SCAFFOLD correction",
         [
             "# SCAFFOLD: a linear term whose gradient is c - c_i corrects the client's drift.",
-            'own = ctx.client_state.get("control", {})',
-            "for key, param in model.named_parameters():",
-            '    server_c = ctx.server_extras.get(f"control.{key}")',
-            "    if server_c is not None:",
-            "        loss = loss + (param * server_c).sum()",
-            "    if key in own:",
-            "        loss = loss - (param * own[key]).sum()",
+            "loss = scaffold_correction(loss, model, ctx)",
         ],
     ),
 }
@@ -737,19 +729,7 @@ def _render_client_extras(genome: Genome) -> str | None:
     return _method(
         "client_extras",
         "SCAFFOLD option II: c_i+ = c_i - c - delta / (steps * lr); upload c_i+ - c_i.",
-        [
-            "if ctx.num_steps == 0 or ctx.lr == 0:",
-            "    return {}",
-            "zeros = {k: torch.zeros_like(d) for k, d in delta.items()}",
-            'own = ctx.client_state.setdefault("control", zeros)',
-            "upload: Params = {}",
-            "for key, d in delta.items():",
-            '    server_c = ctx.server_extras.get(f"control.{key}", torch.zeros_like(d))',
-            "    updated = own[key] - server_c - d / (ctx.num_steps * ctx.lr)",
-            '    upload[f"control.{key}"] = updated - own[key]',
-            "    own[key] = updated",
-            "return upload",
-        ],
+        ["return scaffold_client_control(delta, ctx)"],
     )
 
 
@@ -822,9 +802,9 @@ _COMBINERS: dict[str | None, tuple[str, list[str]]] = {
 """How the (transformed) client deltas become one delta (combiner key, None: the weighted mean)."""
 
 _SECOND_MOMENTS = {
-    "server_adam": ("Adam", "v[k] = self.beta2 * v[k] + (1 - self.beta2) * d * d"),
-    "server_yogi": ("Yogi", "v[k] = v[k] - (1 - self.beta2) * d * d * torch.sign(v[k] - d * d)"),
-    "server_adagrad": ("Adagrad", "v[k] = v[k] + d * d"),
+    "server_adam": ("Adam", "v[k] = adam_second_moment(v[k], d, self.beta2)"),
+    "server_yogi": ("Yogi", "v[k] = yogi_second_moment(v[k], d, self.beta2)"),
+    "server_adagrad": ("Adagrad", "v[k] = adagrad_second_moment(v[k], d)"),
 }
 """The adaptive server optimisers: (name, the second-moment update line)."""
 
@@ -891,16 +871,14 @@ def _combined_deltas(genome: Genome, weighted: bool, words: list[str]) -> list[s
 
 def _scaffold_server_lines(genome: Genome) -> list[str]:
     """SCAFFOLD's server control variate update (scaled by participation under client sampling)."""
-    scale = " * self.client_fraction" if genome.has("client_sampling") else ""
+    if genome.has("client_sampling"):
+        return [
+            "# SCAFFOLD: c moves by the mean change of the clients' control variates (x participation).",
+            "scaffold_server_control(server_state, global_params, updates, self.client_fraction)",
+        ]
     return [
-        "# SCAFFOLD: c moves by the mean change of the clients' control variates"
-        + (" (x participation)." if scale else "."),
-        "blank = {k: torch.zeros_like(p) for k, p in global_params.items()}",
-        'control = server_state.setdefault("control", blank)',
-        "reporting = [u for u in updates if u.extras]",
-        "for k in control:",
-        "    for u in reporting:",
-        f'        control[k] = control[k] + u.extras[f"control.{{k}}"] / len(reporting){scale}',
+        "# SCAFFOLD: c moves by the mean change of the clients' control variates.",
+        "scaffold_server_control(server_state, global_params, updates)",
     ]
 
 
@@ -916,7 +894,7 @@ def _server_update(server: Gene | None, words: list[str]) -> list[str]:
             "zeros = {k: torch.zeros_like(d) for k, d in delta.items()}",
             'velocity = server_state.setdefault("velocity", zeros)',
             "for k, d in delta.items():",
-            "    velocity[k] = self.server_momentum * velocity[k] + d",
+            "    velocity[k] = heavy_ball(velocity[k], d, self.server_momentum)",
             "return {k: global_params[k] + self.server_lr * velocity[k] for k in global_params}",
         ]
     name, second_moment = _SECOND_MOMENTS[server.key]
@@ -927,9 +905,9 @@ def _server_update(server: Gene | None, words: list[str]) -> list[str]:
         'v = server_state.setdefault("v", {k: torch.zeros_like(d) for k, d in delta.items()})',
         "new: Params = {}",
         "for k, d in delta.items():",
-        "    m[k] = self.beta1 * m[k] + (1 - self.beta1) * d",
+        "    m[k] = first_moment(m[k], d, self.beta1)",
         f"    {second_moment}",
-        "    new[k] = global_params[k] + self.server_lr * m[k] / (v[k].sqrt() + self.tau)",
+        "    new[k] = adaptive_step(global_params[k], m[k], v[k], self.server_lr, self.tau)",
         "return new",
     ]
 
@@ -1042,6 +1020,25 @@ class {CLASS_NAME}(FedAvg):
 
 _BLANK = (cst.EmptyLine(indent=False),)
 
+RECIPE_EXPORTS = frozenset(recipe.__all__)
+"""Names a rendered class may import from ``afr.recipe`` (imported exactly when it uses them)."""
+
+MAX_LINE = 110
+"""Longest line of a generated file (the project's line length)."""
+
+
+def _from_import(module: str, names: Sequence[str]) -> str:
+    """``from module import names`` on one line, or wrapped one name per line as isort does."""
+    line = f"from {module} import {', '.join(names)}"
+    if len(line) <= MAX_LINE:
+        return line
+    return f"from {module} import (\n" + "".join(f"    {n},\n" for n in names) + ")"
+
+
+def _isort_key(name: str) -> tuple[bool, str]:
+    """isort's order within one ``from`` import: classes (capitalised) before functions."""
+    return (not name[:1].isupper(), name)
+
 
 def _docstring_line(text: str) -> cst.SimpleStatementLine:
     return cst.SimpleStatementLine([cst.Expr(cst.SimpleString(f'"""{text}"""'))])
@@ -1055,20 +1052,9 @@ class ImportWriter(cst.CSTTransformer):
         self.used = used
 
     def block(self) -> list[cst.SimpleStatementLine]:
-        recipe_names = [
-            n
-            for n in (
-                "ClientUpdate",
-                "FedAvg",
-                "LocalContext",
-                "Params",
-                "proximal_term",
-                "sample_weights",
-                "scalar",
-                "weighted_mean_delta",
-            )
-            if n in self.used or n in ("FedAvg", "scalar")
-        ]
+        recipe_names = sorted(
+            {n for n in RECIPE_EXPORTS if n in self.used} | {"FedAvg", "scalar"}, key=_isort_key
+        )
         groups = [["from __future__ import annotations"]]
         stdlib = (["import math"] if "math" in self.used else []) + (
             ["from typing import Any"] if "Any" in self.used else []
@@ -1077,7 +1063,7 @@ class ImportWriter(cst.CSTTransformer):
         third = (["import torch"] if "torch" in self.used else []) + (
             [f"from torch import {', '.join(torch_names)}"] if torch_names else []
         )
-        first = [f"from afr.recipe import {', '.join(recipe_names)}"]
+        first = [_from_import("afr.recipe", recipe_names)]
         out: list[cst.SimpleStatementLine] = []
         for group in (g for g in (groups[0], stdlib, third, first) if g):
             for i, line in enumerate(group):
