@@ -18,8 +18,15 @@ docstring ends with one machine-readable line::
 
 (``key`` or ``key=variant``; the parenthesised scalar names are informational) and the scalar defaults
 are the ``x = scalar(default, low, high, ...)`` declarations of the class body. :func:`read_genome`
-recovers both with libcst; :func:`write_recipe` applies a genome to a parent file with three libcst
+recovers both with Python's parser; :func:`write_recipe` applies a genome to a parent file with three libcst
 transformers (imports, module docstring, recipe class body).
+
+The evolve class derives from the campaign's baseline (:class:`Baseline`, FedAvg by default) and is
+found by its ``Mechanisms:`` line; hooks the genome does not render are the baseline's. A shipped
+baseline is imported from ``afr.recipe``; a user's baseline file cannot be, so each candidate is that
+file (its imports kept, missing ones added) followed by the evolve class. Mechanisms that a shipped
+recipe also implements (server momentum, FedAdam/FedYogi/FedAdagrad, SCAFFOLD, FedProx's term) call
+the same functions of ``afr.recipe`` as that recipe, so they compute exactly what it computes.
 
 What the agent knows about the profile (:class:`Environment`) is parsed from the context it is given:
 the profile description (YAML of ``Profile.describe()``: keys ``name``, ``clients``, ``budget``
@@ -59,6 +66,8 @@ __all__ = [
     "write_recipe",
     "normalise_source",
     "describe_gene",
+    "Baseline",
+    "skeleton",
     "clip_tidy",
     "render_scalar",
 ]
@@ -332,8 +341,26 @@ class Genome:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """The recipe every candidate derives from (the campaign names it in the agent's context)."""
+
+    class_name: str = "FedAvg"
+    label: str = "afr/recipe/fedavg.py"
+    """How texts name it: a shipped recipe's file or the path of the user's file."""
+    shipped: bool = True
+    """True: the class is importable from ``afr.recipe``; False: a user's file, which candidates contain."""
+    source: str = ""
+    """The user's file (unused for a shipped baseline)."""
+
+    @property
+    def is_fedavg(self) -> bool:
+        return self.shipped and self.class_name == "FedAvg"
+
+
+@dataclass(frozen=True)
 class Environment:
     profile: str = ""
+    baseline: Baseline = Baseline()
     lr: Scalar = Scalar(0.01, 1e-5, 1.0, log=True)
     server_lr: Scalar = Scalar(1.0, 0.1, 3.0, log=True)
     adaptive_server_lr: float = 0.03
@@ -387,6 +414,7 @@ def environment(
     profile_description: str,
     surface_doc: str,
     cfg: Mapping[str, Any] | None = None,
+    baseline: Baseline | None = None,
 ) -> Environment:
     """What the agent knows about the profile, from the texts of its context (see the module doc)."""
     cfg = dict(cfg or {})
@@ -399,6 +427,7 @@ def environment(
     enabled = cfg.get("mechanisms")
     return Environment(
         profile=profile_name,
+        baseline=baseline or Baseline(),
         lr=table.get("lr", Environment.lr),
         server_lr=table.get("server_lr", Environment.server_lr),
         adaptive_server_lr=float(cfg.get("adaptive_server_lr", 0.03)),
@@ -515,44 +544,65 @@ def _marker_lines(genome: Genome) -> list[str]:
     return textwrap.wrap(text, 100, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
 
 
-def _title(genome: Genome) -> str:
+def _title(genome: Genome, baseline: Baseline) -> str:
+    base = baseline.class_name
     if not genome.genes:
-        return "FedAvg unchanged: every client, the full step budget, plain task loss."
-    title = "FedAvg plus " + ", ".join(g.token for g in genome.genes) + "."
-    return title if len(title) <= 96 else f"FedAvg plus {len(genome.genes)} mechanisms (listed below)."
+        if baseline.is_fedavg:
+            return "FedAvg unchanged: every client, the full step budget, plain task loss."
+        return f"{base} unchanged."
+    title = f"{base} plus " + ", ".join(g.token for g in genome.genes) + "."
+    return title if len(title) <= 96 else f"{base} plus {len(genome.genes)} mechanisms (listed below)."
+
+
+def _otherwise(genome: Genome, baseline: Baseline) -> list[str]:
+    """What the genome leaves to the baseline, as a docstring bullet (FedAvg's defaults spelled out)."""
+    if not baseline.is_fedavg:
+        text = f"Otherwise as {baseline.class_name}: the hooks not written here are inherited from it."
+        return textwrap.wrap(text, 100, initial_indent="- ", subsequent_indent="  ")
+    untouched = [
+        text
+        for slot, text in (
+            ("sampling", "all clients train every round"),
+            ("steps", "clients use the full local step budget"),
+            ("lr_schedule", "the client learning rate is constant"),
+            ("server", "the server applies x <- x + server_lr * update"),
+        )
+        if genome.gene(slot) is None
+    ]
+    if not untouched:
+        return []
+    text = "Otherwise as FedAvg: " + "; ".join(untouched) + "."
+    return textwrap.wrap(text, 100, initial_indent="- ", subsequent_indent="  ")
 
 
 def class_docstring(genome: Genome, env: Environment) -> str:
-    lines = [_title(genome), ""]
+    lines = [_title(genome, env.baseline), ""]
     if genome.genes:
         for gene in genome.genes:
             lines += textwrap.wrap(describe_gene(gene), 100, initial_indent="- ", subsequent_indent="  ")
-        untouched = [
-            text
-            for slot, text in (
-                ("sampling", "all clients train every round"),
-                ("steps", "clients use the full local step budget"),
-                ("lr_schedule", "the client learning rate is constant"),
-                ("server", "the server applies x <- x + server_lr * update"),
-            )
-            if genome.gene(slot) is None
-        ]
-        if untouched:
-            lines += textwrap.wrap(
-                "Otherwise as FedAvg: " + "; ".join(untouched) + ".",
-                100,
-                initial_indent="- ",
-                subsequent_indent="  ",
-            )
+        lines += _otherwise(genome, env.baseline)
         lines.append("")
     lines += _marker_lines(genome)
     return "\n    ".join(lines).replace("\n    \n", "\n\n") + "\n    "
 
 
-MODULE_DOC = (
-    "Candidate recipe written by the evolve agent: libcst edits of the FedAvg baseline.\n\n"
-    "The recipe class's docstring says what it does; its last line lists the mechanisms.\n"
-)
+def module_doc(baseline: Baseline) -> str:
+    """The candidate file's module docstring."""
+    if baseline.shipped:
+        base = baseline.class_name
+        return (
+            f"Candidate recipe written by the evolve agent: libcst edits of the {base} baseline.\n\n"
+            "The recipe class's docstring says what it does; its last line lists the mechanisms.\n"
+        )
+    first = (
+        f"Candidate recipe written by the evolve agent: the {baseline.class_name} baseline "
+        f"({baseline.label}) and a subclass of it made by libcst edits."
+    )
+    return (
+        "\n".join(textwrap.wrap(first, 100))
+        + "\n\nThe subclass's docstring says what it changes; its last line lists the mechanisms.\n"
+    )
+
 
 _SIG = {
     "model_variant": "def model_variant(self) -> str:",
@@ -929,13 +979,18 @@ _RENDERERS: dict[str, Callable[[Genome], str | None]] = {
 # --- reading a file back -------------------------------------------------------------------------------
 
 
+def _has_marker(docstring: str | None) -> bool:
+    return docstring is not None and MARKER in docstring
+
+
 def _recipe_class(module: cst.Module) -> cst.ClassDef | None:
-    for stmt in module.body:
-        if isinstance(stmt, cst.ClassDef) and any(
-            isinstance(b.value, cst.Name) and b.value.value == "FedAvg" for b in stmt.bases
-        ):
-            return stmt
-    return None
+    """The evolve class: the last module-level class whose docstring carries the ``Mechanisms:`` line."""
+    found = [
+        stmt
+        for stmt in module.body
+        if isinstance(stmt, cst.ClassDef) and _has_marker(stmt.get_docstring(clean=False))
+    ]
+    return found[-1] if found else None
 
 
 def _parse_tokens(line: str) -> list[Gene]:
@@ -962,21 +1017,16 @@ def read_genome(source: str) -> Genome | None:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return None
-    cls = next(
-        (
-            node
-            for node in tree.body
-            if isinstance(node, ast.ClassDef)
-            and any(isinstance(b, ast.Name) and b.id == "FedAvg" for b in node.bases)
-        ),
-        None,
-    )
-    if cls is None:
+    classes = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and _has_marker(ast.get_docstring(node, clean=False))
+    ]
+    if not classes:
         return None
+    cls = classes[-1]
     doc = ast.get_docstring(cls, clean=False) or ""
     at = doc.rfind(MARKER)
-    if at < 0:
-        return None
     by_slot: dict[str, Gene] = {}
     for gene in _parse_tokens(" ".join(doc[at:].split())):
         by_slot.setdefault(gene.slot, gene)
@@ -1000,23 +1050,50 @@ def read_genome(source: str) -> Genome | None:
     return Genome(tuple(by_slot[s] for s in SLOTS if s in by_slot), values)
 
 
-# --- libcst transformers --------------------------------------------------------------------------------
-
-SKELETON = f'''"""FedAvg baseline."""
-
-from __future__ import annotations
-
-from afr.recipe import FedAvg, scalar
+# --- the skeleton and the imports ------------------------------------------------------------------------
 
 
-class {CLASS_NAME}(FedAvg):
-    """FedAvg.
+def _module_names(source: str) -> set[str]:
+    """Names a module binds at its top level (imports, classes, functions, assignments)."""
+    names: set[str] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).partition(".")[0] for a in node.names)
+        elif isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    return names
 
-    {MARKER} none
+
+def _class_name(baseline: Baseline) -> str:
+    """The evolve class's name: :data:`CLASS_NAME`, numbered if the user's file already binds it."""
+    if baseline.shipped:
+        return CLASS_NAME
+    taken = _module_names(baseline.source)
+    return next(n for n in (CLASS_NAME, *(f"{CLASS_NAME}{i}" for i in range(2, 100))) if n not in taken)
+
+
+def skeleton(baseline: Baseline) -> str:
+    """The file a first-generation candidate is edited from: the baseline plus an empty evolve class.
+
+    A shipped baseline is imported from ``afr.recipe``; a user's file is copied whole (its class is not
+    importable) and the evolve class derives from its class.
     """
+    base = baseline.class_name
+    stub = (
+        f"class {_class_name(baseline)}({base}):\n"
+        f'    """{base}.\n\n    {MARKER} none\n    """\n\n'
+        f'    name = "{RECIPE_NAME}"\n'
+    )
+    if not baseline.shipped:
+        return baseline.source.rstrip("\n") + "\n\n\n" + stub
+    return (
+        f'"""{base} baseline."""\n\nfrom __future__ import annotations\n\n'
+        f"from afr.recipe import {base}, scalar\n\n\n" + stub
+    )
 
-    name = "{RECIPE_NAME}"
-'''
 
 _BLANK = (cst.EmptyLine(indent=False),)
 
@@ -1025,6 +1102,8 @@ RECIPE_EXPORTS = frozenset(recipe.__all__)
 
 MAX_LINE = 110
 """Longest line of a generated file (the project's line length)."""
+
+_STDLIB = ("math", "typing")
 
 
 def _from_import(module: str, names: Sequence[str]) -> str:
@@ -1040,37 +1119,122 @@ def _isort_key(name: str) -> tuple[bool, str]:
     return (not name[:1].isupper(), name)
 
 
+def _needed_imports(used: set[str], recipe_names: set[str]) -> list[tuple[str, tuple[str, ...] | None]]:
+    """(module, names) the evolve class needs, in isort order (names None: ``import module``)."""
+    out: list[tuple[str, tuple[str, ...] | None]] = []
+    if "math" in used:
+        out.append(("math", None))
+    if "Any" in used:
+        out.append(("typing", ("Any",)))
+    if "torch" in used:
+        out.append(("torch", None))
+    torch_names = tuple(n for n in ("Tensor", "nn") if n in used)
+    if torch_names:
+        out.append(("torch", torch_names))
+    out.append(("afr.recipe", tuple(sorted(recipe_names, key=_isort_key))))
+    return out
+
+
+def _group(module: str) -> int:
+    """isort's section of a module: future, standard library, third party, first party (afr)."""
+    if module == "__future__":
+        return 0
+    return 1 if module in _STDLIB else (3 if module.partition(".")[0] == "afr" else 2)
+
+
+def _statement(line: str, blank: bool = False) -> cst.SimpleStatementLine:
+    stmt = cst.parse_statement(line)
+    assert isinstance(stmt, cst.SimpleStatementLine)
+    return stmt.with_changes(leading_lines=_BLANK if blank else ())
+
+
+def _import_line(module: str, names: tuple[str, ...] | None) -> str:
+    return f"import {module}" if names is None else _from_import(module, names)
+
+
+def shipped_imports(used: set[str], baseline: Baseline) -> list[cst.SimpleStatementLine]:
+    """Exactly the imports the evolve class uses, grouped and ordered as isort does."""
+    recipe_names = {n for n in RECIPE_EXPORTS if n in used} | {baseline.class_name, "scalar"}
+    lines = [("__future__", "from __future__ import annotations")]
+    lines += [(m, _import_line(m, names)) for m, names in _needed_imports(used, recipe_names)]
+    return [
+        _statement(line, blank=i == 0 or _group(module) != _group(lines[i - 1][0]))
+        for i, (module, line) in enumerate(lines)
+    ]
+
+
+def user_imports(used: set[str], baseline: Baseline) -> list[cst.SimpleStatementLine]:
+    """The user's file's imports, kept, plus those the evolve class needs and the file lacks.
+
+    A missing name joins the file's ``from <module> import ...`` when it has one; otherwise its import
+    goes after the file's imports of the same isort section (stdlib, third party, afr).
+    """
+    bound = _module_names(baseline.source)
+    recipe_names = {n for n in RECIPE_EXPORTS if n in used} | {"scalar"}
+    missing: dict[tuple[str, bool], list[str]] = {}  # (module, plain import) -> names
+    for module, names in _needed_imports(used, recipe_names):
+        for name in names or (module,):
+            if name not in bound:
+                missing.setdefault((module, names is None), []).append(name)
+    kept: list[tuple[int, cst.SimpleStatementLine]] = []
+    for stmt in cst.parse_module(baseline.source).body:
+        if isinstance(stmt, cst.SimpleStatementLine) and isinstance(
+            stmt.body[0], cst.Import | cst.ImportFrom
+        ):
+            merged = _merged_from_import(stmt, missing)
+            stmt = stmt if merged is None else merged.with_changes(leading_lines=stmt.leading_lines)
+            kept.append((_group(_imported_module(stmt.body[0])), stmt))
+    for (module, plain), names in missing.items():
+        group = _group(module)
+        at = sum(1 for g, _ in kept if g <= group)  # the user's imports are assumed in isort order
+        stmt = _statement(
+            _import_line(module, None if plain else tuple(names)), at > 0 and kept[at - 1][0] != group
+        )
+        if at < len(kept) and kept[at][0] != group:  # a new section starts after the added line
+            following = kept[at][1]
+            if not any(line.comment is None for line in following.leading_lines):
+                kept[at] = (
+                    kept[at][0],
+                    following.with_changes(leading_lines=_BLANK + tuple(following.leading_lines)),
+                )
+        kept.insert(at, (group, stmt))
+    return [stmt for _, stmt in kept]
+
+
+def _imported_module(small: cst.BaseSmallStatement) -> str:
+    if isinstance(small, cst.ImportFrom):
+        return "." if small.relative or small.module is None else cst.Module([]).code_for_node(small.module)
+    assert isinstance(small, cst.Import)
+    return cst.Module([]).code_for_node(small.names[0].name)
+
+
+def _merged_from_import(
+    stmt: cst.SimpleStatementLine, missing: dict[tuple[str, bool], list[str]]
+) -> cst.SimpleStatementLine | None:
+    """``stmt`` with the missing names of its module added (None: not a plain ``from m import a, b``)."""
+    small = stmt.body[0]
+    if len(stmt.body) != 1 or not isinstance(small, cst.ImportFrom) or small.relative:
+        return None
+    if isinstance(small.names, cst.ImportStar) or any(a.asname is not None for a in small.names):
+        return None
+    module = cst.Module([]).code_for_node(small.module) if small.module is not None else ""
+    extra = missing.pop((module, False), None)
+    if extra is None:
+        return None
+    names = {cst.Module([]).code_for_node(a.name) for a in small.names} | set(extra)
+    return _statement(_from_import(module, sorted(names, key=_isort_key)))
+
+
 def _docstring_line(text: str) -> cst.SimpleStatementLine:
     return cst.SimpleStatementLine([cst.Expr(cst.SimpleString(f'"""{text}"""'))])
 
 
 class ImportWriter(cst.CSTTransformer):
-    """Replace the module's imports by exactly the ones the rendered class uses (isort order)."""
+    """Replace the module's imports by ``imports`` (after the module docstring)."""
 
-    def __init__(self, used: set[str]) -> None:
+    def __init__(self, imports: Sequence[cst.SimpleStatementLine]) -> None:
         super().__init__()
-        self.used = used
-
-    def block(self) -> list[cst.SimpleStatementLine]:
-        recipe_names = sorted(
-            {n for n in RECIPE_EXPORTS if n in self.used} | {"FedAvg", "scalar"}, key=_isort_key
-        )
-        groups = [["from __future__ import annotations"]]
-        stdlib = (["import math"] if "math" in self.used else []) + (
-            ["from typing import Any"] if "Any" in self.used else []
-        )
-        torch_names = [n for n in ("Tensor", "nn") if n in self.used]
-        third = (["import torch"] if "torch" in self.used else []) + (
-            [f"from torch import {', '.join(torch_names)}"] if torch_names else []
-        )
-        first = [_from_import("afr.recipe", recipe_names)]
-        out: list[cst.SimpleStatementLine] = []
-        for group in (g for g in (groups[0], stdlib, third, first) if g):
-            for i, line in enumerate(group):
-                stmt = cst.parse_statement(line)
-                assert isinstance(stmt, cst.SimpleStatementLine)
-                out.append(stmt.with_changes(leading_lines=_BLANK if i == 0 else ()))
-        return out
+        self.imports = list(imports)
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         return False  # only module-level statements change
@@ -1088,11 +1252,12 @@ class ImportWriter(cst.CSTTransformer):
                 isinstance(s, cst.SimpleStatementLine) and isinstance(s.body[0], cst.Import | cst.ImportFrom)
             )
         ]
-        if rest:
-            rest[0] = rest[0].with_changes(leading_lines=_BLANK * 2)
-        imports = self.block()
-        if not docstring:
-            imports[0] = imports[0].with_changes(leading_lines=())
+        if rest:  # two blank lines after the imports; comments above the first statement stay
+            comments = tuple(line for line in rest[0].leading_lines if line.comment is not None)
+            rest[0] = rest[0].with_changes(leading_lines=_BLANK * 2 + comments)
+        imports = list(self.imports)
+        if imports:
+            imports[0] = imports[0].with_changes(leading_lines=_BLANK if docstring else ())
         return updated_node.with_changes(body=[*docstring, *imports, *rest])
 
 
@@ -1120,7 +1285,7 @@ class ModuleDocWriter(cst.CSTTransformer):
 
 
 class RecipeClassWriter(cst.CSTTransformer):
-    """Rewrite the recipe class: docstring, scalar declarations, constants and the genome's methods.
+    """Rewrite the evolve class ``target``: docstring, scalar declarations, constants, the genome's methods.
 
     Existing scalar lines are updated in place, missing ones inserted, stale ones removed; methods
     owned by the library (hooks and helpers) are replaced by their rendering or removed; anything else
@@ -1129,12 +1294,14 @@ class RecipeClassWriter(cst.CSTTransformer):
 
     def __init__(
         self,
+        target: str,
         docstring: str,
         scalars: Mapping[str, str],
         constants: Mapping[str, str],
         methods: Mapping[str, str],
     ) -> None:
         super().__init__()
+        self.target = target
         self.docstring, self.scalars, self.constants, self.methods = docstring, scalars, constants, methods
         self.done = False
 
@@ -1142,9 +1309,7 @@ class RecipeClassWriter(cst.CSTTransformer):
         return False  # methods are replaced whole, never edited inside
 
     def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
-        if self.done or not any(
-            isinstance(b.value, cst.Name) and b.value.value == "FedAvg" for b in updated_node.bases
-        ):
+        if self.done or updated_node.name.value != self.target:
             return updated_node
         self.done = True
         owned_methods = set(HOOK_ORDER) | set(HELPERS)
@@ -1195,7 +1360,7 @@ def _assigned_name(stmt: cst.BaseStatement) -> str | None:
 
 
 def write_recipe(parent_source: str | None, genome: Genome, env: Environment) -> str:
-    """Apply ``genome`` to ``parent_source`` (an evolve file; otherwise the skeleton) with libcst."""
+    """Apply ``genome`` to ``parent_source`` (an evolve file; else the baseline's skeleton) with libcst."""
     module = None
     if parent_source is not None and read_genome(parent_source) is not None:
         try:
@@ -1203,18 +1368,21 @@ def write_recipe(parent_source: str | None, genome: Genome, env: Environment) ->
         except Exception:
             module = None
     if module is None:
-        module = cst.parse_module(SKELETON)
+        module = cst.parse_module(skeleton(env.baseline))
+    target = _recipe_class(module)
+    assert target is not None
     specs = env.specs(genome)
     scalars = {key: render_scalar(spec, genome.values.get(key)) for key, spec in specs.items()}
     methods = render_hooks(genome, env)
     constants = {"horizon": str(env.horizon)} if "round_progress" in methods or "client_lr" in methods else {}
     docstring = class_docstring(genome, env)
-    module = module.visit(RecipeClassWriter(docstring, scalars, constants, methods))
+    module = module.visit(RecipeClassWriter(target.name.value, docstring, scalars, constants, methods))
     cls = _recipe_class(module)
     assert cls is not None
     used = {node.id for node in ast.walk(ast.parse(module.code_for_node(cls))) if isinstance(node, ast.Name)}
-    module = module.visit(ModuleDocWriter(MODULE_DOC.rstrip("\n") + "\n"))
-    module = module.visit(ImportWriter(used))
+    module = module.visit(ModuleDocWriter(module_doc(env.baseline).rstrip("\n") + "\n"))
+    imports = (shipped_imports if env.baseline.shipped else user_imports)(used, env.baseline)
+    module = module.visit(ImportWriter(imports))
     code = module.code
     return code if code.endswith("\n") else code + "\n"
 
