@@ -1053,7 +1053,8 @@ def read_genome(source: str) -> Genome | None:
 # --- the skeleton and the imports ------------------------------------------------------------------------
 
 
-def _module_names(source: str) -> set[str]:
+@lru_cache(maxsize=64)  # a pure function of the text (the baseline's, parsed once per render otherwise)
+def _module_names(source: str) -> frozenset[str]:
     """Names a module binds at its top level (imports, classes, functions, assignments)."""
     names: set[str] = set()
     for node in ast.parse(source).body:
@@ -1064,7 +1065,7 @@ def _module_names(source: str) -> set[str]:
         elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
-    return names
+    return frozenset(names)
 
 
 def _class_name(baseline: Baseline) -> str:
