@@ -27,7 +27,7 @@ from afr.agents._mechanisms import (
 from afr.agents.evolve import EvolveAgent
 from afr.engine import run_federation
 from afr.profiles import make_profile
-from afr.recipe import FedAvg
+from afr.recipe import FedAvg, Scalar
 from afr.surface import render_profile_surface, surface_table, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -388,8 +388,122 @@ def test_mini_search_beats_fedavg_on_tcga_brca(shared_data):
 
 
 def test_rounding_a_scalar_never_leaves_its_range() -> None:
-    from afr.agents._mechanisms import ScalarSpec
+    from afr.agents._mechanisms import clip_tidy, render_scalar
 
-    spec = ScalarSpec(0.999, 0.9, 0.99999)
-    assert spec.clip(0.999995) <= 0.99999
-    assert spec.render(0.999995) == "scalar(0.99999, 0.9, 0.99999)"
+    spec = Scalar(0.999, 0.9, 0.99999)
+    assert clip_tidy(spec, 0.999995) <= 0.99999
+    assert render_scalar(spec, 0.999995) == "scalar(0.99999, 0.9, 0.99999)"
+
+
+# --- any recipe as the baseline --------------------------------------------------------------------------
+
+USER_BASELINE = '''"""A user's recipe: FedAvg with a damped server step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from afr.recipe import ClientUpdate, FedAvg, Params, scalar, weighted_mean_delta
+
+
+class Damped(FedAvg):
+    """x <- x + server_lr * damping * mean delta."""
+
+    name = "damped"
+
+    damping = scalar(0.8, 0.1, 1.0)
+
+    def aggregate(
+        self, global_params: Params, updates: list[ClientUpdate], server_state: dict[str, Any]
+    ) -> Params:
+        delta = weighted_mean_delta(updates)
+        return {k: global_params[k] + self.server_lr * self.damping * delta[k] for k in global_params}
+'''
+
+
+def evolve_class(source: str) -> type[FedAvg]:
+    """The class the evolve agent wrote (the file's last class), from a file that may hold others."""
+    namespace: dict = {"__name__": "candidate"}
+    exec(compile(source, "candidate.py", "exec"), namespace)
+    return namespace[ast.parse(source).body[-1].name]
+
+
+def check_evolve_class_runs(source: str) -> None:
+    profile = tiny_synthetic()
+    result = run_federation(profile, profile.make_recipe(evolve_class(source)), seed=0)
+    assert len(result.curve) == 2 and math.isfinite(result.final_val)
+
+
+def test_a_shipped_baseline_other_than_fedavg():
+    fedprox = (ROOT / "afr" / "recipe" / "fedprox.py").read_text()
+    ctx = make_ctx(baseline_class="FedProx", baseline_label="afr/recipe/fedprox.py", baseline_source=fedprox)
+    proposals = EvolveAgent(CONFIG, seed=0).propose(ctx, 6)
+    assert len(proposals) == 6
+    for proposal in proposals:
+        check_valid(proposal.source, ("synthetic",))
+        assert "(FedProx):" in proposal.source and "FedAvg" not in proposal.source
+        assert read_genome(proposal.source).tokens == tuple(proposal.meta["mechanisms"])
+        assert proposal.note.startswith("FedProx plus one mechanism")
+    check_evolve_class_runs(proposals[0].source)
+    # a mechanism scalar the baseline already declares (FedProx's mu) is redeclared and still validates
+    env = mechanisms_module.environment(
+        "synthetic", *context_texts("synthetic")[:2], CONFIG, mechanisms_module.Baseline("FedProx")
+    )
+    source = write_recipe(None, Genome((Gene("prox"), Gene("server_adam"))), env)
+    assert "mu = scalar(" in source and "class Evolved(FedProx):" in source
+    check_valid(source, ("synthetic",))
+    check_evolve_class_runs(source)
+
+
+def test_a_users_file_as_baseline():
+    table = surface_table("synthetic")
+    agent = EvolveAgent(CONFIG, seed=5)
+    history: tuple = ()
+    made: list[Proposal] = []
+    for _ in range(4):
+        ctx = make_ctx(
+            baseline_class="Damped",
+            baseline_label="recipes/damped.py",
+            baseline_shipped=False,
+            baseline_source=USER_BASELINE,
+            baseline_score=0.5,
+            history=history,
+            step=len(history),
+        )
+        proposals = agent.propose(ctx, 4)
+        scores = [0.5 + 0.05 * len(p.meta["mechanisms"]) for p in proposals]
+        history += fake_history(proposals, scores, start=len(history) + 1)
+        made += proposals
+    assert any(len(p.meta["mechanisms"]) >= 2 for p in made), "children of the user's baseline"
+    user_class = USER_BASELINE[USER_BASELINE.index("class Damped") :]
+    for proposal in made:
+        report = validate(proposal.source, table)
+        assert report.ok, f"{report}\n{proposal.source}"
+        assert user_class in proposal.source, "the user's code is kept verbatim"
+        cls = evolve_class(proposal.source)
+        assert cls.__name__ == "Evolved" and cls.__mro__[1].__name__ == "Damped"
+        genome = read_genome(proposal.source)
+        assert genome.tokens == tuple(proposal.meta["mechanisms"])
+        renders_aggregate = any("aggregate" in g.mechanism.hooks for g in genome.genes)
+        assert ("aggregate" in vars(cls)) == renders_aggregate
+        assert "damping" in cls.declared_scalars()
+    inherited = next(p for p in made if "aggregate" not in vars(evolve_class(p.source)))
+    check_evolve_class_runs(inherited.source)
+
+
+def test_a_users_file_gets_the_imports_its_subclass_needs():
+    bare = 'from afr.recipe import FedAvg\n\n\nclass Evolved(FedAvg):\n    name = "mine"\n'
+    env = mechanisms_module.Environment(
+        baseline=mechanisms_module.Baseline("Evolved", "mine.py", False, bare)
+    )
+    genome = Genome((Gene("server_yogi"), Gene("scaffold"), Gene("lr_schedule", "cosine"), Gene("l2")))
+    source = write_recipe(None, genome, env)
+    check_valid(source, ("synthetic",))
+    assert "class Evolved2(Evolved):" in source, "the evolve class does not shadow the user's class"
+    assert set(read_genome(source).tokens) == set(genome.tokens)
+    assert evolve_class(source).__name__ == "Evolved2"
+    check_evolve_class_runs(source)
+    tree = ast.parse(source)
+    imported = {alias.name for node in tree.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert {"FedAvg", "scalar", "yogi_second_moment", "scaffold_correction", "Tensor", "Any"} <= imported
+    assert source.count("from afr.recipe import") == 1, "missing recipe names join the user's import"

@@ -163,6 +163,53 @@ def test_request_content_is_deterministic_and_lists_earlier_ideas() -> None:
     assert "proposal 2 of 2 in step 4" in one.requests[1]["messages"][1]["content"]
 
 
+USER_BASELINE = """from afr.recipe import FedAvg, scalar
+
+
+class Damped(FedAvg):
+    name = "damped"
+
+    damping = scalar(0.8, 0.1, 1.0)
+"""
+
+
+@pytest.mark.parametrize("edit_format", ["whole", "search_replace"])
+def test_the_prompt_names_the_baseline(edit_format: str) -> None:
+    fedprox = (ROOT / "afr" / "recipe" / "fedprox.py").read_text()
+    shipped = context(
+        baseline_class="FedProx", baseline_label="afr/recipe/fedprox.py", baseline_source=fedprox
+    )
+    users = context(
+        baseline_class="Damped",
+        baseline_label="recipes/damped.py",
+        baseline_shipped=False,
+        baseline_source=USER_BASELINE,
+    )
+    with FakeOpenAI([whole(GOOD), whole(FIXED)]) as server:
+        agent = agent_for(server, edit_format=edit_format)
+        agent.propose(shipped, 1)
+        agent.propose(users, 1)
+    (system, user), (user_system, user_user) = (
+        [m["content"] for m in request["messages"]] for request in server.requests
+    )
+    assert "fedavg.py" not in system + user and "fedavg.py" not in user_system + user_user
+    assert "## Baseline recipe `FedProx` (`afr/recipe/fedprox.py`" in system and fedprox.strip() in system
+    assert (
+        "(normally `FedProx`, the baseline)" in system and "from afr.recipe import FedProx, scalar" in system
+    )
+    assert "Baseline (FedProx, default scalars): 0.71" in system
+    # a user's file: named, shown, and every candidate must contain its code (its class is not importable)
+    assert "## Baseline recipe `Damped` (the user's file `recipes/damped.py`" in user_system
+    assert USER_BASELINE.strip() in user_system
+    assert "it cannot be imported, so every candidate must contain the baseline's code" in user_system
+    if edit_format == "search_replace":
+        assert (
+            "Your SEARCH/REPLACE blocks apply to this parent file (the baseline, recipes/damped.py)"
+            in user_user
+        )
+        assert "edit its code in place (its class `Damped` cannot be imported" in user_system
+
+
 def test_request_fields_follow_the_config() -> None:
     over = {"temperature": None, "max_tokens_param": "max_completion_tokens", "extra_body": {"top_k": 40}}
     with FakeOpenAI([whole(GOOD)]) as server:

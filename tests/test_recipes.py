@@ -24,6 +24,7 @@ from afr.recipe import (
     LocalContext,
     Recipe,
     Scaffold,
+    Scalar,
     recipe_class,
 )
 
@@ -255,6 +256,21 @@ def test_out_of_range_or_non_numeric_scalar_rejected(cls: type[Recipe], values: 
 def test_undeclared_scalar_rejected() -> None:
     with pytest.raises(ValueError, match="mu"):
         FedAvg(mu=0.1)
+
+
+def test_scalar_clip_and_with_default() -> None:
+    mu = FedProx.declared_scalars()["mu"]
+    assert (mu.clip(100.0), mu.clip(0.0), mu.clip(0.5)) == (10.0, 1e-4, 0.5)
+    steps = Scalar(4, 1, 10, integer=True)
+    assert steps.clip(7.6) == 8.0 and steps.clip(-3) == 1.0
+    moved = mu.with_default(50.0)
+    assert moved.default == 10.0 and (moved.low, moved.high, moved.log, moved.name) == (
+        1e-4,
+        10.0,
+        True,
+        "mu",
+    )
+    assert mu.default == 0.01, "the declaration itself is unchanged"
 
 
 # --- each recipe overrides only what differs from FedAvg -------------------------------------------

@@ -42,6 +42,13 @@ class AgentContext:
     higher_is_better: bool
     metric: str
     baseline_score: float | None = None
+    baseline_class: str = "FedAvg"
+    """The baseline recipe's class name (candidates derive from it)."""
+    baseline_label: str = "afr/recipe/fedavg.py"
+    """How texts name the baseline: a shipped recipe's file or the path of the user's file."""
+    baseline_shipped: bool = True
+    """True: the class is importable from ``afr.recipe``; False: ``baseline_source`` is a user's file,
+    whose class a candidate cannot import, so a candidate contains that file's code."""
     best: tuple[HistoryItem, ...] = ()
     """Best candidates so far, best first."""
     recent_failures: tuple[HistoryItem, ...] = ()
@@ -50,9 +57,6 @@ class AgentContext:
     """Every candidate of this arm so far, oldest first (agents that need the whole record)."""
     step: int = 0
     """How many proposals the agent has made before this call."""
-    baseline_class: str = "FedAvg"
-    baseline_label: str = "afr/recipe/fedavg.py"
-    baseline_shipped: bool = True
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,15 @@ docstring ends with one machine-readable line::
 
 (``key`` or ``key=variant``; the parenthesised scalar names are informational) and the scalar defaults
 are the ``x = scalar(default, low, high, ...)`` declarations of the class body. :func:`read_genome`
-recovers both with libcst; :func:`write_recipe` applies a genome to a parent file with three libcst
+recovers both with Python's parser; :func:`write_recipe` applies a genome to a parent file with three libcst
 transformers (imports, module docstring, recipe class body).
+
+The evolve class derives from the campaign's baseline (:class:`Baseline`, FedAvg by default) and is
+found by its ``Mechanisms:`` line; hooks the genome does not render are the baseline's. A shipped
+baseline is imported from ``afr.recipe``; a user's baseline file cannot be, so each candidate is that
+file (its imports kept, missing ones added) followed by the evolve class. Mechanisms that a shipped
+recipe also implements (server momentum, FedAdam/FedYogi/FedAdagrad, SCAFFOLD, FedProx's term) call
+the same functions of ``afr.recipe`` as that recipe, so they compute exactly what it computes.
 
 What the agent knows about the profile (:class:`Environment`) is parsed from the context it is given:
 the profile description (YAML of ``Profile.describe()``: keys ``name``, ``clients``, ``budget``
@@ -36,17 +43,17 @@ import ast
 import math
 import re
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import libcst as cst
 
-from ..recipe import HOOKS
+from .. import recipe
+from ..recipe import HOOKS, Scalar
 
 __all__ = [
-    "ScalarSpec",
     "Mechanism",
     "Gene",
     "Genome",
@@ -59,6 +66,10 @@ __all__ = [
     "write_recipe",
     "normalise_source",
     "describe_gene",
+    "Baseline",
+    "skeleton",
+    "clip_tidy",
+    "render_scalar",
 ]
 
 CLASS_NAME = "Evolved"
@@ -71,34 +82,24 @@ MARKER = "Mechanisms:"
 # --- scalars -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ScalarSpec:
-    """A tunable number a mechanism declares: default and range (as ``scalar(...)`` takes them)."""
+def clip_tidy(spec: Scalar, value: float) -> float:
+    """``value`` clipped into ``spec``'s range and rounded by :func:`tidy` (generated files stay readable)."""
+    value = spec.clip(value)
+    if spec.integer:
+        return value
+    # rounding to 4 digits may step outside the range (0.99999 -> 1): keep the exact bound then
+    return spec.clip(tidy(value))
 
-    default: float
-    low: float
-    high: float
-    log: bool = False
-    integer: bool = False
 
-    def clip(self, value: float) -> float:
-        value = min(self.high, max(self.low, float(value)))
-        if self.integer:
-            return float(round(value))
-        # rounding to 4 digits may step outside the range (0.99999 -> 1): keep the exact bound then
-        return min(self.high, max(self.low, tidy(value)))
-
-    def with_default(self, default: float) -> ScalarSpec:
-        return ScalarSpec(self.clip(default), self.low, self.high, self.log, self.integer)
-
-    def render(self, value: float | None = None) -> str:
-        value = self.default if value is None else self.clip(value)
-        args = [number(value, self.integer), bound(self.low, self.integer), bound(self.high, self.integer)]
-        if self.log:
-            args.append("log=True")
-        if self.integer:
-            args.append("integer=True")
-        return f"scalar({', '.join(args)})"
+def render_scalar(spec: Scalar, value: float | None = None) -> str:
+    """The ``scalar(...)`` declaration of ``spec`` with default ``value`` (None: the spec's default)."""
+    value = spec.default if value is None else clip_tidy(spec, value)
+    args = [number(value, spec.integer), bound(spec.low, spec.integer), bound(spec.high, spec.integer)]
+    if spec.log:
+        args.append("log=True")
+    if spec.integer:
+        args.append("integer=True")
+    return f"scalar({', '.join(args)})"
 
 
 def tidy(value: float) -> float:
@@ -109,7 +110,7 @@ def tidy(value: float) -> float:
 def number(value: float, integer: bool = False) -> str:
     """A Python literal for ``value`` rounded by :func:`tidy` (ints without a trailing ``.0``).
 
-    Values that :func:`tidy` would change are passed through ``clip`` first by their callers.
+    Values that :func:`tidy` would change are passed through :func:`clip_tidy` first by their callers.
     """
     return bound(round(value) if integer else value, integer)
 
@@ -133,16 +134,16 @@ class Mechanism:
     hooks: tuple[str, ...]
     summary: str
     """A sentence for the recipe's docstring (``{variant}`` is filled in)."""
-    scalars: Mapping[str, Mapping[str, ScalarSpec]] = field(default_factory=dict)
+    scalars: Mapping[str, Mapping[str, Scalar]] = field(default_factory=dict)
     """Variant ('' when none) -> scalars it declares."""
     variants: tuple[str, ...] = ()
 
-    def scalar_specs(self, variant: str) -> Mapping[str, ScalarSpec]:
+    def scalar_specs(self, variant: str) -> Mapping[str, Scalar]:
         return self.scalars.get(variant, self.scalars.get("", {}))
 
 
-def _s(default: float, low: float, high: float, log: bool = False) -> ScalarSpec:
-    return ScalarSpec(default, low, high, log)
+def _s(default: float, low: float, high: float, log: bool = False) -> Scalar:
+    return Scalar(default, low, high, log)
 
 
 _ADAPTIVE = {"beta1": _s(0.9, 0.0, 0.999), "beta2": _s(0.999, 0.9, 0.99999), "tau": _s(1e-3, 1e-9, 0.1, True)}
@@ -340,10 +341,28 @@ class Genome:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """The recipe every candidate derives from (the campaign names it in the agent's context)."""
+
+    class_name: str = "FedAvg"
+    label: str = "afr/recipe/fedavg.py"
+    """How texts name it: a shipped recipe's file or the path of the user's file."""
+    shipped: bool = True
+    """True: the class is importable from ``afr.recipe``; False: a user's file, which candidates contain."""
+    source: str = ""
+    """The user's file (unused for a shipped baseline)."""
+
+    @property
+    def is_fedavg(self) -> bool:
+        return self.shipped and self.class_name == "FedAvg"
+
+
+@dataclass(frozen=True)
 class Environment:
     profile: str = ""
-    lr: ScalarSpec = ScalarSpec(0.01, 1e-5, 1.0, log=True)
-    server_lr: ScalarSpec = ScalarSpec(1.0, 0.1, 3.0, log=True)
+    baseline: Baseline = Baseline()
+    lr: Scalar = Scalar(0.01, 1e-5, 1.0, log=True)
+    server_lr: Scalar = Scalar(1.0, 0.1, 3.0, log=True)
     adaptive_server_lr: float = 0.03
     horizon: int = 20
     """Rounds of the profile's budget (schedules reach their end at the last round)."""
@@ -375,14 +394,14 @@ class Environment:
                 out.extend(Gene(key, v) for v in (self.variants(key) or ("",)))
         return out
 
-    def base_specs(self, genome: Genome) -> dict[str, ScalarSpec]:
+    def base_specs(self, genome: Genome) -> dict[str, Scalar]:
         server = genome.gene("server")
         server_lr = self.server_lr
         if server is not None and server.key in ADAPTIVE_SERVERS:
-            server_lr = server_lr.with_default(self.adaptive_server_lr)
+            server_lr = server_lr.with_default(clip_tidy(server_lr, self.adaptive_server_lr))
         return {"lr": self.lr, "server_lr": server_lr}
 
-    def specs(self, genome: Genome) -> dict[str, ScalarSpec]:
+    def specs(self, genome: Genome) -> dict[str, Scalar]:
         """Every scalar the genome's file declares, base scalars first."""
         out = self.base_specs(genome)
         for gene in genome.genes:
@@ -395,6 +414,7 @@ def environment(
     profile_description: str,
     surface_doc: str,
     cfg: Mapping[str, Any] | None = None,
+    baseline: Baseline | None = None,
 ) -> Environment:
     """What the agent knows about the profile, from the texts of its context (see the module doc)."""
     cfg = dict(cfg or {})
@@ -407,6 +427,7 @@ def environment(
     enabled = cfg.get("mechanisms")
     return Environment(
         profile=profile_name,
+        baseline=baseline or Baseline(),
         lr=table.get("lr", Environment.lr),
         server_lr=table.get("server_lr", Environment.server_lr),
         adaptive_server_lr=float(cfg.get("adaptive_server_lr", 0.03)),
@@ -460,14 +481,14 @@ _ROW = re.compile(
 )
 
 
-def _scalar_table(section: str) -> dict[str, ScalarSpec]:
+def _scalar_table(section: str) -> dict[str, Scalar]:
     start = section.find("Tunable scalar space")
     if start < 0:
         return {}
     out = {}
     for m in _ROW.finditer(section[start:]):
         try:
-            spec = ScalarSpec(
+            spec = Scalar(
                 float(m.group(2)),
                 float(m.group(3)),
                 float(m.group(4)),
@@ -523,44 +544,65 @@ def _marker_lines(genome: Genome) -> list[str]:
     return textwrap.wrap(text, 100, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
 
 
-def _title(genome: Genome) -> str:
+def _title(genome: Genome, baseline: Baseline) -> str:
+    base = baseline.class_name
     if not genome.genes:
-        return "FedAvg unchanged: every client, the full step budget, plain task loss."
-    title = "FedAvg plus " + ", ".join(g.token for g in genome.genes) + "."
-    return title if len(title) <= 96 else f"FedAvg plus {len(genome.genes)} mechanisms (listed below)."
+        if baseline.is_fedavg:
+            return "FedAvg unchanged: every client, the full step budget, plain task loss."
+        return f"{base} unchanged."
+    title = f"{base} plus " + ", ".join(g.token for g in genome.genes) + "."
+    return title if len(title) <= 96 else f"{base} plus {len(genome.genes)} mechanisms (listed below)."
+
+
+def _otherwise(genome: Genome, baseline: Baseline) -> list[str]:
+    """What the genome leaves to the baseline, as a docstring bullet (FedAvg's defaults spelled out)."""
+    if not baseline.is_fedavg:
+        text = f"Otherwise as {baseline.class_name}: the hooks not written here are inherited from it."
+        return textwrap.wrap(text, 100, initial_indent="- ", subsequent_indent="  ")
+    untouched = [
+        text
+        for slot, text in (
+            ("sampling", "all clients train every round"),
+            ("steps", "clients use the full local step budget"),
+            ("lr_schedule", "the client learning rate is constant"),
+            ("server", "the server applies x <- x + server_lr * update"),
+        )
+        if genome.gene(slot) is None
+    ]
+    if not untouched:
+        return []
+    text = "Otherwise as FedAvg: " + "; ".join(untouched) + "."
+    return textwrap.wrap(text, 100, initial_indent="- ", subsequent_indent="  ")
 
 
 def class_docstring(genome: Genome, env: Environment) -> str:
-    lines = [_title(genome), ""]
+    lines = [_title(genome, env.baseline), ""]
     if genome.genes:
         for gene in genome.genes:
             lines += textwrap.wrap(describe_gene(gene), 100, initial_indent="- ", subsequent_indent="  ")
-        untouched = [
-            text
-            for slot, text in (
-                ("sampling", "all clients train every round"),
-                ("steps", "clients use the full local step budget"),
-                ("lr_schedule", "the client learning rate is constant"),
-                ("server", "the server applies x <- x + server_lr * update"),
-            )
-            if genome.gene(slot) is None
-        ]
-        if untouched:
-            lines += textwrap.wrap(
-                "Otherwise as FedAvg: " + "; ".join(untouched) + ".",
-                100,
-                initial_indent="- ",
-                subsequent_indent="  ",
-            )
+        lines += _otherwise(genome, env.baseline)
         lines.append("")
     lines += _marker_lines(genome)
     return "\n    ".join(lines).replace("\n    \n", "\n\n") + "\n    "
 
 
-MODULE_DOC = (
-    "Candidate recipe written by the evolve agent: libcst edits of the FedAvg baseline.\n\n"
-    "The recipe class's docstring says what it does; its last line lists the mechanisms.\n"
-)
+def module_doc(baseline: Baseline) -> str:
+    """The candidate file's module docstring."""
+    if baseline.shipped:
+        base = baseline.class_name
+        return (
+            f"Candidate recipe written by the evolve agent: libcst edits of the {base} baseline.\n\n"
+            "The recipe class's docstring says what it does; its last line lists the mechanisms.\n"
+        )
+    first = (
+        f"Candidate recipe written by the evolve agent: the {baseline.class_name} baseline "
+        f"({baseline.label}) and a subclass of it made by libcst edits."
+    )
+    return (
+        "\n".join(textwrap.wrap(first, 100))
+        + "\n\nThe subclass's docstring says what it changes; its last line lists the mechanisms.\n"
+    )
+
 
 _SIG = {
     "model_variant": "def model_variant(self) -> str:",
@@ -593,282 +635,362 @@ def _method(name: str, doc: str, body: Sequence[str]) -> str:
 
 def render_hooks(genome: Genome, env: Environment) -> dict[str, str]:
     """Source text of every method the genome needs (hooks and helpers), keyed by name."""
-    g = genome.gene
-    out: dict[str, str] = {}
-    variant = g("variant")
-    if variant is not None:
-        out["model_variant"] = _method(
-            "model_variant",
-            "The profile's registered model variant to train.",
-            [f'return "{variant.variant}"'],
-        )
-    if g("sampling") is not None:
-        out["select_clients"] = _method(
-            "select_clients",
-            "A seeded random subset of about client_fraction of the clients, never empty.",
-            [
-                "count = min(num_clients, max(1, round(self.client_fraction * num_clients)))",
-                "order = torch.randperm(num_clients, generator=rng)",
-                "return sorted(int(c) for c in order[:count].tolist())",
-            ],
-        )
-    scaffold = genome.has("scaffold")
-    if scaffold:
-        out["broadcast"] = _method(
-            "broadcast",
-            "SCAFFOLD: send the server control variate c as the contract's control extras.",
-            [
-                'control = server_state.get("control", {})',
-                'return {f"control.{key}": c for key, c in control.items()}',
-            ],
-        )
-    steps = g("steps")
-    if steps is not None:
-        if steps.variant == "ramp":
-            body = [
-                "# Ramp from steps_start_fraction of the budget up to the full budget at the last round.",
-                "progress = self.round_progress(round_idx)",
-                "fraction = self.steps_start_fraction + (1 - self.steps_start_fraction) * progress",
-            ]
-        else:
-            body = [
-                "# Decay from the full budget down to steps_end_fraction of it at the last round.",
-                "progress = self.round_progress(round_idx)",
-                "fraction = 1 - (1 - self.steps_end_fraction) * progress",
-            ]
-        body.append("return min(max_steps, max(1, round(fraction * max_steps)))")
-        out["local_steps"] = _method("local_steps", f"Local steps on a {steps.variant} schedule.", body)
-    schedule = g("lr_schedule")
-    if schedule is not None:
-        if schedule.variant == "cosine":
-            body = [
-                "# Cosine decay from lr to lr_min_ratio * lr at the last round.",
-                "progress = self.round_progress(round_idx)",
-                "cosine = 0.5 * (1 + math.cos(math.pi * progress))",
-                "return self.lr * (self.lr_min_ratio + (1 - self.lr_min_ratio) * cosine)",
-            ]
-        elif schedule.variant == "step":
-            body = [
-                "# Multiply lr by lr_decay at half and again at three quarters of the rounds.",
-                "progress = self.round_progress(round_idx)",
-                "drops = int(progress >= 0.5) + int(progress >= 0.75)",
-                "return self.lr * self.lr_decay**drops",
-            ]
-        else:
-            body = [
-                "# Linear warm-up from warmup_start * lr to lr over the first warmup_fraction of rounds.",
-                "warm_rounds = max(1, math.ceil(self.warmup_fraction * self.horizon))",
-                "ramp = min(1.0, round_idx / warm_rounds)",
-                "return self.lr * (self.warmup_start + (1 - self.warmup_start) * ramp)",
-            ]
-        out["client_lr"] = _method(
-            "client_lr", f"Client learning rate on a {schedule.variant} schedule.", body
-        )
-    terms = [g(s) for s in ("prox", "l2") if g(s) is not None]
-    if terms or scaffold:
-        body = ["loss = task_loss"]
-        words = ["the task loss"]
-        if genome.has("prox"):
-            words.append("a proximal term")
-            body += [
-                "# FedProx: stay close to the global parameters the client received.",
-                "loss = loss + self.mu / 2 * proximal_term(model, ctx.global_params)",
-            ]
-        if genome.has("l2"):
-            words.append("an L2 penalty")
-            body += [
-                "# Weight decay: an L2 penalty on the parameters.",
-                "loss = loss + self.weight_decay / 2 * sum(p.pow(2).sum() for p in model.parameters())",
-            ]
-        if scaffold:
-            words.append("the SCAFFOLD correction")
-            body += [
-                "# SCAFFOLD: a linear term whose gradient is c - c_i corrects the client's drift.",
-                'own = ctx.client_state.get("control", {})',
-                "for key, param in model.named_parameters():",
-                '    server_c = ctx.server_extras.get(f"control.{key}")',
-                "    if server_c is not None:",
-                "        loss = loss + (param * server_c).sum()",
-                "    if key in own:",
-                "        loss = loss - (param * own[key]).sum()",
-            ]
-        body.append("return loss")
-        doc = (
-            ("The sum of " + ", ".join(words[:-1]) + " and " + words[-1] + ".")
-            if len(words) > 1
-            else "Task loss."
-        )
-        out["local_objective"] = _method("local_objective", doc, body)
-    if scaffold:
-        out["client_extras"] = _method(
-            "client_extras",
-            "SCAFFOLD option II: c_i+ = c_i - c - delta / (steps * lr); upload c_i+ - c_i.",
-            [
-                "if ctx.num_steps == 0 or ctx.lr == 0:",
-                "    return {}",
-                "zeros = {k: torch.zeros_like(d) for k, d in delta.items()}",
-                'own = ctx.client_state.setdefault("control", zeros)',
-                "upload: Params = {}",
-                "for key, d in delta.items():",
-                '    server_c = ctx.server_extras.get(f"control.{key}", torch.zeros_like(d))',
-                "    updated = own[key] - server_c - d / (ctx.num_steps * ctx.lr)",
-                '    upload[f"control.{key}"] = updated - own[key]',
-                "    own[key] = updated",
-                "return upload",
-            ],
-        )
-    aggregate = _render_aggregate(genome)
-    if aggregate is not None:
-        out["aggregate"] = aggregate
-    if steps is not None or (schedule is not None and schedule.variant != "warmup"):
-        out["round_progress"] = _method(
-            "round_progress",
-            "Fraction of the training rounds done: 0 at the first round, 1 at the last (horizon) round.",
-            ["return min(1.0, round_idx / max(1, self.horizon - 1))"],
-        )
-    return out
+    rendered = {name: render(genome) for name, render in _RENDERERS.items()}
+    return {name: text for name, text in rendered.items() if text is not None}
+
+
+# One renderer per hook (and helper): each returns the method's source, or None when the genome leaves
+# the hook to the baseline.
+
+
+def _render_model_variant(genome: Genome) -> str | None:
+    variant = genome.gene("variant")
+    if variant is None:
+        return None
+    return _method(
+        "model_variant", "The profile's registered model variant to train.", [f'return "{variant.variant}"']
+    )
+
+
+def _render_select_clients(genome: Genome) -> str | None:
+    if genome.gene("sampling") is None:
+        return None
+    return _method(
+        "select_clients",
+        "A seeded random subset of about client_fraction of the clients, never empty.",
+        [
+            "count = min(num_clients, max(1, round(self.client_fraction * num_clients)))",
+            "order = torch.randperm(num_clients, generator=rng)",
+            "return sorted(int(c) for c in order[:count].tolist())",
+        ],
+    )
+
+
+def _render_broadcast(genome: Genome) -> str | None:
+    if not genome.has("scaffold"):
+        return None
+    return _method(
+        "broadcast",
+        "SCAFFOLD: send the server control variate c as the contract's control extras.",
+        ["return scaffold_broadcast(server_state)"],
+    )
+
+
+_STEP_SCHEDULES: dict[str, list[str]] = {
+    "ramp": [
+        "# Ramp from steps_start_fraction of the budget up to the full budget at the last round.",
+        "progress = self.round_progress(round_idx)",
+        "fraction = self.steps_start_fraction + (1 - self.steps_start_fraction) * progress",
+    ],
+    "decay": [
+        "# Decay from the full budget down to steps_end_fraction of it at the last round.",
+        "progress = self.round_progress(round_idx)",
+        "fraction = 1 - (1 - self.steps_end_fraction) * progress",
+    ],
+}
+"""step_schedule's variants: the lines that set ``fraction`` of the step budget."""
+
+
+def _render_local_steps(genome: Genome) -> str | None:
+    steps = genome.gene("steps")
+    if steps is None:
+        return None
+    body = [*_STEP_SCHEDULES[steps.variant], "return min(max_steps, max(1, round(fraction * max_steps)))"]
+    return _method("local_steps", f"Local steps on a {steps.variant} schedule.", body)
+
+
+_LR_SCHEDULES: dict[str, list[str]] = {
+    "cosine": [
+        "# Cosine decay from lr to lr_min_ratio * lr at the last round.",
+        "progress = self.round_progress(round_idx)",
+        "cosine = 0.5 * (1 + math.cos(math.pi * progress))",
+        "return self.lr * (self.lr_min_ratio + (1 - self.lr_min_ratio) * cosine)",
+    ],
+    "step": [
+        "# Multiply lr by lr_decay at half and again at three quarters of the rounds.",
+        "progress = self.round_progress(round_idx)",
+        "drops = int(progress >= 0.5) + int(progress >= 0.75)",
+        "return self.lr * self.lr_decay**drops",
+    ],
+    "warmup": [
+        "# Linear warm-up from warmup_start * lr to lr over the first warmup_fraction of rounds.",
+        "warm_rounds = max(1, math.ceil(self.warmup_fraction * self.horizon))",
+        "ramp = min(1.0, round_idx / warm_rounds)",
+        "return self.lr * (self.warmup_start + (1 - self.warmup_start) * ramp)",
+    ],
+}
+"""lr_schedule's variants: the body of ``client_lr``."""
+
+
+def _render_client_lr(genome: Genome) -> str | None:
+    schedule = genome.gene("lr_schedule")
+    if schedule is None:
+        return None
+    return _method(
+        "client_lr",
+        f"Client learning rate on a {schedule.variant} schedule.",
+        _LR_SCHEDULES[schedule.variant],
+    )
+
+
+_OBJECTIVE_TERMS: dict[str, tuple[str, list[str]]] = {
+    "prox": (
+        "a proximal term",
+        [
+            "# FedProx: stay close to the global parameters the client received.",
+            "loss = loss + self.mu / 2 * proximal_term(model, ctx.global_params)",
+        ],
+    ),
+    "l2": (
+        "an L2 penalty",
+        [
+            "# Weight decay: an L2 penalty on the parameters.",
+            "loss = loss + self.weight_decay / 2 * sum(p.pow(2).sum() for p in model.parameters())",
+        ],
+    ),
+    "scaffold": (
+        "the SCAFFOLD correction",
+        [
+            "# SCAFFOLD: a linear term whose gradient is c - c_i corrects the client's drift.",
+            "loss = scaffold_correction(loss, model, ctx)",
+        ],
+    ),
+}
+"""The terms ``local_objective`` adds to the task loss, in this order: (words for the docstring, lines)."""
+
+
+def _render_local_objective(genome: Genome) -> str | None:
+    terms = [key for key in _OBJECTIVE_TERMS if genome.has(key)]
+    if not terms:
+        return None
+    body = ["loss = task_loss"]
+    words = ["the task loss"]
+    for key in terms:
+        words.append(_OBJECTIVE_TERMS[key][0])
+        body += _OBJECTIVE_TERMS[key][1]
+    body.append("return loss")
+    doc = "The sum of " + ", ".join(words[:-1]) + " and " + words[-1] + "."
+    return _method("local_objective", doc, body)
+
+
+def _render_client_extras(genome: Genome) -> str | None:
+    if not genome.has("scaffold"):
+        return None
+    return _method(
+        "client_extras",
+        "SCAFFOLD option II: c_i+ = c_i - c - delta / (steps * lr); upload c_i+ - c_i.",
+        ["return scaffold_client_control(delta, ctx)"],
+    )
+
+
+def _render_round_progress(genome: Genome) -> str | None:
+    schedule = genome.gene("lr_schedule")
+    if genome.gene("steps") is None and (schedule is None or schedule.variant == "warmup"):
+        return None
+    return _method(
+        "round_progress",
+        "Fraction of the training rounds done: 0 at the first round, 1 at the last (horizon) round.",
+        ["return min(1.0, round_idx / max(1, self.horizon - 1))"],
+    )
+
+
+# --- aggregate: client weights x delta transforms x combiner x server update [+ SCAFFOLD's c] ---------
+
+_SQRT_WEIGHTS = [
+    "# Client weights proportional to sqrt(n_k).",
+    "roots = [math.sqrt(u.num_samples) for u in updates]",
+    "weights = [r / sum(roots) for r in roots]",
+]
+_UNIFORM_WEIGHTS = "[1 / len(updates)] * len(updates)"
+
+_TRANSFORMS: dict[str, tuple[str, list[str]]] = {
+    "nova": (
+        "FedNova-normalised",
+        [
+            "# FedNova: divide each delta by its local steps; rescale by the weighted mean step count.",
+            "steps = [max(1, u.num_steps) for u in updates]",
+            "tau_eff = sum(w * s for w, s in zip(weights, steps))",
+            "deltas = [{k: d / s for k, d in delta.items()} for delta, s in zip(deltas, steps)]",
+        ],
+    ),
+    "clip": (
+        "norm-clipped",
+        [
+            "# Scale down deltas whose norm exceeds clip_multiplier times the median norm.",
+            "norms = [math.sqrt(sum(float(d.pow(2).sum()) for d in delta.values())) for delta in deltas]",
+            "bound = self.clip_multiplier * sorted(norms)[len(norms) // 2]",
+            "scales = [min(1.0, bound / (norm + 1e-12)) for norm in norms]",
+            "deltas = [{k: d * s for k, d in delta.items()} for delta, s in zip(deltas, scales)]",
+        ],
+    ),
+}
+"""Per-client delta transforms, in this order (slot -> words for the docstring, lines)."""
+
+_COMBINERS: dict[str | None, tuple[str, list[str]]] = {
+    None: ("mean", ["delta = {k: sum(w * d[k] for w, d in zip(weights, deltas)) for k in global_params}"]),
+    "trimmed_mean": (
+        "coordinate-wise trimmed mean",
+        [
+            "# Coordinate-wise trimmed mean: drop the trim_fraction largest and smallest values.",
+            "cut = min(int(self.trim_fraction * len(deltas)), (len(deltas) - 1) // 2)",
+            "delta = {}",
+            "for k in global_params:",
+            "    ordered = torch.sort(torch.stack([d[k] for d in deltas]), dim=0).values",
+            "    delta[k] = ordered[cut : len(deltas) - cut].mean(dim=0)",
+        ],
+    ),
+    "median": (
+        "coordinate-wise median",
+        [
+            "# Coordinate-wise median of the client deltas.",
+            "delta = {}",
+            "for k in global_params:",
+            "    delta[k] = torch.quantile(torch.stack([d[k] for d in deltas]), 0.5, dim=0)",
+        ],
+    ),
+}
+"""How the (transformed) client deltas become one delta (combiner key, None: the weighted mean)."""
+
+_SECOND_MOMENTS = {
+    "server_adam": ("Adam", "v[k] = adam_second_moment(v[k], d, self.beta2)"),
+    "server_yogi": ("Yogi", "v[k] = yogi_second_moment(v[k], d, self.beta2)"),
+    "server_adagrad": ("Adagrad", "v[k] = adagrad_second_moment(v[k], d)"),
+}
+"""The adaptive server optimisers: (name, the second-moment update line)."""
 
 
 def _render_aggregate(genome: Genome) -> str | None:
     g = genome.gene
-    server, combiner, weights = g("server"), g("combiner"), g("weights")
-    nova, clip, scaffold = g("nova"), g("clip"), genome.has("scaffold")
-    if not any((server, combiner, weights, nova, clip, scaffold)):
+    slots = ("server", "combiner", "weights", "nova", "clip")
+    if all(g(slot) is None for slot in slots) and not genome.has("scaffold"):
         return None
-    body: list[str] = []
-    words: list[str] = []
     # Client weights matter to the weighted mean and to FedNova's step rescaling, not to robust combiners.
-    weighted = combiner is None or nova is not None
+    weighted = g("combiner") is None or g("nova") is not None
+    words = [_weights_word(g("weights"), weighted)]
+    if g("nova") is None and g("clip") is None and g("combiner") is None:
+        body = _plain_mean(g("weights"))
+    else:
+        body = _combined_deltas(genome, weighted, words)
+    if genome.has("scaffold"):
+        body += _scaffold_server_lines(genome)
+    body += _server_update(g("server"), words)
+    doc = "New global parameters: " + ", ".join(words) + "."
+    return _method("aggregate", doc, body)
+
+
+def _weights_word(weights: Gene | None, weighted: bool) -> str:
+    if not weighted:
+        return "unweighted"
     if weights is None:
-        weight_expr = "sample_weights(updates)"
-        words.append("sample-weighted" if weighted else "unweighted")
-    elif weights.variant == "uniform":
-        weight_expr = "[1 / len(updates)] * len(updates)"
-        words.append("uniformly weighted" if weighted else "unweighted")
+        return "sample-weighted"
+    return "uniformly weighted" if weights.variant == "uniform" else "sqrt(n)-weighted"
+
+
+def _plain_mean(weights: Gene | None) -> list[str]:
+    """The weighted mean of the client deltas, with no transform and no robust combiner."""
+    if weights is None:
+        return ["delta = weighted_mean_delta(updates)"]
+    if weights.variant == "uniform":
+        lines = ["# Every client counts the same.", f"weights = {_UNIFORM_WEIGHTS}"]
     else:
-        weight_expr = None
-        words.append("sqrt(n)-weighted" if weighted else "unweighted")
-    transforms = nova is not None or clip is not None or combiner is not None
-    if not transforms:
-        if weights is None:
-            body.append("delta = weighted_mean_delta(updates)")
-        else:
-            if weight_expr is None:
-                body += [
-                    "# Client weights proportional to sqrt(n_k).",
-                    "roots = [math.sqrt(u.num_samples) for u in updates]",
-                    "weights = [r / sum(roots) for r in roots]",
-                ]
-            else:
-                body += ["# Every client counts the same.", f"weights = {weight_expr}"]
-            body.append("delta = weighted_mean_delta(updates, weights)")
-    else:
-        if weighted and weight_expr is None:
-            body += [
-                "# Client weights proportional to sqrt(n_k).",
-                "roots = [math.sqrt(u.num_samples) for u in updates]",
-                "weights = [r / sum(roots) for r in roots]",
-            ]
-        elif weighted:
-            body.append(f"weights = {weight_expr}")
-        body.append("deltas = [u.delta for u in updates]")
-        if nova is not None:
-            words.append("FedNova-normalised")
-            body += [
-                "# FedNova: divide each delta by its local steps; rescale by the weighted mean step count.",
-                "steps = [max(1, u.num_steps) for u in updates]",
-                "tau_eff = sum(w * s for w, s in zip(weights, steps))",
-                "deltas = [{k: d / s for k, d in delta.items()} for delta, s in zip(deltas, steps)]",
-            ]
-        if clip is not None:
-            words.append("norm-clipped")
-            body += [
-                "# Scale down deltas whose norm exceeds clip_multiplier times the median norm.",
-                "norms = [math.sqrt(sum(float(d.pow(2).sum()) for d in delta.values())) for delta in deltas]",
-                "bound = self.clip_multiplier * sorted(norms)[len(norms) // 2]",
-                "scales = [min(1.0, bound / (norm + 1e-12)) for norm in norms]",
-                "deltas = [{k: d * s for k, d in delta.items()} for delta, s in zip(deltas, scales)]",
-            ]
-        if combiner is None:
-            words.append("mean")
-            body.append("delta = {k: sum(w * d[k] for w, d in zip(weights, deltas)) for k in global_params}")
-        elif combiner.key == "trimmed_mean":
-            words.append("coordinate-wise trimmed mean")
-            body += [
-                "# Coordinate-wise trimmed mean: drop the trim_fraction largest and smallest values.",
-                "cut = min(int(self.trim_fraction * len(deltas)), (len(deltas) - 1) // 2)",
-                "delta = {}",
-                "for k in global_params:",
-                "    ordered = torch.sort(torch.stack([d[k] for d in deltas]), dim=0).values",
-                "    delta[k] = ordered[cut : len(deltas) - cut].mean(dim=0)",
-            ]
-        else:
-            words.append("coordinate-wise median")
-            body += [
-                "# Coordinate-wise median of the client deltas.",
-                "delta = {}",
-                "for k in global_params:",
-                "    delta[k] = torch.quantile(torch.stack([d[k] for d in deltas]), 0.5, dim=0)",
-            ]
-        if nova is not None:
-            body.append("delta = {k: tau_eff * d for k, d in delta.items()}")
-    if scaffold:
-        scale = " * self.client_fraction" if genome.has("client_sampling") else ""
-        body += [
-            "# SCAFFOLD: c moves by the mean change of the clients' control variates"
-            + (" (x participation)." if scale else "."),
-            "blank = {k: torch.zeros_like(p) for k, p in global_params.items()}",
-            'control = server_state.setdefault("control", blank)',
-            "reporting = [u for u in updates if u.extras]",
-            "for k in control:",
-            "    for u in reporting:",
-            f'        control[k] = control[k] + u.extras[f"control.{{k}}"] / len(reporting){scale}',
+        lines = list(_SQRT_WEIGHTS)
+    return [*lines, "delta = weighted_mean_delta(updates, weights)"]
+
+
+def _combined_deltas(genome: Genome, weighted: bool, words: list[str]) -> list[str]:
+    """Client weights, per-client transforms and the combiner; appends their words to ``words``."""
+    weights = genome.gene("weights")
+    body: list[str] = []
+    if weighted and weights is not None and weights.variant == "sqrt":
+        body += _SQRT_WEIGHTS
+    elif weighted:
+        body.append(f"weights = {'sample_weights(updates)' if weights is None else _UNIFORM_WEIGHTS}")
+    body.append("deltas = [u.delta for u in updates]")
+    for slot, (word, lines) in _TRANSFORMS.items():
+        if genome.gene(slot) is not None:
+            words.append(word)
+            body += lines
+    combiner = genome.gene("combiner")
+    word, lines = _COMBINERS[None if combiner is None else combiner.key]
+    words.append(word)
+    body += lines
+    if genome.gene("nova") is not None:
+        body.append("delta = {k: tau_eff * d for k, d in delta.items()}")
+    return body
+
+
+def _scaffold_server_lines(genome: Genome) -> list[str]:
+    """SCAFFOLD's server control variate update (scaled by participation under client sampling)."""
+    if genome.has("client_sampling"):
+        return [
+            "# SCAFFOLD: c moves by the mean change of the clients' control variates (x participation).",
+            "scaffold_server_control(server_state, global_params, updates, self.client_fraction)",
         ]
+    return [
+        "# SCAFFOLD: c moves by the mean change of the clients' control variates.",
+        "scaffold_server_control(server_state, global_params, updates)",
+    ]
+
+
+def _server_update(server: Gene | None, words: list[str]) -> list[str]:
+    """The server step from ``delta`` to the new global parameters; appends its words to ``words``."""
     if server is None:
         words.append("server SGD step")
-        body.append("return {k: global_params[k] + self.server_lr * delta[k] for k in global_params}")
-    elif server.key == "server_momentum":
+        return ["return {k: global_params[k] + self.server_lr * delta[k] for k in global_params}"]
+    if server.key == "server_momentum":
         words.append("server momentum")
-        body += [
+        return [
             "# Server momentum: v <- server_momentum * v + delta; x <- x + server_lr * v.",
             "zeros = {k: torch.zeros_like(d) for k, d in delta.items()}",
             'velocity = server_state.setdefault("velocity", zeros)',
             "for k, d in delta.items():",
-            "    velocity[k] = self.server_momentum * velocity[k] + d",
+            "    velocity[k] = heavy_ball(velocity[k], d, self.server_momentum)",
             "return {k: global_params[k] + self.server_lr * velocity[k] for k in global_params}",
         ]
-    else:
-        rule = {
-            "server_adam": ("Adam", "v[k] = self.beta2 * v[k] + (1 - self.beta2) * d * d"),
-            "server_yogi": ("Yogi", "v[k] = v[k] - (1 - self.beta2) * d * d * torch.sign(v[k] - d * d)"),
-            "server_adagrad": ("Adagrad", "v[k] = v[k] + d * d"),
-        }[server.key]
-        words.append(f"server {rule[0]}")
-        body += [
-            f"# Server {rule[0]} on the pseudo-gradient delta: x <- x + server_lr * m / (sqrt(v) + tau).",
-            'm = server_state.setdefault("m", {k: torch.zeros_like(d) for k, d in delta.items()})',
-            'v = server_state.setdefault("v", {k: torch.zeros_like(d) for k, d in delta.items()})',
-            "new: Params = {}",
-            "for k, d in delta.items():",
-            "    m[k] = self.beta1 * m[k] + (1 - self.beta1) * d",
-            f"    {rule[1]}",
-            "    new[k] = global_params[k] + self.server_lr * m[k] / (v[k].sqrt() + self.tau)",
-            "return new",
-        ]
-    doc = "New global parameters: " + ", ".join(words) + "."
-    return _method("aggregate", doc, body)
+    name, second_moment = _SECOND_MOMENTS[server.key]
+    words.append(f"server {name}")
+    return [
+        f"# Server {name} on the pseudo-gradient delta: x <- x + server_lr * m / (sqrt(v) + tau).",
+        'm = server_state.setdefault("m", {k: torch.zeros_like(d) for k, d in delta.items()})',
+        'v = server_state.setdefault("v", {k: torch.zeros_like(d) for k, d in delta.items()})',
+        "new: Params = {}",
+        "for k, d in delta.items():",
+        "    m[k] = first_moment(m[k], d, self.beta1)",
+        f"    {second_moment}",
+        "    new[k] = adaptive_step(global_params[k], m[k], v[k], self.server_lr, self.tau)",
+        "return new",
+    ]
+
+
+_RENDERERS: dict[str, Callable[[Genome], str | None]] = {
+    "model_variant": _render_model_variant,
+    "select_clients": _render_select_clients,
+    "broadcast": _render_broadcast,
+    "local_steps": _render_local_steps,
+    "client_lr": _render_client_lr,
+    "local_objective": _render_local_objective,
+    "client_extras": _render_client_extras,
+    "aggregate": _render_aggregate,
+    "round_progress": _render_round_progress,
+}
+"""The method renderers, by method name (every hook a mechanism touches, and the helpers)."""
 
 
 # --- reading a file back -------------------------------------------------------------------------------
 
 
+def _has_marker(docstring: str | None) -> bool:
+    return docstring is not None and MARKER in docstring
+
+
 def _recipe_class(module: cst.Module) -> cst.ClassDef | None:
-    for stmt in module.body:
-        if isinstance(stmt, cst.ClassDef) and any(
-            isinstance(b.value, cst.Name) and b.value.value == "FedAvg" for b in stmt.bases
-        ):
-            return stmt
-    return None
+    """The evolve class: the last module-level class whose docstring carries the ``Mechanisms:`` line."""
+    found = [
+        stmt
+        for stmt in module.body
+        if isinstance(stmt, cst.ClassDef) and _has_marker(stmt.get_docstring(clean=False))
+    ]
+    return found[-1] if found else None
 
 
 def _parse_tokens(line: str) -> list[Gene]:
@@ -895,21 +1017,16 @@ def read_genome(source: str) -> Genome | None:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return None
-    cls = next(
-        (
-            node
-            for node in tree.body
-            if isinstance(node, ast.ClassDef)
-            and any(isinstance(b, ast.Name) and b.id == "FedAvg" for b in node.bases)
-        ),
-        None,
-    )
-    if cls is None:
+    classes = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and _has_marker(ast.get_docstring(node, clean=False))
+    ]
+    if not classes:
         return None
+    cls = classes[-1]
     doc = ast.get_docstring(cls, clean=False) or ""
     at = doc.rfind(MARKER)
-    if at < 0:
-        return None
     by_slot: dict[str, Gene] = {}
     for gene in _parse_tokens(" ".join(doc[at:].split())):
         by_slot.setdefault(gene.slot, gene)
@@ -933,25 +1050,180 @@ def read_genome(source: str) -> Genome | None:
     return Genome(tuple(by_slot[s] for s in SLOTS if s in by_slot), values)
 
 
-# --- libcst transformers --------------------------------------------------------------------------------
-
-SKELETON = f'''"""FedAvg baseline."""
-
-from __future__ import annotations
-
-from afr.recipe import FedAvg, scalar
+# --- the skeleton and the imports ------------------------------------------------------------------------
 
 
-class {CLASS_NAME}(FedAvg):
-    """FedAvg.
+@lru_cache(maxsize=64)  # a pure function of the text (the baseline's, parsed once per render otherwise)
+def _module_names(source: str) -> frozenset[str]:
+    """Names a module binds at its top level (imports, classes, functions, assignments)."""
+    names: set[str] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).partition(".")[0] for a in node.names)
+        elif isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    return frozenset(names)
 
-    {MARKER} none
+
+def _class_name(baseline: Baseline) -> str:
+    """The evolve class's name: :data:`CLASS_NAME`, numbered if the user's file already binds it."""
+    if baseline.shipped:
+        return CLASS_NAME
+    taken = _module_names(baseline.source)
+    return next(n for n in (CLASS_NAME, *(f"{CLASS_NAME}{i}" for i in range(2, 100))) if n not in taken)
+
+
+def skeleton(baseline: Baseline) -> str:
+    """The file a first-generation candidate is edited from: the baseline plus an empty evolve class.
+
+    A shipped baseline is imported from ``afr.recipe``; a user's file is copied whole (its class is not
+    importable) and the evolve class derives from its class.
     """
+    base = baseline.class_name
+    stub = (
+        f"class {_class_name(baseline)}({base}):\n"
+        f'    """{base}.\n\n    {MARKER} none\n    """\n\n'
+        f'    name = "{RECIPE_NAME}"\n'
+    )
+    if not baseline.shipped:
+        return baseline.source.rstrip("\n") + "\n\n\n" + stub
+    return (
+        f'"""{base} baseline."""\n\nfrom __future__ import annotations\n\n'
+        f"from afr.recipe import {base}, scalar\n\n\n" + stub
+    )
 
-    name = "{RECIPE_NAME}"
-'''
 
 _BLANK = (cst.EmptyLine(indent=False),)
+
+RECIPE_EXPORTS = frozenset(recipe.__all__)
+"""Names a rendered class may import from ``afr.recipe`` (imported exactly when it uses them)."""
+
+MAX_LINE = 110
+"""Longest line of a generated file (the project's line length)."""
+
+_STDLIB = ("math", "typing")
+
+
+def _from_import(module: str, names: Sequence[str]) -> str:
+    """``from module import names`` on one line, or wrapped one name per line as isort does."""
+    line = f"from {module} import {', '.join(names)}"
+    if len(line) <= MAX_LINE:
+        return line
+    return f"from {module} import (\n" + "".join(f"    {n},\n" for n in names) + ")"
+
+
+def _isort_key(name: str) -> tuple[bool, str]:
+    """isort's order within one ``from`` import: classes (capitalised) before functions."""
+    return (not name[:1].isupper(), name)
+
+
+def _needed_imports(used: set[str], recipe_names: set[str]) -> list[tuple[str, tuple[str, ...] | None]]:
+    """(module, names) the evolve class needs, in isort order (names None: ``import module``)."""
+    out: list[tuple[str, tuple[str, ...] | None]] = []
+    if "math" in used:
+        out.append(("math", None))
+    if "Any" in used:
+        out.append(("typing", ("Any",)))
+    if "torch" in used:
+        out.append(("torch", None))
+    torch_names = tuple(n for n in ("Tensor", "nn") if n in used)
+    if torch_names:
+        out.append(("torch", torch_names))
+    out.append(("afr.recipe", tuple(sorted(recipe_names, key=_isort_key))))
+    return out
+
+
+def _group(module: str) -> int:
+    """isort's section of a module: future, standard library, third party, first party (afr)."""
+    if module == "__future__":
+        return 0
+    return 1 if module in _STDLIB else (3 if module.partition(".")[0] == "afr" else 2)
+
+
+def _statement(line: str, blank: bool = False) -> cst.SimpleStatementLine:
+    stmt = cst.parse_statement(line)
+    assert isinstance(stmt, cst.SimpleStatementLine)
+    return stmt.with_changes(leading_lines=_BLANK if blank else ())
+
+
+def _import_line(module: str, names: tuple[str, ...] | None) -> str:
+    return f"import {module}" if names is None else _from_import(module, names)
+
+
+def shipped_imports(used: set[str], baseline: Baseline) -> list[cst.SimpleStatementLine]:
+    """Exactly the imports the evolve class uses, grouped and ordered as isort does."""
+    recipe_names = {n for n in RECIPE_EXPORTS if n in used} | {baseline.class_name, "scalar"}
+    lines = [("__future__", "from __future__ import annotations")]
+    lines += [(m, _import_line(m, names)) for m, names in _needed_imports(used, recipe_names)]
+    return [
+        _statement(line, blank=i == 0 or _group(module) != _group(lines[i - 1][0]))
+        for i, (module, line) in enumerate(lines)
+    ]
+
+
+def user_imports(used: set[str], baseline: Baseline) -> list[cst.SimpleStatementLine]:
+    """The user's file's imports, kept, plus those the evolve class needs and the file lacks.
+
+    A missing name joins the file's ``from <module> import ...`` when it has one; otherwise its import
+    goes after the file's imports of the same isort section (stdlib, third party, afr).
+    """
+    bound = _module_names(baseline.source)
+    recipe_names = {n for n in RECIPE_EXPORTS if n in used} | {"scalar"}
+    missing: dict[tuple[str, bool], list[str]] = {}  # (module, plain import) -> names
+    for module, names in _needed_imports(used, recipe_names):
+        for name in names or (module,):
+            if name not in bound:
+                missing.setdefault((module, names is None), []).append(name)
+    kept: list[tuple[int, cst.SimpleStatementLine]] = []
+    for stmt in cst.parse_module(baseline.source).body:
+        if isinstance(stmt, cst.SimpleStatementLine) and isinstance(
+            stmt.body[0], cst.Import | cst.ImportFrom
+        ):
+            merged = _merged_from_import(stmt, missing)
+            stmt = stmt if merged is None else merged.with_changes(leading_lines=stmt.leading_lines)
+            kept.append((_group(_imported_module(stmt.body[0])), stmt))
+    for (module, plain), names in missing.items():
+        group = _group(module)
+        at = sum(1 for g, _ in kept if g <= group)  # the user's imports are assumed in isort order
+        stmt = _statement(
+            _import_line(module, None if plain else tuple(names)), at > 0 and kept[at - 1][0] != group
+        )
+        if at < len(kept) and kept[at][0] != group:  # a new section starts after the added line
+            following = kept[at][1]
+            if not any(line.comment is None for line in following.leading_lines):
+                kept[at] = (
+                    kept[at][0],
+                    following.with_changes(leading_lines=_BLANK + tuple(following.leading_lines)),
+                )
+        kept.insert(at, (group, stmt))
+    return [stmt for _, stmt in kept]
+
+
+def _imported_module(small: cst.BaseSmallStatement) -> str:
+    if isinstance(small, cst.ImportFrom):
+        return "." if small.relative or small.module is None else cst.Module([]).code_for_node(small.module)
+    assert isinstance(small, cst.Import)
+    return cst.Module([]).code_for_node(small.names[0].name)
+
+
+def _merged_from_import(
+    stmt: cst.SimpleStatementLine, missing: dict[tuple[str, bool], list[str]]
+) -> cst.SimpleStatementLine | None:
+    """``stmt`` with the missing names of its module added (None: not a plain ``from m import a, b``)."""
+    small = stmt.body[0]
+    if len(stmt.body) != 1 or not isinstance(small, cst.ImportFrom) or small.relative:
+        return None
+    if isinstance(small.names, cst.ImportStar) or any(a.asname is not None for a in small.names):
+        return None
+    module = cst.Module([]).code_for_node(small.module) if small.module is not None else ""
+    extra = missing.pop((module, False), None)
+    if extra is None:
+        return None
+    names = {cst.Module([]).code_for_node(a.name) for a in small.names} | set(extra)
+    return _statement(_from_import(module, sorted(names, key=_isort_key)))
 
 
 def _docstring_line(text: str) -> cst.SimpleStatementLine:
@@ -959,43 +1231,11 @@ def _docstring_line(text: str) -> cst.SimpleStatementLine:
 
 
 class ImportWriter(cst.CSTTransformer):
-    """Replace the module's imports by exactly the ones the rendered class uses (isort order)."""
+    """Replace the module's imports by ``imports`` (after the module docstring)."""
 
-    def __init__(self, used: set[str]) -> None:
+    def __init__(self, imports: Sequence[cst.SimpleStatementLine]) -> None:
         super().__init__()
-        self.used = used
-
-    def block(self) -> list[cst.SimpleStatementLine]:
-        recipe_names = [
-            n
-            for n in (
-                "ClientUpdate",
-                "FedAvg",
-                "LocalContext",
-                "Params",
-                "proximal_term",
-                "sample_weights",
-                "scalar",
-                "weighted_mean_delta",
-            )
-            if n in self.used or n in ("FedAvg", "scalar")
-        ]
-        groups = [["from __future__ import annotations"]]
-        stdlib = (["import math"] if "math" in self.used else []) + (
-            ["from typing import Any"] if "Any" in self.used else []
-        )
-        torch_names = [n for n in ("Tensor", "nn") if n in self.used]
-        third = (["import torch"] if "torch" in self.used else []) + (
-            [f"from torch import {', '.join(torch_names)}"] if torch_names else []
-        )
-        first = [f"from afr.recipe import {', '.join(recipe_names)}"]
-        out: list[cst.SimpleStatementLine] = []
-        for group in (g for g in (groups[0], stdlib, third, first) if g):
-            for i, line in enumerate(group):
-                stmt = cst.parse_statement(line)
-                assert isinstance(stmt, cst.SimpleStatementLine)
-                out.append(stmt.with_changes(leading_lines=_BLANK if i == 0 else ()))
-        return out
+        self.imports = list(imports)
 
     def visit_ClassDef(self, node: cst.ClassDef) -> bool:
         return False  # only module-level statements change
@@ -1013,11 +1253,12 @@ class ImportWriter(cst.CSTTransformer):
                 isinstance(s, cst.SimpleStatementLine) and isinstance(s.body[0], cst.Import | cst.ImportFrom)
             )
         ]
-        if rest:
-            rest[0] = rest[0].with_changes(leading_lines=_BLANK * 2)
-        imports = self.block()
-        if not docstring:
-            imports[0] = imports[0].with_changes(leading_lines=())
+        if rest:  # two blank lines after the imports; comments above the first statement stay
+            comments = tuple(line for line in rest[0].leading_lines if line.comment is not None)
+            rest[0] = rest[0].with_changes(leading_lines=_BLANK * 2 + comments)
+        imports = list(self.imports)
+        if imports:
+            imports[0] = imports[0].with_changes(leading_lines=_BLANK if docstring else ())
         return updated_node.with_changes(body=[*docstring, *imports, *rest])
 
 
@@ -1045,7 +1286,7 @@ class ModuleDocWriter(cst.CSTTransformer):
 
 
 class RecipeClassWriter(cst.CSTTransformer):
-    """Rewrite the recipe class: docstring, scalar declarations, constants and the genome's methods.
+    """Rewrite the evolve class ``target``: docstring, scalar declarations, constants, the genome's methods.
 
     Existing scalar lines are updated in place, missing ones inserted, stale ones removed; methods
     owned by the library (hooks and helpers) are replaced by their rendering or removed; anything else
@@ -1054,12 +1295,14 @@ class RecipeClassWriter(cst.CSTTransformer):
 
     def __init__(
         self,
+        target: str,
         docstring: str,
         scalars: Mapping[str, str],
         constants: Mapping[str, str],
         methods: Mapping[str, str],
     ) -> None:
         super().__init__()
+        self.target = target
         self.docstring, self.scalars, self.constants, self.methods = docstring, scalars, constants, methods
         self.done = False
 
@@ -1067,9 +1310,7 @@ class RecipeClassWriter(cst.CSTTransformer):
         return False  # methods are replaced whole, never edited inside
 
     def leave_ClassDef(self, original_node: cst.ClassDef, updated_node: cst.ClassDef) -> cst.ClassDef:
-        if self.done or not any(
-            isinstance(b.value, cst.Name) and b.value.value == "FedAvg" for b in updated_node.bases
-        ):
+        if self.done or updated_node.name.value != self.target:
             return updated_node
         self.done = True
         owned_methods = set(HOOK_ORDER) | set(HELPERS)
@@ -1120,7 +1361,7 @@ def _assigned_name(stmt: cst.BaseStatement) -> str | None:
 
 
 def write_recipe(parent_source: str | None, genome: Genome, env: Environment) -> str:
-    """Apply ``genome`` to ``parent_source`` (an evolve file; otherwise the skeleton) with libcst."""
+    """Apply ``genome`` to ``parent_source`` (an evolve file; else the baseline's skeleton) with libcst."""
     module = None
     if parent_source is not None and read_genome(parent_source) is not None:
         try:
@@ -1128,18 +1369,21 @@ def write_recipe(parent_source: str | None, genome: Genome, env: Environment) ->
         except Exception:
             module = None
     if module is None:
-        module = cst.parse_module(SKELETON)
+        module = cst.parse_module(skeleton(env.baseline))
+    target = _recipe_class(module)
+    assert target is not None
     specs = env.specs(genome)
-    scalars = {key: spec.render(genome.values.get(key)) for key, spec in specs.items()}
+    scalars = {key: render_scalar(spec, genome.values.get(key)) for key, spec in specs.items()}
     methods = render_hooks(genome, env)
     constants = {"horizon": str(env.horizon)} if "round_progress" in methods or "client_lr" in methods else {}
     docstring = class_docstring(genome, env)
-    module = module.visit(RecipeClassWriter(docstring, scalars, constants, methods))
+    module = module.visit(RecipeClassWriter(target.name.value, docstring, scalars, constants, methods))
     cls = _recipe_class(module)
     assert cls is not None
     used = {node.id for node in ast.walk(ast.parse(module.code_for_node(cls))) if isinstance(node, ast.Name)}
-    module = module.visit(ModuleDocWriter(MODULE_DOC.rstrip("\n") + "\n"))
-    module = module.visit(ImportWriter(used))
+    module = module.visit(ModuleDocWriter(module_doc(env.baseline).rstrip("\n") + "\n"))
+    imports = (shipped_imports if env.baseline.shipped else user_imports)(used, env.baseline)
+    module = module.visit(ImportWriter(imports))
     code = module.code
     return code if code.endswith("\n") else code + "\n"
 
@@ -1168,6 +1412,6 @@ def normalise_source(source: str) -> str:
 def genome_values(genome: Genome, env: Environment) -> dict[str, float]:
     """The effective value of every declared scalar (defaults where the genome has none)."""
     return {
-        key: spec.clip(genome.values[key]) if key in genome.values else spec.default
+        key: clip_tidy(spec, genome.values[key]) if key in genome.values else spec.default
         for key, spec in env.specs(genome).items()
     }

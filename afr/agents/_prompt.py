@@ -101,14 +101,29 @@ the lines that replace them
 
 Each SEARCH part must repeat existing lines of the parent verbatim, indentation included; blocks are \
 applied in order, each to the result of the previous ones. Prefer several small blocks to one big one. \
-When the parent is the baseline (`afr/recipe/fedavg.py`), the edits must also turn it into a \
-candidate: absolute imports from `afr.recipe` instead of the relative ones, a class that derives from \
-`FedAvg` under a new class name and `name`, no `__all__`. (A complete file in one ```python block is \
-also accepted.)"""
+{baseline_edits} (A complete file in one ```python block is also accepted.)"""
 
 
-def format_rule(edit_format: str) -> str:
-    return _SEARCH_REPLACE_RULE if edit_format == "search_replace" else _WHOLE_RULE
+def _baseline_edits(ctx: AgentContext) -> str:
+    """What editing the baseline file itself must change to make it a candidate."""
+    if not ctx.baseline_shipped:
+        return (
+            f"When the parent is the baseline (`{ctx.baseline_label}`), edit its code in place (its class "
+            f"`{ctx.baseline_class}` cannot be imported, so the candidate keeps the code it builds on) and "
+            "give the candidate's class a new class name and `name`."
+        )
+    base = "`FedAvg`" if ctx.baseline_class == "FedAvg" else f"`{ctx.baseline_class}` (or its own base)"
+    return (
+        f"When the parent is the baseline (`{ctx.baseline_label}`), the edits must also turn it into a "
+        "candidate: absolute imports from `afr.recipe` instead of the relative ones, a class that derives "
+        f"from {base} under a new class name and `name`, no `__all__`."
+    )
+
+
+def format_rule(edit_format: str, ctx: AgentContext) -> str:
+    if edit_format == "search_replace":
+        return _SEARCH_REPLACE_RULE.replace("{baseline_edits}", _baseline_edits(ctx))
+    return _WHOLE_RULE
 
 
 def _format_short(edit_format: str) -> str:
@@ -120,14 +135,44 @@ def _format_short(edit_format: str) -> str:
 # --- system message --------------------------------------------------------------------------------
 
 
+def _candidate_kind(ctx: AgentContext) -> str:
+    """What a candidate file is, given where the baseline's class lives."""
+    if ctx.baseline_shipped:
+        return (
+            "Python modules that define a subclass of a recipe base from `afr.recipe` (normally "
+            f"`{ctx.baseline_class}`, the baseline) and override some of its hooks and scalars"
+        )
+    return (
+        f"Python modules that contain the baseline's code (`{ctx.baseline_label}`, class "
+        f"`{ctx.baseline_class}`) with your changes: edited in place, or kept whole with a subclass of "
+        f"`{ctx.baseline_class}` after it that overrides some of its hooks and scalars"
+    )
+
+
+def _import_rule(ctx: AgentContext) -> str:
+    """Rule 3: imports and the base class."""
+    if ctx.baseline_shipped:
+        return (
+            "Import with absolute imports from `afr.recipe` (e.g. `from afr.recipe import "
+            f"{ctx.baseline_class}, scalar`), never relative imports; derive from `{ctx.baseline_class}` or "
+            "another listed recipe base, never from `Recipe` directly."
+        )
+    return (
+        f"The baseline's class `{ctx.baseline_class}` is defined in the user's file `{ctx.baseline_label}`, "
+        "which is not part of `afr.recipe`: it cannot be imported, so every candidate must contain the "
+        "baseline's code (edited as you need), with the baseline's absolute imports from `afr.recipe`. "
+        "Derive each class from a listed recipe base or from a class defined earlier in the file, never "
+        "from `Recipe` directly."
+    )
+
+
 def system_message(ctx: AgentContext, edit_format: str, history_tokens: int) -> str:
     """Role, rules, profile, surface, baseline, then the best candidates and the recent failures."""
     baseline_score = _score(ctx.baseline_score) if ctx.baseline_score is not None else "not measured yet"
     parts = [
         f"""\
 You are an expert in federated optimization working as the search agent of AFR (Auto-FL-Research). \
-You write candidate *recipe files*: Python modules that define a subclass of a recipe base from \
-`afr.recipe` (normally `FedAvg`) and override some of its hooks and scalars, to improve the \
+You write candidate *recipe files*: {_candidate_kind(ctx)}, to improve the \
 validation {ctx.metric} ({_direction(ctx)}) of federated training on the task profile \
 `{ctx.profile_name}`. Every candidate is checked statically against the recipe surface below before \
 it runs; accepted candidates are trained under a fixed budget of runs. A control arm with the same \
@@ -136,12 +181,11 @@ through tuning luck.
 
 ## Rules
 
-1. One candidate per reply. {format_rule(edit_format)}
+1. One candidate per reply. {format_rule(edit_format, ctx)}
 2. The file must pass the validator described in "Recipe surface": only the listed imports, calls, \
 values and attributes; hooks only from the mutable hooks, with exactly their parameter names; no \
 attribute assignment (keep state in `server_state` or `ctx.client_state`); no I/O, no dunders.
-3. Import with absolute imports from `afr.recipe` (e.g. `from afr.recipe import FedAvg, scalar`), never \
-relative imports; derive from `FedAvg` or another listed recipe base, never from `Recipe` directly.
+3. {_import_rule(ctx)}
 4. Give the class a new descriptive class name and `name` string. Declare each tunable constant as a \
 class-level `scalar(default, low, high, log=...)` so the tuner can reach it, with a sensible range.
 5. Keep the file small and self-contained; override only the hooks you change.
@@ -150,7 +194,8 @@ from the failures' messages.
 
 ## Task profile `{ctx.profile_name}`
 
-Metric: validation {ctx.metric}, {_direction(ctx)}. Baseline (FedAvg, default scalars): {baseline_score}.
+Metric: validation {ctx.metric}, {_direction(ctx)}. Baseline ({ctx.baseline_class}, default scalars): \
+{baseline_score}.
 
 {_fence(ctx.profile_description.strip() or "(no description)", "yaml")}
 
@@ -158,7 +203,7 @@ Metric: validation {ctx.metric}, {_direction(ctx)}. Baseline (FedAvg, default sc
 
 {_demote(ctx.surface_doc)}
 
-## Baseline recipe (`afr/recipe/fedavg.py`, validated as part of the `afr.recipe` package)
+## Baseline recipe `{ctx.baseline_class}` ({_baseline_where(ctx)})
 
 {_fence(ctx.baseline_source, "python")}
 """,
@@ -174,6 +219,12 @@ Metric: validation {ctx.metric}, {_direction(ctx)}. Baseline (FedAvg, default sc
         + _history_section(ctx.recent_failures, history_tokens // 3, _failure_item, ctx.metric, "(none)"),
     ]
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _baseline_where(ctx: AgentContext) -> str:
+    if ctx.baseline_shipped:
+        return f"`{ctx.baseline_label}`, validated as part of the `afr.recipe` package"
+    return f"the user's file `{ctx.baseline_label}`: not importable, so a candidate contains its code"
 
 
 def _best_item(item: HistoryItem, metric: str) -> str:

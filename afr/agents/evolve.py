@@ -1,8 +1,10 @@
 """The ``evolve`` agent: an offline, seeded evolutionary search over FL mechanisms (no key, no network).
 
-Candidates are FedAvg subclasses written by libcst edits from the mechanism library
-(:mod:`afr.agents._mechanisms`); each file carries its own genome (the ``Mechanisms:`` line of the
-class docstring and its ``scalar(...)`` declarations), so the agent keeps no hidden state between calls.
+Candidates are subclasses of the campaign's baseline recipe (``ctx.baseline_class``, FedAvg by
+default; a user's baseline file is copied into each candidate) written by libcst edits from the
+mechanism library (:mod:`afr.agents._mechanisms`); each file carries its own genome (the
+``Mechanisms:`` line of the evolve class's docstring and its ``scalar(...)`` declarations), so the
+agent keeps no hidden state between calls.
 
 The rule, at each call (everything drawn from ``random.Random(sha256(seed, step))``):
 
@@ -33,15 +35,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..recipe import Scalar
 from ._base import Agent, AgentContext, HistoryItem, Proposal
 from ._mechanisms import (
     ADAPTIVE_SERVERS,
     MECHANISMS,
+    Baseline,
     Environment,
     Gene,
     Genome,
-    ScalarSpec,
     bound,
+    clip_tidy,
     describe_gene,
     environment,
     genome_values,
@@ -91,16 +95,14 @@ class EvolveSettings:
 
 @dataclass(frozen=True)
 class Parent:
-    """A scored candidate the rule may vary (``candidate_id`` None: the FedAvg baseline)."""
+    """A scored candidate the rule may vary (``candidate_id`` None: the baseline)."""
 
     candidate_id: int | None
     score: float
     genome: Genome
     source: str | None
-
-    @property
-    def label(self) -> str:
-        return "the FedAvg baseline" if self.candidate_id is None else f"candidate #{self.candidate_id}"
+    label: str
+    """How notes name it: ``the FedAvg baseline`` or ``candidate #7``."""
 
 
 @dataclass
@@ -125,8 +127,8 @@ def _refit(child: Genome, parent: Genome) -> Genome:
     return Genome(child.genes, values)
 
 
-def _tokens(genome: Genome) -> str:
-    return ", ".join(genome.tokens) if genome.genes else "plain FedAvg"
+def _tokens(genome: Genome, env: Environment) -> str:
+    return ", ".join(genome.tokens) if genome.genes else f"plain {env.baseline.class_name}"
 
 
 class EvolveAgent(Agent):
@@ -142,7 +144,8 @@ class EvolveAgent(Agent):
     # --- the Agent interface ----------------------------------------------------------------------
 
     def propose(self, ctx: AgentContext, n: int) -> list[Proposal]:
-        env = environment(ctx.profile_name, ctx.profile_description, ctx.surface_doc, self.cfg)
+        baseline = Baseline(ctx.baseline_class, ctx.baseline_label, ctx.baseline_shipped, ctx.baseline_source)
+        env = environment(ctx.profile_name, ctx.profile_description, ctx.surface_doc, self.cfg, baseline)
         rng = random.Random(derive_seed("evolve", self.seed, ctx.step))
         items = self._items(ctx)
         seen = {normalise_source(item.source) for item in items}
@@ -162,7 +165,7 @@ class EvolveAgent(Agent):
                 for gene in genome.genes:
                     failures[gene.key] = failures.get(gene.key, 0) + 1
         bad_sets -= ok_sets
-        pool = self._pool(ctx, items)
+        pool = self._pool(ctx, items, env)
         scored = sum(p.candidate_id is not None for p in pool)
         singles = self._singles(env)
         self._rendered = {}  # per call only: the same genome always renders to the same file
@@ -201,7 +204,7 @@ class EvolveAgent(Agent):
             merged.setdefault(item.candidate_id, item)
         return [merged[k] for k in sorted(merged)]
 
-    def _pool(self, ctx: AgentContext, items: Sequence[HistoryItem]) -> list[Parent]:
+    def _pool(self, ctx: AgentContext, items: Sequence[HistoryItem], env: Environment) -> list[Parent]:
         """Scored evolve candidates (and the baseline), best first."""
         pool = []
         for item in items:
@@ -209,10 +212,12 @@ class EvolveAgent(Agent):
                 continue
             genome = read_genome(item.source)
             if genome is not None:
-                pool.append(Parent(item.candidate_id, float(item.score), genome, item.source))
+                label = f"candidate #{item.candidate_id}"
+                pool.append(Parent(item.candidate_id, float(item.score), genome, item.source, label))
         baseline = ctx.baseline_score
         if self.settings.include_baseline and baseline is not None and math.isfinite(baseline):
-            pool.append(Parent(None, float(baseline), Genome(), None))
+            label = f"the {env.baseline.class_name} baseline"
+            pool.append(Parent(None, float(baseline), Genome(), None, label))
         sign = -1.0 if ctx.higher_is_better else 1.0
         return sorted(pool, key=lambda p: (sign * p.score, -1 if p.candidate_id is None else p.candidate_id))
 
@@ -273,7 +278,7 @@ class EvolveAgent(Agent):
                 continue
             if self._render(None, genome, env)[1] in seen:
                 continue
-            note = f"FedAvg plus one mechanism, {gene.token}: {describe_gene(gene)}"
+            note = f"{env.baseline.class_name} plus one mechanism, {gene.token}: {describe_gene(gene)}"
             return Child(genome, None, "single", note, (None,))
         return None
 
@@ -286,7 +291,11 @@ class EvolveAgent(Agent):
             if genome.gene(gene.slot) is None:
                 genome = genome.with_gene(gene, gene.slot)
         return Child(
-            genome, None, "random", f"FedAvg plus {_tokens(genome)} (no scored parent yet).", (None,)
+            genome,
+            None,
+            "random",
+            f"{env.baseline.class_name} plus {_tokens(genome, env)} (no scored parent yet).",
+            (None,),
         )
 
     def _select(self, rng: random.Random, pool: list[Parent], exclude: Parent | None = None) -> Parent:
@@ -314,7 +323,9 @@ class EvolveAgent(Agent):
         weights = [1.0 / (1 + failures.get(g.key, 0)) for g in options]
         gene = rng.choices(options, weights)[0]
         genome = _refit(parent.genome.with_gene(gene, gene.slot), parent.genome)
-        note = f"From {parent.label} ({_tokens(parent.genome)}): added {gene.token}. {describe_gene(gene)}"
+        note = (
+            f"From {parent.label} ({_tokens(parent.genome, env)}): added {gene.token}. {describe_gene(gene)}"
+        )
         return Child(genome, parent, "add", note, (parent.candidate_id,))
 
     def _op_swap(
@@ -332,7 +343,7 @@ class EvolveAgent(Agent):
         new = rng.choice([g for g in env.options(old.slot) if g != old])
         genome = _refit(parent.genome.with_gene(new, old.slot), parent.genome)
         note = (
-            f"From {parent.label} ({_tokens(parent.genome)}): swapped {old.token} for {new.token}. "
+            f"From {parent.label} ({_tokens(parent.genome, env)}): swapped {old.token} for {new.token}. "
             f"{describe_gene(new)}"
         )
         return Child(genome, parent, "swap", note, (parent.candidate_id,))
@@ -349,7 +360,7 @@ class EvolveAgent(Agent):
             return None
         old = rng.choice(parent.genome.genes)
         genome = _refit(parent.genome.with_gene(None, old.slot), parent.genome)
-        note = f"From {parent.label} ({_tokens(parent.genome)}): removed {old.token}."
+        note = f"From {parent.label} ({_tokens(parent.genome, env)}): removed {old.token}."
         return Child(genome, parent, "remove", note, (parent.candidate_id,))
 
     def _op_perturb(
@@ -376,17 +387,17 @@ class EvolveAgent(Agent):
             return None
         genome = parent.genome.with_values({key: new})
         note = (
-            f"From {parent.label} ({_tokens(parent.genome)}): scalar {key} {bound(old)} -> {bound(new)} "
+            f"From {parent.label} ({_tokens(parent.genome, env)}): scalar {key} {bound(old)} -> {bound(new)} "
             f"(range [{bound(spec.low)}, {bound(spec.high)}]{', log scale' if spec.log else ''})."
         )
         return Child(genome, parent, "perturb", note, (parent.candidate_id,))
 
-    def _perturbed(self, rng: random.Random, spec: ScalarSpec, value: float) -> float:
+    def _perturbed(self, rng: random.Random, spec: Scalar, value: float) -> float:
         if spec.log and value > 0:
             new = value * math.exp(rng.gauss(0.0, self.settings.perturb_sigma_log))
         else:
             new = value + rng.gauss(0.0, self.settings.perturb_sigma_linear * (spec.high - spec.low))
-        return spec.clip(tidy(new))
+        return clip_tidy(spec, tidy(new))
 
     def _op_crossover(
         self,
@@ -428,9 +439,10 @@ class EvolveAgent(Agent):
                 genome = genome.with_values({"server_lr": second.values["server_lr"]})
             else:
                 genome = _refit(genome, first)
+        from_first, from_second, now = _tokens(first, env), _tokens(second, env), _tokens(genome, env)
         note = (
-            f"Crossover of {parent.label} ({_tokens(first)}) with {other.label} ({_tokens(second)}): "
-            f"took {', '.join(t for t in taken if t) or 'nothing'} from the second; now {_tokens(genome)}."
+            f"Crossover of {parent.label} ({from_first}) with {other.label} ({from_second}): "
+            f"took {', '.join(t for t in taken if t) or 'nothing'} from the second; now {now}."
         )
         return Child(genome, parent, "crossover", note, (parent.candidate_id, other.candidate_id))
 

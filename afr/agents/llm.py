@@ -172,7 +172,7 @@ class LLMAgent(Agent):
             label = f"candidate {best.candidate_id}, the best so far"
         else:
             parent, parent_id = ctx.baseline_source, None
-            label = "the baseline, afr/recipe/fedavg.py"
+            label = f"the baseline, {ctx.baseline_label}"
         proposals: list[Proposal] = []
         notes: list[str] = []
         for slot in range(n):

@@ -7,7 +7,21 @@ accountant or the evaluation.
 from __future__ import annotations
 
 from ._base import HOOKS, ClientUpdate, LocalContext, Params, Recipe
-from ._ops import proximal_term, sample_weights, weighted_mean_delta
+from ._ops import (
+    adagrad_second_moment,
+    adam_second_moment,
+    adaptive_step,
+    first_moment,
+    heavy_ball,
+    proximal_term,
+    sample_weights,
+    scaffold_broadcast,
+    scaffold_client_control,
+    scaffold_correction,
+    scaffold_server_control,
+    weighted_mean_delta,
+    yogi_second_moment,
+)
 from ._registry import DEFAULT_BASELINE, RECIPES, RecipeSource, find_recipe_class, recipe_class, recipe_source
 from ._scalar import Scalar, scalar
 from .fedavg import FedAvg
@@ -41,4 +55,14 @@ __all__ = [
     "weighted_mean_delta",
     "proximal_term",
     "sample_weights",
+    "heavy_ball",
+    "first_moment",
+    "adam_second_moment",
+    "yogi_second_moment",
+    "adagrad_second_moment",
+    "adaptive_step",
+    "scaffold_broadcast",
+    "scaffold_correction",
+    "scaffold_client_control",
+    "scaffold_server_control",
 ]

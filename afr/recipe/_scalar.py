@@ -38,6 +38,15 @@ class Scalar:
         """A copy with a different default or range (profiles narrow the generic ranges)."""
         return Scalar(**{**self.as_dict(), **changes})
 
+    def with_default(self, default: float) -> Scalar:
+        """A copy whose default is ``default`` moved into the range (see :meth:`clip`)."""
+        return self.with_range(default=self.clip(default))
+
+    def clip(self, value: float) -> float:
+        """``value`` moved into ``[low, high]`` (and rounded to a whole number for an integer scalar)."""
+        value = min(self.high, max(self.low, float(value)))
+        return float(round(value)) if self.integer else value
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "default": self.default,

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ._base import ClientUpdate, Params
-from ._ops import weighted_mean_delta
+from ._ops import heavy_ball, weighted_mean_delta
 from ._scalar import scalar
 from .fedavg import FedAvg
 
@@ -26,6 +26,6 @@ class FedAvgM(FedAvg):
     ) -> Params:
         delta = weighted_mean_delta(updates)
         velocity = server_state.setdefault("velocity", {k: torch.zeros_like(v) for k, v in delta.items()})
-        for k in velocity:
-            velocity[k].mul_(self.server_momentum).add_(delta[k])
+        for k, d in delta.items():
+            velocity[k] = heavy_ball(velocity[k], d, self.server_momentum)
         return {k: global_params[k] + self.server_lr * velocity[k] for k in global_params}

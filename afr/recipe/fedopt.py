@@ -13,7 +13,14 @@ import torch
 from torch import Tensor
 
 from ._base import ClientUpdate, Params
-from ._ops import weighted_mean_delta
+from ._ops import (
+    adagrad_second_moment,
+    adam_second_moment,
+    adaptive_step,
+    first_moment,
+    weighted_mean_delta,
+    yogi_second_moment,
+)
 from ._scalar import scalar
 from .fedavg import FedAvg
 
@@ -41,9 +48,9 @@ class FedOpt(FedAvg):
         v = server_state.setdefault("v", {k: torch.zeros_like(d) for k, d in delta.items()})
         new: Params = {}
         for k, d in delta.items():
-            m[k] = self.beta1 * m[k] + (1 - self.beta1) * d
+            m[k] = first_moment(m[k], d, self.beta1)
             v[k] = self.second_moment(v[k], d)
-            new[k] = global_params[k] + self.server_lr * m[k] / (v[k].sqrt() + self.tau)
+            new[k] = adaptive_step(global_params[k], m[k], v[k], self.server_lr, self.tau)
         return new
 
 
@@ -53,7 +60,7 @@ class FedAdam(FedOpt):
     name = "fedadam"
 
     def second_moment(self, v: Tensor, d: Tensor) -> Tensor:
-        return self.beta2 * v + (1 - self.beta2) * d * d
+        return adam_second_moment(v, d, self.beta2)
 
 
 class FedYogi(FedOpt):
@@ -62,8 +69,7 @@ class FedYogi(FedOpt):
     name = "fedyogi"
 
     def second_moment(self, v: Tensor, d: Tensor) -> Tensor:
-        d2 = d * d
-        return v - (1 - self.beta2) * d2 * torch.sign(v - d2)
+        return yogi_second_moment(v, d, self.beta2)
 
 
 class FedAdagrad(FedOpt):
@@ -72,4 +78,4 @@ class FedAdagrad(FedOpt):
     name = "fedadagrad"
 
     def second_moment(self, v: Tensor, d: Tensor) -> Tensor:
-        return v + d * d
+        return adagrad_second_moment(v, d)

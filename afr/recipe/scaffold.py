@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from ._base import ClientUpdate, LocalContext, Params
-from ._ops import weighted_mean_delta
+from ._ops import (
+    scaffold_broadcast,
+    scaffold_client_control,
+    scaffold_correction,
+    scaffold_server_control,
+    weighted_mean_delta,
+)
 from .fedavg import FedAvg
 
 __all__ = ["Scaffold"]
@@ -24,40 +29,17 @@ class Scaffold(FedAvg):
     name = "scaffold"
 
     def broadcast(self, round_idx: int, server_state: dict[str, Any]) -> Params:
-        return {f"control.{k}": v for k, v in server_state.get("control", {}).items()}
+        return scaffold_broadcast(server_state)
 
     def local_objective(self, task_loss: Tensor, model: nn.Module, ctx: LocalContext) -> Tensor:
-        own = ctx.client_state.get("control", {})
-        correction = task_loss
-        for name, param in model.named_parameters():
-            server_c = ctx.server_extras.get(f"control.{name}")
-            client_c = own.get(name)
-            if server_c is not None:
-                correction = correction + (param * server_c).sum()
-            if client_c is not None:
-                correction = correction - (param * client_c).sum()
-        return correction
+        return scaffold_correction(task_loss, model, ctx)
 
     def client_extras(self, delta: Params, ctx: LocalContext) -> Params:
-        if ctx.num_steps == 0 or ctx.lr == 0:
-            return {}
-        own = ctx.client_state.setdefault("control", {k: torch.zeros_like(v) for k, v in delta.items()})
-        upload: Params = {}
-        for name, d in delta.items():
-            server_c = ctx.server_extras.get(f"control.{name}", torch.zeros_like(d))
-            updated = own[name] - server_c - d / (ctx.num_steps * ctx.lr)
-            upload[f"control.{name}"] = updated - own[name]
-            own[name] = updated
-        return upload
+        return scaffold_client_control(delta, ctx)
 
     def aggregate(
         self, global_params: Params, updates: list[ClientUpdate], server_state: dict[str, Any]
     ) -> Params:
         delta = weighted_mean_delta(updates)
-        zeros = {k: torch.zeros_like(v) for k, v in global_params.items()}
-        control = server_state.setdefault("control", zeros)
-        reporting = [u for u in updates if u.extras]
-        for name in control:
-            for update in reporting:
-                control[name] = control[name] + update.extras[f"control.{name}"] / len(reporting)
+        scaffold_server_control(server_state, global_params, updates)
         return {k: global_params[k] + self.server_lr * delta[k] for k in global_params}
