@@ -7,8 +7,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
+from ._report import RULES
 from ._table import RECIPE_PACKAGE, SurfaceTable, all_tables, surface_table
-from ._validator import RULES, validate
+from ._validator import validate
 
 __all__ = ["render_surface_docs", "ACCEPTED_EXAMPLE", "REJECTED_EXAMPLE"]
 
