@@ -11,9 +11,10 @@ __all__ = ["FunctionChecks"]
 
 
 class FunctionChecks(CheckerBase):
-    """Rules dunder-def, decorator, hook-signature, frozen-hook, reserved-name (methods), annotation,
-    default-value, async (def, comprehensions); opens and closes function, lambda and comprehension
-    scopes.
+    """Functions and methods; opens and closes function, lambda and comprehension scopes.
+
+    Rules dunder-def, decorator, hook-signature, frozen-hook, reserved-name (methods), annotation,
+    default-value and async (def, comprehensions).
     """
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:

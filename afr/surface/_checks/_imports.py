@@ -11,7 +11,10 @@ __all__ = ["ImportChecks"]
 
 
 class ImportChecks(CheckerBase):
-    """Rules import-not-allowed, import-name-not-allowed, import-star, relative-import, nested-import."""
+    """Imports.
+
+    Rules import-not-allowed, import-name-not-allowed, import-star, relative-import and nested-import.
+    """
 
     def _resolve_relative(self, node: cst.ImportFrom) -> str | None:
         level = len(node.relative)

@@ -22,7 +22,9 @@ __all__ = ["NameChecks"]
 
 
 class NameChecks(CheckerBase):
-    """Rules non-ascii-name, forbidden-name, forbidden-attribute, dynamic-attribute, call-not-allowed,
+    """Names, attributes, calls and values against the allow-lists; string lengths.
+
+    Rules non-ascii-name, forbidden-name, forbidden-attribute, dynamic-attribute, call-not-allowed,
     reference-not-allowed and long-string.
     """
 

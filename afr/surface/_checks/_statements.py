@@ -11,8 +11,10 @@ __all__ = ["StatementChecks"]
 
 
 class StatementChecks(CheckerBase):
-    """Rules global-statement, async, yield, with-not-allowed, del-attribute, bare-except and (through
-    the assignment targets) attribute-assignment; marks the names each statement binds.
+    """Statements; marks the names each statement binds.
+
+    Rules global-statement, async, yield, with-not-allowed, del-attribute, bare-except and (through
+    the assignment targets) attribute-assignment.
     """
 
     def visit_Global(self, node: cst.Global) -> bool:

@@ -31,10 +31,11 @@ _KINDS = {
 
 
 class StructureChecks(CheckerBase):
-    """Rules module-statement, no-recipe-class, class-*, nested-class, scalar-declaration, reserved-name.
+    """Module and class structure.
 
-    :meth:`check_module` is a first pass over the top-level statements (it also reads the imports);
-    the walk then visits every class.
+    Rules module-statement, no-recipe-class, class-*, nested-class, scalar-declaration and
+    reserved-name (class attributes). :meth:`check_module` is a first pass over the top-level
+    statements (it also reads the imports); the walk then visits every class.
     """
 
     def check_module(self, module: cst.Module) -> None:
