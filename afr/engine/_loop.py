@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -128,25 +128,205 @@ def _run(
     on_round: Callable[[dict[str, Any]], None] | None,
     start: float,
 ) -> RunResult:
-    train = profile.data("fit" if stage == "search" else "train")
-    monitor = profile.data("val")
-    budget = profile.budget
-    num_clients = len(train)
+    run = _Federation(profile, recipe, seed, stage)
+    writer = _writer(log_dir)
+    rounds = profile.budget.rounds
+    run.guard.__enter__()  # the guard's hook must be removed however the loop ends (see finally)
+    try:
+        for round_idx in range(rounds):
+            validate = (round_idx + 1) % validate_every == 0 or round_idx + 1 == rounds
+            record = run.round(round_idx, validate)
+            run.result.curve.append(record)
+            _log(writer, record, profile)
+            if on_round is not None:
+                on_round(record)
+    finally:
+        run.guard.__exit__(None, None, None)
+        if writer is not None:
+            writer.close()
+    return run.finish(start)
 
-    torch.manual_seed(seed)
-    variant = recipe.model_variant()
-    device = profile.device
-    model = profile.build_model(variant).to(device)
-    module = ClientModule(model, profile.loss, recipe)
-    module.train()
-    names = [n for n, _ in model.named_parameters()]
-    params = [p for _, p in model.named_parameters()]
-    buffers = [b for _, b in model.named_buffers()]
-    global_params: Params = {n: p.detach().clone() for n, p in zip(names, params, strict=True)}
-    client_buffers = [[b.detach().clone() for b in buffers] for _ in range(num_clients)]
-    streams = [BatchStream(d, budget.batch_size, client_generator(seed, c)) for c, d in enumerate(train)]
-    augment_rngs = [client_generator(seed, c, stream=2) for c in range(num_clients)]
 
+class _Federation:
+    """One run's state between rounds: the model, each client's batches, buffers and state, the server's.
+
+    The constructor seeds and builds in a fixed order (seed, model, samplers): reordering it would
+    change the results.
+    """
+
+    def __init__(self, profile: Profile, recipe: Recipe, seed: int, stage: Stage) -> None:
+        self.profile, self.recipe, self.seed = profile, recipe, seed
+        self.train = train = profile.data("fit" if stage == "search" else "train")
+        self.monitor = profile.data("val")
+        self.budget = budget = profile.budget
+        self.num_clients = num_clients = len(train)
+
+        torch.manual_seed(seed)
+        variant = recipe.model_variant()
+        device = profile.device
+        self.model = model = profile.build_model(variant).to(device)
+        self.module = ClientModule(model, profile.loss, recipe)
+        self.module.train()
+        self.names = [n for n, _ in model.named_parameters()]
+        self.params = [p for _, p in model.named_parameters()]
+        self.buffers = [b for _, b in model.named_buffers()]
+        self.global_params: Params = {
+            n: p.detach().clone() for n, p in zip(self.names, self.params, strict=True)
+        }
+        self.client_buffers = [[b.detach().clone() for b in self.buffers] for _ in range(num_clients)]
+        self.next_batch = _batch_source(profile, train, budget.batch_size, seed, device)
+        self.select_rng = client_generator(seed, num_clients, stream=1)
+        self.client_states: list[dict[str, Any]] = [{} for _ in range(num_clients)]
+        self.server_state: dict[str, Any] = {}
+        self.result = RunResult(variant, {}, steps_per_client=[0] * num_clients)
+
+        forward_calls = self.forward_calls = [0]
+
+        def count_forward(_module: nn.Module, _inputs: Any) -> None:
+            forward_calls[0] += 1
+
+        model.register_forward_pre_hook(count_forward)
+        self.contract = profile.contract
+        self.guard = ForwardGuard(model)
+        self.module.forward_window = self.guard.allow
+
+    def load(self, weights: Params, client: int) -> None:
+        """``weights`` and the client's own buffers into the model."""
+        with torch.no_grad():
+            for name, p in zip(self.names, self.params, strict=True):
+                p.copy_(weights[name])
+            for b, saved in zip(self.buffers, self.client_buffers[client], strict=True):
+                b.copy_(saved)
+
+    def round(self, round_idx: int, validate: bool) -> dict[str, Any]:
+        """Select, broadcast, train every selected client, aggregate, validate if asked: the curve entry."""
+        recipe, result, num_clients = self.recipe, self.result, self.num_clients
+        selected = _check_clients(recipe.select_clients(round_idx, num_clients, self.select_rng), num_clients)
+        down_extras = recipe.broadcast(round_idx, self.server_state)
+        down_bytes = _nbytes(self.global_params) + self.contract.check(
+            down_extras, self.global_params, "download"
+        )
+        updates: list[ClientUpdate] = []
+        losses: list[float] = []
+        for client in selected:
+            update, loss, up_bytes = self.train_client(round_idx, client, down_extras)
+            if loss is not None:
+                losses.append(loss)
+            updates.append(update)
+            result.bytes_down += down_bytes
+            result.bytes_up += up_bytes
+        self.global_params = _check_params(
+            recipe.aggregate(self.global_params, updates, self.server_state), self.global_params, "aggregate"
+        )
+        record: dict[str, Any] = {
+            "round": round_idx + 1,
+            "train_loss": sum(losses) / len(losses) if losses else math.nan,
+        }
+        if validate:
+            self.load(self.global_params, 0)
+            with self.guard.allow():
+                evaluation = self.profile.evaluate(self.model, self.monitor)
+            record["val"] = evaluation.mean
+            record["val_per_client"] = evaluation.per_client
+            self.module.train()
+        return record
+
+    def train_client(
+        self, round_idx: int, client: int, down_extras: Params
+    ) -> tuple[ClientUpdate, float | None, int]:
+        """One client's local training in one round: its update, its last loss and the upload bytes."""
+        recipe, budget, global_params, params = self.recipe, self.budget, self.global_params, self.params
+        steps = _check_steps(recipe.local_steps(round_idx, client, budget.local_steps), budget.local_steps)
+        lr = float(recipe.client_lr(round_idx, client))
+        if not math.isfinite(lr) or lr < 0:
+            raise TrainingFailure(f"client_lr returned {lr!r} in round {round_idx}")
+        self.load(global_params, client)
+        torch.manual_seed(_client_round_seed(self.seed, round_idx, client))
+        # Each client gets its own dicts: a shared dict would be a channel between clients.
+        ctx = LocalContext(
+            round_idx,
+            client,
+            dict(global_params),
+            self.client_states[client],
+            len(self.train[client]),
+            lr=lr,
+            num_steps=steps,
+            server_extras=dict(down_extras),
+        )
+        module, next_batch = self.module, self.next_batch
+        module.ctx = ctx
+        shared = [*global_params.values(), *down_extras.values()]
+        protected = _versions(params) + _versions(shared)
+        self.forward_calls[0] = 0
+        loss = None
+        for step in range(steps):
+            loss = module.training_step(next_batch(client), step)
+            loss.backward()
+            _sgd_step(params, lr)
+        self._check_untouched(round_idx, client, steps, ctx, down_extras, protected, shared)
+        last = None
+        if loss is not None:
+            last = float(loss.detach())
+            if not math.isfinite(last):
+                raise TrainingFailure(f"non-finite loss for client {client} in round {round_idx}")
+        self.result.steps_per_client[client] += steps
+        with torch.no_grad():
+            delta = {n: p.detach() - global_params[n] for n, p in zip(self.names, params, strict=True)}
+            self.client_buffers[client] = [b.detach().clone() for b in self.buffers]
+        extras = recipe.client_extras(delta, ctx)
+        up_bytes = _nbytes(delta) + self.contract.check(extras, global_params, "upload")
+        return ClientUpdate(client, delta, len(self.train[client]), steps, dict(extras)), last, up_bytes
+
+    def _check_untouched(
+        self,
+        round_idx: int,
+        client: int,
+        steps: int,
+        ctx: LocalContext,
+        down_extras: Params,
+        protected: list[int],
+        shared: list[Tensor],
+    ) -> None:
+        """After local training: only the optimizer wrote the parameters, what the server sent is intact,
+        and the model ran forward once per step."""
+        params = self.params
+        expected = [v + steps for v in protected[: len(params)]] + protected[len(params) :]
+        if _versions(params) + _versions(shared) != expected:
+            raise TrainingFailure(
+                f"client {client}, round {round_idx}: the recipe modified model parameters, "
+                "global parameters or broadcast tensors in place; only the optimizer step may do that"
+            )
+        if any(ctx.global_params.get(k) is not v for k, v in self.global_params.items()) or any(
+            ctx.server_extras.get(k) is not v for k, v in down_extras.items()
+        ):
+            raise TrainingFailure(
+                f"client {client}, round {round_idx}: the recipe replaced entries of "
+                "ctx.global_params or ctx.server_extras; what the server sent is read-only"
+            )
+        if self.forward_calls[0] != steps:
+            raise TrainingFailure(
+                f"client {client}, round {round_idx}: {self.forward_calls[0]} forward passes for {steps} "
+                "steps; the budget allows one forward pass per local step"
+            )
+
+    def finish(self, start: float) -> RunResult:
+        """The result with the final weights and the time spent.
+
+        FLamby evaluates client 0's copy, so the weights are the global parameters with client 0's buffers.
+        """
+        self.load(self.global_params, 0)
+        result = self.result
+        result.state_dict = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        result.seconds = time.perf_counter() - start
+        return result
+
+
+def _batch_source(
+    profile: Profile, train: Sequence[Any], batch_size: int, seed: int, device: torch.device
+) -> Callable[[int], tuple[Tensor, Tensor]]:
+    """``next_batch(client)``: the client's next training batch, transformed and on the device."""
+    streams = [BatchStream(d, batch_size, client_generator(seed, c)) for c, d in enumerate(train)]
+    augment_rngs = [client_generator(seed, c, stream=2) for c in range(len(train))]
     # Skipping the identity transform and the CPU->CPU move keeps tiny models' steps as cheap as before.
     transforms = type(profile).train_batch is not Profile.train_batch
     on_cpu = device.type == "cpu"
@@ -159,125 +339,7 @@ def _run(
             return inputs, targets
         return inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
 
-    select_rng = client_generator(seed, num_clients, stream=1)
-    client_states: list[dict[str, Any]] = [{} for _ in range(num_clients)]
-    server_state: dict[str, Any] = {}
-    result = RunResult(variant, {}, steps_per_client=[0] * num_clients)
-    writer = _writer(log_dir)
-
-    def load(weights: Params, client: int) -> None:
-        with torch.no_grad():
-            for name, p in zip(names, params, strict=True):
-                p.copy_(weights[name])
-            for b, saved in zip(buffers, client_buffers[client], strict=True):
-                b.copy_(saved)
-
-    forward_calls = [0]
-
-    def count_forward(_module: nn.Module, _inputs: Any) -> None:
-        forward_calls[0] += 1
-
-    model.register_forward_pre_hook(count_forward)
-    contract = profile.contract
-    guard = ForwardGuard(model)
-    module.forward_window = guard.allow
-
-    guard.__enter__()  # the guard's hook must be removed however the loop ends (see finally)
-    try:
-        for round_idx in range(budget.rounds):
-            selected = _check_clients(recipe.select_clients(round_idx, num_clients, select_rng), num_clients)
-            down_extras = recipe.broadcast(round_idx, server_state)
-            down_bytes = _nbytes(global_params) + contract.check(down_extras, global_params, "download")
-            updates: list[ClientUpdate] = []
-            losses: list[float] = []
-            for client in selected:
-                steps = _check_steps(
-                    recipe.local_steps(round_idx, client, budget.local_steps), budget.local_steps
-                )
-                lr = float(recipe.client_lr(round_idx, client))
-                if not math.isfinite(lr) or lr < 0:
-                    raise TrainingFailure(f"client_lr returned {lr!r} in round {round_idx}")
-                load(global_params, client)
-                torch.manual_seed(_client_round_seed(seed, round_idx, client))
-                # Each client gets its own dicts: a shared dict would be a channel between clients.
-                ctx = LocalContext(
-                    round_idx,
-                    client,
-                    dict(global_params),
-                    client_states[client],
-                    len(train[client]),
-                    lr=lr,
-                    num_steps=steps,
-                    server_extras=dict(down_extras),
-                )
-                module.ctx = ctx
-                shared = [*global_params.values(), *down_extras.values()]
-                protected = _versions(params) + _versions(shared)
-                forward_calls[0] = 0
-                loss = None
-                for step in range(steps):
-                    loss = module.training_step(next_batch(client), step)
-                    loss.backward()
-                    _sgd_step(params, lr)
-                expected = [v + steps for v in protected[: len(params)]] + protected[len(params) :]
-                if _versions(params) + _versions(shared) != expected:
-                    raise TrainingFailure(
-                        f"client {client}, round {round_idx}: the recipe modified model parameters, "
-                        "global parameters or broadcast tensors in place; only the optimizer step may do that"
-                    )
-                if any(ctx.global_params.get(k) is not v for k, v in global_params.items()) or any(
-                    ctx.server_extras.get(k) is not v for k, v in down_extras.items()
-                ):
-                    raise TrainingFailure(
-                        f"client {client}, round {round_idx}: the recipe replaced entries of "
-                        "ctx.global_params or ctx.server_extras; what the server sent is read-only"
-                    )
-                if forward_calls[0] != steps:
-                    raise TrainingFailure(
-                        f"client {client}, round {round_idx}: {forward_calls[0]} forward passes for {steps} "
-                        "steps; the budget allows one forward pass per local step"
-                    )
-                if loss is not None:
-                    last = float(loss.detach())
-                    if not math.isfinite(last):
-                        raise TrainingFailure(f"non-finite loss for client {client} in round {round_idx}")
-                    losses.append(last)
-                result.steps_per_client[client] += steps
-                with torch.no_grad():
-                    delta = {n: p.detach() - global_params[n] for n, p in zip(names, params, strict=True)}
-                    client_buffers[client] = [b.detach().clone() for b in buffers]
-                extras = recipe.client_extras(delta, ctx)
-                up_bytes = _nbytes(delta) + contract.check(extras, global_params, "upload")
-                updates.append(ClientUpdate(client, delta, len(train[client]), steps, dict(extras)))
-                result.bytes_down += down_bytes
-                result.bytes_up += up_bytes
-            global_params = _check_params(
-                recipe.aggregate(global_params, updates, server_state), global_params, "aggregate"
-            )
-            record: dict[str, Any] = {
-                "round": round_idx + 1,
-                "train_loss": sum(losses) / len(losses) if losses else math.nan,
-            }
-            if (round_idx + 1) % validate_every == 0 or round_idx + 1 == budget.rounds:
-                load(global_params, 0)
-                with guard.allow():
-                    evaluation = profile.evaluate(model, monitor)
-                record["val"] = evaluation.mean
-                record["val_per_client"] = evaluation.per_client
-                module.train()
-            result.curve.append(record)
-            _log(writer, record, profile)
-            if on_round is not None:
-                on_round(record)
-    finally:
-        guard.__exit__(None, None, None)
-        if writer is not None:
-            writer.close()
-
-    load(global_params, 0)  # FLamby evaluates client 0's copy: global parameters, client 0's buffers
-    result.state_dict = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    result.seconds = time.perf_counter() - start
-    return result
+    return next_batch
 
 
 def _writer(log_dir: str | Path | None):

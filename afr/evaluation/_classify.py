@@ -279,19 +279,37 @@ def classify(
         "control_is_baseline": control_is_baseline,
     }
 
-    def verdict(label: str, rule: int) -> Verdict:
-        numbers["rule"] = rule
-        return Verdict(label, reasons, numbers, name=candidate.name, arm=candidate.arm)
-
     # Everything measurable is computed up front so a report can show the whole picture.
-    vs_base = _comparison(candidate, baseline, others, rules, hib, family)
-    numbers["vs_baseline"] = vs_base
+    numbers["vs_baseline"] = _comparison(candidate, baseline, others, rules, hib, family)
     numbers["vs_control"] = (
         None if control_is_baseline else _comparison(candidate, reference, others, rules, hib, family)
     )
     numbers["heldout"] = _heldout(candidate, reference, hib)
 
-    # Rule 1: a gain in the search at all?
+    # The first rule that decides gives the label; each appends its reasons, passed or not.
+    decided = (
+        _rule_search_gain(candidate, baseline, hib, rules, numbers, reasons)
+        or _rules_replication(numbers["vs_baseline"], rules, family, reasons)
+        or _rule_control(numbers["vs_control"], rules, reasons)
+        or _rule_heldout(numbers["heldout"], control_is_baseline, rules, reasons)
+    )
+    if decided is None:
+        reasons.append("rule 6: repeated on fresh seeds, beyond the tuned control, and on held-out settings")
+        decided = (MECHANISM, 6)
+    label, rule = decided
+    numbers["rule"] = rule
+    return Verdict(label, reasons, numbers, name=candidate.name, arm=candidate.arm)
+
+
+def _rule_search_gain(
+    candidate: FinalistEvidence,
+    baseline: FinalistEvidence,
+    hib: bool,
+    rules: ClassificationRules,
+    numbers: dict[str, Any],
+    reasons: list[str],
+) -> tuple[str, int] | None:
+    """Rule 1: a gain in the search at all? Records ``numbers["search"]``."""
     if baseline.search_score is None or not math.isfinite(baseline.search_score):
         raise ValueError(f"the baseline {baseline.name!r} has no search score to compare with")
     sign = 1.0 if hib else -1.0
@@ -304,27 +322,32 @@ def classify(
     numbers["search"] = {"candidate": cand_search, "baseline": baseline.search_score, "gain": gain}
     if not math.isfinite(gain):
         reasons.append("rule 1: no finite search score, so no search gain to test")
-        return verdict(NO_SEARCH_GAIN, 1)
+        return NO_SEARCH_GAIN, 1
     if gain <= rules.min_search_gain:
         reasons.append(
             f"rule 1: search gain over the baseline {gain:+.4f} <= min_search_gain {rules.min_search_gain:g}"
         )
-        return verdict(NO_SEARCH_GAIN, 1)
+        return NO_SEARCH_GAIN, 1
     reasons.append(f"rule 1 passed: search gain over the baseline {gain:+.4f} > {rules.min_search_gain:g}")
+    return None
 
-    # Rules 2-3: does the gain repeat on fresh paired seeds, and is it stable across them?
+
+def _rules_replication(
+    vs_base: dict[str, Any], rules: ClassificationRules, family: int, reasons: list[str]
+) -> tuple[str, int] | None:
+    """Rules 2-3: does the gain repeat on fresh paired seeds, and is it stable across them?"""
     mean, std, n = vs_base["mean"], vs_base["std"], vs_base["n"]
     if vs_base["failed_seeds"]:
         reasons.append(f"note: the candidate diverged on seed(s) {_fmt_seeds(vs_base['failed_seeds'])}")
     if n == 0:
         reasons.append("rule 2: no common finite test seeds with the baseline, nothing replicates")
-        return verdict(SINGLE_RUN, 2)
+        return SINGLE_RUN, 2
     if not mean > 0:
         reasons.append(
             f"rule 2: mean paired test difference vs the baseline {mean:+.4f} <= 0 over {n} seeds: "
             "the search gain does not replicate"
         )
-        return verdict(SINGLE_RUN, 2)
+        return SINGLE_RUN, 2
     if vs_base["collapsed_seeds"] or vs_base["spread_swamps_gain"]:
         why = []
         if vs_base["collapsed_seeds"]:
@@ -335,10 +358,10 @@ def classify(
         if vs_base["spread_swamps_gain"]:
             why.append(f"std {std:.4f} > spread_ratio {rules.spread_ratio:g} x |mean {mean:+.4f}|")
         reasons.append(f"rule 3: mean vs the baseline {mean:+.4f} > 0 but " + " and ".join(why))
-        return verdict(SEED_SENSITIVE, 3)
+        return SEED_SENSITIVE, 3
     if mean <= rules.min_effect:
         reasons.append(f"rule 2: mean vs the baseline {mean:+.4f} <= min_effect {rules.min_effect:g}")
-        return verdict(SINGLE_RUN, 2)
+        return SINGLE_RUN, 2
     p_text = (
         f"one-sided paired t-test vs the baseline p = {vs_base['p_raw']:.4g}, "
         f"{rules.correction}-corrected over {family} = {vs_base['p_corrected']:.4g}"
@@ -347,54 +370,61 @@ def classify(
         p_text += f" ({vs_base['note']})"
     if not vs_base["significant"]:
         reasons.append(f"rule 2: {p_text} >= alpha {rules.alpha:g}: the gain does not replicate")
-        return verdict(SINGLE_RUN, 2)
+        return SINGLE_RUN, 2
     reasons.append(
         f"rules 2-3 passed: mean vs the baseline {mean:+.4f} (std {std:.4f}, no collapse), {p_text} "
         f"< alpha {rules.alpha:g}"
     )
+    return None
 
-    # Rule 4: better than what tuning the baseline's scalars reached?
-    if control_is_baseline:
+
+def _rule_control(
+    vs_ctrl: dict[str, Any] | None, rules: ClassificationRules, reasons: list[str]
+) -> tuple[str, int] | None:
+    """Rule 4: better than what tuning the baseline's scalars reached? (None: the control is the baseline.)"""
+    if vs_ctrl is None:
         reasons.append("rule 4 passed: the control is the baseline, so rule 2 already compared with it")
-    else:
-        vs_ctrl = numbers["vs_control"]
-        c_text = (
-            f"mean vs the control {vs_ctrl['mean']:+.4f} over {vs_ctrl['n']} seeds, one-sided paired "
-            f"t-test p = {vs_ctrl['p_raw']:.4g}, {rules.correction}-corrected {vs_ctrl['p_corrected']:.4g}"
+        return None
+    c_text = (
+        f"mean vs the control {vs_ctrl['mean']:+.4f} over {vs_ctrl['n']} seeds, one-sided paired "
+        f"t-test p = {vs_ctrl['p_raw']:.4g}, {rules.correction}-corrected {vs_ctrl['p_corrected']:.4g}"
+    )
+    if vs_ctrl["note"]:
+        c_text += f" ({vs_ctrl['note']})"
+    if not (vs_ctrl["n"] and vs_ctrl["mean"] > rules.min_effect and vs_ctrl["significant"]):
+        reasons.append(
+            f"rule 4: {c_text}: not significantly better than the tuned control "
+            f"(needs mean > {rules.min_effect:g} and p < {rules.alpha:g})"
         )
-        if vs_ctrl["note"]:
-            c_text += f" ({vs_ctrl['note']})"
-        if not (vs_ctrl["n"] and vs_ctrl["mean"] > rules.min_effect and vs_ctrl["significant"]):
-            reasons.append(
-                f"rule 4: {c_text}: not significantly better than the tuned control "
-                f"(needs mean > {rules.min_effect:g} and p < {rules.alpha:g})"
-            )
-            return verdict(FIXED_SURFACE, 4)
-        reasons.append(f"rule 4 passed: {c_text} < alpha {rules.alpha:g}")
+        return FIXED_SURFACE, 4
+    reasons.append(f"rule 4 passed: {c_text} < alpha {rules.alpha:g}")
+    return None
 
-    # Rule 5: does it hold on settings the search never saw?
-    held = numbers["heldout"]
+
+def _rule_heldout(
+    held: dict[str, Any], control_is_baseline: bool, rules: ClassificationRules, reasons: list[str]
+) -> tuple[str, int] | None:
+    """Rule 5: does it hold on settings the search never saw?"""
     against = "the baseline" if control_is_baseline else "the control"
     if not held["settings"]:
         reasons.append(f"rule 5: no held-out setting measured for both the candidate and {against}")
-        return verdict(HELDOUT_FAILURE, 5)
+        return HELDOUT_FAILURE, 5
     per_setting = ", ".join(f"{k} {v['mean']:+.4f}" for k, v in held["settings"].items())
     if held["failed"]:
         failed = "; ".join(f"{k}: seed(s) {_fmt_seeds(v)}" for k, v in held["failed"].items())
         reasons.append(f"rule 5: diverged on held-out runs ({failed})")
-        return verdict(HELDOUT_FAILURE, 5)
+        return HELDOUT_FAILURE, 5
     if not held["mean"] > rules.heldout_margin:
         reasons.append(
             f"rule 5: held-out mean paired difference vs {against} {held['mean']:+.4f} "
             f"<= heldout_margin {rules.heldout_margin:g} ({per_setting})"
         )
-        return verdict(HELDOUT_FAILURE, 5)
+        return HELDOUT_FAILURE, 5
     reasons.append(
         f"rule 5 passed: held-out mean paired difference vs {against} {held['mean']:+.4f} "
         f"> {rules.heldout_margin:g} ({per_setting})"
     )
-    reasons.append("rule 6: repeated on fresh seeds, beyond the tuned control, and on held-out settings")
-    return verdict(MECHANISM, 6)
+    return None
 
 
 def classify_all(

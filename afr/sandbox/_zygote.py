@@ -12,55 +12,42 @@ environment. Protocol (all frames length-prefixed):
   reads them with ``torch.load(..., weights_only=True)`` only.
 
 The zygote itself never runs candidate code: it loads profiles (training parts only, test dropped),
-forks, enforces the wall-clock timeout, reaps and relays.
+forks, enforces the wall-clock timeout, reaps and relays. What the child does lives in ``_child``,
+how the zygote and its children are sealed (namespaces, mounts, resource limits) in ``_isolation``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import gc
-import io
 import json
-import linecache
-import math
 import os
 import pickle
-import resource
 import selectors
 import signal
-import site
-import struct
 import sys
-import sysconfig
 import time
-import traceback
-import types
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from ._child import (
+    CANDIDATE_FILE,
+    MAX_MESSAGE_CHARS,
+    child_main,
+    describe,
+    encode_result,
+    read_result,
+    write_all,
+)
 from ._guard import denied_module_names
+from ._isolation import MIB, base_read_roots, cpu_limit_s, isolate, load_libc, vsz_bytes
 from ._jobs import REQUEST, RunJob, encode_frame
 
 __all__ = ["load_training_profile", "Zygote", "main"]
 
-CHILD_HEADER = struct.Struct(">I")
-MAX_HEADER_BYTES = 1 << 20
-MAX_MESSAGE_CHARS = 2000
-CANDIDATE_FILE = "<candidate>"
-CANDIDATE_MODULE = "candidate"
 PROFILE_CACHE_SIZE = 8
-_MIB = 1 << 20
-
-# Linux constants (prctl, unshare, mount, mount_setattr).
-_PR_SET_PDEATHSIG = 1
-_CLONE_NEWNS, _CLONE_NEWNET = 0x00020000, 0x40000000
-_MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
-_MOUNT_ATTR_RDONLY, _AT_RECURSIVE, _AT_FDCWD = 0x1, 0x8000, -100
-_SYS_MOUNT_SETATTR = 442  # the same number on every architecture (unified syscall table)
 
 
 def load_training_profile(
@@ -79,245 +66,6 @@ def load_training_profile(
         profile.data(part)
     profile.forget_test()
     return profile
-
-
-# --- helpers shared by zygote and child ------------------------------------------------------------
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    line = " ".join(text.strip().split("\n")[0].split()) if text.strip() else ""
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _safe_str(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except BaseException:  # a candidate's exception may have a hostile __str__
-        return "<unprintable>"
-
-
-def _vsz_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _thread_count() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return -1
-
-
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_uint64) for n in ("attr_set", "attr_clr", "propagation", "userns_fd")]
-
-
-def _isolate(libc: ctypes.CDLL | None) -> dict[str, bool]:
-    """Best effort, needs CAP_SYS_ADMIN: an empty network namespace and a read-only view of all mounts.
-
-    Applies to the zygote and so to every child; the parent is unaffected. Failure leaves the
-    audit hook and the resource limits as the only guards.
-    """
-    done = {"no_network": False, "readonly_fs": False}
-    if libc is None or not sys.platform.startswith("linux"):
-        return done
-    done["no_network"] = libc.unshare(_CLONE_NEWNET) == 0
-    if libc.unshare(_CLONE_NEWNS) == 0 and libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) == 0:
-        attr = _MountAttr(_MOUNT_ATTR_RDONLY, 0, 0, 0)
-        done["readonly_fs"] = (
-            libc.syscall(
-                _SYS_MOUNT_SETATTR, _AT_FDCWD, b"/", _AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)
-            )
-            == 0
-        )
-    return done
-
-
-def _base_read_roots(extra: list[str]) -> list[str]:
-    import afr
-
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *extra}
-    roots.update(site.getsitepackages())
-    roots.update(sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib"))
-    roots.add(str(Path(afr.__file__).resolve().parent))
-    return sorted(r for r in roots if r)
-
-
-# --- the child -----------------------------------------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    """Curve entries as types ``torch.load(weights_only=True)`` accepts."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return float(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    item = getattr(value, "item", None)  # numpy and 0-d torch scalars
-    if callable(item):
-        try:
-            return _plain(item())
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    return str(value)
-
-
-def _encode_result(result: Any) -> bytes:
-    import torch
-
-    payload = {
-        "model_variant": str(result.model_variant),
-        "state_dict": {str(k): v.detach().clone().contiguous() for k, v in result.state_dict.items()},
-        "curve": _plain(list(result.curve)),
-        "steps_per_client": [int(s) for s in result.steps_per_client],
-        "bytes_up": int(result.bytes_up),
-        "bytes_down": int(result.bytes_down),
-        "seconds": float(result.seconds),
-    }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return buffer.getvalue()
-
-
-def _is_memory_error(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError):
-        return True
-    text = _safe_str(exc) if isinstance(exc, RuntimeError) else ""
-    return "can't allocate memory" in text or type(exc).__name__ == "OutOfMemoryError"
-
-
-def _describe(exc: BaseException, source: str | None) -> str:
-    """``Type: first line of the message`` plus the last frame in the candidate file, if any."""
-    text = _one_line(_safe_str(exc), 600)
-    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    where = None
-    for frame, lineno in traceback.walk_tb(exc.__traceback__):
-        if frame.f_code.co_filename == CANDIDATE_FILE:
-            where = (lineno, frame.f_code.co_name)
-    if where is not None:
-        lineno, func = where
-        lines = (source or "").splitlines()
-        code = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
-        message += f" [{CANDIDATE_FILE} line {lineno}, in {func}: {_one_line(code, 200)}]"
-    return _one_line(message)
-
-
-def _recipe_class(job: RunJob) -> type:
-    from ..errors import ConfigError
-    from ..recipe import RECIPES, Recipe
-    from ._guard import guarded_builtins
-
-    if job.recipe_name is not None:
-        if job.recipe_name not in RECIPES:
-            raise ConfigError(
-                f"unknown built-in recipe {job.recipe_name!r}", fix=f"use one of {', '.join(sorted(RECIPES))}"
-            )
-        return RECIPES[job.recipe_name]
-    source = job.recipe_source or ""
-    module = types.ModuleType(CANDIDATE_MODULE)
-    module.__dict__["__builtins__"] = guarded_builtins()
-    sys.modules[CANDIDATE_MODULE] = module  # dataclasses and typing look classes' modules up here
-    linecache.cache[CANDIDATE_FILE] = (len(source), None, source.splitlines(True), CANDIDATE_FILE)
-    exec(compile(source, CANDIDATE_FILE, "exec"), module.__dict__)
-    namespace = module.__dict__
-    if job.class_name is not None:
-        chosen = namespace.get(job.class_name)
-        if not (isinstance(chosen, type) and issubclass(chosen, Recipe)):
-            raise ConfigError(f"the recipe source defines no Recipe subclass named {job.class_name!r}")
-        return chosen
-    defined = [
-        v
-        for v in namespace.values()
-        if isinstance(v, type) and issubclass(v, Recipe) and v.__module__ == CANDIDATE_MODULE
-    ]
-    if not defined:
-        raise ConfigError("the recipe source defines no Recipe subclass", fix="derive a class from FedAvg")
-    return defined[-1]
-
-
-def _run_job(job: RunJob, profile: Any) -> tuple[dict[str, Any], bytes]:
-    from ..engine import run_federation
-    from ..errors import TrainingFailure
-
-    try:
-        recipe = profile.make_recipe(_recipe_class(job), dict(job.scalars))
-        result = run_federation(profile, recipe, job.seed, stage=job.stage, validate_every=1, threads=1)
-        return {"status": "ok", "message": ""}, _encode_result(result)
-    except TrainingFailure as exc:
-        return {"status": "failed", "message": _safe_str(exc)[:MAX_MESSAGE_CHARS]}, b""
-    except BaseException as exc:
-        memory = _is_memory_error(exc)
-        try:
-            text = _describe(exc, job.recipe_source)
-        except MemoryError:
-            text = type(exc).__name__
-        if memory:
-            # What filled the memory may live on in the failed frames' locals: free it before writing.
-            traceback.clear_frames(exc.__traceback__)
-            return {"status": "memory", "message": f"{text} (limit: {job.memory_mb} MiB)"}, b""
-        return {"status": "failed", "message": text}, b""
-
-
-def _set_limits(job: RunJob, base_vsz: int) -> None:
-    address_space = base_vsz + job.memory_mb * _MIB
-    resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-    cpu = math.ceil(job.timeout_s) + 5
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-
-
-def _child_main(
-    job: RunJob,
-    profile: Any,
-    result_fd: int,
-    roots: list[str],
-    base_vsz: int,
-    zygote_pid: int,
-    libc: Any,
-    doomed_modules: list[str],
-) -> None:
-    """Runs in the forked child; never returns into the zygote's loop (the caller ``os._exit``s)."""
-    from ._guard import install_audit_hook, purge_denied_modules
-
-    os.setsid()
-    signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-    # Only stdio (stdin /dev/null, stdout+stderr -> the zygote's stderr) and the result pipe stay open.
-    os.closerange(3, result_fd)
-    os.closerange(result_fd + 1, max(os.sysconf("SC_OPEN_MAX"), result_fd + 2))
-    # Before the audit hook (which refuses ctypes): die with the zygote, and catch the race where it
-    # died before prctl took effect.
-    if libc is not None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != zygote_pid:
-        os._exit(1)
-    _set_limits(job, base_vsz)
-    purge_denied_modules(doomed_modules)
-    install_audit_hook(roots)
-    header, payload = _run_job(job, profile)
-    head = json.dumps(header).encode()
-    _write_all(result_fd, CHILD_HEADER.pack(len(head)) + head + payload)
-    # EOF now rather than at exit: tearing down a zygote-sized address space takes ~10-20 ms.
-    os.close(result_fd)
 
 
 # --- the zygote ----------------------------------------------------------------------------------
@@ -360,7 +108,7 @@ class Zygote:
         signal.signal(signal.SIGCHLD, lambda *_: None)  # the wakeup fd does the work
 
     def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
-        _write_all(self.proto_out, encode_frame(header, payload))
+        write_all(self.proto_out, encode_frame(header, payload))
 
     def serve(self) -> None:
         """Until stdin closes: read jobs, fork children, relay results."""
@@ -427,13 +175,13 @@ class Zygote:
             try:
                 profile = self._profile(job)
             except Exception as exc:
-                self._result(key, "failed", f"could not load profile {job.profile!r}: {_describe(exc, None)}")
+                self._result(key, "failed", f"could not load profile {job.profile!r}: {describe(exc, None)}")
                 continue
             self._fork(key, job, profile)
 
     def _fork(self, key: int, job: RunJob, profile: Any) -> None:
         roots = [*self.roots, *job.import_roots, *(str(d) for d in (job.data_dir, profile.data_dir) if d)]
-        base_vsz = _vsz_bytes()
+        base_vsz = vsz_bytes()
         doomed = denied_module_names()
         read_fd, write_fd = os.pipe()
         zygote_pid = os.getpid()
@@ -441,14 +189,14 @@ class Zygote:
         if pid == 0:
             code = 70
             try:
-                _child_main(job, profile, write_fd, roots, base_vsz, zygote_pid, self.libc, doomed)
+                child_main(job, profile, write_fd, roots, base_vsz, zygote_pid, self.libc, doomed)
                 code = 0
             finally:
                 os._exit(code)  # never unwind into the zygote's loop
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         now = time.monotonic()
-        child = _Child(key, job, pid, read_fd, now, now + job.timeout_s, math.ceil(job.timeout_s) + 5)
+        child = _Child(key, job, pid, read_fd, now, now + job.timeout_s, cpu_limit_s(job))
         self.running[pid] = child
         self.selector.register(read_fd, selectors.EVENT_READ, child)
         self.send({"type": "started", "key": key, "pid": pid})
@@ -477,7 +225,7 @@ class Zygote:
 
     def _report_early(self, child: _Child) -> None:
         """Relay a complete result as soon as the child closes its pipe, before it has finished exiting."""
-        parsed = self._parse(child.data) if child.killed is None else None
+        parsed = read_result(child.data) if child.killed is None else None
         if parsed is not None:
             child.reported = True
             self._result(child, parsed[0]["status"], parsed[0]["message"], parsed[1])
@@ -509,7 +257,7 @@ class Zygote:
         if child.killed == "timeout":
             return self._result(child, "timeout", f"exceeded the wall-clock limit of {job.timeout_s:g} s")
         if child.killed == "oversize":
-            limit = self.max_payload // _MIB
+            limit = self.max_payload // MIB
             return self._result(child, "failed", f"the run's result exceeded {limit} MiB")
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
@@ -528,29 +276,11 @@ class Zygote:
                 child, "crashed", f"killed by {signal.Signals(sig).name} (peak RSS {peak} MiB)"
             )
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
-        parsed = self._parse(child.data) if code == 0 else None
+        parsed = read_result(child.data) if code == 0 else None
         if parsed is None:
             return self._result(child, "crashed", f"exited with code {code} without a result")
         header, payload = parsed
         self._result(child, header["status"], header["message"], payload)
-
-    @staticmethod
-    def _parse(data: bytearray) -> tuple[dict[str, Any], bytes] | None:
-        if len(data) < CHILD_HEADER.size:
-            return None
-        (size,) = CHILD_HEADER.unpack_from(data)
-        if size > MAX_HEADER_BYTES or len(data) < CHILD_HEADER.size + size:
-            return None
-        try:
-            header = json.loads(bytes(data[CHILD_HEADER.size : CHILD_HEADER.size + size]))
-        except ValueError:
-            return None
-        if not isinstance(header, dict) or header.get("status") not in ("ok", "failed", "memory"):
-            return None
-        payload = bytes(data[CHILD_HEADER.size + size :])
-        if (header["status"] == "ok") != bool(payload):
-            return None
-        return {"status": header["status"], "message": str(header.get("message", ""))}, payload
 
     def _result(self, child: _Child | int, status: str, message: str, payload: bytes = b"") -> None:
         header = {"type": "result", "status": status, "message": message[:MAX_MESSAGE_CHARS]}
@@ -574,6 +304,13 @@ class Zygote:
 # --- start-up ------------------------------------------------------------------------------------
 
 
+def _thread_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return -1
+
+
 def _warm_up() -> None:
     """Run every code path a child needs once, so no child imports or lazily initialises anything."""
     import numpy as np
@@ -593,7 +330,7 @@ def _warm_up() -> None:
             return "mlp"
 
     for cls in [*RECIPES.values(), _Mlp]:
-        _encode_result(run_federation(profile, profile.make_recipe(cls), 0, threads=1))
+        encode_result(run_federation(profile, profile.make_recipe(cls), 0, threads=1))
     guarded_builtins()
     with contextlib.suppress(PermissionError):
         AuditPolicy([sys.prefix])("open", ("/", "r", 0))
@@ -601,7 +338,7 @@ def _warm_up() -> None:
     try:
         raise TrainingFailure("warm-up")
     except TrainingFailure as exc:
-        _describe(exc, "")
+        describe(exc, "")
     json.dumps({"status": "ok"})
 
 
@@ -637,14 +374,14 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)
     os.close(devnull)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us by closing stdin
-    libc = _libc()
+    libc = load_libc()
     _preload()  # before isolating: matplotlib (via lifelines) writes its config under $HOME on import
-    isolation = {} if args.no_isolate else _isolate(libc)
+    isolation = {} if args.no_isolate else isolate(libc)
     _warm_up()
     gc.collect()
     gc.freeze()  # children then do not dirty (copy) the pages of every long-lived object on collection
     zygote = Zygote(
-        proto_in, proto_out, args.workers, _base_read_roots(args.read_root), args.max_payload_mb * _MIB, libc
+        proto_in, proto_out, args.workers, base_read_roots(args.read_root), args.max_payload_mb * MIB, libc
     )
     zygote.send(
         {
@@ -652,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             "pid": os.getpid(),
             "startup_s": time.perf_counter() - start,
             "threads": _thread_count(),
-            "vsz_mb": _vsz_bytes() // _MIB,
+            "vsz_mb": vsz_bytes() // MIB,
             "isolation": isolation,
             "read_roots": zygote.roots,
         }

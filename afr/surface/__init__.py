@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from ._docs import render_profile_surface, render_surface_docs
 from ._hash import normalized_ast_hash
+from ._report import RULES, ValidationReport, Violation
 from ._table import HOOKS, SurfaceTable, all_tables, surface_table
-from ._validator import RULES, ValidationReport, Violation, validate
+from ._validator import validate
 
 __all__ = [
     "SurfaceTable",

@@ -6,8 +6,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from ..recipe import DEFAULT_BASELINE, RecipeSource, recipe_source
+from ._report import RULES
 from ._table import RECIPE_PACKAGE, SurfaceTable, all_tables, surface_table
-from ._validator import RULES, validate
+from ._validator import validate
 
 __all__ = ["render_surface_docs", "ACCEPTED_EXAMPLE", "REJECTED_EXAMPLE"]
 
@@ -84,6 +85,16 @@ def _grouped(names: Iterable[str]) -> dict[str, list[str]]:
 
 
 def _profile_section(table: SurfaceTable) -> list[str]:
+    return [
+        *_hooks_and_scalars(table),
+        *_allowed_section(table),
+        *_forbidden_and_limits(table),
+        *_contract_section(table),
+        "",
+    ]
+
+
+def _hooks_and_scalars(table: SurfaceTable) -> list[str]:
     out = [f"## Profile `{table.profile}`", ""]
     out += [
         f"- Baseline: `{table.baseline}` from `{table.baseline_label}` "
@@ -112,7 +123,11 @@ def _profile_section(table: SurfaceTable) -> list[str]:
     for name, s in sorted(table.tunable_scalars.items()):
         row = [f"`{name}`", _number(s.default), _number(s.low), _number(s.high), str(s.log), str(s.integer)]
         out.append("| " + " | ".join(row) + " |")
-    out += ["", "### Allowed imports", "", "| module | importable |", "|---|---|"]
+    return out
+
+
+def _allowed_section(table: SurfaceTable) -> list[str]:
+    out = ["", "### Allowed imports", "", "| module | importable |", "|---|---|"]
     for module, names in sorted(table.allowed_imports.items()):
         what = (
             "`import " + module + "`; `from " + module + " import` any allowed call, value or submodule"
@@ -133,7 +148,11 @@ def _profile_section(table: SurfaceTable) -> list[str]:
     ]
     for module, attrs in _grouped(table.allowed_values).items():
         out.append(f"- `{module}`: {', '.join(attrs)}")
-    out += [
+    return out
+
+
+def _forbidden_and_limits(table: SurfaceTable) -> list[str]:
+    return [
         "",
         "### Forbidden",
         "",
@@ -152,6 +171,11 @@ def _profile_section(table: SurfaceTable) -> list[str]:
         f"| Python AST nodes | {table.max_nodes} |",
         f"| nesting depth | {table.max_depth} |",
         f"| string literal characters | {table.max_string} |",
+    ]
+
+
+def _contract_section(table: SurfaceTable) -> list[str]:
+    out = [
         "",
         "### Communication contract",
         "",
@@ -169,7 +193,7 @@ def _profile_section(table: SurfaceTable) -> list[str]:
             out.append(f"| {direction} | `{kind}` | {_number(cap)} |")
         if not extras:
             out.append(f"| {direction} | none | - |")
-    return out + [""]
+    return out
 
 
 def _example_section(tables: dict[str, SurfaceTable], baseline: RecipeSource | None = None) -> list[str]:
