@@ -300,11 +300,6 @@ def prepare(folder: Path, *, progress: bool = True, workers: int | None = None) 
     """Raw files in ``folder`` -> the loader's layout (see the module docstring). Idempotent: a prepared
     folder is left as is; an interrupted run resumes. ``workers`` threads decode and encode (default:
     one per CPU core)."""
-    import zipfile
-
-    import pandas as pd
-    from tqdm import tqdm
-
     folder = Path(folder)
     if is_prepared(folder):
         return
@@ -312,12 +307,53 @@ def prepare(folder: Path, *, progress: bool = True, workers: int | None = None) 
     zip_path = folder / ZIP_FILE
     if not zip_path.is_file():
         raise DataError(f"missing raw file {ZIP_FILE}", where=str(folder), fix=f"run `{_FETCH}`")
-
     partial = folder / _PARTIAL
     partial.mkdir(exist_ok=True)
     for stale in partial.glob(".*.tmp"):
         stale.unlink()
     todo = [name for name in kept["image"] if not (partial / f"{name}.jpg").is_file()]
+    members = _members_of(zip_path, todo)
+    _preprocess_images(zip_path, members, todo, partial, total=len(kept), progress=progress, workers=workers)
+    _finish(folder, kept, partial)
+
+
+def _members_of(zip_path: Path, todo: list[str]) -> dict[str, str]:
+    """Image name -> zip member, checked to hold every image still to do."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(zip_path) as archive:
+            members = _zip_members(archive)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise DataError(
+            f"{ZIP_FILE} is not a readable zip: {exc}",
+            where=str(zip_path),
+            fix=f"delete it and re-run `{_FETCH}`",
+        ) from exc
+    missing = [name for name in todo if name not in members]
+    if missing:
+        raise DataError(
+            f"{len(missing)} kept image(s) are not in {ZIP_FILE} (e.g. {missing[0]}.jpg)",
+            where=str(zip_path),
+            fix=f"delete the zip and re-run `{_FETCH}`",
+        )
+    return members
+
+
+def _preprocess_images(
+    zip_path: Path,
+    members: dict[str, str],
+    todo: list[str],
+    partial: Path,
+    *,
+    total: int,
+    progress: bool,
+    workers: int | None,
+) -> None:
+    """Resize + colour constancy of every image still to do, in threads, each written atomically."""
+    import zipfile
+
+    from tqdm import tqdm
 
     local = threading.local()
     handles: list[zipfile.ZipFile] = []
@@ -336,27 +372,10 @@ def prepare(folder: Path, *, progress: bool = True, workers: int | None = None) 
             ) from exc
         _write_atomic(partial / f"{name}.jpg", data)
 
-    try:
-        with zipfile.ZipFile(zip_path) as archive:
-            members = _zip_members(archive)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise DataError(
-            f"{ZIP_FILE} is not a readable zip: {exc}",
-            where=str(zip_path),
-            fix=f"delete it and re-run `{_FETCH}`",
-        ) from exc
-    missing = [name for name in todo if name not in members]
-    if missing:
-        raise DataError(
-            f"{len(missing)} kept image(s) are not in {ZIP_FILE} (e.g. {missing[0]}.jpg)",
-            where=str(zip_path),
-            fix=f"delete the zip and re-run `{_FETCH}`",
-        )
-
     threads = workers or os.cpu_count() or 1
     bar = tqdm(
-        total=len(kept),
-        initial=len(kept) - len(todo),
+        total=total,
+        initial=total - len(todo),
         unit="img",
         desc="isic2019: resize + colour constancy",
         disable=not (progress and sys.stderr.isatty()),
@@ -370,6 +389,11 @@ def prepare(folder: Path, *, progress: bool = True, workers: int | None = None) 
     finally:
         for handle in handles:
             handle.close()
+
+
+def _finish(folder: Path, kept: Any, partial: Path) -> None:
+    """The metadata CSV, the image folder moved into place, then the marker (last: it means done)."""
+    import pandas as pd
 
     table = kept.copy()
     buffer = io.StringIO()
