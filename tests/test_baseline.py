@@ -214,7 +214,7 @@ def test_agent_view_reflects_overrides(tmp_path: Path, rounds: int) -> None:
         assert "Baseline: `FedProx` from `afr/recipe/fedprox.py`" in campaign.surface_doc
         ctx = campaign._context(0)
         assert f"rounds: {rounds}" in ctx.profile_description
-        assert ctx.baseline_class == "FedProx" and ctx.baseline_source == recipe_source("fedprox").text
+        assert ctx.baseline == recipe_source("fedprox")
         assert campaign.control.space == dict(campaign.table.tunable_scalars)
     finally:
         campaign.runner.close()

@@ -27,7 +27,7 @@ from afr.agents._mechanisms import (
 from afr.agents.evolve import EvolveAgent
 from afr.engine import run_federation
 from afr.profiles import make_profile
-from afr.recipe import FedAvg, Scalar
+from afr.recipe import FedAvg, RecipeSource, Scalar, recipe_source
 from afr.surface import render_profile_surface, surface_table, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,6 @@ def make_ctx(profile: str = "synthetic", **changes) -> AgentContext:
         "profile_name": profile,
         "profile_description": description,
         "surface_doc": surface,
-        "baseline_source": BASELINE_SOURCE,
         "higher_is_better": higher,
         "metric": metric,
     }
@@ -435,8 +434,7 @@ def check_evolve_class_runs(source: str) -> None:
 
 
 def test_a_shipped_baseline_other_than_fedavg():
-    fedprox = (ROOT / "afr" / "recipe" / "fedprox.py").read_text()
-    ctx = make_ctx(baseline_class="FedProx", baseline_label="afr/recipe/fedprox.py", baseline_source=fedprox)
+    ctx = make_ctx(baseline=recipe_source("fedprox"))
     proposals = EvolveAgent(CONFIG, seed=0).propose(ctx, 6)
     assert len(proposals) == 6
     for proposal in proposals:
@@ -447,7 +445,7 @@ def test_a_shipped_baseline_other_than_fedavg():
     check_evolve_class_runs(proposals[0].source)
     # a mechanism scalar the baseline already declares (FedProx's mu) is redeclared and still validates
     env = mechanisms_module.environment(
-        "synthetic", *context_texts("synthetic")[:2], CONFIG, mechanisms_module.Baseline("FedProx")
+        "synthetic", *context_texts("synthetic")[:2], CONFIG, recipe_source("fedprox")
     )
     source = write_recipe(None, Genome((Gene("prox"), Gene("server_adam"))), env)
     assert "mu = scalar(" in source and "class Evolved(FedProx):" in source
@@ -462,10 +460,7 @@ def test_a_users_file_as_baseline():
     made: list[Proposal] = []
     for _ in range(4):
         ctx = make_ctx(
-            baseline_class="Damped",
-            baseline_label="recipes/damped.py",
-            baseline_shipped=False,
-            baseline_source=USER_BASELINE,
+            baseline=RecipeSource.from_text(USER_BASELINE, "recipes/damped.py"),
             baseline_score=0.5,
             history=history,
             step=len(history),
@@ -493,9 +488,7 @@ def test_a_users_file_as_baseline():
 
 def test_a_users_file_gets_the_imports_its_subclass_needs():
     bare = 'from afr.recipe import FedAvg\n\n\nclass Evolved(FedAvg):\n    name = "mine"\n'
-    env = mechanisms_module.Environment(
-        baseline=mechanisms_module.Baseline("Evolved", "mine.py", False, bare)
-    )
+    env = mechanisms_module.Environment(baseline=RecipeSource.from_text(bare, "mine.py"))
     genome = Genome((Gene("server_yogi"), Gene("scaffold"), Gene("lr_schedule", "cosine"), Gene("l2")))
     source = write_recipe(None, genome, env)
     check_valid(source, ("synthetic",))

@@ -17,6 +17,7 @@ from afr.agents import AgentContext, HistoryItem, Proposal, Usage, make_agent
 from afr.agents._edits import ReplyError, extract_file, parse_reply
 from afr.agents.llm import DUMMY_API_KEY, LLMAgent
 from afr.errors import ConfigError
+from afr.recipe import RecipeSource, recipe_source
 from tests._fake_openai import TIMEOUT, FakeOpenAI, Reply, Status
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +64,6 @@ def context(**kw: Any) -> AgentContext:
         "profile_name": "synthetic",
         "profile_description": "name: synthetic\nrounds: 20\n",
         "surface_doc": "# Recipe surface\n\nSURFACE-RULES-MARKER: imports from afr.recipe, torch, math.\n",
-        "baseline_source": BASELINE,
         "higher_is_better": True,
         "metric": "accuracy",
         "baseline_score": 0.71,
@@ -176,15 +176,8 @@ class Damped(FedAvg):
 @pytest.mark.parametrize("edit_format", ["whole", "search_replace"])
 def test_the_prompt_names_the_baseline(edit_format: str) -> None:
     fedprox = (ROOT / "afr" / "recipe" / "fedprox.py").read_text()
-    shipped = context(
-        baseline_class="FedProx", baseline_label="afr/recipe/fedprox.py", baseline_source=fedprox
-    )
-    users = context(
-        baseline_class="Damped",
-        baseline_label="recipes/damped.py",
-        baseline_shipped=False,
-        baseline_source=USER_BASELINE,
-    )
+    shipped = context(baseline=recipe_source("fedprox"))
+    users = context(baseline=RecipeSource.from_text(USER_BASELINE, "recipes/damped.py"))
     with FakeOpenAI([whole(GOOD), whole(FIXED)]) as server:
         agent = agent_for(server, edit_format=edit_format)
         agent.propose(shipped, 1)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..recipe import DEFAULT_BASELINE, RecipeSource, recipe_source
+
 __all__ = ["Agent", "AgentContext", "HistoryItem", "Proposal", "Usage"]
 
 
@@ -38,17 +40,9 @@ class AgentContext:
     profile_description: str
     surface_doc: str
     """The published constraint list for this profile (docs/surface.md text)."""
-    baseline_source: str
     higher_is_better: bool
     metric: str
     baseline_score: float | None = None
-    baseline_class: str = "FedAvg"
-    """The baseline recipe's class name (candidates derive from it)."""
-    baseline_label: str = "afr/recipe/fedavg.py"
-    """How texts name the baseline: a shipped recipe's file or the path of the user's file."""
-    baseline_shipped: bool = True
-    """True: the class is importable from ``afr.recipe``; False: ``baseline_source`` is a user's file,
-    whose class a candidate cannot import, so a candidate contains that file's code."""
     best: tuple[HistoryItem, ...] = ()
     """Best candidates so far, best first."""
     recent_failures: tuple[HistoryItem, ...] = ()
@@ -57,6 +51,9 @@ class AgentContext:
     """Every candidate of this arm so far, oldest first (agents that need the whole record)."""
     step: int = 0
     """How many proposals the agent has made before this call."""
+    baseline: RecipeSource = field(default_factory=lambda: recipe_source(DEFAULT_BASELINE))
+    """The recipe every candidate builds on: a shipped one (``baseline.shipped``: its class is importable from
+    ``afr.recipe``) or a user's file, whose class a candidate cannot import, so it carries the file's code."""
 
 
 @dataclass(frozen=True)

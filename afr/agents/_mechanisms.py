@@ -21,10 +21,10 @@ are the ``x = scalar(default, low, high, ...)`` declarations of the class body. 
 recovers both with Python's parser; :func:`write_recipe` applies a genome to a parent file with three libcst
 transformers (imports, module docstring, recipe class body).
 
-The evolve class derives from the campaign's baseline (:class:`Baseline`, FedAvg by default) and is
-found by its ``Mechanisms:`` line; hooks the genome does not render are the baseline's. A shipped
-baseline is imported from ``afr.recipe``; a user's baseline file cannot be, so each candidate is that
-file (its imports kept, missing ones added) followed by the evolve class. Mechanisms that a shipped
+The evolve class derives from the campaign's baseline (a :class:`~afr.recipe.RecipeSource`, FedAvg by
+default) and is found by its ``Mechanisms:`` line; hooks the genome does not render are the baseline's.
+A shipped baseline is imported from ``afr.recipe``; a user's baseline file cannot be, so each candidate is
+that file (its imports kept, missing ones added) followed by the evolve class. Mechanisms that a shipped
 recipe also implements (server momentum, FedAdam/FedYogi/FedAdagrad, SCAFFOLD, FedProx's term) call
 the same functions of ``afr.recipe`` as that recipe, so they compute exactly what it computes.
 
@@ -51,7 +51,7 @@ from typing import Any
 import libcst as cst
 
 from .. import recipe
-from ..recipe import HOOKS, Scalar
+from ..recipe import DEFAULT_BASELINE, HOOKS, RecipeSource, Scalar, recipe_source
 
 __all__ = [
     "Mechanism",
@@ -66,7 +66,6 @@ __all__ = [
     "write_recipe",
     "normalise_source",
     "describe_gene",
-    "Baseline",
     "skeleton",
     "clip_tidy",
     "render_scalar",
@@ -341,26 +340,9 @@ class Genome:
 
 
 @dataclass(frozen=True)
-class Baseline:
-    """The recipe every candidate derives from (the campaign names it in the agent's context)."""
-
-    class_name: str = "FedAvg"
-    label: str = "afr/recipe/fedavg.py"
-    """How texts name it: a shipped recipe's file or the path of the user's file."""
-    shipped: bool = True
-    """True: the class is importable from ``afr.recipe``; False: a user's file, which candidates contain."""
-    source: str = ""
-    """The user's file (unused for a shipped baseline)."""
-
-    @property
-    def is_fedavg(self) -> bool:
-        return self.shipped and self.class_name == "FedAvg"
-
-
-@dataclass(frozen=True)
 class Environment:
     profile: str = ""
-    baseline: Baseline = Baseline()
+    baseline: RecipeSource = field(default_factory=lambda: recipe_source(DEFAULT_BASELINE))
     lr: Scalar = Scalar(0.01, 1e-5, 1.0, log=True)
     server_lr: Scalar = Scalar(1.0, 0.1, 3.0, log=True)
     adaptive_server_lr: float = 0.03
@@ -414,7 +396,7 @@ def environment(
     profile_description: str,
     surface_doc: str,
     cfg: Mapping[str, Any] | None = None,
-    baseline: Baseline | None = None,
+    baseline: RecipeSource | None = None,
 ) -> Environment:
     """What the agent knows about the profile, from the texts of its context (see the module doc)."""
     cfg = dict(cfg or {})
@@ -427,7 +409,7 @@ def environment(
     enabled = cfg.get("mechanisms")
     return Environment(
         profile=profile_name,
-        baseline=baseline or Baseline(),
+        baseline=baseline or recipe_source(DEFAULT_BASELINE),
         lr=table.get("lr", Environment.lr),
         server_lr=table.get("server_lr", Environment.server_lr),
         adaptive_server_lr=float(cfg.get("adaptive_server_lr", 0.03)),
@@ -544,19 +526,19 @@ def _marker_lines(genome: Genome) -> list[str]:
     return textwrap.wrap(text, 100, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
 
 
-def _title(genome: Genome, baseline: Baseline) -> str:
+def _title(genome: Genome, baseline: RecipeSource) -> str:
     base = baseline.class_name
     if not genome.genes:
-        if baseline.is_fedavg:
+        if baseline.shipped == DEFAULT_BASELINE:
             return "FedAvg unchanged: every client, the full step budget, plain task loss."
         return f"{base} unchanged."
     title = f"{base} plus " + ", ".join(g.token for g in genome.genes) + "."
     return title if len(title) <= 96 else f"{base} plus {len(genome.genes)} mechanisms (listed below)."
 
 
-def _otherwise(genome: Genome, baseline: Baseline) -> list[str]:
+def _otherwise(genome: Genome, baseline: RecipeSource) -> list[str]:
     """What the genome leaves to the baseline, as a docstring bullet (FedAvg's defaults spelled out)."""
-    if not baseline.is_fedavg:
+    if baseline.shipped != DEFAULT_BASELINE:
         text = f"Otherwise as {baseline.class_name}: the hooks not written here are inherited from it."
         return textwrap.wrap(text, 100, initial_indent="- ", subsequent_indent="  ")
     untouched = [
@@ -586,7 +568,7 @@ def class_docstring(genome: Genome, env: Environment) -> str:
     return "\n    ".join(lines).replace("\n    \n", "\n\n") + "\n    "
 
 
-def module_doc(baseline: Baseline) -> str:
+def module_doc(baseline: RecipeSource) -> str:
     """The candidate file's module docstring."""
     if baseline.shipped:
         base = baseline.class_name
@@ -1068,15 +1050,15 @@ def _module_names(source: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def _class_name(baseline: Baseline) -> str:
+def _class_name(baseline: RecipeSource) -> str:
     """The evolve class's name: :data:`CLASS_NAME`, numbered if the user's file already binds it."""
     if baseline.shipped:
         return CLASS_NAME
-    taken = _module_names(baseline.source)
+    taken = _module_names(baseline.text)
     return next(n for n in (CLASS_NAME, *(f"{CLASS_NAME}{i}" for i in range(2, 100))) if n not in taken)
 
 
-def skeleton(baseline: Baseline) -> str:
+def skeleton(baseline: RecipeSource) -> str:
     """The file a first-generation candidate is edited from: the baseline plus an empty evolve class.
 
     A shipped baseline is imported from ``afr.recipe``; a user's file is copied whole (its class is not
@@ -1089,7 +1071,7 @@ def skeleton(baseline: Baseline) -> str:
         f'    name = "{RECIPE_NAME}"\n'
     )
     if not baseline.shipped:
-        return baseline.source.rstrip("\n") + "\n\n\n" + stub
+        return baseline.text.rstrip("\n") + "\n\n\n" + stub
     return (
         f'"""{base} baseline."""\n\nfrom __future__ import annotations\n\n'
         f"from afr.recipe import {base}, scalar\n\n\n" + stub
@@ -1153,7 +1135,7 @@ def _import_line(module: str, names: tuple[str, ...] | None) -> str:
     return f"import {module}" if names is None else _from_import(module, names)
 
 
-def shipped_imports(used: set[str], baseline: Baseline) -> list[cst.SimpleStatementLine]:
+def shipped_imports(used: set[str], baseline: RecipeSource) -> list[cst.SimpleStatementLine]:
     """Exactly the imports the evolve class uses, grouped and ordered as isort does."""
     recipe_names = {n for n in RECIPE_EXPORTS if n in used} | {baseline.class_name, "scalar"}
     lines = [("__future__", "from __future__ import annotations")]
@@ -1164,13 +1146,13 @@ def shipped_imports(used: set[str], baseline: Baseline) -> list[cst.SimpleStatem
     ]
 
 
-def user_imports(used: set[str], baseline: Baseline) -> list[cst.SimpleStatementLine]:
+def user_imports(used: set[str], baseline: RecipeSource) -> list[cst.SimpleStatementLine]:
     """The user's file's imports, kept, plus those the evolve class needs and the file lacks.
 
     A missing name joins the file's ``from <module> import ...`` when it has one; otherwise its import
     goes after the file's imports of the same isort section (stdlib, third party, afr).
     """
-    bound = _module_names(baseline.source)
+    bound = _module_names(baseline.text)
     recipe_names = {n for n in RECIPE_EXPORTS if n in used} | {"scalar"}
     missing: dict[tuple[str, bool], list[str]] = {}  # (module, plain import) -> names
     for module, names in _needed_imports(used, recipe_names):
@@ -1178,7 +1160,7 @@ def user_imports(used: set[str], baseline: Baseline) -> list[cst.SimpleStatement
             if name not in bound:
                 missing.setdefault((module, names is None), []).append(name)
     kept: list[tuple[int, cst.SimpleStatementLine]] = []
-    for stmt in cst.parse_module(baseline.source).body:
+    for stmt in cst.parse_module(baseline.text).body:
         if isinstance(stmt, cst.SimpleStatementLine) and isinstance(
             stmt.body[0], cst.Import | cst.ImportFrom
         ):

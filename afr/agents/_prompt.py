@@ -106,15 +106,16 @@ applied in order, each to the result of the previous ones. Prefer several small 
 
 def _baseline_edits(ctx: AgentContext) -> str:
     """What editing the baseline file itself must change to make it a candidate."""
-    if not ctx.baseline_shipped:
+    baseline = ctx.baseline
+    if not baseline.shipped:
         return (
-            f"When the parent is the baseline (`{ctx.baseline_label}`), edit its code in place (its class "
-            f"`{ctx.baseline_class}` cannot be imported, so the candidate keeps the code it builds on) and "
+            f"When the parent is the baseline (`{baseline.label}`), edit its code in place (its class "
+            f"`{baseline.class_name}` cannot be imported, so the candidate keeps the code it builds on) and "
             "give the candidate's class a new class name and `name`."
         )
-    base = "`FedAvg`" if ctx.baseline_class == "FedAvg" else f"`{ctx.baseline_class}` (or its own base)"
+    base = "`FedAvg`" if baseline.class_name == "FedAvg" else f"`{baseline.class_name}` (or its own base)"
     return (
-        f"When the parent is the baseline (`{ctx.baseline_label}`), the edits must also turn it into a "
+        f"When the parent is the baseline (`{baseline.label}`), the edits must also turn it into a "
         "candidate: absolute imports from `afr.recipe` instead of the relative ones, a class that derives "
         f"from {base} under a new class name and `name`, no `__all__`."
     )
@@ -137,28 +138,29 @@ def _format_short(edit_format: str) -> str:
 
 def _candidate_kind(ctx: AgentContext) -> str:
     """What a candidate file is, given where the baseline's class lives."""
-    if ctx.baseline_shipped:
+    if ctx.baseline.shipped:
         return (
             "Python modules that define a subclass of a recipe base from `afr.recipe` (normally "
-            f"`{ctx.baseline_class}`, the baseline) and override some of its hooks and scalars"
+            f"`{ctx.baseline.class_name}`, the baseline) and override some of its hooks and scalars"
         )
     return (
-        f"Python modules that contain the baseline's code (`{ctx.baseline_label}`, class "
-        f"`{ctx.baseline_class}`) with your changes: edited in place, or kept whole with a subclass of "
-        f"`{ctx.baseline_class}` after it that overrides some of its hooks and scalars"
+        f"Python modules that contain the baseline's code (`{ctx.baseline.label}`, class "
+        f"`{ctx.baseline.class_name}`) with your changes: edited in place, or kept whole with a subclass of "
+        f"`{ctx.baseline.class_name}` after it that overrides some of its hooks and scalars"
     )
 
 
 def _import_rule(ctx: AgentContext) -> str:
     """Rule 3: imports and the base class."""
-    if ctx.baseline_shipped:
+    baseline = ctx.baseline
+    if baseline.shipped:
         return (
             "Import with absolute imports from `afr.recipe` (e.g. `from afr.recipe import "
-            f"{ctx.baseline_class}, scalar`), never relative imports; derive from `{ctx.baseline_class}` or "
-            "another listed recipe base, never from `Recipe` directly."
+            f"{baseline.class_name}, scalar`), never relative imports; derive from "
+            f"`{baseline.class_name}` or another listed recipe base, never from `Recipe` directly."
         )
     return (
-        f"The baseline's class `{ctx.baseline_class}` is defined in the user's file `{ctx.baseline_label}`, "
+        f"The baseline's class `{baseline.class_name}` is defined in the user's file `{baseline.label}`, "
         "which is not part of `afr.recipe`: it cannot be imported, so every candidate must contain the "
         "baseline's code (edited as you need), with the baseline's absolute imports from `afr.recipe`. "
         "Derive each class from a listed recipe base or from a class defined earlier in the file, never "
@@ -194,7 +196,7 @@ from the failures' messages.
 
 ## Task profile `{ctx.profile_name}`
 
-Metric: validation {ctx.metric}, {_direction(ctx)}. Baseline ({ctx.baseline_class}, default scalars): \
+Metric: validation {ctx.metric}, {_direction(ctx)}. Baseline ({ctx.baseline.class_name}, default scalars): \
 {baseline_score}.
 
 {_fence(ctx.profile_description.strip() or "(no description)", "yaml")}
@@ -203,9 +205,9 @@ Metric: validation {ctx.metric}, {_direction(ctx)}. Baseline ({ctx.baseline_clas
 
 {_demote(ctx.surface_doc)}
 
-## Baseline recipe `{ctx.baseline_class}` ({_baseline_where(ctx)})
+## Baseline recipe `{ctx.baseline.class_name}` ({_baseline_where(ctx)})
 
-{_fence(ctx.baseline_source, "python")}
+{_fence(ctx.baseline.text, "python")}
 """,
         "## Best candidates so far (best first)\n\n"
         + _history_section(
@@ -222,9 +224,9 @@ Metric: validation {ctx.metric}, {_direction(ctx)}. Baseline ({ctx.baseline_clas
 
 
 def _baseline_where(ctx: AgentContext) -> str:
-    if ctx.baseline_shipped:
-        return f"`{ctx.baseline_label}`, validated as part of the `afr.recipe` package"
-    return f"the user's file `{ctx.baseline_label}`: not importable, so a candidate contains its code"
+    if ctx.baseline.shipped:
+        return f"`{ctx.baseline.label}`, validated as part of the `afr.recipe` package"
+    return f"the user's file `{ctx.baseline.label}`: not importable, so a candidate contains its code"
 
 
 def _best_item(item: HistoryItem, metric: str) -> str:

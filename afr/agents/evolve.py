@@ -1,6 +1,6 @@
 """The ``evolve`` agent: an offline, seeded evolutionary search over FL mechanisms (no key, no network).
 
-Candidates are subclasses of the campaign's baseline recipe (``ctx.baseline_class``, FedAvg by
+Candidates are subclasses of the campaign's baseline recipe (``ctx.baseline``, FedAvg by
 default; a user's baseline file is copied into each candidate) written by libcst edits from the
 mechanism library (:mod:`afr.agents._mechanisms`); each file carries its own genome (the
 ``Mechanisms:`` line of the evolve class's docstring and its ``scalar(...)`` declarations), so the
@@ -40,7 +40,6 @@ from ._base import Agent, AgentContext, HistoryItem, Proposal
 from ._mechanisms import (
     ADAPTIVE_SERVERS,
     MECHANISMS,
-    Baseline,
     Environment,
     Gene,
     Genome,
@@ -144,13 +143,12 @@ class EvolveAgent(Agent):
     # --- the Agent interface ----------------------------------------------------------------------
 
     def propose(self, ctx: AgentContext, n: int) -> list[Proposal]:
-        baseline = Baseline(ctx.baseline_class, ctx.baseline_label, ctx.baseline_shipped, ctx.baseline_source)
-        env = environment(ctx.profile_name, ctx.profile_description, ctx.surface_doc, self.cfg, baseline)
+        env = environment(ctx.profile_name, ctx.profile_description, ctx.surface_doc, self.cfg, ctx.baseline)
         rng = random.Random(derive_seed("evolve", self.seed, ctx.step))
         items = self._items(ctx)
         seen = {normalise_source(item.source) for item in items}
         seen.add(normalise_source(write_recipe(None, Genome(), env)))  # the baseline, restated
-        seen.add(normalise_source(ctx.baseline_source))
+        seen.add(normalise_source(ctx.baseline.text))
         ok_sets: set[frozenset[str]] = set()
         bad_sets: set[frozenset[str]] = set()
         failures: dict[str, int] = {}

@@ -171,8 +171,8 @@ class LLMAgent(Agent):
             parent, parent_id = best.source, best.candidate_id
             label = f"candidate {best.candidate_id}, the best so far"
         else:
-            parent, parent_id = ctx.baseline_source, None
-            label = f"the baseline, {ctx.baseline_label}"
+            parent, parent_id = ctx.baseline.text, None
+            label = f"the baseline, {ctx.baseline.label}"
         proposals: list[Proposal] = []
         notes: list[str] = []
         for slot in range(n):

@@ -136,6 +136,11 @@ class RecipeSource:
     def declared_scalars(self) -> dict[str, Scalar]:
         return dict(self.scalars)
 
+    @classmethod
+    def from_text(cls, text: str, label: str) -> RecipeSource:
+        """A user's recipe file given as text (``label`` names it in messages), read as ``recipe_source``."""
+        return _parse_user_file(text, label)
+
 
 def recipe_source(spec: str | Path) -> RecipeSource:
     """The shipped recipe named ``spec``, or the recipe ``.py`` file at ``spec``, read but never executed.
