@@ -38,8 +38,6 @@ class CheckerBase:
         self.imports: dict[str, str] = {}  # module-level alias -> canonical dotted name
         self.module_names: set[str] = set()  # module-level names that are not imports
         self.rejected: set[str] = set()  # names whose import was rejected (reported once, at the import)
-        # Class attributes of the file set by a call (scalar declarations).
-        self.file_scalars: set[str] = set()
         self.scopes: list[set[str]] = []  # function, lambda and comprehension bindings, innermost last
         self.marks: dict[int, int] = {}  # id(node) -> how the parent uses it
         self.methods: dict[int, str] = {}  # id(FunctionDef) -> class name, for methods

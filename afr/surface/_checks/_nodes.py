@@ -14,7 +14,6 @@ __all__ = [
     "is_docstring",
     "suite_statements",
     "target_names",
-    "call_attributes",
     "bound_name",
     "param_names",
     "function_bindings",
@@ -92,16 +91,6 @@ def target_names(node: cst.BaseExpression) -> Iterator[cst.Name]:
             yield from target_names(element.value)
     elif isinstance(node, cst.StarredElement):
         yield from target_names(node.value)
-
-
-def call_attributes(node: cst.ClassDef) -> Iterator[str]:
-    """Class attributes assigned from a call: the class's scalar declarations."""
-    for stmt in suite_statements(node.body):
-        for small in stmt.body if isinstance(stmt, cst.SimpleStatementLine) else []:
-            if isinstance(small, cst.Assign) and isinstance(small.value, cst.Call):
-                yield from (n.value for t in small.targets for n in target_names(t.target))
-            elif isinstance(small, cst.AnnAssign) and isinstance(small.value, cst.Call):
-                yield from (n.value for n in target_names(small.target))
 
 
 def bound_name(alias: cst.ImportAlias) -> str:

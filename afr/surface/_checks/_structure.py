@@ -6,7 +6,7 @@ import libcst as cst
 
 from .._table import RECIPE_PACKAGE
 from ._base import USE_ALL, USE_DEF, USE_STORE, CheckerBase
-from ._nodes import call_attributes, dotted_name, is_docstring, is_literal, number_literal, suite_statements
+from ._nodes import dotted_name, is_docstring, is_literal, number_literal, suite_statements
 
 __all__ = ["StructureChecks"]
 
@@ -40,9 +40,6 @@ class StructureChecks(CheckerBase):
 
     def check_module(self, module: cst.Module) -> None:
         classes: set[str] = set()
-        for stmt in module.body:
-            if isinstance(stmt, cst.ClassDef):
-                self.file_scalars.update(call_attributes(stmt))
         for stmt in module.body:
             if isinstance(stmt, cst.SimpleStatementLine):
                 for small in stmt.body:
