@@ -209,9 +209,18 @@ def campaign_settings(cfg: DictConfig):
         max_repairs=int(camp.get("max_repairs", 2)),
         finals=bool(camp.get("finals", True)),
         top_k=int(camp.get("top_k", 3)),
-        final_seeds=int(camp.get("final_seeds", 5)),
-        heldout_seeds=int(camp.get("heldout_seeds", 2)),
+        final_seeds=_optional_count(camp.get("final_seeds"), "campaign.final_seeds", at_least=2),
+        heldout_seeds=_optional_count(camp.get("heldout_seeds"), "campaign.heldout_seeds", at_least=1),
+        evaluation_cfg=dict(container.get("evaluation") or {}),
     )
+
+
+def _optional_count(value: Any, key: str, *, at_least: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < at_least:
+        raise ConfigError(f"{key} must be an integer >= {at_least} or null, got {value!r}", where=f"{key}=")
+    return value
 
 
 def run_campaign(cfg: DictConfig) -> Any:

@@ -35,7 +35,16 @@ from afr.evaluation._classify import (
     render_table_markdown,
     survival_table,
 )
-from afr.evaluation._stats import adjust_pvalues, bootstrap_ci, holm, paired_differences, paired_test
+from afr.evaluation._stats import (
+    adjust_pvalues,
+    bootstrap_ci,
+    holm,
+    minimum_detectable_effect,
+    paired_differences,
+    paired_test,
+    seeds_for_effect,
+)
+from afr.profiles._docs import render_margin_table, with_margin_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "classification.md"
@@ -69,7 +78,8 @@ def label(cand, control=CTRL, baseline=BASE, **kw) -> Verdict:
 def test_shipped_rules_are_the_dataclass_defaults() -> None:
     assert load_rules() == ClassificationRules()
     raw = yaml.safe_load(DEFAULT_RULES_PATH.read_text())
-    assert set(raw) == set(ClassificationRules().as_dict())
+    assert set(raw) | {"margin"} == set(ClassificationRules().as_dict())  # the margin is the profile's
+    assert "margin" not in raw
 
 
 def test_every_threshold_in_the_yaml_is_in_the_doc_with_its_value() -> None:
@@ -82,6 +92,11 @@ def test_every_threshold_in_the_yaml_is_in_the_doc_with_its_value() -> None:
     assert set(rows) == set(raw), f"doc rows without a YAML setting: {sorted(set(rows) - set(raw))}"
     for name in LABELS:
         assert f"`{name}`" in doc
+
+
+def test_the_margin_table_is_up_to_date() -> None:
+    text = DOC.read_text()
+    assert with_margin_table(text, render_margin_table()) == text, "run `python -m afr.profiles margins`"
 
 
 def test_load_rules_overrides_and_refusals(tmp_path: Path) -> None:
@@ -146,9 +161,47 @@ def test_degenerate_tests() -> None:
     assert paired_test([0.02] * 5).p == 0.0
     assert paired_test([0.0] * 5).p == 1.0
     assert paired_test([-0.02] * 5).p == 1.0
+    # zero variance is decided by the margin, never by p = 0 alone: +0.001 on every seed is no gain at 0.01
+    assert paired_test([0.001] * 5, margin=0.01).p == 1.0
+    assert paired_test([0.011] * 5, margin=0.01).p == 0.0
+    assert paired_test([-0.005] * 5, margin=-0.01).p == 0.0  # non-inferior within 0.01
     one = paired_test([0.5])
     assert one.p == 1.0 and "at least 2" in one.note
     assert paired_test([]).p == 1.0
+
+
+def test_margin_test_matches_scipy() -> None:
+    d = [0.03, 0.01, 0.04, -0.01, 0.02]
+    for margin in (0.01, -0.02):
+        ref = stats.ttest_1samp(np.array(d) - margin, 0.0, alternative="greater")
+        assert paired_test(d, margin=margin).p == pytest.approx(ref.pvalue)
+    assert paired_test(d, margin=0.01).p > paired_test(d).p > paired_test(d, margin=-0.02).p
+
+
+def test_minimum_detectable_effect_and_seed_count() -> None:
+    # the textbook approximation (t quantiles) and the exact noncentral-t answer agree closely
+    for sd, n, alpha in ((0.104, 41, 0.05 / 3), (0.04, 19, 0.05 / 3), (0.019, 11, 0.05)):
+        approx = (stats.t.ppf(1 - alpha, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / math.sqrt(n)
+        assert minimum_detectable_effect(sd, n, alpha) == pytest.approx(approx, rel=0.02)
+    # the power at the MDE is 80 % by construction, checked by simulation
+    sd, n, alpha = 0.05, 10, 0.05
+    mde = minimum_detectable_effect(sd, n, alpha)
+    rng = np.random.default_rng(0)
+    draws = rng.normal(mde, sd, size=(4000, n))
+    hits = stats.ttest_1samp(draws, 0.0, axis=1, alternative="greater").pvalue < alpha
+    assert hits.mean() == pytest.approx(0.8, abs=0.03)
+    # more seeds, smaller MDE; the seed count is the fewest that reaches the target
+    assert minimum_detectable_effect(0.1, 40, 0.05) < minimum_detectable_effect(0.1, 10, 0.05)
+    n = seeds_for_effect(0.104, 0.05, 0.05 / 3)
+    assert (
+        minimum_detectable_effect(0.104, n, 0.05 / 3)
+        <= 0.05
+        < minimum_detectable_effect(0.104, n - 1, 0.05 / 3)
+    )
+    assert seeds_for_effect(0.1, 1e-6, 0.05, at_most=30) == 30
+    assert (
+        math.isnan(minimum_detectable_effect(0.1, 1, 0.05)) and minimum_detectable_effect(0.0, 5, 0.05) == 0
+    )
 
 
 def test_holm_and_bonferroni() -> None:
@@ -205,31 +258,79 @@ def test_single_run_artifact_when_the_mean_is_not_positive() -> None:
     assert copy.label == SINGLE_RUN and copy.numbers["vs_baseline"]["p_raw"] == 1.0
 
 
-def test_min_effect_boundary() -> None:
-    rules = ClassificationRules(min_effect=0.125)
+def test_margin_boundary() -> None:
+    rules = ClassificationRules(margin=0.125)
     held = {"h1": [0.1] * 5}
     at = label(ev("a", "agent", 0.6, [0.125] * 5, held), rules=rules, control=None)
-    assert at.label == SINGLE_RUN and "min_effect" in at.reasons[-1]
+    assert at.label == SINGLE_RUN and "margin 0.125" in at.reasons[-1]
     assert label(ev("a", "agent", 0.6, [0.1251] * 5, held), rules=rules, control=None).label == MECHANISM
-    # rule 4 uses the same minimum effect against the control
+    # rule 4 uses the same margin against the control: +0.118 over it is not enough
     assert label(ev("a", "agent", 0.6, [0.17] * 5, held), rules=rules).label == FIXED_SURFACE
 
 
+def test_a_tiny_consistent_gain_is_not_a_mechanism() -> None:
+    # The review's case: a constant +0.001 over the tuned control on every seed (and with slight noise).
+    control = ev("control#7", "control", 0.55, [0.70, 0.72, 0.69, 0.71, 0.70], {"h1": [0.70] * 5})
+    noise = np.random.default_rng(3).normal(0, 1e-4, 5)
+    for extra in (np.zeros(5), noise):
+        test = [v + 0.001 + e for v, e in zip(control.test.values(), extra, strict=True)]
+        cand = ev("agent#1", "agent", 0.6, test, {"h1": [0.701] * 5})
+        v = label(cand, control=control, rules=ClassificationRules(margin=0.01))
+        assert v.label == FIXED_SURFACE, v.reasons
+        assert v.numbers["vs_control"]["p_corrected"] > 0.5
+    # without a margin (the old default) the same numbers were a mechanism: the margin is what decides
+    v = label(cand, control=control, rules=ClassificationRules(margin=0.0))
+    assert v.label == MECHANISM
+
+
+def test_every_comparison_reports_its_power() -> None:
+    d = [0.10, 0.12, 0.11, 0.13, 0.09]
+    v = label(
+        ev("a", "agent", 0.6, d, {"h1": [0.05] * 5, "h2": [0.04] * 5}), rules=ClassificationRules(margin=0.02)
+    )
+    base = v.numbers["vs_baseline"]
+    expected = 0.02 + minimum_detectable_effect(np.std(d, ddof=1), 5, 0.05)
+    assert base["mde"] == pytest.approx(expected) and base["powered"] == (np.mean(d) >= expected)
+    assert base["powered"] and "MDE" in v.reasons[1] and "powered" in v.reasons[1]
+    noisy = label(ev("a", "agent", 0.6, [0.08, -0.01, 0.06, 0.0, 0.02]), n_comparisons=3)
+    assert not noisy.numbers["vs_baseline"]["powered"]
+    assert noisy.numbers["vs_baseline"]["mde"] > noisy.numbers["vs_baseline"]["mean"]
+
+
 def test_seed_sensitive_collapse_boundary() -> None:
-    at_margin = label(ev("a", "agent", 0.6, [0.3, 0.3, 0.3, 0.3, -0.05]))  # -0.05 is not < -0.05
+    # a collapse: the candidate's own score is more than collapse_margin below its own median
+    at_margin = label(ev("a", "agent", 0.6, [0.3, 0.3, 0.3, 0.3, 0.25]))  # 0.25 is not < 0.3 - 0.05
     assert at_margin.label != SEED_SENSITIVE
-    v = label(ev("a", "agent", 0.6, [0.3, 0.3, 0.3, 0.3, -0.051]))
+    v = label(ev("a", "agent", 0.6, [0.3, 0.3, 0.3, 0.3, 0.249]))
     assert v.label == SEED_SENSITIVE and v.rule == 3
-    assert v.numbers["vs_baseline"]["collapsed_seeds"] == [46]
-    assert not v.numbers["vs_baseline"]["spread_swamps_gain"]  # the collapse alone decides
+    assert v.numbers["stability"]["collapsed_seeds"] == [46]
+    assert not v.numbers["stability"]["spread_swamps_gain"]  # the collapse alone decides
     assert "46" in v.reasons[-1]
+    # one collapse in twenty seeds is within max_collapse_fraction (0.1); three are not
+    seeds = list(range(42, 62))
+    rare = dict.fromkeys(seeds, 0.3) | {61: 0.2}
+    base = ev("b", "baseline", 0.5, dict.fromkeys(seeds, 0.0), {"h1": dict.fromkeys(seeds, 0.0)})
+    assert label(ev("a", "agent", 0.6, rare), baseline=base, control=None).label != SEED_SENSITIVE
+    often = rare | {59: 0.2, 60: 0.2}
+    assert label(ev("a", "agent", 0.6, often), baseline=base, control=None).label == SEED_SENSITIVE
+
+
+def test_the_references_bad_seed_is_not_the_candidates_instability() -> None:
+    # FLamby's tcga_brca case: the baseline collapses on one seed (0.543), the candidate is steady.
+    baseline = ev("baseline", "baseline", 0.70, [0.78, 0.77, 0.543, 0.79, 0.78], {"h1": [0.70] * 5})
+    steady = ev("agent#1", "agent", 0.75, [0.81, 0.80, 0.79, 0.82, 0.81], {"h1": [0.72] * 5})
+    v = label(steady, baseline=baseline, control=None)
+    assert (
+        v.numbers["stability"]["collapsed_seeds"] == [] and not v.numbers["stability"]["spread_swamps_gain"]
+    )
+    assert v.label != SEED_SENSITIVE, v.reasons
 
 
 def test_seed_sensitive_spread_boundary() -> None:
     d = [0.2, -0.04, 0.01, 0.15, -0.03]
     v = label(ev("a", "agent", 0.6, d))
-    assert v.label == SEED_SENSITIVE and v.numbers["vs_baseline"]["spread_swamps_gain"]
-    assert v.numbers["vs_baseline"]["collapsed_seeds"] == []
+    assert v.label == SEED_SENSITIVE and v.numbers["stability"]["spread_swamps_gain"]
+    assert v.numbers["stability"]["collapsed_seeds"] == []
     ratio = np.std(d, ddof=1) / np.mean(d)
     loose = ClassificationRules(spread_ratio=ratio * (1 + 1e-9))
     tight = ClassificationRules(spread_ratio=ratio * (1 - 1e-9))
@@ -237,10 +338,10 @@ def test_seed_sensitive_spread_boundary() -> None:
     assert label(ev("a", "agent", 0.6, d), rules=loose).label == SINGLE_RUN  # not noisy enough, p > alpha
 
 
-def test_a_diverged_seed_is_a_collapse() -> None:
+def test_a_diverged_seed_is_seed_sensitive() -> None:
     v = label(ev("a", "agent", 0.6, [0.1, 0.12, math.nan, 0.13, 0.09]))
-    assert v.label == SEED_SENSITIVE and v.numbers["vs_baseline"]["collapsed_seeds"] == [44]
-    assert v.numbers["vs_baseline"]["n"] == 4
+    assert v.label == SEED_SENSITIVE and v.numbers["stability"]["diverged_seeds"] == [44]
+    assert v.numbers["vs_baseline"]["n"] == 4 and v.numbers["vs_baseline"]["failed_seeds"] == [44]
 
 
 def test_too_few_common_seeds() -> None:
@@ -259,22 +360,22 @@ def test_zero_variance_positive_gain_is_significant() -> None:
 def test_holm_correction_changes_a_verdict() -> None:
     d = [0.10, 0.02, 0.09, 0.01, 0.08]  # std < mean, raw p ~ 0.013
     cand = ev("a", "agent", 0.6, d, {"h1": [0.05] * 5, "h2": [0.05] * 5})
-    alone = label(cand, control=None)
+    rules = ClassificationRules(collapse_margin=0.1)  # its own seed spread is not what is tested here
+    alone = label(cand, control=None, rules=rules)
     p = alone.numbers["vs_baseline"]["p_raw"]
     assert 0.01 < p < 0.05 and alone.label == MECHANISM
-    five = label(cand, control=None, n_comparisons=5)
+    five = label(cand, control=None, n_comparisons=5, rules=rules)
     assert five.label == SINGLE_RUN and five.numbers["vs_baseline"]["p_corrected"] == pytest.approx(5 * p)
     assert "holm-corrected over 5" in five.reasons[-1]
     # Exact Holm with the rest of the family known: four very strong finalists leave p's multiplier at 1.
     strong = [ev(f"s{i}", "agent", 0.6, [0.1 + 0.001 * i] * 5) for i in range(4)]
-    exact = label(cand, control=None, n_comparisons=5, others=strong)
+    exact = label(cand, control=None, n_comparisons=5, others=strong, rules=rules)
     assert exact.label == MECHANISM and exact.numbers["vs_baseline"]["p_corrected"] == pytest.approx(p)
-    bonf = label(cand, control=None, others=strong, rules=ClassificationRules(correction="bonferroni"))
-    assert bonf.label == SINGLE_RUN
-    assert label(cand, control=None, n_comparisons=5, rules=ClassificationRules(correction="none")).label == (
-        MECHANISM
-    )
-    verdicts = classify_all([cand, *strong], BASE, None, rules=RULES, higher_is_better=True)
+    bonferroni = ClassificationRules(correction="bonferroni", collapse_margin=0.1)
+    assert label(cand, control=None, others=strong, rules=bonferroni).label == SINGLE_RUN
+    uncorrected = ClassificationRules(correction="none", collapse_margin=0.1)
+    assert label(cand, control=None, n_comparisons=5, rules=uncorrected).label == MECHANISM
+    verdicts = classify_all([cand, *strong], BASE, None, rules=rules, higher_is_better=True)
     assert verdicts[0].numbers["vs_baseline"]["p_corrected"] == pytest.approx(p)
     assert [v.numbers["n_comparisons"] for v in verdicts] == [5] * 5
 
@@ -287,23 +388,31 @@ def test_fixed_surface_tuning_effect() -> None:
     worse = label(ev("a", "agent", 0.6, [0.04, 0.05, 0.03, 0.05, 0.05]))
     assert worse.label == FIXED_SURFACE
     noisy = label(
-        ev("a", "agent", 0.6, [0.15, 0.04, 0.12, 0.02, 0.08])
+        ev("a", "agent", 0.6, [0.15, 0.04, 0.12, 0.02, 0.08]), rules=ClassificationRules(collapse_margin=0.1)
     )  # ahead of the control, not significant
     assert noisy.numbers["vs_baseline"]["significant"] and noisy.numbers["vs_control"]["mean"] > 0
     assert noisy.numbers["vs_control"]["p_raw"] > 0.05 and noisy.label == FIXED_SURFACE
 
 
 def test_heldout_failure_and_its_boundary() -> None:
-    at = label(ev("a", "agent", 0.6, STRONG, {"h1": [0.03] * 5, "h2": [0.01] * 5}))  # mean - control = 0
+    loose = ClassificationRules(margin=0.02)
+    # every setting non-inferior within the margin, and better on average
+    at = label(ev("a", "agent", 0.6, [0.2] * 5, {"h1": [0.03] * 5, "h2": [0.01] * 5}), rules=loose)
     assert at.label == HELDOUT_FAILURE and at.rule == 5 and at.numbers["heldout"]["mean"] == pytest.approx(0)
-    above = label(ev("a", "agent", 0.6, STRONG, {"h1": [0.03] * 5, "h2": [0.0101] * 5}))
+    assert "on average" not in at.reasons[-1] and "<= 0" in at.reasons[-1]
+    above = label(ev("a", "agent", 0.6, [0.2] * 5, {"h1": [0.03] * 5, "h2": [0.0101] * 5}), rules=loose)
     assert above.label == MECHANISM
-    one_bad = label(ev("a", "agent", 0.6, STRONG, {"h1": [0.2] * 5, "h2": [-0.1] * 5}))
-    assert one_bad.label == MECHANISM  # averaged over settings: +0.18 and -0.12
-    margin = ClassificationRules(heldout_margin=0.04)
-    assert label(ev("a", "agent", 0.6, STRONG, {"h1": [0.06] * 5, "h2": [0.06] * 5}), rules=margin).label == (
-        HELDOUT_FAILURE
+    # one setting far below hides behind another far above no more: each must be non-inferior
+    one_bad = label(ev("a", "agent", 0.6, [0.2] * 5, {"h1": [0.2] * 5, "h2": [-0.1] * 5}), rules=loose)
+    assert one_bad.label == HELDOUT_FAILURE and "h2" in one_bad.reasons[-1]
+    assert (
+        one_bad.numbers["heldout"]["mean"] > 0
+        and not one_bad.numbers["heldout"]["settings"]["h2"]["non_inferior"]
     )
+    just = label(ev("a", "agent", 0.6, [0.2] * 5, {"h1": [0.1] * 5, "h2": [0.0001] * 5}), rules=loose)
+    assert just.label == MECHANISM  # h2 is 0.0199 below the control: within the margin
+    beyond = label(ev("a", "agent", 0.6, [0.2] * 5, {"h1": [0.1] * 5, "h2": [-0.0001] * 5}), rules=loose)
+    assert beyond.label == HELDOUT_FAILURE  # 0.0201 below: not within it
     assert label(ev("a", "agent", 0.6, STRONG)).label == HELDOUT_FAILURE  # no held-out evidence
     diverged = label(ev("a", "agent", 0.6, STRONG, {"h1": [0.5, 0.5, 0.5, 0.5, math.nan], "h2": [0.5] * 5}))
     assert diverged.label == HELDOUT_FAILURE and "diverged" in diverged.reasons[-1]
@@ -355,14 +464,14 @@ def test_survival_table_and_markdown() -> None:
     rows = survival_table(verdicts, counts, arm="agent")
     assert [r["profile"] for r in rows] == ["synthetic", "heart_disease", "total"]
     assert rows[0] == {
-        "profile": "synthetic", "proposed": 30, "rejected": 4, "failed": 2, "run": 24, "finalists": 3,
-        "search_gains": 3, "repeats": 2, "control": 1, "heldout": 1,
+        "profile": "synthetic", "proposed": 30, "rejected": 4, "duplicates": None, "failed": 2, "run": 24,
+        "finalists": 3, "search_gains": 3, "repeats": 2, "control": 1, "heldout": 1,
     }  # fmt: skip
     assert rows[1]["run"] is None and rows[1]["search_gains"] == 2 and rows[1]["repeats"] == 1
     assert rows[1]["control"] == 1 and rows[1]["heldout"] == 0
     assert rows[2] == {
-        "profile": "total", "proposed": 58, "rejected": 7, "failed": 3, "run": 24, "finalists": 6,
-        "search_gains": 5, "repeats": 3, "control": 2, "heldout": 1,
+        "profile": "total", "proposed": 58, "rejected": 7, "duplicates": None, "failed": 3, "run": 24,
+        "finalists": 6, "search_gains": 5, "repeats": 3, "control": 2, "heldout": 1,
     }  # fmt: skip
     assert survival_table(verdicts, counts)[0]["heldout"] == 2  # no arm filter
     md = render_table_markdown(rows)
@@ -419,7 +528,8 @@ def planted():
         "agent#lucky-copy", "agent", max(draws.values()), baseline.test, baseline.heldout
     )
     candidates = [fedadam, lr_only, lucky]
-    verdicts = classify_all(candidates, baseline, control, rules=load_rules(), higher_is_better=True)
+    rules = load_rules(margin=main.verdict.margin)  # the profile's practical margin, as a campaign uses
+    verdicts = classify_all(candidates, baseline, control, rules=rules, higher_is_better=True)
     names = ("fedadam", "lr_only", "lucky")
     return {
         "baseline": baseline,

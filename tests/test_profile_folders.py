@@ -180,6 +180,10 @@ heldout:
   kind: settings
   settings:
     fresh_draw: {data_seed: 1}
+verdict:
+  margin: 0.01
+  why: "one point of accuracy"
+  final_seeds: 2
 """
 
 

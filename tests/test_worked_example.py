@@ -20,7 +20,7 @@ COMMAND = [
     "campaign.name=worked-example",
     "campaign.runs_per_arm=6",
     "campaign.top_k=1",
-    "campaign.heldout_seeds=1",
+    "campaign.final_seeds=5",
     "profile.rounds=5",
     "profile.local_steps=20",
 ]

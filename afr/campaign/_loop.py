@@ -21,11 +21,20 @@ from ..agents import Agent, AgentContext, HistoryItem, Proposal, make_agent
 from ..budget import ArmBudget
 from ..controls import ScalarControl, make_control, record_agent_candidate
 from ..errors import AFRError, ConfigError
-from ..evaluation import FinalsPlan, finals_runs_needed, run_finals, select_finalists, write_report
+from ..evaluation import (
+    ClassificationRules,
+    collect_findings,
+    final_seed_count,
+    finals_runs_needed,
+    load_rules,
+    select_finalists,
+    write_report,
+)
 from ..ledger import CandidateRecord
 from ..profiles import Profile, make_profile
 from ..recipe import RecipeSource, recipe_source
 from ..surface import SurfaceTable, render_profile_surface, surface_table, validate
+from ._finals import FinalsPlan, run_finals
 from ._runner import CandidateRunner, RunnerSettings
 
 __all__ = ["CampaignSettings", "CampaignResult", "Campaign"]
@@ -50,14 +59,19 @@ class CampaignSettings:
     finals: bool = True
     """After the search: re-run the finalists with fresh paired seeds on test and held-out settings."""
     top_k: int = 3
-    final_seeds: int = 5
-    heldout_seeds: int = 2
+    final_seeds: int | None = None
+    """Final seeds per finalist; None: as many as the profile's ``verdict`` needs (power-sized)."""
+    heldout_seeds: int | None = None
+    """Seeds per held-out setting that needs runs of its own; None: the final seeds."""
+    evaluation_cfg: Mapping[str, Any] = field(default_factory=dict)
+    """Classification thresholds over ``afr/conf/evaluation/default.yaml`` (the margin is the profile's)."""
     max_agent_calls: int | None = None
     """Give up on the agent arm after this many proposal calls in a row that yield nothing runnable (10)."""
 
     def as_config(self) -> dict[str, Any]:
+        # The profile's config as built (every override, the held-out clients set aside) is recorded by
+        # the runner: it is the task that ran.
         return {
-            "profile_cfg": dict(self.profile_cfg),
             "agent_cfg": dict(self.agent_cfg),
             "control_cfg": dict(self.control_cfg),
             "runs_per_arm": self.runs_per_arm,
@@ -65,6 +79,7 @@ class CampaignSettings:
             "proposals_per_step": self.proposals_per_step,
             "max_repairs": self.max_repairs,
             "finals": [self.finals, self.top_k, self.final_seeds, self.heldout_seeds],
+            "evaluation_cfg": dict(self.evaluation_cfg),
         }
 
 
@@ -100,9 +115,24 @@ class Campaign:
         # control's space, the runs and the finals all read it.
         self.profile: Profile = make_profile(
             settings.profile, settings.profile_cfg, data_dir=settings.data_dir
-        )
+        ).for_campaign()
         self.baseline: RecipeSource = recipe_source(self.profile.baseline)
         self.table: SurfaceTable = surface_table(self.profile, baseline=self.baseline)
+        self.rules: ClassificationRules = load_rules(
+            **{**dict(settings.evaluation_cfg), "margin": self.profile.verdict.margin}
+        )
+        self.final_seeds: list[int] = self.profile.final_seed_list(
+            settings.final_seeds
+            or final_seed_count(
+                self.profile.verdict.paired_sd,
+                self.profile.verdict.detect,
+                self.profile.verdict.margin,
+                self.profile.verdict.final_seeds,
+                top_k=settings.top_k,
+                rules=self.rules,
+            )
+        )
+        self.heldout_seeds = self.final_seeds[: settings.heldout_seeds or len(self.final_seeds)]
         self._preflight(settings)  # a missing key or missing data fails here, before anything is written
         self.agent_name = str(settings.agent_cfg.get("name", settings.agent_cfg.get("kind")))
         self.runner = CandidateRunner(
@@ -112,7 +142,7 @@ class Campaign:
             baseline=self.baseline,
             table=self.table,
             agent=self.agent_name,
-            limits=self._limits(settings, self.profile),
+            limits=self._limits(),
             settings=settings.runner,
             config={**settings.as_config(), **self._facts()},
         )
@@ -153,6 +183,10 @@ class Campaign:
             "metric": self.profile.metric_name,
             "higher_is_better": self.profile.higher_is_better,
             "control_space": {name: s.as_dict() for name, s in self.table.tunable_scalars.items()},
+            "rules": self.rules.as_dict(),
+            "final_seeds": self.final_seeds,
+            "heldout_seeds": self.heldout_seeds,
+            "heldout_settings": sorted(self.profile.heldout_settings()),
         }
 
     def _preflight(self, settings: CampaignSettings) -> None:
@@ -186,15 +220,14 @@ class Campaign:
                 "or choose a shipped recipe",
             )
 
-    @staticmethod
-    def _limits(settings: CampaignSettings, profile: Profile) -> dict[str, ArmBudget]:
-        steps = profile.client_steps_per_run
+    def _limits(self) -> dict[str, ArmBudget]:
+        settings = self.settings
+        steps = self.profile.client_steps_per_run
         per_arm = ArmBudget(settings.runs_per_arm, settings.runs_per_arm * steps)
         finals = 0
         if settings.finals:
-            finals = finals_runs_needed(
-                settings.top_k, settings.final_seeds, len(profile.heldout_settings()), settings.heldout_seeds
-            )
+            extra = sum(bool(o) for o in self.profile.heldout_settings().values())
+            finals = finals_runs_needed(settings.top_k, len(self.final_seeds), extra, len(self.heldout_seeds))
         return {"agent": per_arm, "control": per_arm, "finals": ArmBudget(finals, finals * steps)}
 
     # --- the loop --------------------------------------------------------------------------------
@@ -223,32 +256,31 @@ class Campaign:
                         if message:
                             stopped = message
                             self.echo(f"agent arm stopped: {message}")
-            evidence = self.run_finals() if self.settings.finals else {}
+            if self.settings.finals:
+                self.run_finals()
             ledger.finish_campaign(cid, "finished")
-            self.report_path = write_report(self.runner.dir)
+            findings = collect_findings(self.runner.dir)
+            self.report_path = write_report(self.runner.dir, findings=findings)
         except KeyboardInterrupt:
             ledger.finish_campaign(cid, "interrupted")
             raise
         finally:
             self.runner.close()
         result = CampaignResult(cid, self.runner.dir, self.status(), self.runner.spent(), 0.0, stopped)
-        result.evidence = evidence
+        result.evidence = {
+            name: {"role": ev.arm, "search_score": ev.search_score, "test": ev.test, "heldout": ev.heldout}
+            for name, ev in findings.evidence.items()
+        }
         result.seconds = time.perf_counter() - start
         return result
 
-    def run_finals(self) -> dict[str, dict[str, Any]]:
-        """Finalists of both arms and the baseline on fresh seeds (test) and held-out settings."""
+    def run_finals(self) -> None:
+        """Finalists of both arms and the baseline on fresh paired seeds: test split and held-out data."""
         finalists = select_finalists(
             self.runner.ledger, self.runner.campaign_id, self.settings.top_k, self.profile.higher_is_better
         )
-        seeds = list(self.profile.final_seeds[: self.settings.final_seeds])
-        plan = FinalsPlan(
-            seeds=seeds,
-            heldout=self.profile.heldout_settings(),
-            heldout_seeds=seeds[: self.settings.heldout_seeds],
-        )
-        assert not set(seeds) & set(self.profile.search_seeds), "final seeds are never search seeds"
-        return run_finals(self.runner, finalists, plan, echo=self.echo)
+        plan = FinalsPlan(self.final_seeds, self.profile.heldout_settings(), self.heldout_seeds)
+        run_finals(self.runner, finalists, plan, echo=self.echo)
 
     def _remaining(self, arm: str) -> bool:
         return self.runner.accountant.remaining(arm).runs > 0

@@ -1,7 +1,8 @@
-"""Evaluation protocol: finals with fresh paired seeds, held-out settings, classification of gains.
+"""Evaluation protocol: who goes to the finals, how many seeds they need, and what their numbers mean.
 
-The evaluator lives outside anything an agent's code can reach: candidates run in the sandbox and
-return weights; every test and held-out metric is computed here, by the parent process.
+Pure: it reads numbers (from the ledger, or given) and returns verdicts; it never trains. The campaign
+schedules the finals (``afr/campaign/_finals.py``) and the parent process computes every test and held-out
+metric from returned weights, out of reach of any agent's code.
 """
 
 from ._classify import (
@@ -15,15 +16,17 @@ from ._classify import (
     render_table_markdown,
     survival_table,
 )
-from ._finals import Finalist, FinalsPlan, finals_runs_needed, run_finals, select_finalists
+from ._finals import Finalist, final_seed_count, finals_runs_needed, select_finalists
 from ._report import CampaignFindings, collect_findings, render_worked_example, write_report
+from ._stats import minimum_detectable_effect, seeds_for_effect
 
 __all__ = [
     "Finalist",
-    "FinalsPlan",
     "finals_runs_needed",
-    "run_finals",
+    "final_seed_count",
     "select_finalists",
+    "minimum_detectable_effect",
+    "seeds_for_effect",
     "FinalistEvidence",
     "ClassificationRules",
     "Verdict",

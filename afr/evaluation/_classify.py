@@ -1,34 +1,46 @@
 """Classify each finalist's gain after the search: replicated, beyond the control, held out?
 
 Pure data in, a labelled verdict out: no training happens here. The rules, their order and their
-thresholds are written once, in ``afr/conf/evaluation/default.yaml`` (values) and
-``docs/classification.md`` (prose); a test keeps the two in step.
+thresholds are written once, in ``afr/conf/evaluation/default.yaml`` (values; the practical ``margin`` of
+each task is in its profile YAML) and ``docs/classification.md`` (prose); a test keeps the two in step.
 
-Rules, applied in order (every difference oriented so that positive = better):
+Rules, applied in order (every difference oriented so that positive = better; ``margin`` in metric units):
 
 1. ``no search gain``   -- the search score does not beat the baseline's by more than ``min_search_gain``;
 2. ``single-run artifact`` -- the paired test-split differences vs the baseline have a mean <= 0;
-3. ``seed-sensitive``   -- mean > 0, but a seed collapses (d < -``collapse_margin``, or the run diverged)
-   or the spread swamps the gain (std > ``spread_ratio`` * |mean|);
-   otherwise rule 2 again: mean <= ``min_effect`` or the one-sided paired t-test is not significant
-   after the multiple-comparison correction -> ``single-run artifact``;
-4. ``fixed-surface tuning effect`` -- not significantly better than the tuned control (same test);
-5. ``held-out failure`` -- held-out mean paired difference vs the control (vs the baseline when the
-   control is the baseline) <= ``heldout_margin``;
+3. ``seed-sensitive``   -- mean > 0, but the candidate's own runs are unstable: a run diverged, more than
+   ``max_collapse_fraction`` of its seeds collapse (below its own median by more than ``collapse_margin``),
+   or its own seed spread swamps the gain (std > ``spread_ratio`` * |mean gain|);
+   otherwise rule 2 again: the one-sided paired t-test of superiority by the margin (H0: mean <= margin)
+   is not significant after the multiple-comparison correction -> ``single-run artifact``;
+4. ``fixed-surface tuning effect`` -- not superior to the tuned control by the margin (same test);
+5. ``held-out failure`` -- on some held-out setting not non-inferior to the control (vs the baseline when
+   the control is the baseline) within the margin (H0: mean <= -margin), or not better on average;
 6. ``repeated FL mechanism`` -- everything passed.
+
+Every comparison also reports its power: the minimum detectable effect (80 % power at the corrected level)
+on the seeds it had, and whether that was at or below the observed effect.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ._stats import CORRECTIONS, PairedTest, adjust_pvalues, paired_differences, paired_test
+from ._stats import (
+    CORRECTIONS,
+    PairedTest,
+    adjust_pvalues,
+    minimum_detectable_effect,
+    paired_differences,
+    paired_test,
+)
 
 __all__ = [
     "MECHANISM",
@@ -79,15 +91,18 @@ class FinalistEvidence:
 
 @dataclass(frozen=True)
 class ClassificationRules:
-    """Every threshold of the classification (values in ``afr/conf/evaluation/default.yaml``)."""
+    """Every threshold of the classification (values in ``afr/conf/evaluation/default.yaml``; ``margin``
+    comes from the profile's ``verdict.margin``)."""
 
+    margin: float = 0.0
+    """Practical margin in metric units: a gain must exceed it (rules 2, 4); held-out may lose at most it."""
     min_search_gain: float = 0.0
-    min_effect: float = 0.0
     collapse_margin: float = 0.05
+    max_collapse_fraction: float = 0.1
     spread_ratio: float = 1.0
-    heldout_margin: float = 0.0
     alpha: float = 0.05
     correction: str = "holm"
+    power: float = 0.8
     bootstrap_resamples: int = 10_000
     bootstrap_level: float = 0.95
     bootstrap_seed: int = 0
@@ -96,14 +111,16 @@ class ClassificationRules:
         problems = []
         if not 0.0 < self.alpha < 1.0:
             problems.append(f"alpha must be in (0, 1), got {self.alpha}")
+        if not 0.0 < self.power < 1.0:
+            problems.append(f"power must be in (0, 1), got {self.power}")
         if self.correction not in CORRECTIONS:
             problems.append(f"correction must be one of {', '.join(CORRECTIONS)}, got {self.correction!r}")
-        for name in ("min_search_gain", "min_effect", "collapse_margin", "spread_ratio"):
+        for name in ("margin", "min_search_gain", "collapse_margin", "spread_ratio"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 problems.append(f"{name} must be a finite number >= 0, got {value!r}")
-        if not (isinstance(self.heldout_margin, int | float) and math.isfinite(self.heldout_margin)):
-            problems.append(f"heldout_margin must be a finite number, got {self.heldout_margin!r}")
+        if not 0.0 <= self.max_collapse_fraction < 1.0:
+            problems.append(f"max_collapse_fraction must be in [0, 1), got {self.max_collapse_fraction}")
         if not 0.0 < self.bootstrap_level < 1.0:
             problems.append(f"bootstrap_level must be in (0, 1), got {self.bootstrap_level}")
         if isinstance(self.bootstrap_resamples, bool) or not isinstance(self.bootstrap_resamples, int):
@@ -178,9 +195,12 @@ def _is_baseline(control: FinalistEvidence | None, baseline: FinalistEvidence) -
     return control is None or control is baseline or control.arm == "baseline"
 
 
-def _test(diffs: Mapping[int, float], rules: ClassificationRules, *, bootstrap: bool = True) -> PairedTest:
+def _test(
+    diffs: Mapping[int, float], rules: ClassificationRules, margin: float, *, bootstrap: bool = True
+) -> PairedTest:
     return paired_test(
         diffs,
+        margin=margin,
         resamples=rules.bootstrap_resamples if bootstrap else 0,
         level=rules.bootstrap_level,
         seed=rules.bootstrap_seed,
@@ -188,10 +208,22 @@ def _test(diffs: Mapping[int, float], rules: ClassificationRules, *, bootstrap: 
 
 
 def _raw_p(
-    candidate: FinalistEvidence, reference: FinalistEvidence, rules: ClassificationRules, hib: bool
+    candidate: Mapping[int, float],
+    reference: Mapping[int, float],
+    rules: ClassificationRules,
+    hib: bool,
+    margin: float,
 ) -> float:
-    diffs, _ = paired_differences(candidate.test, reference.test, higher_is_better=hib)
-    return _test(diffs, rules, bootstrap=False).p
+    diffs, _ = paired_differences(candidate, reference, higher_is_better=hib)
+    return _test(diffs, rules, margin, bootstrap=False).p
+
+
+def _power(test: PairedTest, rules: ClassificationRules, margin: float, family: int) -> dict[str, Any]:
+    """The smallest true gain this comparison detects 80 % of the time (margin + minimum detectable effect at
+    the level each member of the family gets at worst, alpha / family), and whether it was at or below
+    the observed mean."""
+    detectable = margin + minimum_detectable_effect(test.std, test.n, rules.alpha / family, rules.power)
+    return {"mde": detectable, "powered": bool(math.isfinite(detectable) and test.mean >= detectable)}
 
 
 def _comparison(
@@ -202,38 +234,84 @@ def _comparison(
     hib: bool,
     n_comparisons: int,
 ) -> dict[str, Any]:
+    """Superiority by the margin on the paired test seeds, corrected over the family of finalists."""
     diffs, failed = paired_differences(candidate.test, reference.test, higher_is_better=hib)
-    test = _test(diffs, rules)
-    other_p = [_raw_p(o, reference, rules, hib) for o in others]
+    test = _test(diffs, rules, rules.margin)
+    other_p = [_raw_p(o.test, reference.test, rules, hib, rules.margin) for o in others]
     p_corrected = adjust_pvalues([test.p, *other_p], rules.correction, n_comparisons)[0]
-    collapsed = sorted([s for s, d in diffs.items() if d < -rules.collapse_margin] + failed)
-    spread = math.isfinite(test.std) and test.std > rules.spread_ratio * abs(test.mean)
     return {
         "reference": reference.name,
         "seeds": sorted(diffs),
         "diffs": dict(diffs),
         "failed_seeds": failed,
         **test.as_dict(),
+        "margin": rules.margin,
         "p_raw": test.p,
         "p_corrected": p_corrected,
         "family_p_raw": [test.p, *other_p],
         "significant": bool(p_corrected < rules.alpha),
-        "collapsed_seeds": collapsed,
-        "spread_swamps_gain": bool(spread),
+        **_power(test, rules, rules.margin, n_comparisons),
     }
 
 
-def _heldout(candidate: FinalistEvidence, reference: FinalistEvidence, hib: bool) -> dict[str, Any]:
+def _stability(
+    candidate: FinalistEvidence, gain: float, rules: ClassificationRules, hib: bool
+) -> dict[str, Any]:
+    """Rule 3's numbers, from the candidate's own final runs only (a reference's bad seed is not its own);
+    scores oriented so that higher is better (a collapse is always a drop)."""
+    sign = 1.0 if hib else -1.0
+    values = {s: sign * float(v) for s, v in candidate.test.items()}
+    diverged = sorted(s for s, v in values.items() if not math.isfinite(v))
+    finite = sorted(v for v in values.values() if math.isfinite(v))
+    median = float(statistics.median(finite)) if finite else math.nan
+    floor = median - rules.collapse_margin
+    collapsed = sorted(s for s, v in values.items() if math.isfinite(v) and v < floor)
+    std = statistics.stdev(finite) if len(finite) > 1 else math.nan
+    fraction = len(collapsed) / len(values) if values else 0.0
+    return {
+        "median": sign * median,
+        "std": std,
+        "diverged_seeds": diverged,
+        "collapsed_seeds": collapsed,
+        "collapse_fraction": fraction,
+        "too_many_collapses": bool(fraction > rules.max_collapse_fraction),
+        "spread_swamps_gain": bool(math.isfinite(std) and std > rules.spread_ratio * abs(gain)),
+    }
+
+
+def _heldout(
+    candidate: FinalistEvidence,
+    reference: FinalistEvidence,
+    others: Sequence[FinalistEvidence],
+    rules: ClassificationRules,
+    hib: bool,
+    n_comparisons: int,
+) -> dict[str, Any]:
+    """Per held-out setting: non-inferiority within the margin (H0: mean <= -margin), corrected over the
+    finalists, and its mean; then the mean over settings (each setting weighs the same)."""
     settings: dict[str, Any] = {}
     for setting in sorted(set(candidate.heldout) & set(reference.heldout)):
-        diffs, failed = paired_differences(
-            candidate.heldout[setting], reference.heldout[setting], higher_is_better=hib
-        )
-        mean = sum(diffs.values()) / len(diffs) if diffs else math.nan
-        settings[setting] = {"diffs": diffs, "failed_seeds": failed, "mean": mean}
+        ref = reference.heldout[setting]
+        diffs, failed = paired_differences(candidate.heldout[setting], ref, higher_is_better=hib)
+        test = _test(diffs, rules, -rules.margin, bootstrap=False)
+        other_p = [_raw_p(o.heldout.get(setting, {}), ref, rules, hib, -rules.margin) for o in others]
+        p_corrected = adjust_pvalues([test.p, *other_p], rules.correction, n_comparisons)[0]
+        settings[setting] = {
+            "diffs": diffs,
+            "failed_seeds": failed,
+            "n": test.n,
+            "mean": test.mean,
+            "std": test.std,
+            "p_raw": test.p,
+            "p_corrected": p_corrected,
+            "non_inferior": bool(p_corrected < rules.alpha),
+            "note": test.note,
+            **_power(test, rules, -rules.margin, n_comparisons),
+        }
     means = [s["mean"] for s in settings.values() if math.isfinite(s["mean"])]
     return {
         "reference": reference.name,
+        "margin": rules.margin,
         "settings": settings,
         "mean": sum(means) / len(means) if means else math.nan,
         "failed": {k: v["failed_seeds"] for k, v in settings.items() if v["failed_seeds"]},
@@ -242,6 +320,14 @@ def _heldout(candidate: FinalistEvidence, reference: FinalistEvidence, hib: bool
 
 def _fmt_seeds(seeds: Sequence[int]) -> str:
     return ", ".join(str(s) for s in seeds)
+
+
+def _powered_text(comparison: Mapping[str, Any]) -> str:
+    mde = comparison["mde"]
+    if not math.isfinite(mde):
+        return f"n = {comparison['n']}, MDE unknown"
+    verdict = "powered" if comparison["powered"] else "not powered"
+    return f"n = {comparison['n']}, MDE {mde:.4f} ({verdict} for the observed {comparison['mean']:+.4f})"
 
 
 def classify(
@@ -284,12 +370,13 @@ def classify(
     numbers["vs_control"] = (
         None if control_is_baseline else _comparison(candidate, reference, others, rules, hib, family)
     )
-    numbers["heldout"] = _heldout(candidate, reference, hib)
+    numbers["stability"] = _stability(candidate, numbers["vs_baseline"]["mean"], rules, hib)
+    numbers["heldout"] = _heldout(candidate, reference, others, rules, hib, family)
 
     # The first rule that decides gives the label; each appends its reasons, passed or not.
     decided = (
         _rule_search_gain(candidate, baseline, hib, rules, numbers, reasons)
-        or _rules_replication(numbers["vs_baseline"], rules, family, reasons)
+        or _rules_replication(numbers["vs_baseline"], numbers["stability"], rules, family, reasons)
         or _rule_control(numbers["vs_control"], rules, reasons)
         or _rule_heldout(numbers["heldout"], control_is_baseline, rules, reasons)
     )
@@ -333,12 +420,14 @@ def _rule_search_gain(
 
 
 def _rules_replication(
-    vs_base: dict[str, Any], rules: ClassificationRules, family: int, reasons: list[str]
+    vs_base: dict[str, Any],
+    own: dict[str, Any],
+    rules: ClassificationRules,
+    family: int,
+    reasons: list[str],
 ) -> tuple[str, int] | None:
-    """Rules 2-3: does the gain repeat on fresh paired seeds, and is it stable across them?"""
-    mean, std, n = vs_base["mean"], vs_base["std"], vs_base["n"]
-    if vs_base["failed_seeds"]:
-        reasons.append(f"note: the candidate diverged on seed(s) {_fmt_seeds(vs_base['failed_seeds'])}")
+    """Rules 2-3: does the gain repeat on fresh paired seeds, and are the candidate's own runs stable?"""
+    mean, n = vs_base["mean"], vs_base["n"]
     if n == 0:
         reasons.append("rule 2: no common finite test seeds with the baseline, nothing replicates")
         return SINGLE_RUN, 2
@@ -348,32 +437,39 @@ def _rules_replication(
             "the search gain does not replicate"
         )
         return SINGLE_RUN, 2
-    if vs_base["collapsed_seeds"] or vs_base["spread_swamps_gain"]:
-        why = []
-        if vs_base["collapsed_seeds"]:
-            why.append(
-                f"seed(s) {_fmt_seeds(vs_base['collapsed_seeds'])} collapse (difference < "
-                f"-{rules.collapse_margin:g} or diverged)"
-            )
-        if vs_base["spread_swamps_gain"]:
-            why.append(f"std {std:.4f} > spread_ratio {rules.spread_ratio:g} x |mean {mean:+.4f}|")
-        reasons.append(f"rule 3: mean vs the baseline {mean:+.4f} > 0 but " + " and ".join(why))
+    unstable = []
+    if own["diverged_seeds"]:
+        unstable.append(f"its run diverged on seed(s) {_fmt_seeds(own['diverged_seeds'])}")
+    if own["too_many_collapses"]:
+        unstable.append(
+            f"{len(own['collapsed_seeds'])} of its seeds ({own['collapse_fraction']:.0%} > "
+            f"{rules.max_collapse_fraction:.0%}) are worse than its own median {own['median']:.4f} by more "
+            f"than {rules.collapse_margin:g} ({_fmt_seeds(own['collapsed_seeds'])})"
+        )
+    if own["spread_swamps_gain"]:
+        unstable.append(
+            f"its own seed std {own['std']:.4f} > spread_ratio {rules.spread_ratio:g} x |gain {mean:+.4f}|"
+        )
+    if unstable:
+        reasons.append(f"rule 3: mean vs the baseline {mean:+.4f} > 0 but " + " and ".join(unstable))
         return SEED_SENSITIVE, 3
-    if mean <= rules.min_effect:
-        reasons.append(f"rule 2: mean vs the baseline {mean:+.4f} <= min_effect {rules.min_effect:g}")
-        return SINGLE_RUN, 2
     p_text = (
-        f"one-sided paired t-test vs the baseline p = {vs_base['p_raw']:.4g}, "
-        f"{rules.correction}-corrected over {family} = {vs_base['p_corrected']:.4g}"
+        f"one-sided paired t-test of a gain above the margin {rules.margin:g} vs the baseline "
+        f"p = {vs_base['p_raw']:.4g}, {rules.correction}-corrected over {family} = "
+        f"{vs_base['p_corrected']:.4g}"
     )
     if vs_base["note"]:
         p_text += f" ({vs_base['note']})"
     if not vs_base["significant"]:
-        reasons.append(f"rule 2: {p_text} >= alpha {rules.alpha:g}: the gain does not replicate")
+        reasons.append(
+            f"rule 2: mean vs the baseline {mean:+.4f}, {p_text} >= alpha {rules.alpha:g}: the gain does not "
+            f"replicate beyond the margin ({_powered_text(vs_base)})"
+        )
         return SINGLE_RUN, 2
     reasons.append(
-        f"rules 2-3 passed: mean vs the baseline {mean:+.4f} (std {std:.4f}, no collapse), {p_text} "
-        f"< alpha {rules.alpha:g}"
+        f"rules 2-3 passed: mean vs the baseline {mean:+.4f} (own runs stable: std {own['std']:.4f}, "
+        f"{len(own['collapsed_seeds'])} collapsed), {p_text} < alpha {rules.alpha:g} "
+        f"({_powered_text(vs_base)})"
     )
     return None
 
@@ -386,43 +482,54 @@ def _rule_control(
         reasons.append("rule 4 passed: the control is the baseline, so rule 2 already compared with it")
         return None
     c_text = (
-        f"mean vs the control {vs_ctrl['mean']:+.4f} over {vs_ctrl['n']} seeds, one-sided paired "
-        f"t-test p = {vs_ctrl['p_raw']:.4g}, {rules.correction}-corrected {vs_ctrl['p_corrected']:.4g}"
+        f"mean vs the control {vs_ctrl['mean']:+.4f} over {vs_ctrl['n']} seeds, one-sided paired t-test of "
+        f"a gain above the margin {rules.margin:g} p = {vs_ctrl['p_raw']:.4g}, {rules.correction}-corrected "
+        f"{vs_ctrl['p_corrected']:.4g}"
     )
     if vs_ctrl["note"]:
         c_text += f" ({vs_ctrl['note']})"
-    if not (vs_ctrl["n"] and vs_ctrl["mean"] > rules.min_effect and vs_ctrl["significant"]):
+    if not (vs_ctrl["n"] and vs_ctrl["significant"]):
         reasons.append(
-            f"rule 4: {c_text}: not significantly better than the tuned control "
-            f"(needs mean > {rules.min_effect:g} and p < {rules.alpha:g})"
+            f"rule 4: {c_text}: not shown better than the tuned control by the margin "
+            f"(needs p < {rules.alpha:g}; {_powered_text(vs_ctrl)})"
         )
         return FIXED_SURFACE, 4
-    reasons.append(f"rule 4 passed: {c_text} < alpha {rules.alpha:g}")
+    reasons.append(f"rule 4 passed: {c_text} < alpha {rules.alpha:g} ({_powered_text(vs_ctrl)})")
     return None
 
 
 def _rule_heldout(
     held: dict[str, Any], control_is_baseline: bool, rules: ClassificationRules, reasons: list[str]
 ) -> tuple[str, int] | None:
-    """Rule 5: does it hold on settings the search never saw?"""
+    """Rule 5: does it hold on data the search never saw, on every held-out setting?"""
     against = "the baseline" if control_is_baseline else "the control"
     if not held["settings"]:
         reasons.append(f"rule 5: no held-out setting measured for both the candidate and {against}")
         return HELDOUT_FAILURE, 5
-    per_setting = ", ".join(f"{k} {v['mean']:+.4f}" for k, v in held["settings"].items())
+    per_setting = ", ".join(
+        f"{k} {v['mean']:+.4f} (p {v['p_corrected']:.3g}, n {v['n']})" for k, v in held["settings"].items()
+    )
     if held["failed"]:
         failed = "; ".join(f"{k}: seed(s) {_fmt_seeds(v)}" for k, v in held["failed"].items())
         reasons.append(f"rule 5: diverged on held-out runs ({failed})")
         return HELDOUT_FAILURE, 5
-    if not held["mean"] > rules.heldout_margin:
+    inferior = [k for k, v in held["settings"].items() if not v["non_inferior"]]
+    if inferior:
         reasons.append(
-            f"rule 5: held-out mean paired difference vs {against} {held['mean']:+.4f} "
-            f"<= heldout_margin {rules.heldout_margin:g} ({per_setting})"
+            f"rule 5: not shown non-inferior to {against} within the margin {rules.margin:g} on "
+            f"{', '.join(inferior)} (one-sided paired t-test, {rules.correction}-corrected, needs p < "
+            f"{rules.alpha:g}; per setting: {per_setting})"
+        )
+        return HELDOUT_FAILURE, 5
+    if not held["mean"] > 0:
+        reasons.append(
+            f"rule 5: held-out mean paired difference vs {against} {held['mean']:+.4f} <= 0 over the "
+            f"settings ({per_setting})"
         )
         return HELDOUT_FAILURE, 5
     reasons.append(
-        f"rule 5 passed: held-out mean paired difference vs {against} {held['mean']:+.4f} "
-        f"> {rules.heldout_margin:g} ({per_setting})"
+        f"rule 5 passed: non-inferior to {against} within {rules.margin:g} on every held-out setting and "
+        f"better on average ({held['mean']:+.4f}; {per_setting})"
     )
     return None
 
@@ -458,7 +565,8 @@ def classify_all(
 SURVIVAL_COLUMNS: dict[str, str] = {
     "profile": "profile",
     "proposed": "candidates proposed",
-    "rejected": "rejected",
+    "rejected": "rejected by the validator",
+    "duplicates": "duplicates",
     "failed": "failed",
     "run": "run",
     "finalists": "finalists",
@@ -469,7 +577,7 @@ SURVIVAL_COLUMNS: dict[str, str] = {
 }
 """Row key -> column header of :func:`survival_table` rows, in column order."""
 
-_COUNT_KEYS = ("proposed", "rejected", "failed", "run")
+_COUNT_KEYS = ("proposed", "rejected", "duplicates", "failed", "run")
 _PAST_SEARCH = {MECHANISM, FIXED_SURFACE, SINGLE_RUN, SEED_SENSITIVE, HELDOUT_FAILURE}
 _PAST_REPEATS = {MECHANISM, FIXED_SURFACE, HELDOUT_FAILURE}
 _PAST_CONTROL = {MECHANISM, HELDOUT_FAILURE}
@@ -483,11 +591,11 @@ def survival_table(
 ) -> list[dict[str, Any]]:
     """Per-profile rows of the survival funnel and a totals row (profile ``"total"``).
 
-    ``counts[profile]`` gives ``proposed``, ``rejected``, ``failed`` and ``run`` (candidates run in the
-    search); a missing count is ``None`` (rendered ``n/a``). The verdicts give the funnel of the
-    finalists: gains in search (label != no search gain), surviving repeats (not a single-run
-    artifact nor seed-sensitive), surviving the control (not a fixed-surface tuning effect) and
-    surviving held-out (= repeated FL mechanisms). ``arm`` keeps only verdicts of that arm.
+    ``counts[profile]`` gives ``proposed``, ``rejected`` (by the validator), ``duplicates``, ``failed`` and
+    ``run`` (candidates run in the search); a missing count is ``None`` (rendered ``n/a``). The verdicts
+    give the funnel of the finalists: gains in search (label != no search gain), surviving repeats (not a
+    single-run artifact nor seed-sensitive), surviving the control (not a fixed-surface tuning effect)
+    and surviving held-out (= repeated FL mechanisms). ``arm`` keeps only verdicts of that arm.
     """
     profiles = list(verdicts_by_profile) + [p for p in counts if p not in verdicts_by_profile]
     rows: list[dict[str, Any]] = []

@@ -1,24 +1,17 @@
-"""Finals: the search's best agent candidates, the best control trial and the baseline, re-run with
-fresh paired seeds on the test split and on the profile's held-out settings.
-
-Training runs in the sandbox (charged to the accountant's ``finals`` account); the test and held-out
-metrics are computed here, in the parent process, from the returned weights — workers never see them.
+"""Who goes to the finals: the search's best agent candidates, the best control trial and the baseline,
+and how many final runs that takes. The campaign schedules the runs (``afr/campaign/_finals.py``); this
+module only reads the ledger.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-import torch
+from ..ledger import CandidateRecord
+from ._classify import ClassificationRules
+from ._stats import seeds_for_effect
 
-from ..ledger import CandidateRecord, RunRecord
-from ..profiles import Profile
-
-__all__ = ["Finalist", "FinalsPlan", "select_finalists", "run_finals", "finals_runs_needed"]
+__all__ = ["Finalist", "select_finalists", "finals_runs_needed", "final_seed_count"]
 
 
 @dataclass(frozen=True)
@@ -34,19 +27,26 @@ class Finalist:
         return f"{self.role}#{self.candidate.id}"
 
 
-@dataclass
-class FinalsPlan:
-    """Which seeds and held-out settings every finalist is evaluated on (the same for all: paired)."""
-
-    seeds: list[int]
-    heldout: dict[str, dict[str, Any]]
-    heldout_seeds: list[int]
-    evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
+def finals_runs_needed(top_k: int, seeds: int, extra_settings: int, heldout_seeds: int) -> int:
+    """Upper bound of final runs: top-k agent candidates + best control + baseline, each on every final seed
+    and on every held-out setting that needs runs of its own (held-out clients reuse the final runs)."""
+    return (top_k + 2) * (seeds + extra_settings * heldout_seeds)
 
 
-def finals_runs_needed(top_k: int, seeds: int, settings: int, heldout_seeds: int) -> int:
-    """Upper bound of final runs: top-k agent candidates + best control + baseline."""
-    return (top_k + 2) * (seeds + settings * heldout_seeds)
+def final_seed_count(
+    paired_sd: float | None,
+    detect: float | None,
+    margin: float,
+    fallback: int | None,
+    *,
+    top_k: int,
+    rules: ClassificationRules,
+) -> int:
+    """Final seeds so that ``margin + MDE <= detect`` at ``rules.power`` and ``rules.alpha / top_k`` (the
+    level a finalist gets at worst after the correction); ``fallback`` when the task's spread is unknown."""
+    if paired_sd is None or detect is None:
+        return int(fallback or 5)
+    return seeds_for_effect(paired_sd, detect - margin, rules.alpha / max(1, top_k), rules.power)
 
 
 def select_finalists(ledger, campaign_id: int, top_k: int, higher_is_better: bool) -> list[Finalist]:
@@ -75,60 +75,3 @@ def select_finalists(ledger, campaign_id: int, top_k: int, higher_is_better: boo
     if baseline:
         out.append(Finalist("baseline", baseline[0]))
     return out
-
-
-def run_finals(
-    runner,
-    finalists: list[Finalist],
-    plan: FinalsPlan,
-    *,
-    echo: Callable[[str], None] = print,
-) -> dict[str, dict[str, Any]]:
-    """Run every finalist on every final seed and held-out setting; return its evidence.
-
-    Evidence per finalist: ``search_score``, ``test`` {seed: metric}, ``heldout`` {setting: {seed: metric}}.
-    """
-
-    def profile_for(setting: str) -> Profile:
-        return runner.heldout_profile(setting, plan.heldout.get(setting, {}))
-
-    evidence: dict[str, dict[str, Any]] = {}
-    for finalist in finalists:
-        c = finalist.candidate
-        entry: dict[str, Any] = {"role": finalist.role, "search_score": c.score, "test": {}, "heldout": {}}
-        for seed in plan.seeds:
-            record = runner.run(c, seed, stage="final")
-            entry["test"][seed] = _evaluate(runner, record, profile_for(""), "test")
-        for setting, overrides in plan.heldout.items():
-            scores = {}
-            for seed in plan.heldout_seeds:
-                record = runner.run(c, seed, stage="heldout", setting=setting, profile_overrides=overrides)
-                part = "heldout" if "heldout_clients" in overrides else "test"
-                scores[seed] = _evaluate(runner, record, profile_for(setting), part)
-            entry["heldout"][setting] = scores
-        finite = [v for v in entry["test"].values() if math.isfinite(v)]
-        mean = sum(finite) / len(finite) if finite else math.nan
-        metric = runner.profile.metric_name
-        echo(f"[ finals] {finalist.name:<12} test {metric} mean {mean:.4f} over {len(finite)} seeds")
-        evidence[finalist.name] = entry
-    plan.evidence = evidence
-    return evidence
-
-
-def _evaluate(runner, record: RunRecord | None, profile: Profile, part: str) -> float:
-    """The parent's metric of a finished run's weights (NaN for a failed run); stored in the ledger."""
-    if record is None or record.status != "ok" or not record.artifacts or "weights" not in record.artifacts:
-        return math.nan
-    if record.evaluation and record.evaluation.get("part") == part:
-        metric = record.evaluation.get("mean")
-        return math.nan if metric is None else float(metric)
-    saved = torch.load(Path(runner.dir) / record.artifacts["weights"], weights_only=True)
-    model = profile.build_model(saved["model_variant"])
-    model.load_state_dict(saved["state_dict"])
-    data = profile.heldout_data() if part == "heldout" else profile.data("test")
-    result = profile.evaluate(model, data)
-    runner.ledger.record_evaluation(
-        record.id,
-        {"part": part, "metric": profile.metric_name, "mean": result.mean, "per_client": result.per_client},
-    )
-    return result.mean

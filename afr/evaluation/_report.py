@@ -13,6 +13,7 @@ from ..budget import BudgetAccountant
 from ..ledger import CampaignRecord, CandidateRecord, Ledger, RunRecord
 from ..recipe import Scalar
 from ._classify import (
+    ClassificationRules,
     FinalistEvidence,
     Verdict,
     classify_all,
@@ -44,10 +45,18 @@ class CampaignFindings:
     """The campaign's baseline recipe: ``label``, ``class_name``, ``source`` (the control's trial 0)."""
     control_space: dict[str, Scalar]
     """The scalars the control arm tuned, with the profile's ranges."""
+    rules: ClassificationRules
+    """The thresholds the verdicts used, with the profile's margin."""
+    status: str = "finished"
+    """The campaign's status in the ledger (``running``, ``interrupted``, ``finished``)."""
+    partial: str = ""
+    """Why the finals are incomplete (then nothing is classified); empty when they are complete."""
+    control_is_baseline: bool = False
+    """The tuned control's best trial is the baseline itself (its defaults scored best)."""
 
 
 def _campaign_facts(campaign: CampaignRecord, control: list[CandidateRecord]) -> dict[str, Any]:
-    """Metric, direction, baseline and control space as the campaign recorded them.
+    """Metric, direction, baseline, control space, rules and final seeds as the campaign recorded them.
 
     Ledgers written before the campaign recorded these facts rebuild them from the profile config (once).
     """
@@ -59,42 +68,67 @@ def _campaign_facts(campaign: CampaignRecord, control: list[CandidateRecord]) ->
         "control_space": {
             name: Scalar(**values) for name, values in (config.get("control_space") or {}).items()
         },
+        "rules": load_rules(**config["rules"]) if config.get("rules") else None,
+        "final_seeds": config.get("final_seeds"),
     }
-    if facts["metric"] is None or not facts["control_space"]:
+    if facts["metric"] is None or not facts["control_space"] or facts["rules"] is None:
         from ..profiles import make_profile
         from ..recipe import recipe_source
 
         profile = make_profile(campaign.profile, config["profile_cfg"])
         facts["metric"], facts["higher_is_better"] = profile.metric_name, profile.higher_is_better
         facts["control_space"] = profile.scalar_space(recipe_source(profile.baseline))
+        facts["rules"] = facts["rules"] or load_rules(margin=profile.verdict.margin)
     trial0 = next((c for c in control if c.meta.get("proposal_key") == "control-0"), None)
     facts["baseline"]["source"] = trial0.source if trial0 is not None else ""
     return facts
 
 
+def _incomplete(
+    campaign: CampaignRecord, finals: bool, evidence: dict[str, FinalistEvidence], seeds: list[int] | None
+) -> str:
+    """Why the finals cannot be classified yet ('' when they can)."""
+    if not finals:
+        return "the finals were disabled (campaign.finals=false)"
+    if campaign.status != "finished":
+        return f"the campaign is {campaign.status}: its finals may be half done"
+    expected = set(seeds or ())
+    short = [name for name, ev in evidence.items() if expected and not expected <= set(ev.test)]
+    if short:
+        return f"final runs are missing for {', '.join(short)} (expected seeds {sorted(expected)})"
+    return ""
+
+
 def collect_findings(campaign_dir: str | Path, campaign_id: int = 1) -> CampaignFindings:
-    """Read a campaign's ledger and classify its agent finalists (no training happens here)."""
+    """Read a campaign's ledger and classify its agent finalists (no training happens here).
+
+    Nothing is classified while the finals are incomplete (a running or interrupted campaign, missing final
+    runs): ``partial`` says why.
+    """
     ledger = Ledger.for_campaign_dir(campaign_dir)
     campaign = ledger.campaign(campaign_id)
-    facts = _campaign_facts(campaign, ledger.candidates(campaign.id, arm="control"))
+    control_candidates = ledger.candidates(campaign.id, arm="control")
+    facts = _campaign_facts(campaign, control_candidates)
     finals_cfg = campaign.config.get("finals") or [True, 3]
     top_k = int(finals_cfg[1])
     hib = bool(facts["higher_is_better"])
     finalists = select_finalists(ledger, campaign.id, top_k, hib)
     runs = ledger.runs(campaign.id)
     evidence = _evidence(finalists, runs)
+    partial = _incomplete(campaign, bool(finals_cfg[0]), evidence, facts["final_seeds"])
     baseline = next((evidence[f.name] for f in finalists if f.role == "baseline"), None)
     control = next((evidence[f.name] for f in finalists if f.role == "control"), baseline)
     agents = [evidence[f.name] for f in finalists if f.role == "agent"]
     verdicts = (
-        classify_all(agents, baseline, control, rules=load_rules(), higher_is_better=hib)
-        if baseline is not None and agents
+        classify_all(agents, baseline, control, rules=facts["rules"], higher_is_better=hib)
+        if baseline is not None and agents and not partial
         else []
     )
     candidates = ledger.candidates(campaign.id, arm="agent")
     counts = {
         "proposed": len(candidates),
-        "rejected": sum(c.status in ("rejected", "duplicate") for c in candidates),
+        "rejected": sum(c.status == "rejected" for c in candidates),
+        "duplicates": sum(c.status == "duplicate" for c in candidates),
         "failed": sum(c.status == "failed" for c in candidates),
         "run": sum(c.status in ("ok", "failed") for c in candidates),
     }
@@ -113,22 +147,37 @@ def collect_findings(campaign_dir: str | Path, campaign_id: int = 1) -> Campaign
         runs,
         facts["baseline"],
         dict(facts["control_space"]),
+        facts["rules"],
+        status=campaign.status,
+        partial=partial,
+        control_is_baseline=bool(finalists) and not any(f.role == "control" for f in finalists),
     )
 
 
 def _evidence(finalists: list[Finalist], runs: list[RunRecord]) -> dict[str, FinalistEvidence]:
-    """Each finalist's parent-computed test and held-out metrics, by seed."""
+    """Each finalist's parent-computed test and held-out metrics, by seed.
+
+    A final run's ``test`` evaluation is the test split of the training clients; its ``heldout`` evaluation
+    (held-out clients, which never trained) is the ``heldout_clients`` setting. A held-out setting's own
+    runs (stage ``heldout``) carry the setting in their split.
+    """
     test: dict[int, dict[int, float]] = defaultdict(dict)
     heldout: dict[int, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+
+    def mean(run: RunRecord, part: str) -> float | None:
+        values = (run.evaluation or {}).get(part) or {}
+        return None if values.get("mean") is None else float(values["mean"])
+
     for run in runs:
-        if run.evaluation is None or run.evaluation.get("mean") is None:
-            continue
         if run.stage == "final":
-            test[run.candidate_id][run.seed] = float(run.evaluation["mean"])
+            if (value := mean(run, "test")) is not None:
+                test[run.candidate_id][run.seed] = value
+            if (value := mean(run, "heldout")) is not None:
+                heldout[run.candidate_id]["heldout_clients"][run.seed] = value
         elif run.stage == "heldout":
-            heldout[run.candidate_id][run.split.removeprefix("heldout:")][run.seed] = float(
-                run.evaluation["mean"]
-            )
+            value = mean(run, "heldout") if mean(run, "heldout") is not None else mean(run, "test")
+            if value is not None:
+                heldout[run.candidate_id][run.split.removeprefix("heldout:")][run.seed] = value
     return {
         f.name: FinalistEvidence(
             name=f.name,
@@ -157,10 +206,12 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.fmean(finite):.4f} ± {std:.4f}"
 
 
-def write_report(campaign_dir: str | Path, output: str | Path | None = None) -> Path:
+def write_report(
+    campaign_dir: str | Path, output: str | Path | None = None, *, findings: CampaignFindings | None = None
+) -> Path:
     """Write ``report.md`` and its PNG plots into the campaign dir (or ``output``); return the path."""
     campaign_dir = Path(campaign_dir)
-    findings = collect_findings(campaign_dir)
+    findings = findings if findings is not None else collect_findings(campaign_dir)
     out = Path(output) if output else campaign_dir / "report.md"
     plots = out.parent / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -251,14 +302,16 @@ def _plot_budget_spend(findings: CampaignFindings, path: Path) -> None:
 
 def _report_lines(findings: CampaignFindings) -> list[str]:
     baseline = findings.baseline
-    lines = [
-        f"# AFR campaign report: {findings.name}",
-        "",
+    lines = [f"# AFR campaign report: {findings.name}", ""]
+    if findings.partial:
+        lines += [f"**Partial report: {findings.partial}. Nothing is classified.**", ""]
+    lines += [
         f"Profile `{findings.profile}`, agent `{findings.agent}` against the scalar-only control (Optuna) "
         f"on the baseline `{baseline.get('class_name')}` (`{baseline.get('label')}`). "
         f"Metric: {findings.metric} ({'higher' if findings.higher_is_better else 'lower'} is better). "
         "Validation scores come from the search (one run each); test and held-out metrics from the finals "
-        "(fresh paired seeds), computed by the parent process on returned weights.",
+        "(fresh paired seeds), computed by the parent process on returned weights. "
+        f"Practical margin: {findings.rules.margin:g} {findings.metric} (a gain must exceed it).",
         "",
         "## Budget (one accountant, same unit for every arm, failures included)",
         "",
@@ -285,9 +338,19 @@ def _report_lines(findings: CampaignFindings) -> list[str]:
             f"{_mean_std(held)} |"
         )
     lines += ["", "![finalist curves](plots/finalist_curves.png) ![paired seeds](plots/paired_seeds.png)", ""]
+    if findings.control_is_baseline:
+        lines += [
+            "The tuned control's best trial is the baseline itself (its default scalars scored best), so "
+            "the comparison with the control is the comparison with the baseline.",
+            "",
+        ]
     lines += ["## Classification of the agent's gains", ""]
-    if not findings.verdicts:
-        lines.append("No agent finalist with final runs (finals disabled or not yet run).")
+    if findings.partial:
+        lines.append(f"Not classified: {findings.partial}.")
+    elif not findings.verdicts:
+        lines.append("No agent finalist with final runs.")
+    else:
+        lines += _power_lines(findings)
     for verdict in findings.verdicts:
         lines += [f"### {verdict.name}: **{verdict.label}** (rule {verdict.rule})", ""]
         lines += [f"- {reason}" for reason in verdict.reasons]
@@ -297,6 +360,32 @@ def _report_lines(findings: CampaignFindings) -> list[str]:
     )
     lines += ["## Survival table", "", render_table_markdown(rows), ""]
     return lines
+
+
+def _power_lines(findings: CampaignFindings) -> list[str]:
+    """Every comparison's seeds, observed mean, minimum detectable effect and whether it was powered."""
+    lines = [
+        f"Each comparison tests a gain above the margin {findings.rules.margin:g} (held-out: a loss of at "
+        f"most the margin) with a one-sided paired t-test, {findings.rules.correction}-corrected over the "
+        f"finalists; MDE = margin + the smallest further gain found {findings.rules.power:.0%} of the time "
+        "at alpha / finalists; powered = the observed mean reaches the MDE.",
+        "",
+        "| finalist | against | n | mean difference | MDE | powered | corrected p |",
+        "|---|---|---:|---:|---:|---|---:|",
+    ]
+    for verdict in findings.verdicts:
+        numbers = verdict.numbers
+        comparisons = [("baseline (test)", numbers["vs_baseline"])]
+        if numbers["vs_control"] is not None:
+            comparisons.append(("control (test)", numbers["vs_control"]))
+        for setting, values in numbers["heldout"]["settings"].items():
+            comparisons.append((f"{numbers['heldout']['reference']} ({setting}, non-inferiority)", values))
+        for against, c in comparisons:
+            lines.append(
+                f"| {verdict.name} | {against} | {c['n']} | {c['mean']:+.4f} | {c['mde']:.4f} | "
+                f"{'yes' if c['powered'] else 'no'} | {c['p_corrected']:.4g} |"
+            )
+    return [*lines, ""]
 
 
 def render_worked_example(campaign_dir: str | Path) -> str:

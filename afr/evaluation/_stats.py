@@ -1,5 +1,6 @@
-"""Paired statistics for the final classification: oriented differences, a one-sided paired t-test,
-a seeded paired bootstrap CI (for information) and multiple-comparison corrections (Holm, Bonferroni).
+"""Paired statistics for the final classification: oriented differences, one-sided paired t-tests
+against a margin (superiority and non-inferiority), power (the minimum detectable effect and the seeds it
+takes), a seeded paired bootstrap CI (for information) and multiple-comparison corrections.
 
 Everything here works on plain numbers: no training, no profiles.
 """
@@ -13,13 +14,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 __all__ = [
     "CORRECTIONS",
     "PairedTest",
     "paired_differences",
     "paired_test",
+    "minimum_detectable_effect",
+    "seeds_for_effect",
     "bootstrap_ci",
     "adjust_pvalues",
     "holm",
@@ -102,17 +105,22 @@ def bootstrap_ci(
 def paired_test(
     diffs: Mapping[int, float] | Sequence[float],
     *,
+    margin: float = 0.0,
     resamples: int = 10_000,
     level: float = 0.95,
     seed: int = 0,
 ) -> PairedTest:
-    """One-sided paired t-test (``scipy.stats.ttest_rel``, ``alternative="greater"``) of oriented
-    differences against 0, plus the bootstrap CI of their mean.
+    """One-sided paired t-test of oriented differences against ``margin`` (H0: mean ≤ margin), plus the
+    bootstrap CI of their mean.
 
-    Degenerate cases, decided before scipy is called:
+    ``margin > 0`` tests superiority by a margin; ``margin < 0`` tests non-inferiority within ``-margin``.
+    The statistic is ``(mean - margin) / (std / sqrt(n))`` with n - 1 degrees of freedom
+    (``scipy.stats.ttest_1samp(d - margin, 0, alternative="greater")``). Degenerate cases, decided before
+    scipy is called:
 
     * fewer than 2 differences: p = 1 (not significant), with a note;
-    * all differences identical (zero sample variance): p = 0 if their mean is > 0, else p = 1.
+    * all differences identical (zero sample variance): decided by the margin alone — p = 0 if their mean
+      is above it, else p = 1 (a t statistic would be undefined, not infinite).
     """
     values = np.asarray(list(diffs.values() if isinstance(diffs, Mapping) else diffs), dtype=float)
     n = len(values)
@@ -123,15 +131,52 @@ def paired_test(
         note = f"only {n} common seed{'s' if n != 1 else ''}: a paired test needs at least 2"
         return PairedTest(n, mean, std, math.nan, 1.0, low, high, level, note)
     if std <= _ZERO_SPREAD * max(1.0, abs(mean)):
-        if mean > 0:
-            note = "all paired differences identical and positive (zero variance): p = 0"
+        if mean > margin:
+            note = f"all paired differences identical and above the margin {margin:g} (zero variance): p = 0"
             return PairedTest(n, mean, 0.0, math.inf, 0.0, low, high, level, note)
-        note = "all paired differences identical and not positive (zero variance): p = 1"
+        note = f"all paired differences identical and not above the margin {margin:g} (zero variance): p = 1"
         return PairedTest(n, mean, 0.0, math.nan, 1.0, low, high, level, note)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        result = stats.ttest_rel(values, np.zeros(n), alternative="greater")
+        result = stats.ttest_1samp(values - margin, 0.0, alternative="greater")
     return PairedTest(n, mean, std, float(result.statistic), float(result.pvalue), low, high, level)
+
+
+def _power(effect: float, sd: float, n: int, alpha: float) -> float:
+    """Power of the one-sided paired t-test at level ``alpha`` when the true mean exceeds H0 by ``effect``."""
+    df = n - 1
+    critical = stats.t.ppf(1.0 - alpha, df)
+    return float(1.0 - stats.nct.cdf(critical, df, math.sqrt(n) * effect / sd))
+
+
+def minimum_detectable_effect(sd: float, n: int, alpha: float, power: float = 0.8) -> float:
+    """The smallest true mean difference (above the test's margin) that the one-sided paired t-test at level
+    ``alpha`` detects with probability ``power`` on ``n`` seeds, for paired differences of spread ``sd``.
+
+    Exact (noncentral t), not the normal approximation; about ``(t[1-alpha] + t[power]) * sd / sqrt(n)``.
+    NaN when ``n < 2`` or ``sd`` is not a positive finite number; 0 when ``sd == 0``.
+    """
+    if n < 2 or not math.isfinite(sd) or sd < 0:
+        return math.nan
+    if sd == 0:
+        return 0.0
+    upper = (stats.t.ppf(1.0 - alpha, n - 1) + stats.norm.ppf(power) + 1.0) * sd / math.sqrt(n)
+    while _power(upper, sd, n, alpha) < power:  # heavy tails at few seeds: widen the bracket
+        upper *= 2.0
+    return float(optimize.brentq(lambda d: _power(d, sd, n, alpha) - power, 0.0, upper))
+
+
+def seeds_for_effect(
+    sd: float, effect: float, alpha: float, power: float = 0.8, *, at_least: int = 2, at_most: int = 200
+) -> int:
+    """The fewest seeds (between ``at_least`` and ``at_most``) whose minimum detectable effect is at or below
+    ``effect``; ``at_most`` when even that many do not reach it."""
+    if effect <= 0 or not math.isfinite(sd):
+        return at_most
+    for n in range(max(2, at_least), at_most + 1):
+        if minimum_detectable_effect(sd, n, alpha, power) <= effect:
+            return n
+    return at_most
 
 
 def holm(pvalues: Sequence[float], n_comparisons: int | None = None) -> list[float]:

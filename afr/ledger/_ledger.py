@@ -691,11 +691,12 @@ class Ledger:
             session.flush()
             return _run_record(row)
 
-    def record_evaluation(self, run_id: int, evaluation: dict[str, Any]) -> RunRecord:
-        """Store the parent process's evaluation of a run's weights (e.g. its test metric per client)."""
+    def record_evaluation(self, run_id: int, part: str, evaluation: dict[str, Any]) -> RunRecord:
+        """Store the parent process's evaluation of a run's weights on one data part (``test``,
+        ``heldout``): the run's ``evaluation`` maps each part evaluated to its numbers."""
         with self.write_session() as session:
             row = self._get(session, RunRow, run_id, "run")
-            row.evaluation = _jsonable(dict(evaluation))
+            row.evaluation = {**(row.evaluation or {}), part: _jsonable(dict(evaluation))}
             session.flush()
             return _run_record(row)
 

@@ -11,7 +11,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ._base import TRAINING_PARTS, Budget, ClientData, Evaluation, Part, Profile, resolve_device
+from ._base import (
+    TRAINING_PARTS,
+    Budget,
+    ClientData,
+    Evaluation,
+    Part,
+    Profile,
+    VerdictSpec,
+    resolve_device,
+)
 from ._contract import CommunicationContract, ContractViolation
 from ._discovery import (
     PROFILE_MODULES,
@@ -30,6 +39,7 @@ __all__ = [
     "Evaluation",
     "Part",
     "TRAINING_PARTS",
+    "VerdictSpec",
     "resolve_device",
     "CommunicationContract",
     "ContractViolation",

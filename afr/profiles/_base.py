@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,16 @@ from ..errors import ConfigError
 from ..recipe import DEFAULT_BASELINE, Recipe, RecipeSource, Scalar
 from ._contract import CommunicationContract
 
-__all__ = ["Profile", "ClientData", "Budget", "Evaluation", "Part", "TRAINING_PARTS", "resolve_device"]
+__all__ = [
+    "Profile",
+    "ClientData",
+    "Budget",
+    "Evaluation",
+    "Part",
+    "TRAINING_PARTS",
+    "VerdictSpec",
+    "resolve_device",
+]
 
 Part = Literal["fit", "val", "train", "test"]
 """``train`` = a client's whole training split = ``fit`` + ``val``; ``test`` is for final evaluation only."""
@@ -75,6 +85,69 @@ class Evaluation:
     def __post_init__(self) -> None:
         finite = [v for v in self.per_client if not math.isnan(v)]
         self.mean = float(np.mean(finite)) if finite else math.nan
+
+
+@dataclass(frozen=True)
+class VerdictSpec:
+    """How a task's finalists are judged (the YAML's ``verdict:`` block): the practical margin a gain must
+    exceed, and what sizes the finals — the measured spread of paired test differences between two
+    recipes and the smallest true gain the finals must detect (80 % power), or a fixed seed count."""
+
+    margin: float
+    """Metric units, > 0: a gain must exceed it; on held-out data a finalist may lose at most it."""
+    why: str
+    """One line: why this margin (a difference that matters for the task, or tied to measured noise)."""
+    paired_sd: float | None = None
+    """Standard deviation of paired test differences (candidate − reference, same seeds), as measured."""
+    sd_source: str = ""
+    """Where ``paired_sd`` was measured (the command that reproduces it), or why it was not."""
+    detect: float | None = None
+    """The smallest true gain over a reference the finals should detect 80 % of the time."""
+    final_seeds: int | None = None
+    """Used when ``paired_sd`` is unknown: a fixed number of final seeds."""
+
+    @classmethod
+    def from_config(cls, block: Any, profile: str) -> VerdictSpec:
+        where = f"afr/conf/profile/{profile}.yaml: verdict"
+        fix = (
+            "give `verdict: {margin: <metric units > 0>, why: <one line>, paired_sd: <measured sd>, "
+            "sd_source: <how measured>, detect: <gain to detect>}` (or `final_seeds: N` instead of "
+            "paired_sd and detect)"
+        )
+        if not isinstance(block, Mapping):
+            raise ConfigError(f"profile {profile!r} declares no verdict margin", where=where, fix=fix)
+        unknown = sorted(set(block) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown verdict key(s) {', '.join(unknown)}", where=where, fix=fix)
+        try:
+            spec = cls(
+                margin=float(block["margin"]),
+                why=" ".join(str(block["why"]).split()),
+                paired_sd=None if block.get("paired_sd") is None else float(block["paired_sd"]),
+                sd_source=" ".join(str(block.get("sd_source") or "").split()),
+                detect=None if block.get("detect") is None else float(block["detect"]),
+                final_seeds=None
+                if block.get("final_seeds") is None
+                else _whole(block["final_seeds"], "final_seeds"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"profile {profile!r}: malformed verdict block ({exc})", where=where, fix=fix
+            ) from exc
+        problems = []
+        if not (math.isfinite(spec.margin) and spec.margin > 0):
+            problems.append(f"margin must be a number > 0 (metric units), got {spec.margin}")
+        if not spec.why:
+            problems.append("why must say in one line why this margin")
+        if (spec.paired_sd is None) != (spec.detect is None):
+            problems.append("give paired_sd and detect together (or neither, with final_seeds)")
+        if spec.paired_sd is not None and not (spec.paired_sd > 0 and spec.detect > spec.margin):  # type: ignore[operator]
+            problems.append(f"paired_sd must be > 0 and detect > margin, got {spec.paired_sd}, {spec.detect}")
+        if spec.paired_sd is None and (spec.final_seeds is None or spec.final_seeds < 2):
+            problems.append("without paired_sd, final_seeds must be an integer >= 2")
+        if problems:
+            raise ConfigError(f"profile {profile!r}: " + "; ".join(problems), where=where, fix=fix)
+        return spec
 
 
 def _whole(value: Any, key: str) -> int:
@@ -144,6 +217,8 @@ class Profile(ABC):
             self.device = resolve_device(cfg.get("device", "cpu"))
             # The recipe a campaign's agents edit and its control tunes: a shipped name or a .py path.
             self.baseline = str(cfg.get("baseline") or DEFAULT_BASELINE)
+            block = cfg.get("verdict")
+            self._verdict = None if block is None else VerdictSpec.from_config(block, self.name)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"profile {self.name!r} config is malformed: {exc}",
@@ -164,6 +239,26 @@ class Profile(ABC):
         self._parts: dict[str, list[ClientData]] = {}
         self._test_forgotten = False
         self._heldout: list[ClientData] | None = None
+
+    @property
+    def verdict(self) -> VerdictSpec:
+        """How this task's finalists are judged (the YAML's ``verdict:`` block); campaigns need one."""
+        if self._verdict is None:
+            return VerdictSpec.from_config(None, self.name)  # raises: says what to declare
+        return self._verdict
+
+    def for_campaign(self) -> Profile:
+        """The task as a campaign runs it: the ``heldout.clients`` of the YAML (e.g. a FLamby center) set
+        aside from the whole search and from the finals' training, kept for held-out evaluation only.
+
+        Single runs use the profile as configured (FLamby's full federation); profiles whose config already
+        sets ``heldout_clients`` (LEAF's held-out groups) are returned as they are.
+        """
+        spec = self.cfg.get("heldout") or {}
+        clients = spec.get("clients")
+        if spec.get("kind") != "heldout_clients" or clients is None or self.heldout_clients:
+            return self
+        return self.with_overrides(heldout_clients=clients)
 
     def with_overrides(self, **overrides: Any) -> Profile:
         """The same profile class and data folder with ``overrides`` merged over this config."""
@@ -274,12 +369,28 @@ class Profile(ABC):
         """Names of the held-out clients (empty when none is held out)."""
         return [self.client_names[k] for k in self.heldout_clients]
 
+    def final_seed_list(self, count: int) -> list[int]:
+        """The first ``count`` final seeds: the YAML's ``seeds.final``, continued by +1 past its end."""
+        seeds = list(self.final_seeds[:count])
+        while len(seeds) < count:
+            seeds.append(seeds[-1] + 1)
+        if set(seeds) & set(self.search_seeds):
+            raise ConfigError(
+                f"profile {self.name!r}: final seeds {seeds} overlap the search seeds {self.search_seeds}",
+                where=f"afr/conf/profile/{self.name}.yaml: seeds",
+                fix="start seeds.final above every search seed",
+            )
+        return seeds
+
     def heldout_settings(self) -> dict[str, dict[str, Any]]:
         """Named profile-config overrides for held-out evaluation (from the YAML's ``heldout`` block).
 
-        ``leave_one_client_out``: one setting per client, trained without it, tested on all its rows;
-        ``heldout_clients``: one setting, the configured ``heldout_clients`` list (e.g. LEAF user groups);
-        ``settings``: explicit overrides (e.g. other synthetic (α, β), a fresh data draw), tested on test.
+        ``heldout_clients``: one setting with no overrides: the ``heldout_clients`` (LEAF user groups, or a
+        FLamby center set aside by :meth:`for_campaign`) never train nor validate, in the search or the
+        finals; the finals' own runs are evaluated on all their rows. ``leave_one_client_out``: one setting
+        per client, trained without it, tested on all its rows; ``settings``: explicit overrides (e.g. other
+        synthetic (α, β), a fresh data draw), trained and tested on the test split. Settings with overrides
+        need runs of their own.
         """
         spec = self.cfg.get("heldout") or {}
         kind = spec.get("kind")
@@ -290,9 +401,10 @@ class Profile(ABC):
                 raise ConfigError(
                     f"profile {self.name!r}: heldout.kind heldout_clients needs heldout_clients",
                     where=f"afr/conf/profile/{self.name}.yaml",
-                    fix="set heldout_clients to the index (or list of indices) of the held-out clients",
+                    fix="set heldout_clients (or heldout.clients, for campaigns) to the index or list of "
+                    "indices of the held-out clients",
                 )
-            return {"heldout_clients": {"heldout_clients": list(self.heldout_clients)}}
+            return {"heldout_clients": {}}
         if kind == "settings":
             return {str(k): dict(v) for k, v in (spec.get("settings") or {}).items()}
         if kind is None:

@@ -1,0 +1,84 @@
+"""The finals, scheduled by the campaign: every finalist on the same fresh final seeds (paired), trained on
+the training clients' whole train split, evaluated by this (parent) process on the test split and on the
+held-out data; held-out settings that change the task get runs of their own, on the same seeds.
+
+Training runs in the sandbox, charged to the accountant's ``finals`` account; workers never hold test or
+held-out data. :mod:`afr.evaluation` then only reads the numbers the ledger holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..evaluation import Finalist
+from ..ledger import RunRecord
+from ..profiles import Profile
+from ._runner import CandidateRunner
+
+__all__ = ["FinalsPlan", "run_finals"]
+
+
+@dataclass(frozen=True)
+class FinalsPlan:
+    """Which seeds and held-out settings every finalist is evaluated on (the same for all: paired)."""
+
+    seeds: list[int]
+    heldout: Mapping[str, Mapping[str, Any]]
+    """Setting -> profile overrides; an empty mapping: evaluated on the final runs' weights."""
+    heldout_seeds: list[int]
+    """Seeds of the settings that need runs of their own (normally every final seed)."""
+
+
+def run_finals(
+    runner: CandidateRunner,
+    finalists: list[Finalist],
+    plan: FinalsPlan,
+    *,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Run and evaluate every finalist on every final seed and held-out setting; results go to the ledger."""
+    metric = runner.profile.metric_name
+    on_final_runs = any(not overrides for overrides in plan.heldout.values())  # held-out clients
+    for finalist in finalists:
+        c = finalist.candidate
+        test = []
+        for seed in plan.seeds:
+            record = runner.run(c, seed, stage="final")
+            test.append(_evaluate(runner, record, runner.profile, "test"))
+            if on_final_runs:
+                _evaluate(runner, record, runner.profile, "heldout")
+        for setting, overrides in plan.heldout.items():
+            if not overrides:
+                continue
+            profile = runner.heldout_profile(setting, overrides)
+            part = "heldout" if profile.heldout_clients else "test"
+            for seed in plan.heldout_seeds:
+                record = runner.run(c, seed, stage="heldout", setting=setting, profile_overrides=overrides)
+                _evaluate(runner, record, profile, part)
+        finite = [v for v in test if math.isfinite(v)]
+        mean = sum(finite) / len(finite) if finite else math.nan
+        echo(f"[ finals] {finalist.name:<12} test {metric} mean {mean:.4f} over {len(finite)} seeds")
+
+
+def _evaluate(runner: CandidateRunner, record: RunRecord | None, profile: Profile, part: str) -> float:
+    """The parent's metric of a run's weights on ``part`` (NaN for a failed run), kept in the ledger."""
+    if record is None or record.status != "ok" or not record.artifacts or "weights" not in record.artifacts:
+        return math.nan
+    done = (record.evaluation or {}).get(part)
+    if done is not None:
+        return math.nan if done.get("mean") is None else float(done["mean"])
+    saved = torch.load(Path(runner.dir) / record.artifacts["weights"], weights_only=True)
+    model = profile.build_model(saved["model_variant"])
+    model.load_state_dict(saved["state_dict"])
+    data = profile.heldout_data() if part == "heldout" else profile.data("test")
+    result = profile.evaluate(model, data)
+    runner.ledger.record_evaluation(
+        record.id, part, {"metric": profile.metric_name, "mean": result.mean, "per_client": result.per_client}
+    )
+    return result.mean
