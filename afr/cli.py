@@ -1,4 +1,5 @@
-"""The ``afr`` command line: ``afr data fetch|verify|path <profile> [--searchpath DIR]``."""
+"""The ``afr`` command line: ``afr data fetch|verify|path <profile> [--searchpath DIR]`` and
+``afr evaluate key=value...`` (the same as ``python -m afr.evaluate key=value...``)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,12 @@ def _data_path(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``afr`` argument parser (sub-commands set ``func``)."""
-    parser = argparse.ArgumentParser(prog="afr", description="Auto-FL-Research command line.")
+    parser = argparse.ArgumentParser(
+        prog="afr",
+        description="Auto-FL-Research command line.",
+        epilog="afr evaluate profile=<name> recipe=<name|file.py> [key=value...]: one recipe through the "
+        "protocol (as python -m afr.evaluate).",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     data = commands.add_parser("data", help="download, check and locate the data of a profile")
@@ -88,8 +94,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+HYDRA_COMMANDS = {"evaluate": "afr.evaluate"}
+"""Subcommands that are Hydra applications: ``afr <name> key=value...`` runs ``python -m <module> ...``."""
+
+
+def _hydra_command(module_name: str, prog: str, argv: Sequence[str]) -> int:
+    """Run a Hydra application's ``main`` with ``argv`` as its command line; return its exit code."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    saved = sys.argv
+    sys.argv = [prog, *argv]
+    try:
+        module.main()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``afr`` command; return its exit code (2 on a user-facing error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in HYDRA_COMMANDS:
+        return _hydra_command(HYDRA_COMMANDS[argv[0]], f"afr {argv[0]}", argv[1:])
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help / bad usage; hand the code back instead

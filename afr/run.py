@@ -162,13 +162,14 @@ def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, An
     return summary
 
 
-def campaign_settings(cfg: DictConfig):
-    """The campaign described by the config (``agent=`` set)."""
+def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = None, name: str | None = None):
+    """The campaign described by the config (``agent=`` set, or ``agent_cfg`` given, e.g. by ``afr evaluate``;
+    ``name`` is the default campaign name then)."""
     from .campaign import CampaignSettings, RunnerSettings
 
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
-    agent_cfg, control_cfg = container.get("agent"), container.get("control") or {}
+    agent_cfg, control_cfg = agent_cfg or container.get("agent"), container.get("control") or {}
     profile_cfg = profile_config(container)
     camp = container.get("campaign") or {}
     if not isinstance(agent_cfg, dict) or "kind" not in agent_cfg:
@@ -182,7 +183,7 @@ def campaign_settings(cfg: DictConfig):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ConfigError(f"{key} must be a non-negative integer, got {value!r}", where=f"{key}=")
     agent_name = str(agent_cfg.get("name", agent_cfg["kind"]))
-    name = camp.get("name") or f"{profile_name}-{agent_name}-seed{seed}"
+    name = camp.get("name") or name or f"{profile_name}-{agent_name}-seed{seed}"
     directory = Path(camp.get("dir") or Path("afr_campaigns") / name)
     try:
         runner = RunnerSettings(
@@ -235,6 +236,13 @@ def run_campaign(cfg: DictConfig) -> Any:
         flush=True,
     )
     result = campaign.run()
+    print_summary(campaign, result)
+    return result
+
+
+def print_summary(campaign: Any, result: Any) -> None:
+    """Where a finished campaign's records are, and each arm's spend and best validation score."""
+    settings = campaign.settings
     print(f"\ncampaign {settings.name!r} finished in {result.seconds:.1f}s")
     for arm, status in result.arms.items():
         best = f"{status.best:.4f} (candidate {status.best_candidate})" if status.best is not None else "—"
@@ -247,7 +255,6 @@ def run_campaign(cfg: DictConfig) -> Any:
     print(f"  curves: tensorboard --logdir {result.directory / 'tb'}")
     if campaign.report_path is not None:
         print(f"  report: {campaign.report_path}")
-    return result
 
 
 def config_groups(search_path: Any = ()) -> str:

@@ -29,7 +29,7 @@ def measure(name: str, seeds: int, budget: str | None, data_dir, top_k: int) -> 
     from afr.recipe import recipe_class
 
     cfg = apply_budget(load_profile_config(name), budget)
-    profile = make_profile(name, cfg, data_dir=data_dir)
+    profile = make_profile(name, cfg, data_dir=data_dir).for_campaign()  # as the finals run it
     test = profile.data("test")
     scores: dict[str, list[float]] = {}
     for recipe_name in ("fedavg", "fedadam"):

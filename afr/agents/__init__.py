@@ -18,6 +18,7 @@ __all__ = ["Agent", "AgentContext", "HistoryItem", "Proposal", "Usage", "AGENT_K
 AGENT_KINDS: dict[str, str] = {
     "evolve": "afr.agents.evolve:EvolveAgent",
     "llm": "afr.agents.llm:LLMAgent",
+    "given": "afr.agents.given:GivenAgent",
 }
 
 

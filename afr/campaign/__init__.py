@@ -1,12 +1,13 @@
 """Campaigns: both search arms, one accountant, one ledger, sandboxed runs, resumable."""
 
-from ._loop import Campaign, CampaignResult, CampaignSettings
+from ._loop import Campaign, CampaignResult, CampaignSettings, check_candidate
 from ._runner import CandidateRunner, RunnerSettings, run_key
 
 __all__ = [
     "Campaign",
     "CampaignSettings",
     "CampaignResult",
+    "check_candidate",
     "CandidateRunner",
     "RunnerSettings",
     "run_key",

@@ -22,6 +22,7 @@ from ..budget import ArmBudget
 from ..controls import ScalarControl, make_control, record_agent_candidate
 from ..errors import AFRError, ConfigError
 from ..evaluation import (
+    CampaignFindings,
     ClassificationRules,
     collect_findings,
     final_seed_count,
@@ -37,7 +38,7 @@ from ..surface import SurfaceTable, render_profile_surface, surface_table, valid
 from ._finals import FinalsPlan, run_finals
 from ._runner import CandidateRunner, RunnerSettings
 
-__all__ = ["CampaignSettings", "CampaignResult", "Campaign"]
+__all__ = ["CampaignSettings", "CampaignResult", "Campaign", "check_candidate"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class CampaignSettings:
     agent_cfg: Mapping[str, Any]
     control_cfg: Mapping[str, Any]
     runs_per_arm: int
+    agent_runs: int | None = None
+    """FL runs of the agent arm when not ``runs_per_arm`` (``afr evaluate``: 1, for the given file)."""
     seed: int = 0
     data_dir: str | None = None
     runner: RunnerSettings = RunnerSettings()
@@ -75,6 +78,7 @@ class CampaignSettings:
             "agent_cfg": dict(self.agent_cfg),
             "control_cfg": dict(self.control_cfg),
             "runs_per_arm": self.runs_per_arm,
+            "agent_runs": self.agent_runs,
             "seed": self.seed,
             "proposals_per_step": self.proposals_per_step,
             "max_repairs": self.max_repairs,
@@ -170,6 +174,7 @@ class Campaign:
         )
         self._fruitless_calls = 0
         self.report_path: Path | None = None
+        self.findings: CampaignFindings | None = None
 
     def _facts(self) -> dict[str, Any]:
         """What the report needs without rebuilding the profile: the baseline, metric and control space."""
@@ -224,11 +229,16 @@ class Campaign:
         settings = self.settings
         steps = self.profile.client_steps_per_run
         per_arm = ArmBudget(settings.runs_per_arm, settings.runs_per_arm * steps)
+        agent_runs = settings.runs_per_arm if settings.agent_runs is None else settings.agent_runs
         finals = 0
         if settings.finals:
             extra = sum(bool(o) for o in self.profile.heldout_settings().values())
             finals = finals_runs_needed(settings.top_k, len(self.final_seeds), extra, len(self.heldout_seeds))
-        return {"agent": per_arm, "control": per_arm, "finals": ArmBudget(finals, finals * steps)}
+        return {
+            "agent": ArmBudget(agent_runs, agent_runs * steps),
+            "control": per_arm,
+            "finals": ArmBudget(finals, finals * steps),
+        }
 
     # --- the loop --------------------------------------------------------------------------------
 
@@ -259,7 +269,7 @@ class Campaign:
             if self.settings.finals:
                 self.run_finals()
             ledger.finish_campaign(cid, "finished")
-            findings = collect_findings(self.runner.dir)
+            self.findings = findings = collect_findings(self.runner.dir)
             self.report_path = write_report(self.runner.dir, findings=findings)
         except KeyboardInterrupt:
             ledger.finish_campaign(cid, "interrupted")
@@ -457,7 +467,7 @@ class Campaign:
         spent = self.runner.accountant.spent(arm).runs
         value = f"{score:.4f}" if score is not None and math.isfinite(score) else "—"
         self.echo(
-            f"[{arm:>7}] run {spent:>3}/{self.settings.runs_per_arm}  cand {candidate_id:>4}  "
+            f"[{arm:>7}] run {spent:>3}/{self.runner.accountant.limits[arm].runs}  cand {candidate_id:>4}  "
             f"{status:<7} val {self.profile.metric_name} {value}  {note}"
         )
 
@@ -477,3 +487,20 @@ def _history_item(c: CandidateRecord) -> HistoryItem:
 
 def _scalars(values: Mapping[str, float]) -> str:
     return ", ".join(f"{k}={v:.3g}" for k, v in sorted(values.items()))
+
+
+def check_candidate(settings: CampaignSettings, source: str, label: str) -> None:
+    """Refuse, before anything is written, a recipe file the campaign's validator would reject
+    (``afr evaluate`` checks its given file with the exact surface table the campaign will use)."""
+    profile = make_profile(settings.profile, settings.profile_cfg, data_dir=settings.data_dir).for_campaign()
+    table = surface_table(profile, baseline=recipe_source(profile.baseline))
+    report = validate(source, table, filename=Path(label).name)
+    if not report.ok:
+        first = report.violations[0]
+        raise ConfigError(
+            f"the recipe {label} breaks the recipe surface of profile {profile.name!r} "
+            f"({len(report.violations)} violation(s); first: [{first.rule}] line {first.line}: "
+            f"{first.message})",
+            where="recipe=",
+            fix="fix the file (`python -m afr.surface validate <file>` lists every violation)",
+        )

@@ -355,6 +355,10 @@ class Profile(ABC):
         """Each held-out client's whole data (parent process only; never given to training)."""
         if not self.heldout_clients:
             raise ValueError(f"profile {self.name!r} holds no client out (set heldout_clients)")
+        if self._test_forgotten:
+            raise RuntimeError(
+                "this process dropped the held-out data: held-out metrics are computed by the parent"
+            )
         self.data("train")
         assert self._heldout is not None
         return list(self._heldout)
