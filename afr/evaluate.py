@@ -57,7 +57,8 @@ def evaluate(cfg: DictConfig) -> Any:
     source, label = given_recipe(str(cfg.get("recipe")))
     stem = Path(label).stem if label.endswith(".py") else label
     agent_cfg = {"kind": "given", "name": "evaluate", "source": source, "label": label}
-    settings = campaign_settings(cfg, agent_cfg=agent_cfg, name=f"{cfg.profile.name}-evaluate-{stem}")
+    name = f"{cfg.profile.name}-evaluate-{stem}-seed{cfg.get('campaign', {}).get('seed', 0)}"
+    settings = campaign_settings(cfg, agent_cfg=agent_cfg, name=name)
     settings = dataclasses.replace(settings, agent_runs=1, top_k=1)
     check_candidate(settings, source, label)
     campaign = Campaign(settings)
