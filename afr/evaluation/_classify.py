@@ -9,8 +9,9 @@ Rules, applied in order (every difference oriented so that positive = better; ``
 1. ``no search gain``   -- the search score does not beat the baseline's by more than ``min_search_gain``;
 2. ``single-run artifact`` -- the paired test-split differences vs the baseline have a mean <= 0;
 3. ``seed-sensitive``   -- mean > 0, but the candidate's own runs are unstable: a run diverged, more than
-   ``max_collapse_fraction`` of its seeds collapse (below its own median by more than ``collapse_margin``),
-   or its own seed spread swamps the gain (std > ``spread_ratio`` * |mean gain|);
+   ``max_collapse_fraction`` of its seeds collapse (an outlier drop below its own median by more than
+   ``collapse_margin`` and ``collapse_spreads`` robust sds), or its own seed spread swamps the gain
+   (std > ``spread_ratio`` * |mean gain|);
    otherwise rule 2 again: the one-sided paired t-test of superiority by the margin (H0: mean <= margin)
    is not significant after the multiple-comparison correction -> ``single-run artifact``;
 4. ``fixed-surface tuning effect`` -- not superior to the tuned control by the margin (same test);
@@ -98,6 +99,7 @@ class ClassificationRules:
     """Practical margin in metric units: a gain must exceed it (rules 2, 4); held-out may lose at most it."""
     min_search_gain: float = 0.0
     collapse_margin: float = 0.05
+    collapse_spreads: float = 3.0
     max_collapse_fraction: float = 0.1
     spread_ratio: float = 1.0
     alpha: float = 0.05
@@ -115,7 +117,7 @@ class ClassificationRules:
             problems.append(f"power must be in (0, 1), got {self.power}")
         if self.correction not in CORRECTIONS:
             problems.append(f"correction must be one of {', '.join(CORRECTIONS)}, got {self.correction!r}")
-        for name in ("margin", "min_search_gain", "collapse_margin", "spread_ratio"):
+        for name in ("margin", "min_search_gain", "collapse_margin", "collapse_spreads", "spread_ratio"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 problems.append(f"{name} must be a finite number >= 0, got {value!r}")
@@ -264,13 +266,17 @@ def _stability(
     diverged = sorted(s for s, v in values.items() if not math.isfinite(v))
     finite = sorted(v for v in values.values() if math.isfinite(v))
     median = float(statistics.median(finite)) if finite else math.nan
-    floor = median - rules.collapse_margin
+    # An outlier of its own seeds, not ordinary seed noise: the drop must exceed the margin and
+    # collapse_spreads robust standard deviations (1.4826 * the median absolute deviation).
+    robust_sd = 1.4826 * statistics.median(abs(v - median) for v in finite) if finite else math.nan
+    floor = median - max(rules.collapse_margin, rules.collapse_spreads * robust_sd)
     collapsed = sorted(s for s, v in values.items() if math.isfinite(v) and v < floor)
     std = statistics.stdev(finite) if len(finite) > 1 else math.nan
     fraction = len(collapsed) / len(values) if values else 0.0
     return {
         "median": sign * median,
         "std": std,
+        "collapse_floor": sign * floor if finite else math.nan,
         "diverged_seeds": diverged,
         "collapsed_seeds": collapsed,
         "collapse_fraction": fraction,
@@ -443,8 +449,9 @@ def _rules_replication(
     if own["too_many_collapses"]:
         unstable.append(
             f"{len(own['collapsed_seeds'])} of its seeds ({own['collapse_fraction']:.0%} > "
-            f"{rules.max_collapse_fraction:.0%}) are worse than its own median {own['median']:.4f} by more "
-            f"than {rules.collapse_margin:g} ({_fmt_seeds(own['collapsed_seeds'])})"
+            f"{rules.max_collapse_fraction:.0%}) collapse: worse than {own['collapse_floor']:.4f} (its own "
+            f"median {own['median']:.4f} less the larger of {rules.collapse_margin:g} and "
+            f"{rules.collapse_spreads:g} robust sd) ({_fmt_seeds(own['collapsed_seeds'])})"
         )
     if own["spread_swamps_gain"]:
         unstable.append(

@@ -87,9 +87,9 @@ def _campaign_facts(campaign: CampaignRecord, control: list[CandidateRecord]) ->
 def _incomplete(
     campaign: CampaignRecord, finals: bool, evidence: dict[str, FinalistEvidence], seeds: list[int] | None
 ) -> str:
-    """Why the finals cannot be classified yet ('' when they can)."""
+    """Why the finals cannot be classified yet ('' when they can, or when there are none to wait for)."""
     if not finals:
-        return "the finals were disabled (campaign.finals=false)"
+        return ""
     if campaign.status != "finished":
         return f"the campaign is {campaign.status}: its finals may be half done"
     expected = set(seeds or ())
@@ -121,7 +121,7 @@ def collect_findings(campaign_dir: str | Path, campaign_id: int = 1) -> Campaign
     agents = [evidence[f.name] for f in finalists if f.role == "agent"]
     verdicts = (
         classify_all(agents, baseline, control, rules=facts["rules"], higher_is_better=hib)
-        if baseline is not None and agents and not partial
+        if baseline is not None and agents and not partial and finals_cfg[0]
         else []
     )
     candidates = ledger.candidates(campaign.id, arm="agent")
@@ -348,7 +348,7 @@ def _report_lines(findings: CampaignFindings) -> list[str]:
     if findings.partial:
         lines.append(f"Not classified: {findings.partial}.")
     elif not findings.verdicts:
-        lines.append("No agent finalist with final runs.")
+        lines.append("No agent finalist with final runs (the finals may be disabled: campaign.finals=false).")
     else:
         lines += _power_lines(findings)
     for verdict in findings.verdicts:
