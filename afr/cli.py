@@ -1,5 +1,6 @@
 """The ``afr`` command line: ``afr data fetch|verify|path <profile> [--searchpath DIR]`` and
-``afr evaluate key=value...`` (the same as ``python -m afr.evaluate key=value...``)."""
+``afr evaluate key=value...`` (the same as ``python -m afr.evaluate key=value...``) and
+``afr table <campaign dirs…>`` (the survival table across campaigns, as ``python -m afr.report table``)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,12 @@ def _data_path(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table(args: argparse.Namespace) -> int:
+    from afr.evaluation import table_command
+
+    return table_command(args.args, prog="afr table")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``afr`` argument parser (sub-commands set ``func``)."""
     parser = argparse.ArgumentParser(
@@ -91,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help=data_dir_help)
     p.add_argument("--searchpath", action="append", default=[], metavar="DIR", help=searchpath_help)
     p.set_defaults(func=_data_path)
+
+    # The table's own parser (afr.evaluation's table_command) reads every word after `table`: its import
+    # is too slow for every `afr` command, so main() hands the words over before this parser sees them.
+    p = commands.add_parser(
+        "table", add_help=False, help="the survival table across campaigns (afr table --help for its options)"
+    )
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_table)
     return parser
 
 
@@ -119,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in HYDRA_COMMANDS:
         return _hydra_command(HYDRA_COMMANDS[argv[0]], f"afr {argv[0]}", argv[1:])
+    if argv[:1] == ["table"]:  # options first (`afr table --csv t.csv DIR`) would trip REMAINDER
+        return _table(argparse.Namespace(args=argv[1:]))
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help / bad usage; hand the code back instead

@@ -1,4 +1,7 @@
-"""``python -m afr.report <campaign dir>``: write the campaign's report (Markdown + PNG plots)."""
+"""``python -m afr.report <campaign dir>``: write the campaign's report (Markdown + PNG plots).
+
+``python -m afr.report table <campaign dirs…>``: the survival table across campaigns (Markdown on stdout).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,20 @@ import sys
 
 from .errors import AFRError
 
+TABLE_EPILOG = (
+    "python -m afr.report table CAMPAIGN_DIR [CAMPAIGN_DIR ...] [--correct] [--by-config] [--markdown PATH] "
+    "[--csv PATH] prints the survival table across campaigns (see python -m afr.report table --help); "
+    "a campaign directory named 'table' is given as ./table"
+)
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m afr.report", description=__doc__)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["table"]:
+        from .evaluation import table_command
+
+        return table_command(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m afr.report", description=__doc__, epilog=TABLE_EPILOG)
     parser.add_argument("campaign_dir", help="the campaign directory (holds ledger.db)")
     parser.add_argument("--output", help="where to write the Markdown (default: <campaign dir>/report.md)")
     parser.add_argument(

@@ -226,10 +226,9 @@ def test_loader_cap_and_heldout(raw: IsicFixture, prepared: Path) -> None:
     assert [len(c) for c in profile.data("train")] == [3] * 5
     (held,) = profile.heldout_data()
     assert len(held) == 6 and held.targets.tolist() == raw.train_labels[4][:3] + raw.test_labels[4][:3]
-    settings = Isic2019(config(), prepared).heldout_settings()
-    assert settings == {
-        f"without_{name}": {"heldout_clients": k} for k, name in enumerate(profile.client_names)
-    }
+    # a campaign sets center 3 aside from the search (heldout.clients); its final runs are evaluated on it
+    campaign = Isic2019(config(), prepared).for_campaign()
+    assert campaign.heldout_clients == (3,) and campaign.heldout_settings() == {"heldout_clients": {}}
 
 
 def test_missing_or_broken_data(raw: IsicFixture, prepared: Path, tmp_path: Path) -> None:
@@ -410,7 +409,7 @@ def test_yaml_is_flamby_budget() -> None:
     cfg = load_profile_config(PROFILE)
     assert (cfg["rounds"], cfg["local_steps"], cfg["batch_size"]) == (9, 100, 64)
     assert cfg["rounds"] == ((18413 // 6) // 64) * 20 // 100
-    assert cfg["device"] == "auto" and cfg["heldout"] == {"kind": "leave_one_client_out"}
+    assert cfg["device"] == "auto" and cfg["heldout"] == {"kind": "heldout_clients", "clients": [3]}
     assert cfg["pretrained"] is False and cfg["default_model"] == "efficientnet_b0"
     recipes = cfg["recipes"]
     assert recipes["fedavg"] == {"lr": 0.01} and recipes["fedprox"] == {"lr": 0.01, "mu": 0.001}

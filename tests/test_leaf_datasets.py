@@ -627,9 +627,8 @@ def test_configs_and_presets_are_well_formed() -> None:
         assert cfg["grouping"]["rule"] == "hash" and cfg["heldout"] == {"kind": "heldout_clients"}
         for preset in ("smoke", "cpu"):
             p = make_profile(name, apply_budget(cfg, preset))
-            assert p.budget.rounds <= cfg["rounds"] and p.heldout_settings() == {
-                "heldout_clients": {"heldout_clients": list(p.heldout_clients)}
-            }
+            assert p.budget.rounds <= cfg["rounds"] and p.heldout_settings() == {"heldout_clients": {}}
+            assert p.heldout_clients and p.for_campaign() is p  # held out in every run, not only campaigns
     reddit_cpu = make_profile("reddit", apply_budget(load_profile_config("reddit"), "cpu"))
     assert reddit_cpu.build_model().embedding.weight.shape == (2000, 64)
     # LEAF's learning rates are the FedAvg defaults, inside each profile's search range

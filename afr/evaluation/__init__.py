@@ -19,6 +19,15 @@ from ._classify import (
 from ._finals import Finalist, final_seed_count, finals_runs_needed, select_finalists
 from ._report import CampaignFindings, collect_findings, render_worked_example, write_report
 from ._stats import minimum_detectable_effect, seeds_for_effect
+from ._table import (
+    TASK_NEUTRAL_KEYS,
+    SurvivalTable,
+    TabledCampaign,
+    collect_survival_table,
+    render_table_csv,
+    table_command,
+    task_config,
+)
 
 __all__ = [
     "Finalist",
@@ -40,4 +49,11 @@ __all__ = [
     "collect_findings",
     "write_report",
     "render_worked_example",
+    "SurvivalTable",
+    "TabledCampaign",
+    "collect_survival_table",
+    "render_table_csv",
+    "table_command",
+    "task_config",
+    "TASK_NEUTRAL_KEYS",
 ]

@@ -10,6 +10,7 @@ from ._ledger import (
     CAMPAIGN_STATUSES,
     CANDIDATE_STATUSES,
     COST_KINDS,
+    LEDGER_FILE,
     RUN_STAGES,
     RUN_STATUSES,
     Account,
@@ -25,6 +26,7 @@ from ._models import TABLE_PREFIX, Base, CampaignRow, CandidateRow, ChargeRow, C
 
 __all__ = [
     "Ledger",
+    "LEDGER_FILE",
     "LedgerError",
     "CampaignRecord",
     "CandidateRecord",

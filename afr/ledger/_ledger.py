@@ -55,6 +55,7 @@ __all__ = [
     "RUN_STATUSES",
     "COST_KINDS",
     "config_hash",
+    "LEDGER_FILE",
 ]
 
 CAMPAIGN_STATUSES = ("running", "finished", "interrupted")
