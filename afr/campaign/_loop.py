@@ -254,18 +254,29 @@ class Campaign:
                 self._control_step()
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm") as arms:
                 while True:
+                    # Each step proposes in this thread, control first, and only runs side by side: the
+                    # ledger numbers candidates in the same order on every machine, so "candidate #7" in
+                    # an agent's note or a report means the same candidate wherever the campaign is rerun.
                     steps = []
                     if self._remaining("control"):
-                        steps.append(arms.submit(self._control_step))
+                        trial_candidate = self._control_propose()
+                        if trial_candidate is not None:
+                            steps.append(arms.submit(self._control_run, *trial_candidate))
                     if self._remaining("agent") and not stopped:
-                        steps.append(arms.submit(self._agent_step))
-                    if not steps:
+                        candidate_or_stop = self._agent_propose()
+                        if isinstance(candidate_or_stop, str):
+                            stopped = candidate_or_stop
+                            self.echo(f"agent arm stopped: {stopped}")
+                        else:
+                            steps.append(arms.submit(self._agent_run, candidate_or_stop))
+                    if (
+                        not steps
+                        and not self._remaining("control")
+                        and (stopped or not self._remaining("agent"))
+                    ):
                         break
                     for future in steps:
-                        message = future.result()
-                        if message:
-                            stopped = message
-                            self.echo(f"agent arm stopped: {message}")
+                        future.result()
             if self.settings.finals:
                 self.run_finals()
             ledger.finish_campaign(cid, "finished")
@@ -297,7 +308,14 @@ class Campaign:
 
     # --- control arm -----------------------------------------------------------------------------
 
-    def _control_step(self) -> str:
+    def _control_step(self) -> None:
+        """One control trial, proposed and run in this thread."""
+        trial_candidate = self._control_propose()
+        if trial_candidate is not None:
+            self._control_run(*trial_candidate)
+
+    def _control_propose(self) -> tuple[Any, CandidateRecord] | None:
+        """The next trial's candidate; None when it duplicates an earlier trial (told, nothing to run)."""
         pending = self.control.pending()
         trial = pending[0] if pending else self.control.ask()
         candidate = self.runner.propose(
@@ -310,18 +328,21 @@ class Campaign:
         if candidate.status == "duplicate" and candidate.duplicate_of is not None:
             original = self.runner.ledger.candidate(candidate.duplicate_of)
             self.control.tell(trial.number, original.score, message="duplicate of an earlier trial")
-            return ""
+            return None
+        return trial, candidate
+
+    def _control_run(self, trial: Any, candidate: CandidateRecord) -> None:
         record = self.runner.run(candidate, self.search_seed)
         score = record.final_metric if record is not None and record.status == "ok" else None
         self.control.tell(trial.number, score, message=record.message or "" if record else "not run")
         self._report(
             "control", candidate.id, score, record.status if record else "not run", _scalars(trial.scalars)
         )
-        return ""
 
     # --- agent arm -------------------------------------------------------------------------------
 
-    def _agent_step(self) -> str:
+    def _agent_propose(self) -> CandidateRecord | str:
+        """The agent's next accepted candidate, or why the agent arm stops."""
         limit = self.settings.max_agent_calls or 10
         while not self._agent_queue:
             if self._fruitless_calls >= limit:
@@ -329,7 +350,9 @@ class Campaign:
             if not self._ask_agent():
                 self._fruitless_calls += 1
         self._fruitless_calls = 0
-        candidate = self._agent_queue.pop(0)
+        return self._agent_queue.pop(0)
+
+    def _agent_run(self, candidate: CandidateRecord) -> None:
         record = self.runner.run(candidate, self.search_seed)
         score = record.final_metric if record is not None and record.status == "ok" else None
         if record is not None and record.status != "ok":
@@ -346,7 +369,6 @@ class Campaign:
         self._record_costs()
         note = str(candidate.meta.get("note", ""))[:60]
         self._report("agent", candidate.id, score, record.status if record else "not run", note)
-        return ""
 
     def _ask_agent(self) -> bool:
         """One proposal call; True if it queued at least one runnable candidate."""
