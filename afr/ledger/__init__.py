@@ -2,6 +2,8 @@
 
 ``Ledger.for_campaign_dir(path)`` opens ``<path>/ledger.db`` (SQLite, WAL mode); ``Ledger(url)`` takes any
 SQLAlchemy URL (e.g. PostgreSQL). All tables are prefixed ``afr_`` so Optuna can share the database.
+A new ledger records its schema version; an existing one is checked on open and never altered.
+``campaign_lock(path)`` keeps a second process off a running campaign and names the one that holds it.
 """
 
 from ._ledger import (
@@ -22,10 +24,28 @@ from ._ledger import (
     RunRecord,
     config_hash,
 )
-from ._models import TABLE_PREFIX, Base, CampaignRow, CandidateRow, ChargeRow, CostRow, RunRow
+from ._lock import LOCK_FILE, CampaignLock, CampaignLockedError, LockOwner, campaign_lock
+from ._models import (
+    SCHEMA_VERSION,
+    TABLE_PREFIX,
+    Base,
+    CampaignRow,
+    CandidateRow,
+    ChargeRow,
+    CostRow,
+    MetaRow,
+    RunRow,
+)
 
 __all__ = [
     "Ledger",
+    "SCHEMA_VERSION",
+    "MetaRow",
+    "LOCK_FILE",
+    "CampaignLock",
+    "CampaignLockedError",
+    "LockOwner",
+    "campaign_lock",
     "LEDGER_FILE",
     "LedgerError",
     "CampaignRecord",

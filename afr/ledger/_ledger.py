@@ -31,13 +31,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Engine, create_engine, event, func, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import AFRError, ConfigError
-from ._models import Base, CampaignRow, CandidateRow, CostRow, RunRow, utcnow
+from ._models import SCHEMA_VERSION, Base, CampaignRow, CandidateRow, CostRow, MetaRow, RunRow, utcnow
 
 __all__ = [
     "Ledger",
@@ -289,7 +289,9 @@ class Ledger:
     """The SQL record of a campaign: campaigns, candidates, runs, costs and budget charges.
 
     ``url`` is any SQLAlchemy URL; SQLite files get WAL mode and a busy timeout so that several
-    threads and processes can share one file. Tables (all prefixed ``afr_``) are created if missing.
+    threads and processes can share one file. A database without any ledger table gets them all (prefixed
+    ``afr_``) and the schema version; an existing ledger is checked instead and never altered: a missing
+    table or column, another schema version or a damaged file is a ``LedgerError`` saying so.
     Every method is one short transaction on its own session and returns plain frozen snapshots.
     A ledger may be shared by threads, and survives ``fork`` (the child opens its own connections).
     """
@@ -310,8 +312,9 @@ class Ledger:
             self._install_sqlite_hooks(int(busy_timeout_s * 1000))
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._lock_key = parsed.render_as_string(hide_password=False)
+        self._where = str(parsed.database) if self._sqlite else parsed.render_as_string(hide_password=True)
         _LEDGERS.add(self)
-        self._create_tables()
+        self._open_schema()
 
     @classmethod
     def for_campaign_dir(cls, path: str | Path, **kwargs: Any) -> Ledger:
@@ -393,17 +396,106 @@ class Ledger:
                     raise LedgerError(f"no campaign with id {campaign_id}", where=repr(self))
             yield session
 
-    def _create_tables(self) -> None:
-        # Two processes opening a fresh database at once may both try CREATE TABLE; on SQLite the
-        # IMMEDIATE transaction serialises them, elsewhere the loser retries and then sees the tables.
-        for attempt in range(3):
-            try:
-                with self.write_session() as session:
-                    Base.metadata.create_all(session.connection())
-                return
-            except (IntegrityError, ProgrammingError):
-                if attempt == 2:
-                    raise
+    # -- schema ------------------------------------------------------------------------------------
+
+    _SQLITE_HEADER = b"SQLite format 3\x00"
+
+    def _damaged(self, what: str) -> LedgerError:
+        return LedgerError(
+            f"the ledger is unusable: {what}",
+            where=self._where,
+            fix="restore it from a backup, or start afresh with another campaign.dir=... "
+            "(AFR changed nothing in it)",
+        )
+
+    def _open_schema(self) -> None:
+        """Create the tables of a new ledger; check, never alter, those of an existing one."""
+        if (
+            self._sqlite
+            and self._where not in ("", "None", ":memory:")
+            and not self._where.startswith("file:")
+        ):
+            path = Path(self._where)
+            size = path.stat().st_size if path.is_file() else 0
+            if size:  # 0 bytes is a database SQLite has not written yet: a new ledger
+                with open(path, "rb") as fh:
+                    header = fh.read(100)
+                if not header.startswith(self._SQLITE_HEADER):
+                    raise self._damaged("the file is not an SQLite database (garbage or overwritten)")
+                if len(header) < 100:
+                    raise self._damaged(f"the file is truncated ({size} bytes)")
+        try:
+            for attempt in range(3):
+                try:
+                    with self.read_session() as session:
+                        state = self._schema_state(session.connection())
+                    if state == "ok":
+                        return
+                    with self.write_session() as session:  # again under the write lock: another
+                        connection = session.connection()  # process may have created them meanwhile
+                        state = self._schema_state(connection)
+                        if state == "new":
+                            Base.metadata.create_all(connection)
+                        if state in ("new", "unversioned"):
+                            MetaRow.__table__.create(connection, checkfirst=True)
+                            session.merge(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+                            session.merge(MetaRow(key="created_at", value=utcnow().isoformat()))
+                    return
+                except (IntegrityError, ProgrammingError):
+                    # Two processes creating a fresh server database at once: the loser sees the tables.
+                    if attempt == 2:
+                        raise
+        except DatabaseError as exc:
+            raise self._damaged(f"the file is damaged or truncated ({exc.orig or exc})") from None
+
+    def _schema_state(self, connection: Connection) -> str:
+        """``new`` (no ledger table), ``unversioned`` (complete, made before versions were recorded) or
+        ``ok``; a ``LedgerError`` for anything inconsistent."""
+        inspector = inspect(connection)
+        present = set(inspector.get_table_names())
+        ours = set(Base.metadata.tables)
+        data = ours - {MetaRow.__tablename__}
+        if not present & ours:
+            return "new"
+        missing = sorted(data - present)
+        if missing:
+            raise self._damaged(
+                f"table(s) {', '.join(missing)} are missing (it holds {', '.join(sorted(present & ours))}); "
+                "recreating them empty would silently lose records"
+            )
+        for name in sorted(data):
+            columns = {c["name"] for c in inspector.get_columns(name)}
+            lacking = sorted(set(Base.metadata.tables[name].columns.keys()) - columns)
+            if lacking:
+                raise self._damaged(
+                    f"table {name} lacks column(s) {', '.join(lacking)} (made by another AFR version?)"
+                )
+        version = None
+        if MetaRow.__tablename__ in present:
+            version = connection.execute(
+                select(MetaRow.value).where(MetaRow.key == "schema_version")
+            ).scalar_one_or_none()
+        if version is not None and version != str(SCHEMA_VERSION):
+            newer = version.isdigit() and int(version) > SCHEMA_VERSION
+            raise LedgerError(
+                f"the ledger has schema version {version}; this AFR reads version {SCHEMA_VERSION}",
+                where=self._where,
+                fix="upgrade AFR (pip install -U afr)"
+                if newer
+                else "open it with the AFR release that wrote it, or start afresh in another campaign.dir",
+            )
+        if self._sqlite:
+            problem = connection.exec_driver_sql("PRAGMA quick_check(1)").scalar()
+            if problem != "ok":
+                raise self._damaged(f"SQLite's integrity check failed: {problem}")
+        return "ok" if version is not None else "unversioned"
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the ledger."""
+        with self.read_session() as session:
+            return int(
+                session.execute(select(MetaRow.value).where(MetaRow.key == "schema_version")).scalar_one()
+            )
 
     def table_names(self) -> list[str]:
         """The tables present in the database (ours and any others, e.g. Optuna's)."""

@@ -27,9 +27,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "CampaignRow", "CandidateRow", "RunRow", "CostRow", "ChargeRow", "TABLE_PREFIX"]
+__all__ = [
+    "Base",
+    "MetaRow",
+    "CampaignRow",
+    "CandidateRow",
+    "RunRow",
+    "CostRow",
+    "ChargeRow",
+    "TABLE_PREFIX",
+    "SCHEMA_VERSION",
+]
 
 TABLE_PREFIX = "afr_"
+SCHEMA_VERSION = 1
+"""The ledger schema these models describe; recorded in ``afr_meta`` when a ledger is created, checked on
+every open. Bump it (and teach ``Ledger`` to migrate or refuse) whenever a table or column changes."""
 
 # Named constraints keep DDL identical across backends and make later migrations (Alembic) addressable.
 _NAMING = {
@@ -49,6 +62,15 @@ class Base(DeclarativeBase):
     """Declarative base of the ledger tables (its own MetaData: ``create_all`` touches only these)."""
 
     metadata = MetaData(naming_convention=_NAMING)
+
+
+class MetaRow(Base):
+    """Facts about the ledger itself: ``schema_version`` (see :data:`SCHEMA_VERSION`), ``created_at``."""
+
+    __tablename__ = "afr_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class CampaignRow(Base):
