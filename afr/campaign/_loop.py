@@ -31,7 +31,7 @@ from ..evaluation import (
     select_finalists,
     write_report,
 )
-from ..ledger import CandidateRecord
+from ..ledger import CandidateRecord, campaign_lock
 from ..profiles import Profile, make_profile
 from ..recipe import RecipeSource, recipe_source
 from ..surface import SurfaceTable, render_profile_surface, surface_table, validate
@@ -138,6 +138,11 @@ class Campaign:
         )
         self.heldout_seeds = self.final_seeds[: settings.heldout_seeds or len(self.final_seeds)]
         self._preflight(settings)  # a missing key or missing data fails here, before anything is written
+        # One process per campaign: a second one stops here, naming the owner, before it opens the ledger
+        # or Optuna's study. Released at the end of run() (or when this object is collected).
+        self._lock = campaign_lock(settings.directory)
+        if self._lock.recovered is not None:
+            echo(self._lock.note())
         self.agent_name = str(settings.agent_cfg.get("name", settings.agent_cfg.get("kind")))
         self.runner = CandidateRunner(
             settings.directory,
@@ -287,6 +292,7 @@ class Campaign:
             raise
         finally:
             self.runner.close()
+            self._lock.release()
         result = CampaignResult(cid, self.runner.dir, self.status(), self.runner.spent(), 0.0, stopped)
         result.evidence = {
             name: {"role": ev.arm, "search_score": ev.search_score, "test": ev.test, "heldout": ev.heldout}

@@ -5,11 +5,13 @@ these functions take it, with the profile's name for its folder ``<data_dir>/<pr
 """
 
 from afr.data._fetch import (
+    cached_md5,
     default_data_dir,
     download_file,
     fetch,
     file_md5,
     forget_download,
+    md5_cache_file,
     profile_dir,
     require,
     verify,
@@ -27,4 +29,6 @@ __all__ = [
     "download_file",
     "forget_download",
     "file_md5",
+    "cached_md5",
+    "md5_cache_file",
 ]

@@ -28,6 +28,8 @@ __all__ = [
     "download_file",
     "forget_download",
     "file_md5",
+    "cached_md5",
+    "md5_cache_file",
 ]
 
 _CHUNK = 1 << 16
@@ -57,9 +59,12 @@ def _fetch_hint(profile: str, data_dir: Path | str | None) -> str:
 
 
 def require(profile: str, source: DataSource, data_dir: Path | str | None = None) -> Path:
-    """Return ``profile``'s folder if every file of ``source`` exists there (existence only, no
-    checksum: cheap enough to call on every load) or, for a source with a preparation step, if its
-    prepared layout is complete; else raise ``DataError`` naming what is missing."""
+    """Return ``profile``'s folder if every file of ``source`` is there, not empty and with its md5
+    (published, or recorded at the first download), or, for a source with a preparation step, if its
+    prepared layout is complete; else raise ``DataError`` naming the file and the fix.
+
+    The md5s are cached by file identity (size, mtime, ctime, inode; see :func:`cached_md5`), so this
+    stays cheap enough to call on every load; a changed file is hashed again."""
     folder = profile_dir(profile, data_dir)
     if source.is_prepared is not None:
         if source.is_prepared(folder):
@@ -78,7 +83,75 @@ def require(profile: str, source: DataSource, data_dir: Path | str | None = None
             fix=f"run `{_fetch_hint(profile, data_dir)}` "
             "(or set AFR_DATA_DIR / data_dir=... to a folder that holds them)",
         )
+    for rf in source.files:
+        _check_file(profile, rf, folder, data_dir)
     return folder
+
+
+def _check_file(profile: str, rf: RemoteFile, folder: Path, data_dir: Path | str | None) -> None:
+    """Stop before any training on an empty or altered data file (``afr data verify`` would flag it)."""
+    path = folder / rf.filename
+    verify_cmd = _fetch_hint(profile, data_dir).replace("afr data fetch", "afr data verify", 1)
+    fix = (
+        f"run `{verify_cmd}` to check every file and `{_fetch_hint(profile, data_dir)}` to download "
+        "the bad ones again (or point AFR_DATA_DIR / data_dir=... to an intact copy)"
+    )
+    if path.stat().st_size == 0:
+        raise DataError(f"data file {rf.filename} of profile {profile!r} is empty", where=str(path), fix=fix)
+    expected = _expected_md5(rf, folder)
+    if expected is None:
+        return  # no published md5 and none recorded (copied in by hand): nothing to hold it to
+    got = cached_md5(path)
+    if got != expected:
+        raise DataError(
+            f"data file {rf.filename} of profile {profile!r} was altered or corrupted "
+            f"(md5 {got}, expected {expected})",
+            where=str(path),
+            fix=fix,
+        )
+
+
+def md5_cache_file() -> Path:
+    """Where known md5s are cached: ``<user cache>/afr/md5-cache.json`` (never in the data folder, which
+    may be read-only or shared)."""
+    return Path(platformdirs.user_cache_dir("afr")) / "md5-cache.json"
+
+
+def _identity(stat: os.stat_result) -> list[int]:
+    # ctime too: a rewrite that restores size and mtime (touch -r) still changes it.
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
+def cached_md5(path: Path) -> str:
+    """``file_md5(path)``, from the cache when the file's size, mtime, ctime and inode are unchanged.
+
+    The cache is best effort: unreadable or unwritable (a sandboxed process, a read-only home), the md5 is
+    simply computed each time."""
+    path = Path(path).resolve()
+    identity = _identity(path.stat())
+    cache_file = md5_cache_file()
+    try:
+        cache = json.loads(cache_file.read_text())
+        if not isinstance(cache, dict):
+            cache = {}
+    except (OSError, ValueError):
+        cache = {}
+    entry = cache.get(str(path))
+    if isinstance(entry, dict) and entry.get("identity") == identity and isinstance(entry.get("md5"), str):
+        return entry["md5"]
+    digest = file_md5(path)
+    if _identity(path.stat()) != identity:
+        return digest  # changed while we read it: do not cache a digest of a moving target
+    cache = {k: v for k, v in cache.items() if Path(k).exists()}  # drop files that are gone
+    cache[str(path)] = {"identity": identity, "md5": digest}
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass
+    return digest
 
 
 def verify(profile: str, source: DataSource, data_dir: Path | str | None = None) -> dict[str, bool]:
