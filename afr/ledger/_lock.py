@@ -128,6 +128,13 @@ class CampaignLock:
                     broken = owner
                     continue
                 raise self._locked(owner) from None
+            except OSError as exc:  # e.g. a network file system without locks
+                os.close(fd)
+                raise LedgerError(
+                    f"cannot lock the campaign: {exc.strerror or exc}",
+                    where=str(self.path),
+                    fix="put campaign.dir=... on a local disk",
+                ) from None
             # The previous holder may have removed the file between our open and our flock: then we
             # locked an orphaned inode and must start again on the file the path names now.
             try:
