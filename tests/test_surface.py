@@ -425,7 +425,7 @@ def test_size_limits() -> None:
     padded = ok + "# " + "x" * 25_000 + "\n"
     report = validate(padded, table)
     assert report.rules == ["size-bytes"]
-    many = ok + "".join(f"C{i} = ({i}, {i})\n" for i in range(2_000))
+    many = ok + "".join(f"C{i} = ({i}, {i})\n" for i in range(1_000))
     assert "size-nodes" in validate(many, table).rules
     deep = HEAD + "        return " + "-" * 150 + "1\n"
     assert validate(deep, table).rules == ["size-depth"]
