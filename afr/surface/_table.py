@@ -192,6 +192,32 @@ class SurfaceTable:
         """Whether the canonical dotted name may be used as a value (passed, compared, stored)."""
         return _matches(dotted, self.allowed_calls, self) or _matches(dotted, self.allowed_values, self)
 
+    def constructor_only_as_type(self, dotted: str) -> bool:
+        """Whether an allowed value is callable but not an allowed call (``torch.Tensor``, ``nn.Module``,
+        ``torch.Generator``, ``torch.device``): such a value may only be read where it cannot be called.
+
+        Checked by value, not by name: any alias of it would call the same constructor. Recipe classes of
+        ``afr.recipe`` stay usable (a recipe may build its own helper objects from them).
+        """
+        if self.call_allowed(dotted) or not self.value_allowed(dotted) or "." not in dotted:
+            return False
+        return not dotted.startswith(f"{RECIPE_PACKAGE}.") and callable(_resolve_object(dotted))
+
+
+@lru_cache(maxsize=1024)
+def _resolve_object(dotted: str) -> Any:
+    """The object a canonical dotted name stands for (None if it cannot be imported)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for part in parts[cut:]:
+            obj = getattr(obj, part, None)
+        return obj
+    return None
+
 
 def _matches(dotted: str, names: frozenset[str], table: SurfaceTable) -> bool:
     if dotted in names:
