@@ -49,8 +49,8 @@ RULES: dict[str, str] = {
     "yield": "No generators (`yield`, `yield from`).",
     "del-attribute": "No `del obj.attr`.",
     "constructor-alias": "Classes and constructors that may not be called (`torch.Tensor`, `nn.Module`, "
-    "`torch.Generator`, `torch.device`…) appear only in annotations, isinstance() and comparisons: never bound "
-    "to a name, stored, passed or returned, so no alias can call them.",
+    "`torch.Generator`, `torch.device`…) appear only in annotations, isinstance() and comparisons: "
+    "never bound to a name, stored, passed or returned, so no alias can call them.",
     "module-mutation": "The model, its submodules and parameters are never mutated by item or sequence "
     "operations (`m[i] = …`, `del m[i]`, `m.insert/append/extend/pop/remove(…)`) nor stored in containers: "
     "like attribute assignment, this would change the architecture or keep the model past the hook.",
