@@ -138,11 +138,11 @@ class CandidateRunner:
         try:
             report = validate(text, self.table, package=recipe.package if recipe is not None else None)
             ok, reasons = report.ok, [str(v) for v in report.violations]
+            # Only a tree within the size limits is worth hashing (and dumping it cannot recurse too deep).
+            hashable = not set(report.rules) & _UNHASHABLE
         except Exception as exc:  # noqa: BLE001
-            ok, reasons = (
-                False,
-                [f"[unverifiable] the validator failed on this file: {type(exc).__name__}: {exc}"],
-            )
+            ok, hashable = False, False
+            reasons = [f"[unverifiable] the validator failed on this file: {_brief(exc)}"]
         diff = _diff(
             self.baseline.text, text, Path(self.baseline.label).name, proposal_key, self.table.max_bytes
         )
