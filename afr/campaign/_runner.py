@@ -136,6 +136,14 @@ class CandidateRunner:
         # check; this is the second line).
         reasons: list[str]
         try:
+            text.encode("utf-8")
+            unencodable = None
+        except UnicodeEncodeError as exc:  # lone surrogates: not storable, not a Python file on disk either
+            unencodable = (
+                f"[syntax] line 1, col 1: the file is not valid UTF-8 text ({exc.reason} at {exc.start})"
+            )
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        try:
             report = validate(text, self.table, package=recipe.package if recipe is not None else None)
             ok, reasons = report.ok, [str(v) for v in report.violations]
             # Only a tree within the size limits is worth hashing (and dumping it cannot recurse too deep).
@@ -143,6 +151,8 @@ class CandidateRunner:
         except Exception as exc:  # noqa: BLE001
             ok, hashable = False, False
             reasons = [f"[unverifiable] the validator failed on this file: {_brief(exc)}"]
+        if unencodable is not None:
+            ok, hashable, reasons = False, False, [unencodable, *reasons]
         diff = _diff(
             self.baseline.text, text, Path(self.baseline.label).name, proposal_key, self.table.max_bytes
         )

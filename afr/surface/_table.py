@@ -104,6 +104,12 @@ FORBIDDEN_ATTRIBUTES = (
         register_hook register_forward_hook register_forward_pre_hook register_full_backward_hook
         register_buffer register_parameter load_state_dict apply add_module register_module"""
     )
+    # uninitialised memory (it may still hold bytes freed by the parent) and storage shared without
+    # version counters: a candidate never needs them
+    | _words(
+        """new_empty new_empty_strided resize_ resize_as_ to_empty unsafe_split unsafe_chunk
+        unsafe_split_with_sizes"""
+    )
     # numpy views share storage without autograd's version counters (in-place edits would go unseen)
     | _words("numpy tofile dump dumps ctypes")
     # forward passes besides the engine's own (`model.forward(x)`, submodules) spend unbudgeted compute
