@@ -237,7 +237,10 @@ HOSTILE = {
         OBJECTIVE + "        model.insert(0, model[0])  # <-\n        return task_loss\n",
         "module-mutation",
     ),
-    "module-del-item": (OBJECTIVE + "        del model[1]  # <-\n        return task_loss\n", "module-mutation"),
+    "module-del-item": (
+        OBJECTIVE + "        del model[1]  # <-\n        return task_loss\n",
+        "module-mutation",
+    ),
     "module-stored": (
         OBJECTIVE + "        ctx.client_state['m'] = [model]  # <-\n        return task_loss\n",
         "module-mutation",

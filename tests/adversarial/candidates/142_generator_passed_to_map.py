@@ -13,5 +13,5 @@ class Attack(FedAvg):
     name = "attack"
 
     def local_objective(self, task_loss, model, ctx):
-        gens = list(map(torch.Generator, ['cpu']))
+        gens = list(map(torch.Generator, ["cpu"]))
         return task_loss

@@ -16,5 +16,5 @@ class Attack(FedAvg):
         return torch.device
 
     def local_objective(self, task_loss, model, ctx):
-        where = self.kind()('meta')
+        where = self.kind()("meta")
         return task_loss

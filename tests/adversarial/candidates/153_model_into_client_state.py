@@ -13,5 +13,5 @@ class Attack(FedAvg):
     name = "attack"
 
     def local_objective(self, task_loss, model, ctx):
-        ctx.client_state['kept'] = [model]
+        ctx.client_state["kept"] = [model]
         return task_loss

@@ -3,6 +3,7 @@
 # MUST: rejected:size-depth
 # WHY: the validator measures depth iteratively before any recursive walk
 # CATEGORY: parent-crash
+# fmt: off
 import torch
 from torch import nn
 

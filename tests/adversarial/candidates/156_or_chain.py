@@ -3,6 +3,7 @@
 # MUST: rejected:size-depth
 # WHY: libcst nesting is measured before the walk
 # CATEGORY: parent-crash
+# fmt: off
 import torch
 from torch import nn
 

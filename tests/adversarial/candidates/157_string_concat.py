@@ -3,6 +3,7 @@
 # MUST: rejected:size-depth
 # WHY: concatenated literals are counted before the walk
 # CATEGORY: parent-crash
+# fmt: off
 import torch
 from torch import nn
 
