@@ -41,13 +41,30 @@ _MODULE_TYPES = frozenset({"Module", "nn.Module", "torch.nn.Module"})
 
 
 _SKIP = (cst.BaseParenthesizableWhitespace, cst.EmptyLine, cst.TrailingWhitespace, cst.Newline, cst.Comment)
+_LAYOUT_FIELDS = ("whitespace", "lpar", "rpar", "leading_lines", "header", "footer", "comma", "semicolon")
+_FIELDS: dict[type, tuple[str, ...]] = {}
+# The nodes the taint reads; every other node is only walked through.
+_SPREADING = (
+    cst.Assign,
+    cst.AnnAssign,
+    cst.AugAssign,
+    cst.NamedExpr,
+    cst.For,
+    cst.CompFor,
+    cst.WithItem,
+    cst.Return,
+    cst.Call,
+)
 
 
 def _children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    for f in dataclasses.fields(node):  # type: ignore[arg-type]
-        if f.name.startswith(("whitespace", "lpar", "rpar", "leading_lines", "header", "footer")):
-            continue
-        value = getattr(node, f.name)
+    cls = type(node)
+    names = _FIELDS.get(cls)
+    if names is None:
+        fields = dataclasses.fields(node)  # type: ignore[arg-type]
+        names = _FIELDS[cls] = tuple(f.name for f in fields if not f.name.startswith(_LAYOUT_FIELDS))
+    for name in names:
+        value = getattr(node, name)
         if isinstance(value, cst.CSTNode):
             if not isinstance(value, _SKIP):
                 yield value
@@ -78,7 +95,10 @@ class _Taint:
         stack: list[tuple[cst.CSTNode, cst.FunctionDef | None]] = [(module, None)]
         while stack:  # one flat list of (node, enclosing function): each pass is a loop, not a recursion
             node, function = stack.pop()
-            self.nodes.append((node, function))
+            if isinstance(node, _SPREADING):
+                self.nodes.append((node, function))
+            elif isinstance(node, cst.BaseNumber | cst.SimpleString | cst.Name):
+                continue  # leaves
             if isinstance(node, cst.FunctionDef):
                 self.functions.setdefault(node.name.value, []).append(node)
                 function = node
@@ -94,6 +114,8 @@ class _Taint:
                 self.names.add(param.name.value)
 
     def solve(self) -> set[str]:
+        if not self.names:
+            return self.names  # no source: nothing can hold a module
         for _ in range(50):  # each pass only adds names; a handful of passes reach the fixed point
             before = len(self.names)
             for node, function in self.nodes:
