@@ -12,7 +12,8 @@ RULES: dict[str, str] = {
     "non-ascii-name": "Identifiers are ASCII (Python folds look-alike letters: `ｅｖａｌ` is `eval`).",
     "size-bytes": "The file may not exceed the table's byte limit (UTF-8).",
     "size-lines": "The file may not exceed the table's line limit.",
-    "size-nodes": "The file may not exceed the table's number of Python AST nodes.",
+    "size-nodes": "The file may not exceed the table's number of Python AST nodes (items of literals and "
+    "arguments of calls count three times: that is what they cost the checks).",
     "size-depth": "Syntax may not nest deeper than the table's depth limit.",
     "unverifiable": "A file the validator cannot check completely (too deep for the parser, or an internal "
     "error) is rejected, never passed.",

@@ -169,7 +169,7 @@ class SurfaceTable:
     contract: CommunicationContract
     max_bytes: int = 20_000
     max_lines: int = 400
-    max_nodes: int = 2_000  # libcst parse + walk + positions cost up to ~45 µs a node on a loaded box
+    max_nodes: int = 3_000  # weighted as libcst sees them: < 100 ms (benchmarks/validator_worst_case.py)
     max_depth: int = 100
     max_string: int = 2_000
     modules: frozenset[str] = field(init=False, repr=False, compare=False)

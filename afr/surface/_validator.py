@@ -158,9 +158,16 @@ def _measure(tree: ast.AST, source: str) -> tuple[int, int]:
         ):
             depth += _string_parts(node, lines) - 1
         deepest = max(deepest, depth)
+        if isinstance(node, _ITEMISED):
+            # Each item of a literal or argument of a call is an AST node but three libcst objects
+            # (wrapper, value, comma): counted as such, the node cap bounds libcst's work, not just the AST's.
+            count += 2 * sum(1 for _ in ast.iter_child_nodes(node))
         inner = in_fstring or isinstance(node, ast.JoinedStr)
         stack.extend((child, depth + 1, inner) for child in ast.iter_child_nodes(node))
     return count, deepest
+
+
+_ITEMISED = (ast.Tuple, ast.List, ast.Set, ast.Dict, ast.Call)
 
 
 def _string_parts(node: ast.expr, lines: list[str]) -> int:
