@@ -4,7 +4,8 @@
   arm against the scalar-only control arm under one budget; the same command resumes.
 * ``python -m afr.run profile=<name> recipe=<name> seeds=5`` trains one recipe on the profile's whole
   train split with each final seed and prints the test metric per seed and its mean ± std. The test
-  split is evaluated here, on the returned weights, never inside the engine.
+  split is evaluated here, on the returned weights, never inside the engine. ``recipe=<file.py>`` is
+  validated and trains in the sandbox unless ``recipe.trusted=true``.
 """
 
 from __future__ import annotations
