@@ -4,11 +4,13 @@
   arm against the scalar-only control arm under one budget; the same command resumes.
 * ``python -m afr.run profile=<name> recipe=<name> seeds=5`` trains one recipe on the profile's whole
   train split with each final seed and prints the test metric per seed and its mean ± std. The test
-  split is evaluated here, on the returned weights, never inside the engine.
+  split is evaluated here, on the returned weights, never inside the engine. ``recipe=<file.py>`` is
+  validated and trains in the sandbox unless ``recipe.trusted=true``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import statistics
@@ -95,14 +97,21 @@ def _copy_path(source: dict[str, Any], target: dict[str, Any], path: list[str]) 
 
 
 def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, Any]:
-    """Run the configured recipe on the configured profile for every seed; return the results."""
-    from .engine import run_federation
-    from .profiles import make_profile
-    from .recipe import recipe_class
+    """Run the configured recipe on the configured profile for every seed; return the results.
 
-    profile_cfg = profile_config(OmegaConf.to_container(cfg, resolve=True))
+    A shipped recipe runs here. A ``.py`` file is untrusted by default: it is validated against the
+    profile's recipe surface (as a campaign candidate would be) and every seed trains in the sandbox; only
+    the returned weights are evaluated here, on the test split. ``recipe.trusted=true`` runs your own file
+    in this process without validation or sandbox, and says so.
+    """
+    from .profiles import make_profile
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    profile_cfg = profile_config(container)
     profile = make_profile(str(profile_cfg["name"]), profile_cfg, data_dir=cfg.get("data_dir"))
-    recipe_cls = recipe_class(str(cfg.recipe))
+    spec = str(cfg.recipe)
+    trusted = _trusted(container.get("recipe_trusted", False))
     scalars_cfg = cfg.get("scalars")
     scalars = (
         OmegaConf.to_container(scalars_cfg, resolve=True)
@@ -115,48 +124,228 @@ def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, An
         raise ConfigError(
             f"scalars must be a mapping, got {scalars!r}", where="scalars=", fix="+scalars.lr=0.05"
         )
-    recipe = profile.make_recipe(recipe_cls, scalars)
-    seeds = resolve_seeds(OmegaConf.to_container(cfg, resolve=True).get("seeds"), profile.final_seeds)
+    seeds = resolve_seeds(container.get("seeds"), profile.final_seeds)
     threads = cfg.get("threads", 1)
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ConfigError(f"threads must be a positive integer, got {threads!r}", where="threads=")
 
+    label: dict[str, Any] = {}
+    if spec.endswith(".py"):
+        from .recipe import recipe_source
+
+        source = recipe_source(str(Path(spec).expanduser().resolve()))  # read, never executed here
+        label = {
+            "recipe_file": source.label,
+            "recipe_sha256": hashlib.sha256(source.text.encode("utf-8")).hexdigest(),
+            "class_name": source.class_name,
+            "trusted": trusted,
+            "scalars": {**{k: v.default for k, v in profile.scalar_space(source).items()}, **scalars},
+        }
+        if trusted:
+            print(
+                f"trusted: {source.label} runs in this process without validation or sandbox "
+                "(recipe.trusted=true; use it only for your own code)",
+                flush=True,
+            )
+        else:
+            _check_file(profile, source)
+            print(
+                f"untrusted: {source.label} passed the recipe surface; each seed trains in the sandbox",
+                flush=True,
+            )
+            return _report(
+                profile,
+                spec,
+                label,
+                scalars,
+                _sandboxed_rows(profile, source, scalars, seeds, container),
+                out_dir,
+            )
+    elif trusted:
+        raise ConfigError(
+            "recipe.trusted=true is for a .py file of your own", where="recipe.trusted=", fix="drop it"
+        )
+    rows, names = _in_process_rows(profile, spec, scalars, seeds, threads, cfg, out_dir)
+    return _report(profile, spec, {**names, **label}, scalars, rows, out_dir)
+
+
+def _trusted(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise ConfigError(f"recipe.trusted must be true or false, got {value!r}", where="recipe.trusted=")
+
+
+def _trusted_override(argv: list[str]) -> list[str]:
+    """``recipe.trusted=...`` on the command line becomes ``+recipe_trusted=...`` (``recipe`` is a string in
+    the config, so Hydra cannot give it a key)."""
+    return [
+        "+recipe_trusted=" + item.split("=", 1)[1]
+        if item.split("=", 1)[0].lstrip("+") == "recipe.trusted"
+        else item
+        for item in argv
+    ]
+
+
+def _check_file(profile: Any, source: Any) -> None:
+    """Refuse a file the campaign's validator would reject (one line: the first violation)."""
+    from .recipe import recipe_source
+    from .surface import surface_table, validate
+
+    table = surface_table(profile, baseline=recipe_source(profile.baseline))
+    report = validate(source.text, table, filename=Path(source.label).name)
+    if not report.ok:
+        first = report.violations[0]
+        raise ConfigError(
+            f"the recipe {source.label} breaks the recipe surface of profile {profile.name!r} "
+            f"({len(report.violations)} violation(s); first: [{first.rule}] line {first.line}: "
+            f"{first.message})",
+            where="recipe=",
+            fix="fix the file (`python -m afr.surface validate <file>` lists every violation), or, for "
+            "your own code only, add recipe.trusted=true",
+        )
+
+
+def _sandboxed_rows(
+    profile: Any, source: Any, scalars: dict[str, Any], seeds: list[int], container: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Each seed trained in the sandbox from the file's text; the returned weights evaluated here."""
+    from .profiles import import_root
+    from .sandbox import RunJob, SandboxPool
+
+    unknown = sorted(set(scalars) - set(profile.scalar_space(source)))
+    if unknown:
+        raise ConfigError(
+            f"recipe {source.class_name} declares no scalar {', '.join(map(repr, unknown))}",
+            where="scalars=",
+            fix=f"choose among {', '.join(sorted(profile.scalar_space(source))) or 'none'}",
+        )
+    camp = container.get("campaign") or {}
+    test = profile.data("test")
+    rows = []
+    pool = SandboxPool(1)
+    try:
+        for seed in seeds:
+            job = RunJob(
+                job_id=f"run/{source.class_name}/seed-{seed}",
+                profile=profile.name,
+                profile_cfg=dict(profile.cfg),
+                data_dir=str(profile.data_dir) if profile.data_dir is not None else None,
+                recipe_source=source.text,
+                class_name=source.class_name,
+                scalars={k: float(v) for k, v in scalars.items()},
+                seed=seed,
+                stage="final",
+                timeout_s=float(camp.get("timeout_s", 600)),
+                memory_mb=int(camp.get("memory_mb", 4096)),
+                import_roots=tuple(filter(None, [import_root(type(profile))])),
+            )
+            result = pool.run(job)
+            row: dict[str, Any] = {"seed": seed, "status": result.status, "seconds": result.seconds}
+            if result.ok:
+                try:
+                    model = profile.build_model(result.model_variant)
+                    model.load_state_dict(result.state_dict)
+                    evaluation = profile.evaluate(model, test)
+                except Exception as exc:  # noqa: BLE001 -- the file's weights, not this process, are at fault
+                    row.update(
+                        status="failed", message=f"weights not usable: {type(exc).__name__}: {exc}"[:500]
+                    )
+                else:
+                    row.update(
+                        test=evaluation.mean,
+                        test_per_client=evaluation.per_client,
+                        val_last_round=result.final_val,
+                        steps=result.steps,
+                    )
+            else:
+                row["message"] = result.message[:500]
+            row.setdefault("test", math.nan)
+            rows.append(row)
+            _print_row(profile, row)
+    finally:
+        pool.close()
+    return rows
+
+
+def _in_process_rows(
+    profile: Any,
+    spec: str,
+    scalars: dict[str, Any],
+    seeds: list[int],
+    threads: int,
+    cfg: DictConfig,
+    out_dir: Path | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A shipped recipe (or a trusted file) trained in this process, seed by seed."""
+    from .engine import run_federation
+    from .recipe import recipe_class
+
+    recipe_cls = recipe_class(spec)
+    recipe = profile.make_recipe(recipe_cls, scalars)
     test = profile.data("test")
     rows = []
     for seed in seeds:
         log_dir = out_dir / "tb" / f"seed_{seed}" if out_dir is not None and cfg.get("tensorboard") else None
         result = run_federation(profile, recipe, seed, stage="final", log_dir=log_dir, threads=threads)
         evaluation = profile.evaluate(result.build_model(profile), test)
-        rows.append(
-            {
-                "seed": seed,
-                "test": evaluation.mean,
-                "test_per_client": evaluation.per_client,
-                "val_last_round": result.final_val,
-                "seconds": result.seconds,
-                "steps": result.steps,
-            }
-        )
-        print(
-            f"seed {seed:>4}  test {profile.metric_name} {evaluation.mean:.4f}  "
-            f"(per client: {', '.join(f'{v:.3f}' for v in evaluation.per_client)})  {result.seconds:.2f}s",
-            flush=True,
-        )
+        row = {
+            "seed": seed,
+            "status": "ok",
+            "test": evaluation.mean,
+            "test_per_client": evaluation.per_client,
+            "val_last_round": result.final_val,
+            "seconds": result.seconds,
+            "steps": result.steps,
+        }
+        rows.append(row)
+        _print_row(profile, row)
+    return rows, {"class_name": recipe_cls.__name__, "scalars": recipe.scalar_values()}
+
+
+def _print_row(profile: Any, row: dict[str, Any]) -> None:
+    if row["status"] != "ok":
+        print(f"seed {row['seed']:>4}  {row['status']}: {row.get('message', '')}", flush=True)
+        return
+    print(
+        f"seed {row['seed']:>4}  test {profile.metric_name} {row['test']:.4f}  "
+        f"(per client: {', '.join(f'{v:.3f}' for v in row['test_per_client'])})  {row['seconds']:.2f}s",
+        flush=True,
+    )
+
+
+def _report(
+    profile: Any,
+    spec: str,
+    label: dict[str, Any],
+    scalars: dict[str, Any],
+    rows: list[dict[str, Any]],
+    out_dir: Path | None,
+) -> dict[str, Any]:
     values = [r["test"] for r in rows if not math.isnan(r["test"])]
     mean = statistics.fmean(values) if values else math.nan
     std = statistics.pstdev(values) if len(values) > 1 else 0.0
+    # A file is labelled with its own class (and content hash), never with the shipped base's name.
+    name = label.get("class_name") if spec.endswith(".py") else spec
     summary = {
         "profile": profile.name,
-        "recipe": recipe_cls.name,
-        "scalars": recipe.scalar_values(),
+        "recipe": name,
+        **{k: v for k, v in label.items() if k != "scalars"},
+        "scalars": label.get("scalars", dict(scalars)),
         "budget": vars(profile.budget),
         "metric": profile.metric_name,
         "seeds": rows,
         "mean": mean,
         "std": std,
     }
-    name = f"{profile.name} / {recipe_cls.name}"
-    print(f"{name}: test {profile.metric_name} = {mean:.4f} ± {std:.4f} over {len(rows)} seeds")
+    shown = f"{profile.name} / {name}"
+    if "recipe_sha256" in label:
+        shown += f" (sha256 {label['recipe_sha256'][:12]})"
+    print(
+        f"{shown}: test {profile.metric_name} = {mean:.4f} ± {std:.4f} "
+        f"over {len(values)}{'' if len(values) == len(rows) else f' of {len(rows)}'} seeds"
+    )
     if out_dir is not None:
         (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -275,8 +464,14 @@ def config_groups(search_path: Any = ()) -> str:
 OmegaConf.register_new_resolver("afr_config_groups", config_groups, replace=True)
 
 
+def main() -> None:
+    """Command-line entry point (reads ``sys.argv``): ``recipe.trusted=...`` is handed to Hydra as a key."""
+    sys.argv = [sys.argv[0], *_trusted_override(sys.argv[1:])]
+    _hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point; user errors become one message and exit code 2."""
     try:
         if cfg.get("agent") is not None:

@@ -7,6 +7,7 @@ parallel; most configuration errors are checked in-process through ``hydra.compo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -235,6 +236,64 @@ def test_train_and_test_with_scalars_and_seed_list() -> None:
     assert [row["seed"] for row in summary["seeds"]] == [3]
     assert summary["scalars"]["mu"] == 0.5 and summary["scalars"]["lr"] == 0.02
     assert summary["recipe"] == "fedprox"
+
+
+# --- recipe=<file.py>: validated and sandboxed unless recipe.trusted=true --------------------------------
+
+USER_RECIPE = """from afr.recipe import FedAvg
+
+
+class MyRecipe(FedAvg):
+    def client_lr(self, round_idx, client):
+        return 0.05
+"""
+SMALL = ("profile=synthetic", "seeds=[42]", "profile.rounds=1", "profile.local_steps=2")
+
+
+def test_file_recipe_runs_sandboxed_and_is_labelled_by_its_class(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "mine.py"
+    path.write_text(USER_RECIPE)
+    summary = train_and_test(config(f"recipe={path}", *SMALL))
+    out = capsys.readouterr().out
+    assert "untrusted" in out and "sandbox" in out
+    assert summary["recipe"] == "MyRecipe" and summary["class_name"] == "MyRecipe"
+    assert summary["recipe_sha256"] == hashlib.sha256(USER_RECIPE.encode()).hexdigest()
+    assert summary["trusted"] is False
+    assert [row["status"] for row in summary["seeds"]] == ["ok"]
+    assert 0.0 <= summary["seeds"][0]["test"] <= 1.0
+
+
+def test_file_recipe_breaking_the_surface_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.py"
+    path.write_text(USER_RECIPE.replace("return 0.05", "return eval('0.05')"))
+    with pytest.raises(ConfigError) as err:
+        train_and_test(config(f"recipe={path}", *SMALL))
+    assert "forbidden-name" in err.value.message and "recipe.trusted=true" in str(err.value)
+
+
+def test_trusted_file_recipe_runs_here_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "mine.py"
+    path.write_text(USER_RECIPE)
+    summary = train_and_test(config(f"recipe={path}", "+recipe_trusted=true", *SMALL))
+    assert "trusted:" in capsys.readouterr().out
+    assert summary["trusted"] is True and summary["recipe"] == "MyRecipe"
+    assert summary["recipe_sha256"] == hashlib.sha256(USER_RECIPE.encode()).hexdigest()
+
+
+def test_recipe_trusted_on_the_command_line() -> None:
+    from afr.run import _trusted_override
+
+    assert _trusted_override(["recipe=x.py", "recipe.trusted=true", "seeds=1"]) == [
+        "recipe=x.py",
+        "+recipe_trusted=true",
+        "seeds=1",
+    ]
+    with pytest.raises(ConfigError):
+        train_and_test(config("recipe=fedavg", "+recipe_trusted=true", *SMALL))
 
 
 # --- afr data fetch: checksum mismatch -------------------------------------------------------------

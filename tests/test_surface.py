@@ -214,7 +214,37 @@ class R(FedAvg):
     def aggregate(self, global_params, updates, server_state):
 """
 
+OBJECTIVE = """from afr.recipe import FedAvg
+import torch
+
+
+class R(FedAvg):
+    name = "r"
+
+    def local_objective(self, task_loss, model, ctx):
+"""
+
 HOSTILE = {
+    "tensor-alias": (
+        HEAD + "        T = torch.Tensor  # <-\n        x = T(10)\n        return global_params\n",
+        "constructor-alias",
+    ),
+    "generator-passed": (
+        HEAD + "        x = list(map(torch.Generator, [0]))  # <-\n        return global_params\n",
+        "constructor-alias",
+    ),
+    "module-insert": (
+        OBJECTIVE + "        model.insert(0, model[0])  # <-\n        return task_loss\n",
+        "module-mutation",
+    ),
+    "module-del-item": (
+        OBJECTIVE + "        del model[1]  # <-\n        return task_loss\n",
+        "module-mutation",
+    ),
+    "module-stored": (
+        OBJECTIVE + "        ctx.client_state['m'] = [model]  # <-\n        return task_loss\n",
+        "module-mutation",
+    ),
     "import-os": ("import os  # <-\n" + HEAD + "        return global_params\n", "import-not-allowed"),
     "dunder-import": (
         HEAD + "        __import__('os')  # <-\n        return global_params\n",
@@ -413,6 +443,7 @@ def test_hostile_candidate_is_rejected(case: str) -> None:
 
 def test_every_rule_has_a_hostile_case_or_a_test() -> None:
     elsewhere = {"frozen-hook", "relative-import", "size-bytes", "size-lines", "size-nodes", "size-depth"}
+    elsewhere |= {"unverifiable"}
     assert set(RULES) == {rule for _, rule in HOSTILE.values()} | elsewhere
 
 
@@ -425,10 +456,40 @@ def test_size_limits() -> None:
     padded = ok + "# " + "x" * 25_000 + "\n"
     report = validate(padded, table)
     assert report.rules == ["size-bytes"]
-    many = ok + "".join(f"C{i} = ({i}, {i})\n" for i in range(2_000))
+    many = ok + "".join(f"C{i} = ({i}, {i})\n" for i in range(1_000))
     assert "size-nodes" in validate(many, table).rules
     deep = HEAD + "        return " + "-" * 150 + "1\n"
     assert validate(deep, table).rules == ["size-depth"]
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "+".join(["1"] * 3000),  # flat in the source, 3000 levels deep in the AST
+        " or ".join(["a"] * 2000),  # flat in the AST, 2000 levels deep in libcst
+        " ".join(['"a"'] * 3000),  # one constant in the AST, 3000 nested concatenations in libcst
+        "f" + "()" * 3000,
+        "not " * 1500 + "1",
+    ],
+)
+def test_long_flat_expressions_are_rejected_not_raised(expression: str) -> None:
+    """A 4-7 KB file holding one long expression is rejected before any recursive walk (and the AST hash of
+    an accepted file never recurses deeper than the depth limit)."""
+    source = HEAD + "        x = " + expression + "\n        return global_params\n"
+    assert 4_000 < len(source) < 20_000
+    report = validate(source, surface_table("synthetic"))
+    assert "size-depth" in report.rules and set(report.rules) <= {"size-depth", "size-nodes"}, report
+
+
+def test_validator_internal_error_rejects(monkeypatch: pytest.MonkeyPatch) -> None:
+    import afr.surface._validator as validator
+
+    def boom(*args: object) -> None:
+        raise RecursionError("deep")
+
+    monkeypatch.setattr(validator, "_rule_violations", boom)
+    report = validate(HEAD + "        return global_params\n", surface_table("synthetic"))
+    assert report.rules == ["unverifiable"] and not report.ok
 
 
 def test_several_violations_are_reported_at_once() -> None:

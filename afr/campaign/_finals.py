@@ -73,11 +73,31 @@ def _evaluate(runner: CandidateRunner, record: RunRecord | None, profile: Profil
     done = (record.evaluation or {}).get(part)
     if done is not None:
         return math.nan if done.get("mean") is None else float(done["mean"])
-    saved = torch.load(Path(runner.dir) / record.artifacts["weights"], weights_only=True)
-    model = profile.build_model(saved["model_variant"])
-    model.load_state_dict(saved["state_dict"])
+    try:
+        saved = torch.load(Path(runner.dir) / record.artifacts["weights"], weights_only=True)
+        model = profile.build_model(saved["model_variant"])
+        # strict: weights whose keys or shapes differ from the variant's (an architecture the candidate
+        # changed) are that run's failure, recorded below, never the campaign's crash on every resume
+        model.load_state_dict(saved["state_dict"])
+    except Exception as exc:  # noqa: BLE001
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        runner.ledger.record_evaluation(
+            record.id,
+            part,
+            {"metric": profile.metric_name, "mean": None, "error": f"weights not loadable: {reason}"},
+        )
+        return math.nan
     data = profile.heldout_data() if part == "heldout" else profile.data("test")
-    result = profile.evaluate(model, data)
+    try:
+        result = profile.evaluate(model, data)
+    except Exception as exc:  # noqa: BLE001 -- e.g. a forward pass the returned weights break
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        runner.ledger.record_evaluation(
+            record.id,
+            part,
+            {"metric": profile.metric_name, "mean": None, "error": f"evaluation failed: {reason}"},
+        )
+        return math.nan
     runner.ledger.record_evaluation(
         record.id, part, {"metric": profile.metric_name, "mean": result.mean, "per_client": result.per_client}
     )

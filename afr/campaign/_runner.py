@@ -10,6 +10,7 @@ was reserved but never finished is run once, under its original reservation.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from ..surface import SurfaceTable, normalized_ast_hash, surface_table, validate
 
 __all__ = ["CandidateRunner", "RunnerSettings", "run_key"]
 
+_UNHASHABLE = frozenset({"syntax", "size-bytes", "size-nodes", "size-depth", "unverifiable"})
 FINISHED = ("ok", "failed", "timeout", "crashed", "memory")
 
 
@@ -129,19 +131,37 @@ class CandidateRunner:
             raise ValueError("give exactly one of source and recipe")
         text = recipe.text if recipe is not None else source
         assert text is not None
-        report = validate(text, self.table, package=recipe.package if recipe is not None else None)
-        diff = "".join(
-            difflib.unified_diff(
-                self.baseline.text.splitlines(keepends=True),
-                text.splitlines(keepends=True),
-                fromfile=f"baseline/{Path(self.baseline.label).name}",
-                tofile=f"candidate/{proposal_key}.py",
+        # Nothing a candidate's text does may crash the campaign: any error in validating, diffing or
+        # hashing it becomes its recorded rejection (the validator itself already rejects what it cannot
+        # check; this is the second line).
+        reasons: list[str]
+        try:
+            text.encode("utf-8")
+            unencodable = None
+        except UnicodeEncodeError as exc:  # lone surrogates: not storable, not a Python file on disk either
+            unencodable = (
+                f"[syntax] line 1, col 1: the file is not valid UTF-8 text ({exc.reason} at {exc.start})"
             )
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        try:
+            report = validate(text, self.table, package=recipe.package if recipe is not None else None)
+            ok, reasons = report.ok, [str(v) for v in report.violations]
+            # Only a tree within the size limits is worth hashing (and dumping it cannot recurse too deep).
+            hashable = not set(report.rules) & _UNHASHABLE
+        except Exception as exc:  # noqa: BLE001
+            ok, hashable = False, False
+            reasons = [f"[unverifiable] the validator failed on this file: {_brief(exc)}"]
+        if unencodable is not None:
+            ok, hashable, reasons = False, False, [unencodable, *reasons]
+        diff = _diff(
+            self.baseline.text, text, Path(self.baseline.label).name, proposal_key, self.table.max_bytes
         )
         try:
-            ast_hash = normalized_ast_hash(text)
-        except SyntaxError:
-            ast_hash = "syntax-error:" + proposal_key
+            ast_hash = normalized_ast_hash(text) if hashable else _raw_hash(text)
+        except Exception:  # noqa: BLE001 -- e.g. RecursionError on a tree the validator let through
+            ast_hash = _raw_hash(text)
+        if ast_hash.startswith("raw:") and not ok:
+            ast_hash = f"{ast_hash}:{proposal_key}"  # as before for unparsable files: never a duplicate
         meta: dict[str, Any] = {"proposal_key": proposal_key}
         if recipe is not None:
             meta.update({"builtin": recipe.shipped} if recipe.shipped else {"class_name": recipe.class_name})
@@ -154,8 +174,8 @@ class CandidateRunner:
             ast_hash=ast_hash,
             parent_id=parent_id,
             scalars=dict(scalars) if scalars else None,
-            status="accepted" if report.ok else "rejected",
-            reasons=[str(v) for v in report.violations],
+            status="accepted" if ok else "rejected",
+            reasons=reasons,
             meta=meta,
         )
         return self.ledger.candidate(candidate_id)
@@ -191,12 +211,18 @@ class CandidateRunner:
         if stage == "search":
             self.ledger.update_candidate(candidate.id, status="running")
         cfg = {**self.profile.cfg, **dict(profile_overrides or {})}
-        outcome = self.pool.run(
-            self._job(candidate, key, seed, "search" if stage == "search" else "final", cfg)
-        )
-        artifacts = self._save_artifacts(key, outcome)
-        if outcome.curve:
-            artifacts["tensorboard"] = self._write_tensorboard(key, outcome.curve)
+        try:
+            outcome = self.pool.run(
+                self._job(candidate, key, seed, "search" if stage == "search" else "final", cfg)
+            )
+            artifacts = self._save_artifacts(key, outcome)
+            if outcome.curve:
+                artifacts["tensorboard"] = self._write_tensorboard(key, outcome.curve)
+        except Exception as exc:  # noqa: BLE001 -- a result the parent cannot load is the candidate's failure
+            outcome = RunResult(
+                status="crashed", message=f"the run's result could not be loaded: {_brief(exc)}"
+            )
+            artifacts = {}
         final = outcome.curve[-1].get("val") if outcome.curve else None
         self.ledger.finish_run(
             run_id,
@@ -274,6 +300,33 @@ class CandidateRunner:
 
     def spent(self) -> dict[str, ArmBudget]:
         return {arm: self.accountant.spent(arm) for arm in ("agent", "control", "finals")}
+
+
+def _diff(baseline: str, text: str, base_name: str, key: str, max_bytes: int) -> str:
+    """The candidate's diff against the baseline; none for a file over the size cap (difflib is quadratic)."""
+    if len(text) > max_bytes:
+        return f"(no diff: the file has {len(text)} characters, over the size cap of {max_bytes})\n"
+    try:
+        lines = difflib.unified_diff(
+            baseline.splitlines(keepends=True),
+            text.splitlines(keepends=True),
+            fromfile=f"baseline/{base_name}",
+            tofile=f"candidate/{key}.py",
+        )
+        return "".join(lines)
+    except Exception as exc:  # noqa: BLE001 -- a diff is informative only
+        return f"(no diff: {type(exc).__name__})\n"
+
+
+def _brief(exc: BaseException, limit: int = 500) -> str:
+    """``Type: message``, cut to ``limit`` characters (a message can be as large as the candidate wants)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _raw_hash(text: str) -> str:
+    """A rejected file's hash: of its bytes (its AST may not exist or be too deep to dump)."""
+    return "raw:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _outcome(status: str) -> str:

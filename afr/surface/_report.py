@@ -12,8 +12,11 @@ RULES: dict[str, str] = {
     "non-ascii-name": "Identifiers are ASCII (Python folds look-alike letters: `ｅｖａｌ` is `eval`).",
     "size-bytes": "The file may not exceed the table's byte limit (UTF-8).",
     "size-lines": "The file may not exceed the table's line limit.",
-    "size-nodes": "The file may not exceed the table's number of Python AST nodes.",
+    "size-nodes": "The file may not exceed the table's number of Python AST nodes (items of literals and "
+    "arguments of calls count three times: that is what they cost the checks).",
     "size-depth": "Syntax may not nest deeper than the table's depth limit.",
+    "unverifiable": "A file the validator cannot check completely (too deep for the parser, or an internal "
+    "error) is rejected, never passed.",
     "long-string": "A string literal may not exceed the table's length limit.",
     "import-not-allowed": "Only modules of the allowed imports; `import M` only where M is allowed whole.",
     "import-name-not-allowed": "`from M import name` only for names the table lists for M.",
@@ -46,6 +49,12 @@ RULES: dict[str, str] = {
     "async": "No `async def`, `await`, `async for` or `async with`.",
     "yield": "No generators (`yield`, `yield from`).",
     "del-attribute": "No `del obj.attr`.",
+    "constructor-alias": "Classes and constructors that may not be called (`torch.Tensor`, `nn.Module`, "
+    "`torch.Generator`, `torch.device`…) appear only in annotations, isinstance() and comparisons: "
+    "never bound to a name, stored, passed or returned, so no alias can call them.",
+    "module-mutation": "The model, its submodules and parameters are never mutated by item or sequence "
+    "operations (`m[i] = …`, `del m[i]`, `m.insert/append/extend/pop/remove(…)`) nor stored in containers: "
+    "like attribute assignment, this would change the architecture or keep the model past the hook.",
     "attribute-assignment": "No attribute assignment (setattr/delattr included): state lives in server_state "
     "and ctx.client_state, never on objects shared by clients, server and engine.",
     "with-not-allowed": "`with` only on the allowed context managers (`torch.no_grad()`…).",

@@ -104,6 +104,12 @@ FORBIDDEN_ATTRIBUTES = (
         register_hook register_forward_hook register_forward_pre_hook register_full_backward_hook
         register_buffer register_parameter load_state_dict apply add_module register_module"""
     )
+    # uninitialised memory (it may still hold bytes freed by the parent) and storage shared without
+    # version counters: a candidate never needs them
+    | _words(
+        """new_empty new_empty_strided resize_ resize_as_ to_empty unsafe_split unsafe_chunk
+        unsafe_split_with_sizes"""
+    )
     # numpy views share storage without autograd's version counters (in-place edits would go unseen)
     | _words("numpy tofile dump dumps ctypes")
     # forward passes besides the engine's own (`model.forward(x)`, submodules) spend unbudgeted compute
@@ -163,7 +169,7 @@ class SurfaceTable:
     contract: CommunicationContract
     max_bytes: int = 20_000
     max_lines: int = 400
-    max_nodes: int = 6_000
+    max_nodes: int = 3_000  # weighted as libcst sees them: < 100 ms (benchmarks/validator_worst_case.py)
     max_depth: int = 100
     max_string: int = 2_000
     modules: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -191,6 +197,32 @@ class SurfaceTable:
     def value_allowed(self, dotted: str) -> bool:
         """Whether the canonical dotted name may be used as a value (passed, compared, stored)."""
         return _matches(dotted, self.allowed_calls, self) or _matches(dotted, self.allowed_values, self)
+
+    def constructor_only_as_type(self, dotted: str) -> bool:
+        """Whether an allowed value is callable but not an allowed call (``torch.Tensor``, ``nn.Module``,
+        ``torch.Generator``, ``torch.device``): such a value may only be read where it cannot be called.
+
+        Checked by value, not by name: any alias of it would call the same constructor. Recipe classes of
+        ``afr.recipe`` stay usable (a recipe may build its own helper objects from them).
+        """
+        if self.call_allowed(dotted) or not self.value_allowed(dotted) or "." not in dotted:
+            return False
+        return not dotted.startswith(f"{RECIPE_PACKAGE}.") and callable(_resolve_object(dotted))
+
+
+@lru_cache(maxsize=1024)
+def _resolve_object(dotted: str) -> Any:
+    """The object a canonical dotted name stands for (None if it cannot be imported)."""
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for part in parts[cut:]:
+            obj = getattr(obj, part, None)
+        return obj
+    return None
 
 
 def _matches(dotted: str, names: frozenset[str], table: SurfaceTable) -> bool:

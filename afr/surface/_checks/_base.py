@@ -16,11 +16,14 @@ __all__ = [
     "USE_ATTR_BUILTIN",
     "USE_ALL",
     "USE_DEF",
+    "USE_INERT",
 ]
 
 
 # How a Name node is used, decided by its parent before the Name itself is visited.
 USE_ATTR, USE_KEYWORD, USE_STORE, USE_ROOT, USE_CALLEE, USE_ATTR_BUILTIN, USE_ALL, USE_DEF = range(8)
+# A value read where it can never be called: an isinstance() type argument or a comparison operand.
+USE_INERT = 8
 
 
 class CheckerBase:

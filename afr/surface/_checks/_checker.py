@@ -13,11 +13,12 @@ from ._imports import ImportChecks
 from ._names import NameChecks
 from ._statements import StatementChecks
 from ._structure import StructureChecks
+from ._values import ValueChecks
 
 __all__ = ["Checker"]
 
 
-class Checker(StructureChecks, ImportChecks, FunctionChecks, NameChecks, StatementChecks):
+class Checker(ValueChecks, StructureChecks, ImportChecks, FunctionChecks, NameChecks, StatementChecks):
     """Every rule family in one visitor over one shared state (see :class:`~._base.CheckerBase`).
 
     Handlers follow libcst's naming (``visit_Name``, ``leave_ClassDef``, ``visit_FunctionDef_body``) but

@@ -11,6 +11,7 @@ from ._base import (
     USE_ATTR_BUILTIN,
     USE_CALLEE,
     USE_DEF,
+    USE_INERT,
     USE_KEYWORD,
     USE_ROOT,
     USE_STORE,
@@ -70,6 +71,33 @@ class NameChecks(CheckerBase):
             self._attribute_builtin(node, func.value)
         elif isinstance(func, cst.Name | cst.Attribute):
             self.marks.setdefault(id(func), USE_CALLEE)
+        if (
+            isinstance(func, cst.Name)
+            and func.value in ("isinstance", "issubclass")
+            and self._resolve(func.value)[0] == "builtin"
+            and len(node.args) == 2
+            and not node.args[1].star
+        ):
+            # The type argument is only compared against, never called: classes are allowed there.
+            kind = node.args[1].value
+            for value in [e.value for e in kind.elements] if isinstance(kind, cst.Tuple) else [kind]:
+                self.marks.setdefault(id(value), USE_INERT)
+
+    def visit_Comparison(self, node: cst.Comparison) -> None:
+        for value in (node.left, *(t.comparator for t in node.comparisons)):
+            self.marks.setdefault(id(value), USE_INERT)
+
+    def _constructor_alias(self, node: cst.CSTNode, full: str, usage: int | None) -> None:
+        """Rule constructor-alias: a class that may not be called may not be bound, stored, passed or returned
+        either (``T = torch.Tensor; T(n)`` would call it); only annotations, isinstance() and comparisons."""
+        if usage == USE_INERT or self.annotation_depth or not self.table.constructor_only_as_type(full):
+            return
+        self.report(
+            node,
+            "constructor-alias",
+            f"{full} may not be called, so it may not be used as a value either (an alias could call it): "
+            "use it only in annotations, isinstance() and comparisons",
+        )
 
     def _attribute_builtin(self, node: cst.Call, name: str) -> None:
         attr = node.args[1].value if len(node.args) > 1 and not node.args[1].star else None
@@ -154,6 +182,8 @@ class NameChecks(CheckerBase):
                 f"{full} is {what}: module attributes are used only "
                 "as allowed calls, dtypes and constants (see docs/surface.md)",
             )
+        else:
+            self._constructor_alias(node, full, usage)
 
     def visit_Name(self, node: cst.Name) -> None:
         if not node.value.isascii():
@@ -203,6 +233,8 @@ class NameChecks(CheckerBase):
                     f"{qualified}() is not on the allowed calls: use an "
                     "allowed operation (see docs/surface.md)",
                 )
+            elif usage != USE_CALLEE:
+                self._constructor_alias(node, qualified, usage)
         elif kind == "builtin":
             if usage == USE_CALLEE and not self.table.call_allowed(name):
                 self.report(
