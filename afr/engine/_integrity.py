@@ -1,0 +1,305 @@
+"""Parameter integrity by content: nothing but the engine's own optimiser step changes the model.
+
+Three mechanisms, used together by the federated loop (``_loop.py``):
+
+* :class:`ParamSeal` — a bit-exact snapshot of the live model's parameters and buffers plus their identity
+  (module tree, ``Parameter`` objects, storage pointer, dtype, shape, strides), compared after every call of
+  a recipe hook. Version counters are not enough: ``unsafe_split``/``unsafe_chunk`` views and module-wide
+  conversions (``half``, ``to_empty``…) write without bumping them; the content cannot be changed unseen.
+* :class:`ModelView` — what ``local_objective`` receives instead of the model: an allow-list of read-only
+  module methods (``parameters``, ``named_parameters``, …) and submodule/parameter attributes. Methods that
+  change dtype, device or storage (``half``, ``float``, ``double``, ``to``, ``to_empty``, ``apply``…),
+  attribute and item assignment are refused with a :class:`TrainingFailure` naming the method.
+* :func:`private_copies` / :func:`changed_entries` — every tensor a hook receives is a clone sharing no
+  storage with the server or another client; the read-only ones are compared with the engine's after the hook.
+
+Why the seal is complete: candidate code runs only inside the engine's calls of recipe hooks (the recipe has
+no other entry point: no autograd or module hooks, threads or callbacks pass the validator, and the engine
+only calls hooks). Between two hook calls only engine code runs, and the engine changes the model only by
+``load`` (broadcast), the forward pass (buffers) and its SGD step, each followed by a refresh of the seal.
+So if the model matches the seal after every hook returns, nothing but the engine changed it. The check
+covers every way a tensor can change: its content (compared bit for bit through integer views, so NaN and
+-0.0 compare exactly), its storage, dtype, shape and strides (``set_``, ``.data =``, ``resize_``,
+``as_strided_``, module conversions), its gradient (a planted ``.grad`` would be an extra step at the next
+``backward``) and the module tree itself (a replaced, added or removed parameter, buffer or submodule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import TrainingFailure
+
+__all__ = ["ParamSeal", "ModelView", "private_copies", "changed_entries", "identical"]
+
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _bits(t: Tensor) -> Tensor:
+    """An integer view of ``t``'s bytes (same storage): equality of bits, not of values."""
+    t = t.detach()
+    if t.dtype.is_floating_point or t.dtype.is_complex:
+        return t.view(_BITS[t.element_size()]) if t.element_size() in _BITS else t
+    return t
+
+
+def identical(a: Tensor, b: Tensor) -> bool:
+    """Same dtype, shape and bits (NaN equals the same NaN, -0.0 differs from 0.0)."""
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(_bits(a), _bits(b))
+
+
+def private_copies(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A fresh dict of clones: storage shared with nothing else."""
+    return {k: v.detach().clone() for k, v in tensors.items()}
+
+
+def changed_entries(given: dict[str, Tensor], copies: dict[str, Tensor], reference: dict[str, Tensor]) -> str:
+    """What a hook changed in a read-only dict it received (``copies``, which ``given`` should still be):
+    replaced, added or removed entries, or contents differing from ``reference``; empty if nothing."""
+    if not isinstance(given, dict) or given.keys() != copies.keys():
+        return "added or removed entries"
+    for key, copy in copies.items():
+        if given[key] is not copy:
+            return f"replaced {key!r}"
+        if not identical(copy, reference[key]):
+            return f"wrote into {key!r} in place"
+    return ""
+
+
+def _meta(t: Tensor) -> tuple[Any, ...]:
+    return (t.data_ptr(), t.dtype, t.device, t.shape, t.stride())
+
+
+def _tree(model: nn.Module) -> list[tuple[dict[str, Any], tuple[tuple[str, Any], ...]]]:
+    """Every module's ``_modules``, ``_parameters`` and ``_buffers`` dict with its entries at sealing time:
+    ``named_parameters``/``named_buffers`` and the forward pass see exactly what these dicts hold."""
+    out = []
+    for module in model.modules():
+        for table in (module._modules, module._parameters, module._buffers):
+            out.append((table, tuple(table.items())))
+    return out
+
+
+class ParamSeal:
+    """A bit-exact seal over ``model``'s parameters and buffers; :meth:`verify` after every recipe hook.
+
+    The engine refreshes the seal after its own writes (:meth:`refresh` after loading weights,
+    :meth:`refresh_params` after each SGD step, :meth:`refresh_buffers` after each forward pass).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.where = ""
+        """Context for messages, set by the engine (``client 3, round 2``)."""
+        self._tree = _tree(model)
+        named = [*model.named_parameters(), *model.named_buffers()]
+        self._names = [n for n, _ in named]
+        self._live = [t for _, t in named]
+        self._params = [p for _, p in model.named_parameters()]
+        self._num_params = len(self._params)
+        self._meta = [_meta(t) for t in self._live]
+        self._live_bits = [_bits(t) for t in self._live]
+        self._snap = [t.detach().clone() for t in self._live]
+        self._snap_bits = [_bits(s) for s in self._snap]
+        self._snap_params = self._snap[: self._num_params]
+        self._live_params = [p.detach() for p in self._params]
+        self._snap_buffers = self._snap[self._num_params :]
+        self._live_buffers = [b.detach() for b in self._live[self._num_params :]]
+
+    def refresh(self) -> None:
+        """Re-seal every parameter and buffer (after the engine loaded weights or evaluated)."""
+        if self._snap:
+            torch._foreach_copy_(self._snap, [t.detach() for t in self._live])
+
+    def refresh_params(self) -> None:
+        """Re-seal the parameters (after the engine's SGD step)."""
+        if self._snap_params:
+            torch._foreach_copy_(self._snap_params, self._live_params)
+
+    def refresh_buffers(self) -> None:
+        """Re-seal the buffers (after the engine's forward pass, which may update running statistics)."""
+        if self._snap_buffers:
+            torch._foreach_copy_(self._snap_buffers, self._live_buffers)
+
+    def verify(self, hook: str) -> None:
+        """Raise :class:`TrainingFailure` naming ``hook`` and what it changed if the model left the seal."""
+        for table, entries in self._tree:
+            if len(table) != len(entries) or any(table.get(k) is not v for k, v in entries):
+                self._fail(hook, "replaced, added or removed a parameter, buffer or submodule of the model")
+        for i, t in enumerate(self._live):
+            if _meta(t) != self._meta[i]:
+                was, now = self._meta[i], _meta(t)
+                what = (
+                    f"dtype {was[1]} -> {now[1]}" if was[1] != now[1] else "storage, device, shape or strides"
+                )
+                self._fail(hook, f"changed the {what} of {self._kind(i)} {self._names[i]!r}")
+            if not torch.equal(self._live_bits[i], self._snap_bits[i]):
+                differ = int((self._live_bits[i] != self._snap_bits[i]).sum())
+                self._fail(
+                    hook,
+                    f"changed {self._kind(i)} {self._names[i]!r} in place "
+                    f"({differ} of {t.numel()} values differ from the engine's)",
+                )
+        for i, p in enumerate(self._params):
+            if p.grad is not None:
+                self._fail(hook, f"set a gradient on parameter {self._names[i]!r}")
+
+    def _kind(self, i: int) -> str:
+        return "parameter" if i < self._num_params else "buffer"
+
+    def _fail(self, hook: str, what: str) -> None:
+        where = f"{self.where}: " if self.where else ""
+        raise TrainingFailure(
+            f"{where}the recipe's {hook} {what}; only the engine's optimiser step may change the model's "
+            "parameters (and its forward pass the buffers)"
+        )
+
+
+# --- the model as local_objective sees it ---------------------------------------------------------------
+
+ALLOWED_METHODS = frozenset(
+    {
+        "parameters",
+        "named_parameters",
+        "buffers",
+        "named_buffers",
+        "state_dict",
+        "get_parameter",
+        "get_buffer",
+    }
+)
+"""Read-only module methods a recipe may call (their tensors are the live ones: the seal guards them)."""
+CONTAINER_METHODS = frozenset({"keys", "items", "values"})
+"""ModuleDict/ParameterDict views, also read-only."""
+_CONVERSIONS = """half float double bfloat16 to to_empty cuda cpu xpu ipu mtia type apply share_memory
+    requires_grad_ train eval zero_grad load_state_dict register_buffer register_parameter register_module
+    add_module"""
+CONVERSIONS = frozenset(_CONVERSIONS.split())
+"""Refused with a specific reason: they change dtype, device, storage, mode or structure of the model."""
+_SCALARS = (bool, int, float, str, type(None))
+# The real module behind each view, keyed by the view's id: the view object itself holds no reference a
+# recipe could follow (defence in depth, should an attribute rule of the validator ever let one through).
+_TARGETS: dict[int, nn.Module] = {}
+
+
+def _target(view: ModelView) -> nn.Module:
+    return _TARGETS[id(view)]
+
+
+def _refuse(what: str, why: str) -> TrainingFailure:
+    allowed = ", ".join(sorted(ALLOWED_METHODS))
+    return TrainingFailure(
+        f"the recipe's local_objective {what}: {why}; "
+        f"a recipe may read the model through {allowed} and its submodule and parameter attributes"
+    )
+
+
+def _wrap(value: Any, views: dict[int, ModelView]) -> Any:
+    if isinstance(value, nn.Module):
+        view = views.get(id(value))
+        if view is None:
+            view = views[id(value)] = ModelView(value, views)
+        return view
+    return value
+
+
+def _read_only(method: Callable[..., Any], views: dict[int, ModelView]) -> Callable[..., Any]:
+    # A closure, not the bound method: a bound method's __self__ would lead back to the real module.
+    def call(*args: Any, **kwargs: Any) -> Any:
+        out = method(*args, **kwargs)
+        if isinstance(out, Iterator):
+            return (_wrap_item(x, views) for x in out)
+        return _wrap_item(out, views)
+
+    return call
+
+
+def _wrap_item(x: Any, views: dict[int, ModelView]) -> Any:
+    if isinstance(x, tuple):
+        return tuple(_wrap(v, views) for v in x)
+    return _wrap(x, views)
+
+
+class ModelView:
+    """A read-only view of a module for ``local_objective``: allow-listed methods, submodules (as views),
+    parameters and buffers by attribute, container indexing; everything else raises TrainingFailure."""
+
+    __slots__ = ("__weakref__",)
+
+    def __init__(self, module: nn.Module, views: dict[int, ModelView] | None = None) -> None:
+        views = {} if views is None else views
+        views[id(module)] = self
+        _TARGETS[id(self)] = module
+        # the views of submodules, shared by the whole tree (so model.fc is model.fc)
+        _VIEWS[id(self)] = views
+
+    def release(self) -> None:
+        """Forget every view of this tree (the engine calls it when the run ends)."""
+        for view in _VIEWS.pop(id(self), {}).values():
+            _TARGETS.pop(id(view), None)
+            _VIEWS.pop(id(view), None)
+
+    def __getattr__(self, name: str) -> Any:
+        module, views = _target(self), _VIEWS[id(self)]
+        for table in ("_modules", "_parameters", "_buffers"):
+            entries = module.__dict__.get(table, {})
+            if name in entries:
+                return _wrap(entries[name], views)
+        if name in ALLOWED_METHODS or (name in CONTAINER_METHODS and isinstance(module, nn.ModuleDict)):
+            return _read_only(getattr(module, name), views)
+        if name == "training":
+            return module.training
+        if name in CONVERSIONS:
+            raise _refuse(
+                f"called model.{name}",
+                "module methods that change dtype, device, storage or mode are refused",
+            )
+        value = module.__dict__.get(name)
+        if isinstance(value, _SCALARS):
+            return value
+        raise _refuse(f"asked for model.{name}", "it is not among the module attributes a recipe may use")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise _refuse(f"assigned model.{name}", "the model's attributes are the engine's")
+
+    def __delattr__(self, name: str) -> None:
+        raise _refuse(f"deleted model.{name}", "the model's attributes are the engine's")
+
+    def __getitem__(self, key: Any) -> Any:
+        return _wrap(_target(self)[key], _VIEWS[id(self)])  # type: ignore[index]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise _refuse("assigned an item of the model", "the model's submodules are the engine's")
+
+    def __delitem__(self, key: Any) -> None:
+        raise _refuse("deleted an item of the model", "the model's submodules are the engine's")
+
+    def __len__(self) -> int:
+        return len(_target(self))  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Any]:
+        views = _VIEWS[id(self)]
+        return (_wrap(x, views) for x in iter(_target(self)))  # type: ignore[call-overload]
+
+    def __contains__(self, key: Any) -> bool:
+        return key in _target(self)  # type: ignore[operator]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # The forward guard refuses it outside the engine's training step, with its own message.
+        return _target(self)(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"ModelView({_target(self)!r})"
+
+    def __dir__(self) -> list[str]:
+        module = _target(self)
+        names = set(ALLOWED_METHODS) | {"training"}
+        for table in ("_modules", "_parameters", "_buffers"):
+            names |= set(module.__dict__.get(table, {}))
+        return sorted(names)
+
+
+_VIEWS: dict[int, dict[int, ModelView]] = {}
