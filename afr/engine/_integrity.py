@@ -71,17 +71,27 @@ def changed_entries(given: dict[str, Tensor], copies: dict[str, Tensor], referen
 
 
 def _meta(t: Tensor) -> tuple[Any, ...]:
-    return (t.data_ptr(), t.dtype, t.device, t.shape, t.stride())
+    return (t.data_ptr(), t.dtype, t.shape, t.stride())
 
 
-def _tree(model: nn.Module) -> list[tuple[dict[str, Any], tuple[tuple[str, Any], ...]]]:
-    """Every module's ``_modules``, ``_parameters`` and ``_buffers`` dict with its entries at sealing time:
-    ``named_parameters``/``named_buffers`` and the forward pass see exactly what these dicts hold."""
-    out = []
-    for module in model.modules():
-        for table in (module._modules, module._parameters, module._buffers):
-            out.append((table, tuple(table.items())))
-    return out
+def _flatten(tensors: list[Tensor]) -> list[Tensor]:
+    """Rebind ``tensors`` (same objects, same values) as views of one flat tensor per dtype and device:
+    the seal then compares and copies each group in one call instead of one per tensor."""
+    groups: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
+    for t in tensors:
+        groups.setdefault((t.dtype, t.device), []).append(t)
+    flats = []
+    for (dtype, device), members in groups.items():
+        flat = torch.empty(sum(t.numel() for t in members), dtype=dtype, device=device)
+        offset = 0
+        with torch.no_grad():
+            for t in members:
+                view = flat[offset : offset + t.numel()].view(t.shape)
+                view.copy_(t)
+                t.data = view
+                offset += t.numel()
+        flats.append(flat)
+    return flats
 
 
 class ParamSeal:
@@ -89,63 +99,96 @@ class ParamSeal:
 
     The engine refreshes the seal after its own writes (:meth:`refresh` after loading weights,
     :meth:`refresh_params` after each SGD step, :meth:`refresh_buffers` after each forward pass).
+    Sealing rebinds the parameters (and buffers) as views of one flat tensor per dtype, so that a check is
+    one ``torch.equal`` and a refresh one ``copy_`` whatever the number of tensors (values unchanged).
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.where = ""
         """Context for messages, set by the engine (``client 3, round 2``)."""
-        self._tree = _tree(model)
-        named = [*model.named_parameters(), *model.named_buffers()]
-        self._names = [n for n, _ in named]
-        self._live = [t for _, t in named]
-        self._params = [p for _, p in model.named_parameters()]
-        self._num_params = len(self._params)
+        tables = [
+            table
+            for module in model.modules()
+            for table in (module._modules, module._parameters, module._buffers)
+        ]
+        # named_parameters/named_buffers and the forward pass see exactly what these dicts hold
+        self._sizes = [(table, len(table)) for table in tables]
+        self._entries = [(table, key, value) for table in tables for key, value in table.items()]
+        params, buffers = list(model.named_parameters()), list(model.named_buffers())
+        self._names = [n for n, _ in params + buffers]
+        self._live = [t for _, t in params + buffers]
+        self._params = [p for _, p in params]
+        self._num_params = len(params)
+        self._param_flats = _flatten(self._params)
+        self._buffer_flats = _flatten([b for _, b in buffers])
         self._meta = [_meta(t) for t in self._live]
-        self._live_bits = [_bits(t) for t in self._live]
-        self._snap = [t.detach().clone() for t in self._live]
-        self._snap_bits = [_bits(s) for s in self._snap]
-        self._snap_params = self._snap[: self._num_params]
-        self._live_params = [p.detach() for p in self._params]
-        self._snap_buffers = self._snap[self._num_params :]
-        self._live_buffers = [b.detach() for b in self._live[self._num_params :]]
+        self._param_snaps = [f.clone() for f in self._param_flats]
+        self._buffer_snaps = [f.clone() for f in self._buffer_flats]
+        self._pairs = [
+            (_bits(f), _bits(s))
+            for f, s in zip(
+                self._param_flats + self._buffer_flats, self._param_snaps + self._buffer_snaps, strict=True
+            )
+        ]
 
     def refresh(self) -> None:
         """Re-seal every parameter and buffer (after the engine loaded weights or evaluated)."""
-        if self._snap:
-            torch._foreach_copy_(self._snap, [t.detach() for t in self._live])
+        self.refresh_params()
+        self.refresh_buffers()
 
     def refresh_params(self) -> None:
         """Re-seal the parameters (after the engine's SGD step)."""
-        if self._snap_params:
-            torch._foreach_copy_(self._snap_params, self._live_params)
+        for flat, snap in zip(self._param_flats, self._param_snaps, strict=True):
+            snap.copy_(flat)
 
     def refresh_buffers(self) -> None:
         """Re-seal the buffers (after the engine's forward pass, which may update running statistics)."""
-        if self._snap_buffers:
-            torch._foreach_copy_(self._snap_buffers, self._live_buffers)
+        for flat, snap in zip(self._buffer_flats, self._buffer_snaps, strict=True):
+            snap.copy_(flat)
 
     def verify(self, hook: str) -> None:
         """Raise :class:`TrainingFailure` naming ``hook`` and what it changed if the model left the seal."""
-        for table, entries in self._tree:
-            if len(table) != len(entries) or any(table.get(k) is not v for k, v in entries):
-                self._fail(hook, "replaced, added or removed a parameter, buffer or submodule of the model")
-        for i, t in enumerate(self._live):
-            if _meta(t) != self._meta[i]:
-                was, now = self._meta[i], _meta(t)
-                what = (
-                    f"dtype {was[1]} -> {now[1]}" if was[1] != now[1] else "storage, device, shape or strides"
-                )
-                self._fail(hook, f"changed the {what} of {self._kind(i)} {self._names[i]!r}")
-            if not torch.equal(self._live_bits[i], self._snap_bits[i]):
-                differ = int((self._live_bits[i] != self._snap_bits[i]).sum())
-                self._fail(
-                    hook,
-                    f"changed {self._kind(i)} {self._names[i]!r} in place "
-                    f"({differ} of {t.numel()} values differ from the engine's)",
-                )
-        for i, p in enumerate(self._params):
+        for table, size in self._sizes:
+            if len(table) != size:
+                self._fail(hook, "added or removed a parameter, buffer or submodule of the model")
+        for table, key, value in self._entries:
+            if table.get(key) is not value:
+                self._fail(hook, f"replaced {key!r} of a module of the model")
+        for t, meta in zip(self._live, self._meta, strict=True):
+            if t.data_ptr() != meta[0] or t.dtype != meta[1] or t.shape != meta[2] or t.stride() != meta[3]:
+                self._changed_meta(hook)
+        for live, snap in self._pairs:
+            if not torch.equal(live, snap):
+                self._changed_content(hook)
+        for p in self._params:
             if p.grad is not None:
-                self._fail(hook, f"set a gradient on parameter {self._names[i]!r}")
+                self._fail(hook, f"set a gradient on parameter {self._names[self._params.index(p)]!r}")
+
+    def _changed_meta(self, hook: str) -> None:
+        for i, t in enumerate(self._live):
+            was, now = self._meta[i], _meta(t)
+            if was != now:
+                what = f"dtype {was[1]} -> {now[1]}" if was[1] != now[1] else "storage, shape or strides"
+                self._fail(hook, f"changed the {what} of {self._kind(i)} {self._names[i]!r}")
+
+    def _changed_content(self, hook: str) -> None:
+        # Every tensor is a view of a flat one: compare each with the same view of the snapshot.
+        snaps = self._param_snaps + self._buffer_snaps
+        flats = self._param_flats + self._buffer_flats
+        for i, t in enumerate(self._live):
+            for flat, snap in zip(flats, snaps, strict=True):
+                if t.dtype == flat.dtype and t.device == flat.device:
+                    lo = (t.data_ptr() - flat.data_ptr()) // t.element_size()
+                    if 0 <= lo < flat.numel() or t.numel() == 0:
+                        old = snap[lo : lo + t.numel()].view(t.shape)
+                        if not identical(t.detach(), old):
+                            differ = int((_bits(t) != _bits(old)).sum())
+                            self._fail(
+                                hook,
+                                f"changed {self._kind(i)} {self._names[i]!r} in place "
+                                f"({differ} of {t.numel()} values differ from the engine's)",
+                            )
+        self._fail(hook, "changed the model's parameters or buffers in place")
 
     def _kind(self, i: int) -> str:
         return "parameter" if i < self._num_params else "buffer"
