@@ -57,16 +57,18 @@ def private_copies(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in tensors.items()}
 
 
-def changed_entries(given: dict[str, Tensor], copies: dict[str, Tensor], reference: dict[str, Tensor]) -> str:
-    """What a hook changed in a read-only dict it received (``copies``, which ``given`` should still be):
-    replaced, added or removed entries, or contents differing from ``reference``; empty if nothing."""
+def changed_entries(
+    given: dict[str, Tensor], copies: dict[str, Tensor], reference: dict[str, Tensor], label: str
+) -> str:
+    """What a hook changed in the read-only dict ``label`` it received (``copies``, which ``given`` should
+    still be): replaced, added or removed entries, or contents differing from ``reference``; "" if nothing."""
     if not isinstance(given, dict) or given.keys() != copies.keys():
-        return "added or removed entries"
+        return f"added or removed entries of {label}"
     for key, copy in copies.items():
         if given[key] is not copy:
-            return f"replaced {key!r}"
+            return f"replaced {label}[{key!r}]"
         if not identical(copy, reference[key]):
-            return f"wrote into {key!r} in place"
+            return f"wrote into {label}[{key!r}] in place"
     return ""
 
 
@@ -223,126 +225,146 @@ _CONVERSIONS = """half float double bfloat16 to to_empty cuda cpu xpu ipu mtia t
 CONVERSIONS = frozenset(_CONVERSIONS.split())
 """Refused with a specific reason: they change dtype, device, storage, mode or structure of the model."""
 _SCALARS = (bool, int, float, str, type(None))
-# The real module behind each view, keyed by the view's id: the view object itself holds no reference a
-# recipe could follow (defence in depth, should an attribute rule of the validator ever let one through).
+
+
+class _Tree:
+    """The views of one model, one per module (so ``model.fc is model.fc``), and the run's context."""
+
+    def __init__(self, where: Callable[[], str]) -> None:
+        self.views: dict[int, ModelView] = {}
+        self.paths: dict[int, str] = {}
+        """How the recipe reached each view (``model.net[0]``), by the view's id, for messages."""
+        self.where = where
+
+    def wrap(self, value: Any, path: str) -> Any:
+        if isinstance(value, nn.Module):
+            view = self.views.get(id(value))
+            return view if view is not None else ModelView(value, tree=self, path=path)
+        return value
+
+    def wrap_item(self, x: Any, path: str) -> Any:
+        if isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str):  # (name, module) pairs
+            return (x[0], self.wrap(x[1], f"{path}[{x[0]!r}]"))
+        return self.wrap(x, f"{path}[...]")
+
+    def refuse(self, view: ModelView, what: str, why: str) -> TrainingFailure:
+        where = self.where()
+        prefix = f"{where}: " if where else ""
+        allowed = ", ".join(sorted(ALLOWED_METHODS))
+        what = what.replace("@", self.paths[id(view)], 1)  # "@": where the view sits in the model
+        return TrainingFailure(
+            f"{prefix}the recipe's local_objective {what}: {why}; "
+            f"a recipe may read the model through {allowed} and its submodule and parameter attributes"
+        )
+
+
+# The real module and the tree behind each view, keyed by the view's id: the view object itself holds no
+# reference a recipe could follow (defence in depth, should an attribute rule of the validator ever let
+# one through). ModelView.release() forgets a whole tree.
 _TARGETS: dict[int, nn.Module] = {}
+_TREES: dict[int, _Tree] = {}
 
 
-def _target(view: ModelView) -> nn.Module:
-    return _TARGETS[id(view)]
-
-
-def _refuse(what: str, why: str) -> TrainingFailure:
-    allowed = ", ".join(sorted(ALLOWED_METHODS))
-    return TrainingFailure(
-        f"the recipe's local_objective {what}: {why}; "
-        f"a recipe may read the model through {allowed} and its submodule and parameter attributes"
-    )
-
-
-def _wrap(value: Any, views: dict[int, ModelView]) -> Any:
-    if isinstance(value, nn.Module):
-        view = views.get(id(value))
-        if view is None:
-            view = views[id(value)] = ModelView(value, views)
-        return view
-    return value
-
-
-def _read_only(method: Callable[..., Any], views: dict[int, ModelView]) -> Callable[..., Any]:
+def _read_only(method: Callable[..., Any], tree: _Tree, path: str) -> Callable[..., Any]:
     # A closure, not the bound method: a bound method's __self__ would lead back to the real module.
     def call(*args: Any, **kwargs: Any) -> Any:
         out = method(*args, **kwargs)
         if isinstance(out, Iterator):
-            return (_wrap_item(x, views) for x in out)
-        return _wrap_item(out, views)
+            return (tree.wrap_item(x, path) for x in out)
+        return tree.wrap_item(out, path)
 
     return call
 
 
-def _wrap_item(x: Any, views: dict[int, ModelView]) -> Any:
-    if isinstance(x, tuple):
-        return tuple(_wrap(v, views) for v in x)
-    return _wrap(x, views)
-
-
 class ModelView:
     """A read-only view of a module for ``local_objective``: allow-listed methods, submodules (as views),
-    parameters and buffers by attribute, container indexing; everything else raises TrainingFailure."""
+    parameters and buffers by attribute, container indexing; everything else raises TrainingFailure.
+
+    ``where`` gives the context for messages (``client 3, round 2``).
+    """
 
     __slots__ = ("__weakref__",)
 
-    def __init__(self, module: nn.Module, views: dict[int, ModelView] | None = None) -> None:
-        views = {} if views is None else views
-        views[id(module)] = self
+    def __init__(
+        self,
+        module: nn.Module,
+        where: Callable[[], str] = str,
+        *,
+        tree: _Tree | None = None,
+        path: str = "model",
+    ) -> None:
+        tree = _Tree(where) if tree is None else tree
+        tree.views[id(module)] = self
+        tree.paths[id(self)] = path
         _TARGETS[id(self)] = module
-        # the views of submodules, shared by the whole tree (so model.fc is model.fc)
-        _VIEWS[id(self)] = views
+        _TREES[id(self)] = tree
 
     def release(self) -> None:
         """Forget every view of this tree (the engine calls it when the run ends)."""
-        for view in _VIEWS.pop(id(self), {}).values():
+        tree = _TREES.get(id(self))
+        for view in tree.views.values() if tree is not None else ():
             _TARGETS.pop(id(view), None)
-            _VIEWS.pop(id(view), None)
+            _TREES.pop(id(view), None)
 
     def __getattr__(self, name: str) -> Any:
-        module, views = _target(self), _VIEWS[id(self)]
+        module, tree = _TARGETS[id(self)], _TREES[id(self)]
+        path = tree.paths[id(self)]
         for table in ("_modules", "_parameters", "_buffers"):
             entries = module.__dict__.get(table, {})
             if name in entries:
-                return _wrap(entries[name], views)
+                return tree.wrap(entries[name], f"{path}.{name}")
         if name in ALLOWED_METHODS or (name in CONTAINER_METHODS and isinstance(module, nn.ModuleDict)):
-            return _read_only(getattr(module, name), views)
+            return _read_only(getattr(module, name), tree, path)
         if name == "training":
             return module.training
         if name in CONVERSIONS:
-            raise _refuse(
-                f"called model.{name}",
-                "module methods that change dtype, device, storage or mode are refused",
-            )
+            why = "module methods that change dtype, device, storage or mode are refused"
+            raise tree.refuse(self, f"called @.{name}()", why)
         value = module.__dict__.get(name)
         if isinstance(value, _SCALARS):
             return value
-        raise _refuse(f"asked for model.{name}", "it is not among the module attributes a recipe may use")
+        raise tree.refuse(
+            self, f"asked for @.{name}", "it is not among the module attributes a recipe may use"
+        )
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise _refuse(f"assigned model.{name}", "the model's attributes are the engine's")
+        raise _TREES[id(self)].refuse(self, f"assigned @.{name}", "the model's attributes are the engine's")
 
     def __delattr__(self, name: str) -> None:
-        raise _refuse(f"deleted model.{name}", "the model's attributes are the engine's")
+        raise _TREES[id(self)].refuse(self, f"deleted @.{name}", "the model's attributes are the engine's")
 
     def __getitem__(self, key: Any) -> Any:
-        return _wrap(_target(self)[key], _VIEWS[id(self)])  # type: ignore[index]
+        tree = _TREES[id(self)]
+        return tree.wrap(_TARGETS[id(self)][key], f"{tree.paths[id(self)]}[{key!r}]")  # type: ignore[index]
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        raise _refuse("assigned an item of the model", "the model's submodules are the engine's")
+        raise _TREES[id(self)].refuse(self, f"assigned @[{key!r}]", "the model's submodules are the engine's")
 
     def __delitem__(self, key: Any) -> None:
-        raise _refuse("deleted an item of the model", "the model's submodules are the engine's")
+        raise _TREES[id(self)].refuse(self, f"deleted @[{key!r}]", "the model's submodules are the engine's")
 
     def __len__(self) -> int:
-        return len(_target(self))  # type: ignore[arg-type]
+        return len(_TARGETS[id(self)])  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[Any]:
-        views = _VIEWS[id(self)]
-        return (_wrap(x, views) for x in iter(_target(self)))  # type: ignore[call-overload]
+        tree = _TREES[id(self)]
+        path = tree.paths[id(self)]
+        items = enumerate(iter(_TARGETS[id(self)]))  # type: ignore[call-overload]
+        return (tree.wrap(x, f"{path}[{i}]") for i, x in items)
 
     def __contains__(self, key: Any) -> bool:
-        return key in _target(self)  # type: ignore[operator]
+        return key in _TARGETS[id(self)]  # type: ignore[operator]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # The forward guard refuses it outside the engine's training step, with its own message.
-        return _target(self)(*args, **kwargs)
+        return _TARGETS[id(self)](*args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"ModelView({_target(self)!r})"
+        return f"ModelView({_TARGETS[id(self)]!r})"
 
     def __dir__(self) -> list[str]:
-        module = _target(self)
+        module = _TARGETS[id(self)]
         names = set(ALLOWED_METHODS) | {"training"}
         for table in ("_modules", "_parameters", "_buffers"):
             names |= set(module.__dict__.get(table, {}))
         return sorted(names)
-
-
-_VIEWS: dict[int, dict[int, ModelView]] = {}

@@ -201,8 +201,8 @@ class _Federation:
         self.seal: ParamSeal | None = None
         self.view: ModelView | None = None
         if integrity:
-            self.seal = self.module.seal = ParamSeal(model)
-            self.view = self.module.model_view = ModelView(model)
+            self.seal = self.module.seal = seal = ParamSeal(model)
+            self.view = self.module.model_view = ModelView(model, lambda: seal.where)
 
     def release(self) -> None:
         """Drop the model view's bookkeeping (the run is over)."""
@@ -328,11 +328,11 @@ class _Federation:
         extras = self.hook("client_extras", sent_delta, ctx)
         self._check_sent(round_idx, client, ctx, sent_params, sent_extras, down, "client_extras")
         if seal is not None:
-            problem = changed_entries(sent_delta, sent_delta, delta)
+            problem = changed_entries(sent_delta, sent_delta, delta, "delta")
             if problem:
                 raise TrainingFailure(
-                    f"client {client}, round {round_idx}: the recipe's client_extras {problem} of the delta "
-                    "it received; the delta is read-only (upload changes as extras)"
+                    f"client {client}, round {round_idx}: the recipe's client_extras {problem}; the delta "
+                    "is what local training produced and read-only (upload anything else as extras)"
                 )
         up_bytes = _nbytes(delta) + self.contract.check(extras, global_params, "upload")
         # A private copy of the upload: the client may keep its own tensors, never a path into the server's.
@@ -355,14 +355,15 @@ class _Federation:
             ("global_params", ctx.global_params, sent_params, self.global_params),
             ("server_extras", ctx.server_extras, sent_extras, down),
         ):
+            label = f"ctx.{field}"
             if self.seal is None:  # without private copies, identity of the entries is all there is to check
                 replaced = any(given.get(k) is not v for k, v in sent.items())
-                problem = "replaced entries" if replaced else ""
+                problem = f"replaced entries of {label}" if replaced else ""
             else:
-                problem = changed_entries(given, sent, reference)
+                problem = changed_entries(given, sent, reference, label)
             if problem:
                 raise TrainingFailure(
-                    f"client {client}, round {round_idx}: the recipe's {hook} {problem} of ctx.{field}; "
+                    f"client {client}, round {round_idx}: the recipe's {hook} {problem}; "
                     "what the server sent is read-only"
                 )
 
