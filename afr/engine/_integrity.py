@@ -320,9 +320,8 @@ class ModelView:
         if name in CONVERSIONS:
             why = "module methods that change dtype, device, storage or mode are refused"
             raise tree.refuse(self, f"called @.{name}()", why)
-        value = module.__dict__.get(name)
-        if isinstance(value, _SCALARS):
-            return value
+        if name in module.__dict__ and isinstance(module.__dict__[name], _SCALARS):
+            return module.__dict__[name]  # plain settings (sizes, flags): immutable
         raise tree.refuse(
             self, f"asked for @.{name}", "it is not among the module attributes a recipe may use"
         )
@@ -360,7 +359,8 @@ class ModelView:
         return _TARGETS[id(self)](*args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"ModelView({_TARGETS[id(self)]!r})"
+        module = _TARGETS.get(id(self))
+        return f"ModelView({module!r})" if module is not None else "ModelView(<released>)"
 
     def __dir__(self) -> list[str]:
         module = _TARGETS[id(self)]

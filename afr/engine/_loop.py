@@ -292,12 +292,12 @@ class _Federation:
         ctx = LocalContext(
             round_idx,
             client,
-            sent_params,
+            dict(sent_params),  # the engine keeps sent_*: their entries tell a replaced one
             self.client_states[client],
             len(self.train[client]),
             lr=lr,
             num_steps=steps,
-            server_extras=sent_extras,
+            server_extras=dict(sent_extras),
         )
         module, next_batch = self.module, self.next_batch
         module.ctx = ctx
