@@ -132,6 +132,10 @@ class ParamSeal:
                 self._param_flats + self._buffer_flats, self._param_snaps + self._buffer_snaps, strict=True
             )
         ]
+        # Precomputed pairs: verify and the refreshes run at every local step, so no zip() per call.
+        self._metas = list(zip(self._live, self._meta, strict=True))
+        self._param_copies = list(zip(self._param_snaps, self._param_flats, strict=True))
+        self._buffer_copies = list(zip(self._buffer_snaps, self._buffer_flats, strict=True))
 
     def refresh(self) -> None:
         """Re-seal every parameter and buffer (after the engine loaded weights or evaluated)."""
@@ -140,12 +144,12 @@ class ParamSeal:
 
     def refresh_params(self) -> None:
         """Re-seal the parameters (after the engine's SGD step)."""
-        for flat, snap in zip(self._param_flats, self._param_snaps, strict=True):
+        for snap, flat in self._param_copies:
             snap.copy_(flat)
 
     def refresh_buffers(self) -> None:
         """Re-seal the buffers (after the engine's forward pass, which may update running statistics)."""
-        for flat, snap in zip(self._buffer_flats, self._buffer_snaps, strict=True):
+        for snap, flat in self._buffer_copies:
             snap.copy_(flat)
 
     def verify(self, hook: str) -> None:
@@ -156,8 +160,8 @@ class ParamSeal:
         for table, key, value in self._entries:
             if table.get(key) is not value:
                 self._fail(hook, f"replaced {key!r} of a module of the model")
-        for t, meta in zip(self._live, self._meta, strict=True):
-            if t.data_ptr() != meta[0] or t.dtype != meta[1] or t.shape != meta[2] or t.stride() != meta[3]:
+        for t, (ptr, dtype, shape, stride) in self._metas:
+            if t.data_ptr() != ptr or t.dtype != dtype or t.shape != shape or t.stride() != stride:
                 self._changed_meta(hook)
         for live, snap in self._pairs:
             if not torch.equal(live, snap):
@@ -243,9 +247,10 @@ class _Tree:
         return value
 
     def wrap_item(self, x: Any, path: str) -> Any:
-        if isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str):  # (name, module) pairs
+        # Called per item of named_parameters() & co. (each local step): the common case returns at once.
+        if isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], nn.Module):  # (name, module) pairs
             return (x[0], self.wrap(x[1], f"{path}[{x[0]!r}]"))
-        return self.wrap(x, f"{path}[...]")
+        return self.wrap(x, f"{path}[...]") if isinstance(x, nn.Module) else x
 
     def refuse(self, view: ModelView, what: str, why: str) -> TrainingFailure:
         where = self.where()
