@@ -262,6 +262,18 @@ def test_module_methods_refused(profile: Profile, variant: str, action: str, fra
     assert "named_parameters" in message  # says what is allowed
 
 
+class UnboundHalf(FedAvg):
+    name = "unbound_half"
+
+    def local_objective(self, task_loss, model, ctx):
+        nn.Module.half(model)  # the class's function, handed the view
+        return task_loss
+
+
+def test_unbound_module_method_refused(profile: Profile) -> None:
+    fails(profile, UnboundHalf, "local_objective called model._apply()", "change dtype, device, storage")
+
+
 class SequenceEdit(FedAvg):
     name = "sequence_edit"
 

@@ -223,7 +223,7 @@ ALLOWED_METHODS = frozenset(
 """Read-only module methods a recipe may call (their tensors are the live ones: the seal guards them)."""
 CONTAINER_METHODS = frozenset({"keys", "items", "values"})
 """ModuleDict/ParameterDict views, also read-only."""
-_CONVERSIONS = """half float double bfloat16 to to_empty cuda cpu xpu ipu mtia type apply share_memory
+_CONVERSIONS = """half float double bfloat16 to to_empty cuda cpu xpu ipu mtia type apply _apply share_memory
     requires_grad_ train eval zero_grad load_state_dict register_buffer register_parameter register_module
     add_module"""
 CONVERSIONS = frozenset(_CONVERSIONS.split())
