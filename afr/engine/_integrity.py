@@ -133,7 +133,9 @@ class ParamSeal:
             )
         ]
         # Precomputed pairs: verify and the refreshes run at every local step, so no zip() per call.
-        self._metas = list(zip(self._live, self._meta, strict=True))
+        # is_set_to: same storage, offset, sizes and strides, in one call (the alias keeps the sealed ones)
+        self._metas = [(t, t.detach(), t.dtype) for t in self._live]
+        self.has_buffers = bool(self._buffer_flats)
         self._param_copies = list(zip(self._param_snaps, self._param_flats, strict=True))
         self._buffer_copies = list(zip(self._buffer_snaps, self._buffer_flats, strict=True))
 
@@ -160,8 +162,8 @@ class ParamSeal:
         for table, key, value in self._entries:
             if table.get(key) is not value:
                 self._fail(hook, f"replaced {key!r} of a module of the model")
-        for t, (ptr, dtype, shape, stride) in self._metas:
-            if t.data_ptr() != ptr or t.dtype != dtype or t.shape != shape or t.stride() != stride:
+        for t, sealed, dtype in self._metas:
+            if not t.is_set_to(sealed) or t.dtype != dtype:
                 self._changed_meta(hook)
         for live, snap in self._pairs:
             if not torch.equal(live, snap):

@@ -50,7 +50,8 @@ class ClientModule(L.LightningModule):
         seal, model = self.seal, self.model if self.model_view is None else self.model_view
         if seal is None:
             return self.recipe.local_objective(task_loss, model, self.ctx)
-        seal.refresh_buffers()  # the forward pass may update running statistics
+        if seal.has_buffers:
+            seal.refresh_buffers()  # the forward pass may update running statistics
         loss = self.recipe.local_objective(task_loss, model, self.ctx)
         seal.verify("local_objective")
         return loss
