@@ -240,6 +240,8 @@ class _Tree:
         self.views: dict[int, ModelView] = {}
         self.paths: dict[int, str] = {}
         """How the recipe reached each view (``model.net[0]``), by the view's id, for messages."""
+        self.methods: dict[tuple[int, str], Callable[..., Any]] = {}
+        """The allowed methods handed out, by (view id, name): made once, called at every local step."""
         self.where = where
 
     def wrap(self, value: Any, path: str) -> Any:
@@ -272,8 +274,17 @@ _TARGETS: dict[int, nn.Module] = {}
 _TREES: dict[int, _Tree] = {}
 
 
+def _plain(method: Callable[..., Any]) -> Callable[..., Any]:
+    # A closure, not the bound method: a bound method's __self__ would lead back to the real module. The
+    # allowed methods return tensors (or names and tensors), never a module: nothing to wrap.
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return method(*args, **kwargs)
+
+    return call
+
+
 def _read_only(method: Callable[..., Any], tree: _Tree, path: str) -> Callable[..., Any]:
-    # A closure, not the bound method: a bound method's __self__ would lead back to the real module.
+    # As _plain, for container methods whose results include submodules (wrapped as views).
     def call(*args: Any, **kwargs: Any) -> Any:
         out = method(*args, **kwargs)
         if isinstance(out, Iterator):
@@ -320,7 +331,12 @@ class ModelView:
             entries = module.__dict__.get(table, {})
             if name in entries:
                 return tree.wrap(entries[name], f"{path}.{name}")
-        if name in ALLOWED_METHODS or (name in CONTAINER_METHODS and isinstance(module, nn.ModuleDict)):
+        if name in ALLOWED_METHODS:
+            method = tree.methods.get((id(self), name))
+            if method is None:
+                method = tree.methods[id(self), name] = _plain(getattr(module, name))
+            return method
+        if name in CONTAINER_METHODS and isinstance(module, nn.ModuleDict):
             return _read_only(getattr(module, name), tree, path)
         if name == "training":
             return module.training
