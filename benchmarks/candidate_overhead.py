@@ -1,9 +1,11 @@
-"""What does enforcement cost? Validator milliseconds per candidate, and the per-run overhead of the
-sandbox + ledger + accountant over bare in-process training, measured side by side in one run.
+"""What does enforcement cost? Validator milliseconds per candidate, the engine's parameter-integrity checks
+(seal verified after every hook, private copies, read-only model view) on vs off, and the per-run overhead
+of the sandbox + ledger + accountant over bare in-process training, each measured side by side in one run.
 
     .venv/bin/python benchmarks/candidate_overhead.py [--runs 10] [--data-dir DIR]
 
-Targets: validator <= 20 ms per candidate; sandbox + ledger overhead <= 0.3 s per run (warm pool).
+Targets: validator <= 20 ms per candidate; integrity checks <= 10 % of a tcga_brca run; sandbox + ledger
+overhead <= 0.3 s per run (warm pool). Any run that does not finish ``ok`` stops the script (exit 1).
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import torch
 from _common import data_dir_from  # benchmarks/ is on sys.path when run as a script
 
 from afr.budget import ArmBudget
 from afr.campaign import CandidateRunner, RunnerSettings
-from afr.engine import run_federation
+from afr.engine import _integrity, _loop, run_federation
+from afr.errors import TrainingFailure
 from afr.profiles import make_profile
 from afr.recipe import recipe_class, recipe_source
 from afr.surface import surface_table, validate
@@ -68,6 +75,72 @@ def validator_ms(repeats: int) -> dict[str, float]:
     return out
 
 
+RECIPES = ("fedavg", "scaffold")
+"""Scaffold too: it sends extras both ways and reads the model each step, through every copy and check."""
+
+
+@contextmanager
+def timing_checks() -> Iterator[list[float]]:
+    """Wrap the engine's integrity routines (seal, private copies, read-only comparisons) with a timer:
+    the CPU seconds spent inside them, accumulated in the yielded one-element list (the timer's own calls
+    count as checks: an overestimate)."""
+    spent = [0.0]
+
+    def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.thread_time() - start
+
+        return wrapper
+
+    targets = [
+        (_integrity.ParamSeal, "verify"),
+        (_integrity.ParamSeal, "refresh_params"),
+        (_integrity.ParamSeal, "refresh_buffers"),
+        (_loop, "private_copies"),
+        (_loop, "changed_entries"),
+    ]
+    saved = [(owner, name, getattr(owner, name)) for owner, name in targets]
+    for owner, name, fn in saved:
+        setattr(owner, name, timed(fn))
+    try:
+        yield spent
+    finally:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
+
+
+def integrity_overhead(data_dir: Path, runs: int) -> dict[str, dict[str, list[float]]]:
+    """Per tcga_brca run: CPU seconds of the training thread (``threads=1``: forward, backward and the checks
+    all run on it; waiting for a core under load is not counted) with the integrity checks on and off,
+    interleaved (the order alternates; each pair must train the same weights), and, in a third run per
+    seed, the share of the run's CPU time spent inside the checks."""
+    profile = make_profile("tcga_brca", data_dir=data_dir)
+    out = {}
+    for name in RECIPES:
+        recipe = profile.make_recipe(recipe_class(name))
+        run_federation(profile, recipe, 0)  # warm-up
+        times: dict[str, list[float]] = {"on": [], "off": [], "share": []}
+        for seed in range(runs):
+            weights = []
+            for integrity in (True, False) if seed % 2 else (False, True):
+                start = time.thread_time()
+                result = run_federation(profile, recipe, seed, validate_every=1, integrity=integrity)
+                times["on" if integrity else "off"].append(time.thread_time() - start)
+                weights.append(result.state_dict)
+            if not all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]):
+                raise SystemExit(f"{name} seed {seed}: the integrity checks changed the trained weights")
+            with timing_checks() as spent:
+                start = time.thread_time()
+                run_federation(profile, recipe, seed, validate_every=1)
+                times["share"].append(spent[0] / (time.thread_time() - start))
+        out[name] = times
+    return out
+
+
 def run_overhead(data_dir: Path, runs: int) -> tuple[list[float], list[float], list[float]]:
     profile = make_profile("tcga_brca", data_dir=data_dir)
     recipe = profile.make_recipe(recipe_class("fedavg"))
@@ -101,7 +174,8 @@ def run_overhead(data_dir: Path, runs: int) -> tuple[list[float], list[float], l
                 start = time.perf_counter()
                 record = runner.run(candidate, seed=seed)
                 sandboxed.append(time.perf_counter() - start)
-                assert record is not None and record.status == "ok", record
+                if record is None or record.status != "ok":
+                    raise SystemExit(f"a sandboxed FedAvg run did not finish ok: {record}")
                 inside.append(record.runtime_s or 0.0)
     return bare, sandboxed, inside
 
@@ -125,7 +199,29 @@ def main() -> None:
     worst = max(ms.values())
     print(f"  target <= 20 ms: {'met' if worst <= 20 else 'NOT met'} (worst {worst:.2f} ms)\n")
 
-    bare, sandboxed, inside = run_overhead(data_dir_from(args.data_dir), args.runs)
+    data_dir = data_dir_from(args.data_dir)
+    try:
+        integrity = integrity_overhead(data_dir, args.runs)
+    except TrainingFailure as exc:
+        raise SystemExit(f"a run failed: {exc.message}") from None
+    print(f"tcga_brca, {args.runs} runs each: integrity checks on vs off (interleaved), CPU seconds per run")
+    cost = 0.0
+    for name, times in integrity.items():
+        on, off, share = times["on"], times["off"], statistics.median(times["share"])
+        median_ratio = statistics.median(on) / statistics.median(off)
+        min_ratio = min(on) / min(off)
+        cost = max(cost, median_ratio - 1, share)
+        print(
+            f"  {name:<9} median on {statistics.median(on):6.3f} off {statistics.median(off):6.3f} "
+            f"ratio {median_ratio:5.3f} | fastest on {min(on):6.3f} off {min(off):6.3f} "
+            f"ratio {min_ratio:5.3f} | inside the checks {share:6.2%}"
+        )
+    print(
+        f"  target cost <= 10 % (median ratio and CPU share inside the checks): "
+        f"{'met' if cost <= 0.10 else 'NOT met'} (worst {cost:+.2%})\n"
+    )
+
+    bare, sandboxed, inside = run_overhead(data_dir, args.runs)
     b, s = statistics.median(bare), statistics.median(sandboxed)
     print(f"tcga_brca FedAvg, {args.runs} runs, median seconds per run (validation every round in both)")
     print(f"  bare run_federation in-process          {b:7.3f} s")

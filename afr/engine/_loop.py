@@ -20,6 +20,7 @@ from ..errors import TrainingFailure
 from ..profiles import Profile
 from ..recipe import ClientUpdate, LocalContext, Params, Recipe
 from ._guard import ForwardGuard
+from ._integrity import ModelView, ParamSeal, changed_entries, private_copies
 from ._module import ClientModule
 from ._result import RunResult
 from ._sampler import BatchStream, client_generator
@@ -41,11 +42,6 @@ def _sgd_step(params: list[Tensor], lr: float) -> None:
         torch._foreach_add_(with_grad, [p.grad for p in with_grad], alpha=-lr)
     for p in with_grad:
         p.grad = None
-
-
-def _versions(tensors: Any) -> list[int]:
-    # In-place writes bump a tensor's version counter (shared with its .detach() views).
-    return [t._version for t in tensors]
 
 
 def _client_round_seed(seed: int, round_idx: int, client: int) -> int:
@@ -86,7 +82,8 @@ def _check_params(new: Any, reference: Params, where: str) -> Params:
             raise TrainingFailure(f"{where} returned a wrong shape for {key!r}")
         if not torch.isfinite(value).all():
             raise TrainingFailure(f"{where} produced non-finite values in {key!r}")
-    return {k: new[k].detach().to(reference[k].dtype) for k in reference}
+    # A fresh copy: the server's own tensors (server_state) never alias the engine's global parameters.
+    return {k: torch.empty_like(reference[k]).copy_(new[k].detach()) for k in reference}
 
 
 def run_federation(
@@ -99,12 +96,16 @@ def run_federation(
     validate_every: int = 1,
     threads: int | None = 1,
     on_round: Callable[[dict[str, Any]], None] | None = None,
+    integrity: bool = True,
 ) -> RunResult:
     """Train ``recipe`` on ``profile`` for the profile's budget with one seed.
 
     ``stage="search"`` trains on ``fit`` (train minus validation); ``stage="final"`` on the whole
     train split. Both report the validation metric per round; neither touches ``test``.
     Same arguments → bit-identical result.
+
+    ``integrity=False`` turns off the parameter-integrity checks and private copies (``_integrity.py``) —
+    only to measure what they cost (``benchmarks/candidate_overhead.py``); the results are the same.
     """
     if stage not in ("search", "final"):
         raise ValueError(f"stage must be 'search' or 'final', got {stage!r}")
@@ -113,7 +114,7 @@ def run_federation(
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _run(profile, recipe, seed, stage, log_dir, validate_every, on_round, start)
+        return _run(profile, recipe, seed, stage, log_dir, validate_every, on_round, start, integrity)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -127,8 +128,9 @@ def _run(
     validate_every: int,
     on_round: Callable[[dict[str, Any]], None] | None,
     start: float,
+    integrity: bool,
 ) -> RunResult:
-    run = _Federation(profile, recipe, seed, stage)
+    run = _Federation(profile, recipe, seed, stage, integrity)
     writer = _writer(log_dir)
     rounds = profile.budget.rounds
     run.guard.__enter__()  # the guard's hook must be removed however the loop ends (see finally)
@@ -142,6 +144,7 @@ def _run(
                 on_round(record)
     finally:
         run.guard.__exit__(None, None, None)
+        run.release()
         if writer is not None:
             writer.close()
     return run.finish(start)
@@ -152,9 +155,15 @@ class _Federation:
 
     The constructor seeds and builds in a fixed order (seed, model, samplers): reordering it would
     change the results.
+
+    With ``integrity`` (always, except to measure its cost) the engine keeps the model's parameters and
+    every tensor of its own private: each hook gets copies (per client), ``local_objective`` a read-only
+    :class:`ModelView`, and a :class:`ParamSeal` compares the model bit for bit after every hook call (see
+    ``_integrity.py`` for why that is complete). The engine's own tensors — ``global_params``, the broadcast
+    master ``down``, ``client_buffers`` — are never handed to a hook, so only the engine writes them.
     """
 
-    def __init__(self, profile: Profile, recipe: Recipe, seed: int, stage: Stage) -> None:
+    def __init__(self, profile: Profile, recipe: Recipe, seed: int, stage: Stage, integrity: bool) -> None:
         self.profile, self.recipe, self.seed = profile, recipe, seed
         self.train = train = profile.data("fit" if stage == "search" else "train")
         self.monitor = profile.data("val")
@@ -189,6 +198,27 @@ class _Federation:
         self.contract = profile.contract
         self.guard = ForwardGuard(model)
         self.module.forward_window = self.guard.allow
+        self.seal: ParamSeal | None = None
+        self.view: ModelView | None = None
+        if integrity:
+            self.seal = self.module.seal = seal = ParamSeal(model)
+            self.view = self.module.model_view = ModelView(model, lambda: seal.where)
+
+    def release(self) -> None:
+        """Drop the model view's bookkeeping (the run is over)."""
+        if self.view is not None:
+            self.view.release()
+
+    def hook(self, name: str, *args: Any) -> Any:
+        """Call the recipe's hook ``name``; with integrity on, fail if it changed the model."""
+        out = getattr(self.recipe, name)(*args)
+        if self.seal is not None:
+            self.seal.verify(name)
+        return out
+
+    def copies(self, tensors: Params) -> Params:
+        """What a hook receives of the engine's tensors: private clones (with integrity on)."""
+        return private_copies(tensors) if self.seal is not None else dict(tensors)
 
     def load(self, weights: Params, client: int) -> None:
         """``weights`` and the client's own buffers into the model."""
@@ -197,27 +227,36 @@ class _Federation:
                 p.copy_(weights[name])
             for b, saved in zip(self.buffers, self.client_buffers[client], strict=True):
                 b.copy_(saved)
+        if self.seal is not None:
+            self.seal.refresh()
 
     def round(self, round_idx: int, validate: bool) -> dict[str, Any]:
         """Select, broadcast, train every selected client, aggregate, validate if asked: the curve entry."""
-        recipe, result, num_clients = self.recipe, self.result, self.num_clients
-        selected = _check_clients(recipe.select_clients(round_idx, num_clients, self.select_rng), num_clients)
-        down_extras = recipe.broadcast(round_idx, self.server_state)
+        result, num_clients = self.result, self.num_clients
+        if self.seal is not None:
+            self.seal.where = f"round {round_idx}"
+        selected = _check_clients(
+            self.hook("select_clients", round_idx, num_clients, self.select_rng), num_clients
+        )
+        down_extras = self.hook("broadcast", round_idx, self.server_state)
         down_bytes = _nbytes(self.global_params) + self.contract.check(
             down_extras, self.global_params, "download"
         )
+        # The engine's master copy: the server's tensors (server_state) stay the server's.
+        down = self.copies(down_extras)
         updates: list[ClientUpdate] = []
         losses: list[float] = []
         for client in selected:
-            update, loss, up_bytes = self.train_client(round_idx, client, down_extras)
+            update, loss, up_bytes = self.train_client(round_idx, client, down)
             if loss is not None:
                 losses.append(loss)
             updates.append(update)
             result.bytes_down += down_bytes
             result.bytes_up += up_bytes
-        self.global_params = _check_params(
-            recipe.aggregate(self.global_params, updates, self.server_state), self.global_params, "aggregate"
-        )
+        if self.seal is not None:
+            self.seal.where = f"round {round_idx}"
+        new = self.hook("aggregate", self.copies(self.global_params), updates, self.server_state)
+        self.global_params = _check_params(new, self.global_params, "aggregate")
         record: dict[str, Any] = {
             "round": round_idx + 1,
             "train_loss": sum(losses) / len(losses) if losses else math.nan,
@@ -229,41 +268,53 @@ class _Federation:
             record["val"] = evaluation.mean
             record["val_per_client"] = evaluation.per_client
             self.module.train()
+            if self.seal is not None:
+                self.seal.refresh()
         return record
 
     def train_client(
-        self, round_idx: int, client: int, down_extras: Params
+        self, round_idx: int, client: int, down: Params
     ) -> tuple[ClientUpdate, float | None, int]:
         """One client's local training in one round: its update, its last loss and the upload bytes."""
-        recipe, budget, global_params, params = self.recipe, self.budget, self.global_params, self.params
-        steps = _check_steps(recipe.local_steps(round_idx, client, budget.local_steps), budget.local_steps)
-        lr = float(recipe.client_lr(round_idx, client))
+        budget, global_params, params, seal = self.budget, self.global_params, self.params, self.seal
+        if seal is not None:
+            seal.where = f"client {client}, round {round_idx}"
+        max_steps = budget.local_steps
+        steps = _check_steps(self.hook("local_steps", round_idx, client, max_steps), max_steps)
+        lr = float(self.hook("client_lr", round_idx, client))
         if not math.isfinite(lr) or lr < 0:
             raise TrainingFailure(f"client_lr returned {lr!r} in round {round_idx}")
         self.load(global_params, client)
         torch.manual_seed(_client_round_seed(self.seed, round_idx, client))
-        # Each client gets its own dicts: a shared dict would be a channel between clients.
+        # Each client gets its own dicts (and, with integrity, its own tensors): anything shared would be a
+        # channel between clients, or from a client to the server.
+        sent_params, sent_extras = self.copies(global_params), self.copies(down)
         ctx = LocalContext(
             round_idx,
             client,
-            dict(global_params),
+            dict(sent_params),  # the engine keeps sent_*: their entries tell a replaced one
             self.client_states[client],
             len(self.train[client]),
             lr=lr,
             num_steps=steps,
-            server_extras=dict(down_extras),
+            server_extras=dict(sent_extras),
         )
         module, next_batch = self.module, self.next_batch
         module.ctx = ctx
-        shared = [*global_params.values(), *down_extras.values()]
-        protected = _versions(params) + _versions(shared)
         self.forward_calls[0] = 0
         loss = None
         for step in range(steps):
-            loss = module.training_step(next_batch(client), step)
+            loss = module.training_step(next_batch(client), step)  # verifies the seal after local_objective
             loss.backward()
             _sgd_step(params, lr)
-        self._check_untouched(round_idx, client, steps, ctx, down_extras, protected, shared)
+            if seal is not None:
+                seal.refresh_params()
+        self._check_sent(round_idx, client, ctx, sent_params, sent_extras, down, "local_objective")
+        if self.forward_calls[0] != steps:
+            raise TrainingFailure(
+                f"client {client}, round {round_idx}: {self.forward_calls[0]} forward passes for {steps} "
+                "steps; the budget allows one forward pass per local step"
+            )
         last = None
         if loss is not None:
             last = float(loss.detach())
@@ -273,41 +324,48 @@ class _Federation:
         with torch.no_grad():
             delta = {n: p.detach() - global_params[n] for n, p in zip(self.names, params, strict=True)}
             self.client_buffers[client] = [b.detach().clone() for b in self.buffers]
-        extras = recipe.client_extras(delta, ctx)
+        sent_delta = self.copies(delta)
+        extras = self.hook("client_extras", sent_delta, ctx)
+        self._check_sent(round_idx, client, ctx, sent_params, sent_extras, down, "client_extras")
+        if seal is not None:
+            problem = changed_entries(sent_delta, sent_delta, delta, "delta")
+            if problem:
+                raise TrainingFailure(
+                    f"client {client}, round {round_idx}: the recipe's client_extras {problem}; the delta "
+                    "is what local training produced and read-only (upload anything else as extras)"
+                )
         up_bytes = _nbytes(delta) + self.contract.check(extras, global_params, "upload")
-        return ClientUpdate(client, delta, len(self.train[client]), steps, dict(extras)), last, up_bytes
+        # A private copy of the upload: the client may keep its own tensors, never a path into the server's.
+        extras = self.copies(extras)
+        return ClientUpdate(client, delta, len(self.train[client]), steps, extras), last, up_bytes
 
-    def _check_untouched(
+    def _check_sent(
         self,
         round_idx: int,
         client: int,
-        steps: int,
         ctx: LocalContext,
-        down_extras: Params,
-        protected: list[int],
-        shared: list[Tensor],
+        sent_params: Params,
+        sent_extras: Params,
+        down: Params,
+        hook: str,
     ) -> None:
-        """After local training: only the optimizer wrote the parameters, what the server sent is intact,
-        and the model ran forward once per step."""
-        params = self.params
-        expected = [v + steps for v in protected[: len(params)]] + protected[len(params) :]
-        if _versions(params) + _versions(shared) != expected:
-            raise TrainingFailure(
-                f"client {client}, round {round_idx}: the recipe modified model parameters, "
-                "global parameters or broadcast tensors in place; only the optimizer step may do that"
-            )
-        if any(ctx.global_params.get(k) is not v for k, v in self.global_params.items()) or any(
-            ctx.server_extras.get(k) is not v for k, v in down_extras.items()
+        """What the server sent (``ctx.global_params``, ``ctx.server_extras``) is read-only: same entries,
+        same bits as the engine's own copies."""
+        for field, given, sent, reference in (
+            ("global_params", ctx.global_params, sent_params, self.global_params),
+            ("server_extras", ctx.server_extras, sent_extras, down),
         ):
-            raise TrainingFailure(
-                f"client {client}, round {round_idx}: the recipe replaced entries of "
-                "ctx.global_params or ctx.server_extras; what the server sent is read-only"
-            )
-        if self.forward_calls[0] != steps:
-            raise TrainingFailure(
-                f"client {client}, round {round_idx}: {self.forward_calls[0]} forward passes for {steps} "
-                "steps; the budget allows one forward pass per local step"
-            )
+            label = f"ctx.{field}"
+            if self.seal is None:  # without private copies, identity of the entries is all there is to check
+                replaced = any(given.get(k) is not v for k, v in sent.items())
+                problem = f"replaced entries of {label}" if replaced else ""
+            else:
+                problem = changed_entries(given, sent, reference, label)
+            if problem:
+                raise TrainingFailure(
+                    f"client {client}, round {round_idx}: the recipe's {hook} {problem}; "
+                    "what the server sent is read-only"
+                )
 
     def finish(self, start: float) -> RunResult:
         """The result with the final weights and the time spent.

@@ -15,6 +15,7 @@ import lightning as L
 from torch import Tensor, nn
 
 from ..recipe import LocalContext, Recipe
+from ._integrity import ParamSeal
 
 __all__ = ["ClientModule"]
 
@@ -31,6 +32,10 @@ class ClientModule(L.LightningModule):
         self.recipe = recipe
         self.ctx: LocalContext | None = None
         self.forward_window: Callable[[], AbstractContextManager[Any]] = nullcontext
+        self.seal: ParamSeal | None = None
+        """Set by the engine: sealed after the forward pass, verified after ``local_objective``."""
+        self.model_view: Any = None
+        """What ``local_objective`` gets if set (the engine: a read-only ``ModelView``), else the model."""
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -42,4 +47,11 @@ class ClientModule(L.LightningModule):
         task_loss = self.task_loss(outputs, targets)
         assert self.ctx is not None, "the engine sets the local context before training"
         self.ctx.step = batch_idx
-        return self.recipe.local_objective(task_loss, self.model, self.ctx)
+        seal, model = self.seal, self.model if self.model_view is None else self.model_view
+        if seal is None:
+            return self.recipe.local_objective(task_loss, model, self.ctx)
+        if seal.has_buffers:
+            seal.refresh_buffers()  # the forward pass may update running statistics
+        loss = self.recipe.local_objective(task_loss, model, self.ctx)
+        seal.verify("local_objective")
+        return loss

@@ -55,7 +55,8 @@ class LocalContext:
     round_idx: int
     client: int
     global_params: Params
-    """The server parameters the client received at the start of this round (do not modify)."""
+    """The server parameters the client received at the start of this round: the client's own copy,
+    read-only (the engine fails the run if a hook changed it)."""
     client_state: dict[str, Any]
     """This client's private memory, kept across rounds (for control variates and the like)."""
     num_samples: int
@@ -132,7 +133,13 @@ class Recipe:
         raise NotImplementedError
 
     def local_objective(self, task_loss: Tensor, model: nn.Module, ctx: LocalContext) -> Tensor:
-        """The scalar loss the client minimises at one step, given the profile's task loss."""
+        """The scalar loss the client minimises at one step, given the profile's task loss.
+
+        The engine passes ``model`` as a read-only view: ``parameters``, ``named_parameters``, ``buffers``,
+        ``named_buffers``, ``state_dict`` and submodules by attribute or index. Only the engine's SGD step
+        may change the parameters; a hook that changes them (in place, or by dtype/device conversions)
+        fails the run.
+        """
         raise NotImplementedError
 
     def broadcast(self, round_idx: int, server_state: dict[str, Any]) -> Params:

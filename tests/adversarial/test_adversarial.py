@@ -109,8 +109,12 @@ def _parse(path: Path) -> Candidate:
     return Candidate(path, source, headers)
 
 
+_NUMBERED = re.compile(r"^(\d{2,3})_\w+\.py$")
+"""Candidate files: a two- or three-digit number (unique), an underscore, a short name."""
 CANDIDATES = [
-    _parse(p) for p in sorted(CANDIDATE_DIR.glob("[0-9][0-9]*_*.py"), key=lambda p: int(p.name.split("_")[0]))
+    _parse(p)
+    for p in sorted(CANDIDATE_DIR.glob("*.py"), key=lambda p: int(p.name.split("_")[0]))
+    if _NUMBERED.match(p.name)
 ]
 REJECTED = [c for c in CANDIDATES if c.kind == "rejected"]
 CONTAINED = [c for c in CANDIDATES if c.kind == "contained"]
@@ -140,7 +144,7 @@ def test_candidate_files_and_headers() -> None:
     names = [p.name for p in CANDIDATE_DIR.glob("*.py")]
     assert len(CANDIDATES) == len(names), f"candidate files must be named NN_short_name.py: {sorted(names)}"
     assert len(CANDIDATES) >= MIN_CANDIDATES, f"only {len(CANDIDATES)} candidates"
-    numbers = [c.name.split("_")[0] for c in CANDIDATES]
+    numbers = [int(c.name.partition("_")[0]) for c in CANDIDATES]
     assert len(set(numbers)) == len(numbers), "candidate numbers must be unique"
     problems = []
     for c in CANDIDATES:
