@@ -113,8 +113,10 @@ _NUMBERED = re.compile(r"^(\d{2,3})_\w+\.py$")
 """Candidate files: a two- or three-digit number (unique), an underscore, a short name."""
 CANDIDATES = [
     _parse(p)
-    for p in sorted(CANDIDATE_DIR.glob("*.py"), key=lambda p: int(p.name.split("_")[0]))
-    if _NUMBERED.match(p.name)
+    for p in sorted(
+        (p for p in CANDIDATE_DIR.glob("*.py") if _NUMBERED.match(p.name)),
+        key=lambda p: int(p.name.split("_")[0]),
+    )
 ]
 REJECTED = [c for c in CANDIDATES if c.kind == "rejected"]
 CONTAINED = [c for c in CANDIDATES if c.kind == "contained"]
