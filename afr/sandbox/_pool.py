@@ -33,6 +33,9 @@ log = logging.getLogger("afr.sandbox")
 
 _ZYGOTE_MODULE = "afr.sandbox._zygote"
 _STOP_TIMEOUT_S = 10.0
+MALLOC_PERTURB_BYTE = 0xA5
+_ISOLATION_WANTED = ("user_namespace", "no_network", "readonly_fs", "seccomp")
+_warned_isolation = False
 
 
 @functools.cache
@@ -62,6 +65,11 @@ def clean_environment(home: str) -> dict[str, str]:
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
+        # glibc fills every freed heap block with this byte (and new malloc blocks with its complement):
+        # defence in depth behind the loader process (see _zygote), so that no uninitialised allocation
+        # a candidate makes returns what an earlier one in its process freed. Large blocks come from
+        # mmap and are zeroed by the kernel anyway.
+        "MALLOC_PERTURB_": str(MALLOC_PERTURB_BYTE),
     }
     root = _afr_import_root()
     if root is not None:
@@ -324,6 +332,7 @@ class SandboxPool:
         kind = header.get("type")
         if kind == "ready":
             zygote.info = header
+            self._check_isolation(header.get("isolation") or {})
             zygote.ready.set()
             if zygote.watchdog is not None:
                 zygote.watchdog.cancel()
@@ -391,6 +400,22 @@ class SandboxPool:
             item.future.set_result(outcome)
         if code != 0 and not self._closed:
             log.warning("afr.sandbox: zygote %d exited with code %d", zygote.proc.pid, code)
+
+    def _check_isolation(self, isolation: dict[str, Any]) -> None:
+        """Warn once per process where the zygote could not seal itself as intended."""
+        global _warned_isolation
+        if not self._isolate or _warned_isolation:
+            return
+        missing = [k for k in _ISOLATION_WANTED if not isolation.get(k)]
+        if os.geteuid() == 0 and missing == ["user_namespace"]:
+            return  # root needs no user namespace to unshare the others
+        if missing:
+            _warned_isolation = True
+            log.warning(
+                "afr.sandbox: the zygote runs without %s (%s); the audit hook and resource limits remain",
+                ", ".join(missing),
+                isolation.get("seccomp_error") or "the kernel refused the namespaces",
+            )
 
     def _tail(self, lines: int = 10) -> str:
         tail = self.stderr_tail(lines)
