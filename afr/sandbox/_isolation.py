@@ -32,6 +32,7 @@ __all__ = [
     "base_read_roots",
     "vsz_bytes",
     "cpu_limit_s",
+    "wall_limit_s",
     "set_limits",
     "die_with_parent",
 ]
@@ -174,8 +175,21 @@ def vsz_bytes() -> int:
 
 
 def cpu_limit_s(job: RunJob) -> int:
-    """A child's CPU-time limit: the wall-clock limit plus a margin (the wall clock normally ends it)."""
-    return math.ceil(job.timeout_s) + 5
+    """A child's CPU-time limit (RLIMIT_CPU): ``timeout_s``, whole seconds.
+
+    CPU time, not the wall clock, is what ends a run that computes too long: it does not depend on how
+    loaded the machine is, so a run ends the same way (``timeout``, or ``memory`` first for a run that
+    fills its address space) on every machine.
+    """
+    return math.ceil(job.timeout_s)
+
+
+WALL_FACTOR, WALL_MARGIN_S = 3.0, 30.0
+
+
+def wall_limit_s(job: RunJob) -> float:
+    """The wall-clock backstop: a child that sleeps or blocks burns no CPU time; the zygote kills it here."""
+    return job.timeout_s * WALL_FACTOR + WALL_MARGIN_S
 
 
 def set_limits(job: RunJob, base_vsz: int) -> None:

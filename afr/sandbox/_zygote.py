@@ -56,6 +56,7 @@ from ._isolation import (
     isolate,
     load_libc,
     vsz_bytes,
+    wall_limit_s,
 )
 from ._jobs import REQUEST, RunJob, encode_frame
 
@@ -125,6 +126,11 @@ def load_in_loader(
 
 
 # --- the zygote ----------------------------------------------------------------------------------
+
+
+def _cpu_s(child: _Child) -> float:
+    """CPU time the child used (from its rusage once reaped, else 0)."""
+    return child.rusage.ru_utime + child.rusage.ru_stime if child.rusage else 0.0
 
 
 @dataclass
@@ -252,7 +258,7 @@ class Zygote:
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         now = time.monotonic()
-        child = _Child(key, job, pid, read_fd, now, now + job.timeout_s, cpu_limit_s(job))
+        child = _Child(key, job, pid, read_fd, now, now + wall_limit_s(job), cpu_limit_s(job))
         self.running[pid] = child
         self.selector.register(read_fd, selectors.EVENT_READ, child)
         self.send({"type": "started", "key": key, "pid": pid})
@@ -311,13 +317,18 @@ class Zygote:
         if child.reported:
             return None
         if child.killed == "timeout":
-            return self._result(child, "timeout", f"exceeded the wall-clock limit of {job.timeout_s:g} s")
+            return self._result(
+                child,
+                "timeout",
+                f"exceeded the wall-clock limit of {wall_limit_s(job):g} s (blocked or starved: "
+                f"{_cpu_s(child):.1f} s of CPU time used of {child.cpu_limit:g} s)",
+            )
         if child.killed == "oversize":
             limit = self.max_payload // MIB
             return self._result(child, "failed", f"the run's result exceeded {limit} MiB")
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            cpu = child.rusage.ru_utime + child.rusage.ru_stime if child.rusage else 0.0
+            cpu = _cpu_s(child)
             if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= child.cpu_limit - 0.5):
                 return self._result(child, "timeout", f"exceeded the CPU-time limit of {child.cpu_limit:g} s")
             peak = child.rusage.ru_maxrss // 1024 if child.rusage else 0
