@@ -109,7 +109,12 @@ def _parse(path: Path) -> Candidate:
     return Candidate(path, source, headers)
 
 
-CANDIDATES = [_parse(p) for p in sorted(CANDIDATE_DIR.glob("[0-9][0-9]_*.py"))]
+def _number(path: Path) -> int:
+    return int(path.name.partition("_")[0])
+
+
+# Two or three digits: 01-99 are the original suite; 100 on are issue 14's cases (e.g. 100-119: sandbox).
+CANDIDATES = [_parse(p) for p in sorted(CANDIDATE_DIR.glob("[0-9][0-9]*_*.py"), key=_number)]
 REJECTED = [c for c in CANDIDATES if c.kind == "rejected"]
 CONTAINED = [c for c in CANDIDATES if c.kind == "contained"]
 UNVALIDATED = [c for c in REJECTED if c.sandbox]
@@ -138,8 +143,9 @@ def test_candidate_files_and_headers() -> None:
     names = [p.name for p in CANDIDATE_DIR.glob("*.py")]
     assert len(CANDIDATES) == len(names), f"candidate files must be named NN_short_name.py: {sorted(names)}"
     assert len(CANDIDATES) >= MIN_CANDIDATES, f"only {len(CANDIDATES)} candidates"
-    numbers = [c.name[:2] for c in CANDIDATES]
+    numbers = [c.name.partition("_")[0] for c in CANDIDATES]
     assert len(set(numbers)) == len(numbers), "candidate numbers must be unique"
+    assert all(n.isdigit() and len(n) in (2, 3) for n in numbers), f"numbers must be 2-3 digits: {numbers}"
     problems = []
     for c in CANDIDATES:
         missing = [k for k in ("ATTACK", "MUST", "WHY") if not c.headers.get(k)]
