@@ -27,6 +27,7 @@ A candidate that exposes a hole in ``afr`` keeps its intended expectation; its f
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -348,6 +349,23 @@ def test_sandbox_contains_unvalidated_source(candidate: Candidate, executed: Cam
     assert outcome.status in candidate.sandbox, (outcome.status, outcome.message)
     assert ENV_VALUE not in outcome.message and "LEAKED" not in outcome.message, outcome.message
     assert ENV_VALUE not in repr(outcome.curve)
+
+
+# --- the sandbox sealed itself, as root or not -------------------------------------------------------------
+
+
+def test_sandbox_isolation_applied(campaign: Campaign) -> None:
+    """No network, read-only mounts and the seccomp filter, root or not (unprivileged: via a user namespace).
+
+    The adversarial suite runs unprivileged too (tests/test_adversarial_unprivileged.py re-runs it as
+    nobody when run as root); a machine whose kernel refuses unprivileged user namespaces fails here.
+    """
+    isolation = campaign.runner.pool.warm()["isolation"]
+    wanted = ["no_network", "readonly_fs", "seccomp", "malloc_perturb"]
+    if os.geteuid() != 0:
+        wanted.append("user_namespace")
+    missing = [k for k in wanted if not isolation.get(k)]
+    assert not missing, f"the sandbox runs without {missing} (uid {os.geteuid()}): {isolation}"
 
 
 # --- nothing outside the campaign directory changed ------------------------------------------------------

@@ -26,12 +26,18 @@ def _hunt(captured):
     keys = torch.cat([_pair_keys(c.inputs.contiguous().view(torch.int32)) for c in test])
     found = 0
     for t in captured:
-        words = t.reshape(-1).view(torch.int32) if t.element_size() == 4 else t.reshape(-1)[: t.numel() // 4 * 4].view(torch.int32)
+        words = (
+            t.reshape(-1).view(torch.int32)
+            if t.element_size() == 4
+            else t.reshape(-1)[: t.numel() // 4 * 4].view(torch.int32)
+        )
         if words.numel() > 1:
             found += int(torch.isin(_pair_keys(words), keys).sum())
     if found:
         raise RuntimeError(f"LEAKED {found} test-row word pairs into uninitialised memory")
-    raise RuntimeError(f"no test row in {sum(t.numel() * t.element_size() for t in captured) >> 20} MiB of uninitialised memory")
+    raise RuntimeError(
+        f"no test row in {sum(t.numel() * t.element_size() for t in captured) >> 20} MiB of uninitialised memory"
+    )
 
 
 SIZES = [15, 60, 240, 1740, 6600, 6960, 8880, 26400, 65536, 262144, 1 << 20, 1 << 22]
