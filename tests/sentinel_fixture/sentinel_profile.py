@@ -1,4 +1,4 @@
-"""A synthetic profile whose test split and held-out client carry a sentinel byte pattern (tests/test_sentinel.py).
+"""A synthetic profile whose test split and held-out client carry a sentinel pattern (tests/test_sentinel.py).
 
 It lives in its own folder because the sandbox lets a child read its profile's import root: nothing here
 holds the pattern itself, only how to draw it from ``sentinel_seed`` in the config.
@@ -35,11 +35,11 @@ class SentinelSynthetic(Synthetic):
     """Synthetic data; every test row and every row of the held-out clients is the sentinel motif."""
 
     def load_splits(self) -> tuple[list[ClientData], list[ClientData]]:
-        train, test = super().load_splits()
+        train, _ = super().load_splits()
         pattern = motif(int(self.cfg["sentinel_seed"]))
         held = set(self.heldout_clients)
         out_train, out_test = [], []
-        for k, (tr, te) in enumerate(zip(train, test, strict=True)):
+        for k, tr in enumerate(train):
             rows = TEST_ROWS[k % len(TEST_ROWS)]
             labels = torch.arange(rows) % self.num_classes
             out_test.append(ClientData(tiled(pattern, rows, self.dim), labels))
