@@ -35,19 +35,39 @@ def _blocked_ancestor(path: Path) -> tuple[Path, Path] | None:
     return None
 
 
-def _script(blocked: tuple[Path, Path] | None, save: Path) -> str:
-    """Shell run as root in a private mount namespace: expose the Python install, then drop to nobody."""
+def _script(blocked: tuple[Path, Path] | None, save: Path, keep: list[Path], cwd: Path) -> str:
+    """Shell run as root in a private mount namespace: expose the Python install, give the run a private
+    ``/tmp`` (the suite's canary path is fixed, and other runs on the machine use it too) with ``keep``
+    bound back into it, then drop to nobody."""
     lines = ["set -e"]
     if blocked is not None:
-        top, keep = blocked
+        top, inside = blocked
         lines += [
-            f"mount --bind '{keep}' '{save}'",
+            f"mount --bind '{inside}' '{save}'",
             f"mount -t tmpfs -o mode=755 afr-unprivileged '{top}'",
-            f"mkdir -p '{keep}'",
-            f"mount --bind '{save}' '{keep}'",
+            f"mkdir -p '{inside}'",
+            f"mount --bind '{save}' '{inside}'",
         ]
-    lines.append(f'exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups --inh-caps=-all "$@"')
+    # The shell's working directory keeps the real /tmp reachable (as .) once a tmpfs covers /tmp.
+    lines += ["cd /tmp", "mount -t tmpfs -o mode=1777 afr-private-tmp /tmp"]
+    for path in keep:
+        rel = path.relative_to("/tmp")
+        lines += [f"mkdir -p '/tmp/{rel}'", f"mount --rbind './{rel}' '/tmp/{rel}'"]
+    lines += [
+        f"cd '{cwd}'",
+        f'exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups --inh-caps=-all "$@"',
+    ]
     return "\n".join(lines)
+
+
+def _under_tmp(paths: list[Path]) -> list[Path]:
+    """The top folders under /tmp that hold ``paths`` (the clone, the venv, the work folder in CI)."""
+    tops = {
+        Path("/tmp", p.resolve().relative_to("/tmp").parts[0])
+        for p in paths
+        if p.resolve().is_relative_to("/tmp")
+    }
+    return sorted(tops)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux namespaces and setpriv")
@@ -60,7 +80,7 @@ def test_adversarial_suite_passes_as_nobody(tmp_path: Path) -> None:
         pytest.fail(f"cannot drop to an unprivileged user: {', '.join(missing)} not installed (util-linux)")
     work = Path(tempfile.mkdtemp(prefix="afr-nobody-"))
     try:
-        for name in ("home", "tmp", "pytest", "save"):
+        for name in ("home", "tmp", "save"):
             (work / name).mkdir()
             os.chown(work / name, NOBODY, NOBODY)
         os.chmod(work, 0o755)
@@ -77,9 +97,15 @@ def test_adversarial_suite_passes_as_nobody(tmp_path: Path) -> None:
         }
         command = [
             "unshare", "--mount", "--propagation", "private", "sh", "-c",
-            _script(_blocked_ancestor(Path(sys.base_prefix)), work / "save"), "afr-as-nobody",
+            _script(
+                _blocked_ancestor(Path(sys.base_prefix)),
+                work / "save",
+                _under_tmp([work, ROOT, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable)]),
+                ROOT,
+            ),
+            "afr-as-nobody",
             sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-            f"--basetemp={work / 'pytest'}", "tests/adversarial",
+            f"--basetemp={work / 'tmp' / 'pytest'}", "tests/adversarial",
         ]  # fmt: skip
         done = subprocess.run(
             command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=GUARD_TIMEOUT_S
