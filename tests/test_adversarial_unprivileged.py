@@ -48,11 +48,12 @@ def _script(blocked: tuple[Path, Path] | None, save: Path, keep: list[Path], cwd
             f"mkdir -p '{inside}'",
             f"mount --bind '{save}' '{inside}'",
         ]
-    # The shell's working directory keeps the real /tmp reachable (as .) once a tmpfs covers /tmp.
+    # The shell's working directory keeps the real /tmp reachable (as .) once a tmpfs covers /tmp; mount must
+    # not canonicalise ./x, which would resolve it in the new, empty /tmp.
     lines += ["cd /tmp", "mount -t tmpfs -o mode=1777 afr-private-tmp /tmp"]
     for path in keep:
         rel = path.relative_to("/tmp")
-        lines += [f"mkdir -p '/tmp/{rel}'", f"mount --rbind './{rel}' '/tmp/{rel}'"]
+        lines += [f"mkdir -p '/tmp/{rel}'", f"mount --no-canonicalize --rbind './{rel}' '/tmp/{rel}'"]
     lines += [
         f"cd '{cwd}'",
         f'exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups --inh-caps=-all "$@"',
