@@ -247,7 +247,14 @@ def test_returned_weights_of_uninitialised_memory_hold_no_sentinel(
     assert str(seed) not in repr(outcome.curve)
 
 
-def test_the_zygote_holds_no_test_split(pool: SandboxPool) -> None:
-    """The zygote reports that a loader process, not itself, read the profiles' data."""
-    info = pool.warm()
-    assert info["isolation"].get("malloc_perturb") is True
+def test_workers_overwrite_freed_memory(pool: SandboxPool) -> None:
+    """Defence in depth behind the loader process: glibc overwrites freed heap blocks in every worker."""
+    assert pool.warm()["isolation"].get("malloc_perturb") is True
+
+
+def test_a_profile_the_loader_cannot_load_fails_the_job_only(pool: SandboxPool, cfg: dict[str, Any]) -> None:
+    broken = {**cfg, "sentinel_seed": "not a number"}  # the loader process raises; the zygote lives on
+    outcome = pool.run(job(broken, scan_source([], [16]), "Returner"))
+    assert outcome.status == "failed", outcome.message
+    assert "could not load profile" in outcome.message and "ValueError" in outcome.message, outcome.message
+    assert pool.run(job(cfg, scan_source([], [16]), "Returner")).status == "ok"
