@@ -279,6 +279,13 @@ def test_infinite_loop_times_out(pool: SandboxPool, cfg) -> None:
     assert outcome.status == "timeout", outcome.message
 
 
+def test_a_sleeping_run_hits_the_wall_clock_backstop(pool: SandboxPool, cfg) -> None:
+    """CPU time ends a computing run; one that sleeps uses none and is killed at 3 * timeout_s + 30 s."""
+    outcome = pool.run(job(cfg, hostile("import time\ntime.sleep(10**6)"), timeout_s=0.5))
+    assert outcome.status == "timeout", outcome.message
+    assert "wall-clock limit of 31.5 s" in outcome.message and "CPU time used" in outcome.message
+
+
 @pytest.mark.parametrize(
     "body",
     ["torch.zeros(10**11)", "hog = []\nwhile True:\n    hog.append(bytearray(10**7))"],
