@@ -435,3 +435,8 @@ def test_missing_isolation_is_logged_once(
         pool._check_isolation({})
     warnings = [r.getMessage() for r in caplog.records if r.name == "afr.sandbox"]
     assert len(warnings) == 1 and "seccomp" in warnings[0] and "pyseccomp missing" in warnings[0], warnings
+
+
+def test_freed_memory_perturbation_can_be_turned_off() -> None:
+    with SandboxPool(workers=1, perturb_freed_memory=False) as sandbox:
+        assert sandbox.warm()["isolation"]["malloc_perturb"] is False
