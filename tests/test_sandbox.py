@@ -4,9 +4,11 @@ death and the pool's close leave no processes behind. One pool serves the whole 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import statistics
+import sys
 import textwrap
 import time
 import uuid
@@ -21,7 +23,9 @@ from afr.engine import RunResult, run_federation
 from afr.profiles import load_profile_config, make_profile
 from afr.recipe import FedAvg
 from afr.sandbox import RunJob, SandboxPool
+from afr.sandbox import _pool as sandbox_pool
 from afr.sandbox._guard import DENIED_IMPORTS, AuditPolicy, guarded_builtins, purge_denied_modules
+from afr.sandbox._isolation import install_seccomp
 from afr.sandbox._zygote import load_training_profile
 
 ROUNDS, STEPS = 2, 5
@@ -32,7 +36,7 @@ SECRETS = {
 }
 CLEAN_KEYS = {
     "PATH", "LANG", "HOME", "PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-    "PYTHONDONTWRITEBYTECODE", "PYTHONPATH",
+    "PYTHONDONTWRITEBYTECODE", "PYTHONPATH", "MALLOC_PERTURB_",
 }  # fmt: skip
 
 
@@ -275,6 +279,13 @@ def test_infinite_loop_times_out(pool: SandboxPool, cfg) -> None:
     assert outcome.status == "timeout", outcome.message
 
 
+def test_a_sleeping_run_hits_the_wall_clock_backstop(pool: SandboxPool, cfg) -> None:
+    """CPU time ends a computing run; one that sleeps uses none and is killed at 3 * timeout_s + 30 s."""
+    outcome = pool.run(job(cfg, hostile("import time\ntime.sleep(10**6)"), timeout_s=0.5))
+    assert outcome.status == "timeout", outcome.message
+    assert "wall-clock limit of 31.5 s" in outcome.message and "CPU time used" in outcome.message
+
+
 @pytest.mark.parametrize(
     "body",
     ["torch.zeros(10**11)", "hog = []\nwhile True:\n    hog.append(bytearray(10**7))"],
@@ -397,3 +408,35 @@ def test_per_job_overhead(pool: SandboxPool, cfg) -> None:
         f"max {max(overhead_ms):.1f} ms; training median "
         f"{1000 * statistics.median(o.seconds for o in outcomes):.1f} ms"
     )
+
+
+# --- isolation without root: what was applied is recorded; what was not is logged once ------------
+
+
+def test_isolation_is_recorded(pool: SandboxPool) -> None:
+    isolation = pool.warm()["isolation"]
+    assert {"user_namespace", "no_network", "readonly_fs", "seccomp", "malloc_perturb"} <= set(isolation)
+    assert isolation["user_namespace"] is (os.geteuid() != 0 and isolation["no_network"])
+
+
+def test_seccomp_degrades_to_a_reason_without_libseccomp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyseccomp", None)  # the import fails: no filter is loaded here
+    reason = install_seccomp()
+    assert isinstance(reason, str) and "unavailable" in reason
+
+
+def test_missing_isolation_is_logged_once(
+    pool: SandboxPool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sandbox_pool, "_warned_isolation", False)
+    weak = {"no_network": True, "readonly_fs": True, "seccomp": False, "seccomp_error": "pyseccomp missing"}
+    with caplog.at_level(logging.WARNING, logger="afr.sandbox"):
+        pool._check_isolation(weak)
+        pool._check_isolation({})
+    warnings = [r.getMessage() for r in caplog.records if r.name == "afr.sandbox"]
+    assert len(warnings) == 1 and "seccomp" in warnings[0] and "pyseccomp missing" in warnings[0], warnings
+
+
+def test_freed_memory_perturbation_can_be_turned_off() -> None:
+    with SandboxPool(workers=1, perturb_freed_memory=False) as sandbox:
+        assert sandbox.warm()["isolation"]["malloc_perturb"] is False

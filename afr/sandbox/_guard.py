@@ -79,7 +79,7 @@ DENIED_IMPORTS: frozenset[str] = frozenset(
         "multiprocessing", "_multiprocessing", "pty", "tty", "termios", "fcntl", "mmap", "resource",
         "signal", "_signal", "sqlite3", "_sqlite3", "urllib", "http", "ftplib", "smtplib", "poplib",
         "imaplib", "nntplib", "telnetlib", "webbrowser", "xmlrpc", "socketserver", "asyncio",
-        "_asyncio", "_posixshmem", "_xxsubinterpreters", "faulthandler",
+        "_asyncio", "_posixshmem", "_xxsubinterpreters", "faulthandler", "pyseccomp",
     }
 )  # fmt: skip
 """Top-level modules a candidate may not import (by statement, importlib, or a fresh import)."""

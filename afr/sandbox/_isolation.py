@@ -1,12 +1,16 @@
-"""What seals the zygote and its children: namespaces and mounts, resource limits, readable roots, libc.
+"""What seals the zygote and its children: namespaces and mounts, seccomp, resource limits, readable roots.
 
-All of it is best effort where the kernel refuses (no CAP_SYS_ADMIN, no libc): the audit hook of
-``_guard`` and the resource limits remain.
+As root the zygote unshares a network and a mount namespace itself; unprivileged, it first enters a user
+namespace (``unshare -Ur``: root inside, the caller's uid outside), which grants it the capabilities to do
+the same. Then a seccomp filter refuses the syscalls a training run never needs. All of it is best effort
+where the kernel or the machine refuses (no user namespaces, no libseccomp): the audit hook of ``_guard``
+and the resource limits remain, and the zygote's ``ready`` report says what was applied.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import math
 import os
 import resource
@@ -20,11 +24,15 @@ from ._jobs import RunJob
 
 __all__ = [
     "MIB",
+    "SECCOMP_DENIED",
     "load_libc",
+    "enter_user_namespace",
     "isolate",
+    "install_seccomp",
     "base_read_roots",
     "vsz_bytes",
     "cpu_limit_s",
+    "wall_limit_s",
     "set_limits",
     "die_with_parent",
 ]
@@ -33,7 +41,7 @@ MIB = 1 << 20
 
 # Linux constants (prctl, unshare, mount, mount_setattr).
 _PR_SET_PDEATHSIG = 1
-_CLONE_NEWNS, _CLONE_NEWNET = 0x00020000, 0x40000000
+_CLONE_NEWNS, _CLONE_NEWNET, _CLONE_NEWUSER = 0x00020000, 0x40000000, 0x10000000
 _MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
 _MOUNT_ATTR_RDONLY, _AT_RECURSIVE, _AT_FDCWD = 0x1, 0x8000, -100
 _SYS_MOUNT_SETATTR = 442  # the same number on every architecture (unified syscall table)
@@ -51,11 +59,35 @@ class _MountAttr(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64) for n in ("attr_set", "attr_clr", "propagation", "userns_fd")]
 
 
+def enter_user_namespace(libc: ctypes.CDLL | None) -> bool:
+    """Unprivileged only: enter a new user namespace mapping this uid/gid to root inside it (``unshare -Ur``).
+
+    Inside it the zygote holds the capabilities :func:`isolate` needs, over namespaces it owns only;
+    outside, it and its children stay the unprivileged caller. The kernel allows this only while the
+    process has a single thread: call it before importing torch. False (nothing changed) where refused
+    (``kernel.unprivileged_userns_clone=0``, a seccomp'd container, no libc) or when already root.
+    """
+    if libc is None or not sys.platform.startswith("linux") or os.geteuid() == 0:
+        return False
+    uid, gid = os.geteuid(), os.getegid()
+    if libc.unshare(_CLONE_NEWUSER) != 0:
+        return False
+    try:
+        # setgroups must be denied before an unprivileged process may write its gid_map.
+        for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+    except OSError:
+        return True  # in the namespace, unmapped (uid nobody inside): still no capability outside it
+    return True
+
+
 def isolate(libc: ctypes.CDLL | None) -> dict[str, bool]:
-    """Best effort, needs CAP_SYS_ADMIN: an empty network namespace and a read-only view of all mounts.
+    """Best effort, needs CAP_SYS_ADMIN (as root, or inside the zygote's own user namespace): an empty
+    network namespace and a read-only view of all mounts.
 
     Applies to the zygote and so to every child; the parent is unaffected. Failure leaves the
-    audit hook and the resource limits as the only guards.
+    seccomp filter, the audit hook and the resource limits as the guards.
     """
     done = {"no_network": False, "readonly_fs": False}
     if libc is None or not sys.platform.startswith("linux"):
@@ -70,6 +102,59 @@ def isolate(libc: ctypes.CDLL | None) -> dict[str, bool]:
             == 0
         )
     return done
+
+
+SECCOMP_DENIED: tuple[str, ...] = (
+    # network and local sockets (a Unix socket on a read-only mount still connects, e.g. to a daemon)
+    "socket", "socketpair", "connect", "bind", "listen", "accept", "accept4",
+    # other programs: none is started after the zygote's start-up; io_uring would bypass this filter
+    "execve", "execveat", "io_uring_setup", "io_uring_enter", "io_uring_register",
+    # reading or steering other processes
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd", "perf_event_open", "bpf",
+    # the namespace and mount view the zygote set up stays as it is
+    "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "open_tree", "move_mount",
+    "fsopen", "fsmount", "fsconfig", "fspick", "mount_setattr", "name_to_handle_at", "open_by_handle_at",
+    # kernel state no run touches
+    "keyctl", "add_key", "request_key", "userfaultfd", "init_module", "finit_module", "delete_module",
+    "kexec_load", "kexec_file_load", "reboot", "swapon", "swapoff", "acct", "syslog", "quotactl",
+    "mknod", "mknodat", "fanotify_init", "settimeofday", "clock_settime", "adjtimex", "clock_adjtime",
+)  # fmt: skip
+"""Syscalls the seccomp filter answers with EPERM in the zygote and every process forked from it."""
+
+# clone() with any of these flags would make new namespaces (unshare by another name); clone3() passes its
+# flags in memory a filter cannot read, so it answers ENOSYS and glibc falls back to clone().
+_CLONE_NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
+
+
+def install_seccomp() -> bool | str:
+    """Refuse :data:`SECCOMP_DENIED` (EPERM) in this process and all it forks from now on; irreversible.
+
+    Uses libseccomp through ``pyseccomp`` (sets no_new_privs, so it also works unprivileged). Returns
+    True, or a one-line reason why no filter could be loaded. Call after the last ``exec``/``mount``
+    the zygote needs and before the audit hook (``pyseccomp`` uses ctypes).
+    """
+    if not sys.platform.startswith("linux"):
+        return "not Linux"
+    try:
+        import pyseccomp
+    except (ImportError, OSError) as exc:  # OSError: libseccomp.so itself is missing
+        return f"pyseccomp/libseccomp unavailable: {type(exc).__name__}: {exc}"
+    try:
+        rules = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
+        for name in SECCOMP_DENIED:
+            try:
+                rules.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
+            except (OSError, ValueError, RuntimeError):
+                continue  # a syscall this kernel/arch has no number for
+        for flag in _CLONE_NAMESPACE_FLAGS:
+            rules.add_rule(
+                pyseccomp.ERRNO(errno.EPERM), "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flag, flag)
+            )
+        rules.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
+        rules.load()
+    except Exception as exc:  # noqa: BLE001 - any failure of the binding leaves the other guards
+        return f"seccomp filter not loaded: {type(exc).__name__}: {exc}"
+    return True
 
 
 def base_read_roots(extra: list[str]) -> list[str]:
@@ -90,8 +175,21 @@ def vsz_bytes() -> int:
 
 
 def cpu_limit_s(job: RunJob) -> int:
-    """A child's CPU-time limit: the wall-clock limit plus a margin (the wall clock normally ends it)."""
-    return math.ceil(job.timeout_s) + 5
+    """A child's CPU-time limit (RLIMIT_CPU): ``timeout_s``, whole seconds.
+
+    CPU time, not the wall clock, is what ends a run that computes too long: it does not depend on how
+    loaded the machine is, so a run ends the same way (``timeout``, or ``memory`` first for a run that
+    fills its address space) on every machine.
+    """
+    return math.ceil(job.timeout_s)
+
+
+WALL_FACTOR, WALL_MARGIN_S = 3.0, 30.0
+
+
+def wall_limit_s(job: RunJob) -> float:
+    """The wall-clock backstop: a child that sleeps or blocks burns no CPU time; the zygote kills it here."""
+    return job.timeout_s * WALL_FACTOR + WALL_MARGIN_S
 
 
 def set_limits(job: RunJob, base_vsz: int) -> None:

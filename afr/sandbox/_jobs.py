@@ -20,6 +20,9 @@ class RunJob:
     by the static validator) or ``recipe_name`` (a built-in recipe, see ``afr.recipe.RECIPES``).
     ``memory_mb`` is the address space the child may add on top of the warm zygote it is forked
     from (the zygote's torch/numpy mappings are shared copy-on-write and are not charged).
+    ``timeout_s`` is the CPU time the run may use (status ``timeout`` beyond it); a run that sleeps or
+    blocks is killed at a wall-clock backstop, ``3 * timeout_s + 30`` s. CPU time does not depend on the
+    machine's load, so a run ends the same way on a busy machine as on an idle one.
     """
 
     job_id: str

@@ -11,8 +11,12 @@ environment. Protocol (all frames length-prefixed):
   (``ready`` / ``started`` / ``result``) + the child's payload bytes, relayed untouched. The parent
   reads them with ``torch.load(..., weights_only=True)`` only.
 
-The zygote itself never runs candidate code: it loads profiles (training parts only, test dropped),
-forks, enforces the wall-clock timeout, reaps and relays. What the child does lives in ``_child``,
+The zygote itself never runs candidate code: it forks, enforces the wall-clock timeout, reaps and relays.
+It never holds test or held-out bytes either, not even freed: a short-lived *loader* process forked from
+it reads a profile's data, drops the test split and the held-out clients, and pickles the profile (the
+training parts only) back through a pipe; the loader then exits and the kernel reclaims its pages (which
+it zeroes before any other process gets them). Candidate children are forked from the zygote only, so no
+uninitialised allocation of theirs can return a test or held-out row. What the child does lives in ``_child``,
 how the zygote and its children are sealed (namespaces, mounts, resource limits) in ``_isolation``.
 """
 
@@ -42,10 +46,21 @@ from ._child import (
     write_all,
 )
 from ._guard import denied_module_names
-from ._isolation import MIB, base_read_roots, cpu_limit_s, isolate, load_libc, vsz_bytes
+from ._isolation import (
+    MIB,
+    base_read_roots,
+    cpu_limit_s,
+    die_with_parent,
+    enter_user_namespace,
+    install_seccomp,
+    isolate,
+    load_libc,
+    vsz_bytes,
+    wall_limit_s,
+)
 from ._jobs import REQUEST, RunJob, encode_frame
 
-__all__ = ["load_training_profile", "Zygote", "main"]
+__all__ = ["load_training_profile", "load_in_loader", "Zygote", "main"]
 
 PROFILE_CACHE_SIZE = 8
 
@@ -68,7 +83,54 @@ def load_training_profile(
     return profile
 
 
+def load_in_loader(
+    name: str, cfg: dict[str, Any], data_dir: str | None, import_roots: tuple[str, ...] = (), libc: Any = None
+) -> Any:
+    """:func:`load_training_profile` run in a forked loader process; this process gets the result only.
+
+    The loader is trusted code (no candidate code has run in it or in this process); it sends back a
+    pickle of ``("ok", profile)`` after ``forget_test`` (test and held-out parts dropped), or
+    ``("error", message)``. The test split's bytes are only ever in the loader's memory, which dies with it.
+    """
+    sys.path.extend(root for root in import_roots if root not in sys.path)  # to unpickle the class
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 70
+        try:
+            os.close(read_fd)
+            signal.set_wakeup_fd(-1)
+            die_with_parent(libc)
+            try:
+                message: tuple[str, Any] = ("ok", load_training_profile(name, cfg, data_dir, import_roots))
+            except Exception as exc:
+                message = ("error", describe(exc, None))
+            with os.fdopen(write_fd, "wb") as out:
+                pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
+            code = 0
+        finally:
+            os._exit(code)  # never unwind into the zygote's code
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd, "rb") as stream:
+            status, value = pickle.load(stream)
+    except (EOFError, pickle.UnpicklingError) as exc:
+        status, value = "error", f"the profile loader sent no profile ({type(exc).__name__})"
+    finally:
+        _, wait_status = os.waitpid(pid, 0)
+    if status != "ok":
+        raise RuntimeError(value)
+    if wait_status != 0:
+        raise RuntimeError(f"the profile loader exited with status {wait_status}")
+    return value
+
+
 # --- the zygote ----------------------------------------------------------------------------------
+
+
+def _cpu_s(child: _Child) -> float:
+    """CPU time the child used (from its rusage once reaped, else 0)."""
+    return child.rusage.ru_utime + child.rusage.ru_stime if child.rusage else 0.0
 
 
 @dataclass
@@ -162,8 +224,8 @@ class Zygote:
         if cache_key in self.profiles:
             self.profiles.move_to_end(cache_key)
         else:
-            self.profiles[cache_key] = load_training_profile(
-                job.profile, job.profile_cfg, job.data_dir, job.import_roots
+            self.profiles[cache_key] = load_in_loader(
+                job.profile, job.profile_cfg, job.data_dir, job.import_roots, self.libc
             )
             while len(self.profiles) > PROFILE_CACHE_SIZE:
                 self.profiles.popitem(last=False)
@@ -196,7 +258,7 @@ class Zygote:
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         now = time.monotonic()
-        child = _Child(key, job, pid, read_fd, now, now + job.timeout_s, cpu_limit_s(job))
+        child = _Child(key, job, pid, read_fd, now, now + wall_limit_s(job), cpu_limit_s(job))
         self.running[pid] = child
         self.selector.register(read_fd, selectors.EVENT_READ, child)
         self.send({"type": "started", "key": key, "pid": pid})
@@ -255,13 +317,18 @@ class Zygote:
         if child.reported:
             return None
         if child.killed == "timeout":
-            return self._result(child, "timeout", f"exceeded the wall-clock limit of {job.timeout_s:g} s")
+            return self._result(
+                child,
+                "timeout",
+                f"exceeded the wall-clock limit of {wall_limit_s(job):g} s (blocked or starved: "
+                f"{_cpu_s(child):.1f} s of CPU time used of {child.cpu_limit:g} s)",
+            )
         if child.killed == "oversize":
             limit = self.max_payload // MIB
             return self._result(child, "failed", f"the run's result exceeded {limit} MiB")
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            cpu = child.rusage.ru_utime + child.rusage.ru_stime if child.rusage else 0.0
+            cpu = _cpu_s(child)
             if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= child.cpu_limit - 0.5):
                 return self._result(child, "timeout", f"exceeded the CPU-time limit of {child.cpu_limit:g} s")
             peak = child.rusage.ru_maxrss // 1024 if child.rusage else 0
@@ -311,7 +378,7 @@ def _thread_count() -> int:
         return -1
 
 
-def _warm_up() -> None:
+def _warm_up(libc: Any) -> None:
     """Run every code path a child needs once, so no child imports or lazily initialises anything."""
     import numpy as np
     from lifelines.utils import concordance_index
@@ -323,7 +390,7 @@ def _warm_up() -> None:
 
     concordance_index(np.array([1.0, 2.0, 3.0]), np.array([0.1, 0.3, 0.2]), np.array([1, 1, 0]))
     cfg = {"rounds": 1, "local_steps": 2, "batch_size": 4, "num_devices": 4, "num_clients": 2}
-    profile = load_training_profile("synthetic", cfg, None)
+    profile = load_in_loader("synthetic", cfg, None, (), libc)
 
     class _Mlp(FedAvg):
         def model_variant(self) -> str:
@@ -375,9 +442,19 @@ def main(argv: list[str] | None = None) -> int:
     os.close(devnull)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us by closing stdin
     libc = load_libc()
+    # Unprivileged: a user namespace first, while this process has one thread (torch starts more).
+    userns = False if args.no_isolate else enter_user_namespace(libc)
     _preload()  # before isolating: matplotlib (via lifelines) writes its config under $HOME on import
-    isolation = {} if args.no_isolate else isolate(libc)
-    _warm_up()
+    isolation: dict[str, Any] = {}
+    if not args.no_isolate:
+        isolation = {"user_namespace": userns, **isolate(libc)}
+        seccomp = install_seccomp()
+        isolation["seccomp"] = seccomp is True
+        if seccomp is not True:
+            isolation["seccomp_error"] = seccomp
+    # glibc overwrites freed heap memory when MALLOC_PERTURB_ is set (the pool sets it; see _pool).
+    isolation["malloc_perturb"] = bool(os.environ.get("MALLOC_PERTURB_"))
+    _warm_up(libc)
     gc.collect()
     gc.freeze()  # children then do not dirty (copy) the pages of every long-lived object on collection
     zygote = Zygote(

@@ -27,6 +27,7 @@ A candidate that exposes a hole in ``afr`` keeps its intended expectation; its f
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -110,7 +111,8 @@ def _parse(path: Path) -> Candidate:
 
 
 _NUMBERED = re.compile(r"^(\d{2,3})_\w+\.py$")
-"""Candidate files: a two- or three-digit number (unique), an underscore, a short name."""
+"""Candidate files: a two- or three-digit number (unique), an underscore, a short name; 01-99 are the
+original suite, 100 on are issue 14's cases (100-119 sandbox, 120-139 engine, 140-179 validator/parent)."""
 CANDIDATES = [
     _parse(p)
     for p in sorted(
@@ -146,8 +148,9 @@ def test_candidate_files_and_headers() -> None:
     names = [p.name for p in CANDIDATE_DIR.glob("*.py")]
     assert len(CANDIDATES) == len(names), f"candidate files must be named NN_short_name.py: {sorted(names)}"
     assert len(CANDIDATES) >= MIN_CANDIDATES, f"only {len(CANDIDATES)} candidates"
-    numbers = [int(c.name.partition("_")[0]) for c in CANDIDATES]
+    numbers = [c.name.partition("_")[0] for c in CANDIDATES]
     assert len(set(numbers)) == len(numbers), "candidate numbers must be unique"
+    assert all(n.isdigit() and len(n) in (2, 3) for n in numbers), f"numbers must be 2-3 digits: {numbers}"
     problems = []
     for c in CANDIDATES:
         missing = [k for k in ("ATTACK", "MUST", "WHY") if not c.headers.get(k)]
@@ -350,6 +353,23 @@ def test_sandbox_contains_unvalidated_source(candidate: Candidate, executed: Cam
     assert outcome.status in candidate.sandbox, (outcome.status, outcome.message)
     assert ENV_VALUE not in outcome.message and "LEAKED" not in outcome.message, outcome.message
     assert ENV_VALUE not in repr(outcome.curve)
+
+
+# --- the sandbox sealed itself, as root or not -------------------------------------------------------------
+
+
+def test_sandbox_isolation_applied(campaign: Campaign) -> None:
+    """No network, read-only mounts and the seccomp filter, root or not (unprivileged: via a user namespace).
+
+    The adversarial suite runs unprivileged too (tests/test_adversarial_unprivileged.py re-runs it as
+    nobody when run as root); a machine whose kernel refuses unprivileged user namespaces fails here.
+    """
+    isolation = campaign.runner.pool.warm()["isolation"]
+    wanted = ["no_network", "readonly_fs", "seccomp", "malloc_perturb"]
+    if os.geteuid() != 0:
+        wanted.append("user_namespace")
+    missing = [k for k in wanted if not isolation.get(k)]
+    assert not missing, f"the sandbox runs without {missing} (uid {os.geteuid()}): {isolation}"
 
 
 # --- nothing outside the campaign directory changed ------------------------------------------------------

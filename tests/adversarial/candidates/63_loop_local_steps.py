@@ -1,7 +1,7 @@
 # ruff: noqa
 # ATTACK: an infinite loop in local_steps (hang the worker forever)
 # MUST: contained:timeout
-# WHY: the sandbox's wall-clock timeout kills the child
+# WHY: the sandbox's CPU-time limit kills the child (the same on a loaded machine)
 # CATEGORY: loops
 from afr.recipe import FedAvg
 

@@ -1,7 +1,7 @@
 # ruff: noqa
 # ATTACK: a busy tensor loop in aggregate that never terminates (an "until converged" loop that cannot converge)
 # MUST: contained:timeout
-# WHY: the sandbox's wall-clock (and CPU-time) limit kills the child
+# WHY: the sandbox's CPU-time limit (and its wall-clock backstop) kills the child
 # CATEGORY: loops
 import torch
 

@@ -1,7 +1,7 @@
 # ruff: noqa
 # ATTACK: a module-level helper with `while True` (hidden from a reader of the hooks) called from select_clients
 # MUST: contained:timeout
-# WHY: the sandbox's wall-clock timeout kills the child wherever the loop hides
+# WHY: the sandbox's CPU-time limit kills the child wherever the loop hides
 # CATEGORY: loops
 from afr.recipe import FedAvg
 
