@@ -1,8 +1,9 @@
 # ruff: noqa
 # ATTACK: add 1000 to every model parameter at every local step through unsafe_split views: they share the
 # ATTACK: parameters' storage but keep their own version counter, so a version-counter check sees nothing
-# MUST: contained:failed
-# WHY: only the engine's optimiser step may change the parameters; the engine compares their content after every hook
+# MUST: rejected:forbidden-attribute
+# SANDBOX: failed
+# WHY: the validator refuses unsafe_* views by name; unvalidated, only the engine's optimiser step may change the parameters; the engine compares their content after every hook
 # CATEGORY: parameter-integrity
 import torch
 

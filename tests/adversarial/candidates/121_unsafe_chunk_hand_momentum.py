@@ -2,7 +2,8 @@
 # ATTACK: replace the client optimiser with hand-written heavy-ball momentum: recover each step's gradient
 # ATTACK: from the parameter change (kept in client_state), then apply the momentum term in place through
 # ATTACK: unsafe_chunk views (no version bump): an optimiser the budget does not grant
-# MUST: contained:failed
+# MUST: rejected:forbidden-attribute
+# SANDBOX: failed
 # WHY: the client optimiser is the engine's plain SGD step; the engine compares the parameters by content
 # CATEGORY: parameter-integrity
 import torch

@@ -1,7 +1,8 @@
 # ruff: noqa
 # ATTACK: model.state_dict() hands out detached tensors sharing the parameters' storage; scale them in place
 # ATTACK: through unsafe_chunk views (a hidden weight decay of 10 % per step)
-# MUST: contained:failed
+# MUST: rejected:forbidden-attribute
+# SANDBOX: failed
 # WHY: only the engine's optimiser step may change the parameters, however the storage is reached
 # CATEGORY: parameter-integrity
 import torch

@@ -1,7 +1,8 @@
 # ruff: noqa
 # ATTACK: keep live parameter views in client_state, push the parameters at one step and undo the push at the
 # ATTACK: next, hoping a check made only at the end of local training (or of the round) sees nothing
-# MUST: contained:failed
+# MUST: rejected:forbidden-attribute
+# SANDBOX: failed
 # WHY: the engine compares the parameters after every call of a hook, so a change that is undone later is still seen
 # CATEGORY: parameter-integrity
 import torch

@@ -2,7 +2,8 @@
 # ATTACK: stash the live parameters in client_state during local training, then write into them from
 # ATTACK: client_extras (after the delta is taken): the next client starts from the edited model if the
 # ATTACK: engine only guards local_objective
-# MUST: contained:failed
+# MUST: rejected:forbidden-attribute
+# SANDBOX: failed
 # WHY: every hook is followed by the content check; the model belongs to the engine between steps
 # CATEGORY: parameter-integrity
 import torch

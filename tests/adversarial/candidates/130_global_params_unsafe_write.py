@@ -2,7 +2,8 @@
 # ATTACK: an out-of-contract upload: at its last local step each client writes its trained weights into
 # ATTACK: ctx.global_params through unsafe_chunk views (storage shared with the server's parameters, no
 # ATTACK: version bump); aggregate returns global_params as it finds them, i.e. the last client's model
-# MUST: contained:failed
+# MUST: rejected:forbidden-attribute
+# SANDBOX: failed
 # WHY: what the server sent is a private, read-only copy per client; uploads go through delta and extras only
 # CATEGORY: communication
 import torch

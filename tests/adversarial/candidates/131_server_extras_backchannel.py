@@ -2,7 +2,8 @@
 # ATTACK: an uncounted upload channel: the server broadcasts tensors of its own server_state as `control`
 # ATTACK: extras; clients write their local models into ctx.server_extras through unsafe_chunk views (the
 # ATTACK: same storage) and the server reads server_state back in aggregate
-# MUST: contained:failed
+# MUST: rejected:forbidden-attribute
+# SANDBOX: failed
 # WHY: what the server sent is a private, read-only copy per client; no storage is shared with the server
 # CATEGORY: communication
 import torch

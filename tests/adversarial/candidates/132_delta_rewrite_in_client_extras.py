@@ -1,7 +1,8 @@
 # ruff: noqa
 # ATTACK: rewrite the delta in place from client_extras through unsafe_split views: the upload becomes ten
 # ATTACK: times the trained change (or any payload) while the engine believes it sent what was trained
-# MUST: contained:failed
+# MUST: rejected:forbidden-attribute
+# SANDBOX: failed
 # WHY: the delta a client uploads is what its training produced; client_extras gets a read-only copy
 # CATEGORY: communication
 import torch

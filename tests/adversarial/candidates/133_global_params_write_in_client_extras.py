@@ -1,7 +1,8 @@
 # ruff: noqa
 # ATTACK: the out-of-contract upload of 130 from client_extras instead of local_objective: global + delta
 # ATTACK: written into ctx.global_params through unsafe_chunk views after local training
-# MUST: contained:failed
+# MUST: rejected:forbidden-attribute
+# SANDBOX: failed
 # WHY: what the server sent stays read-only in every client hook, not only during local steps
 # CATEGORY: communication
 import torch

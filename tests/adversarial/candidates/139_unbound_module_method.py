@@ -1,7 +1,8 @@
 # ruff: noqa
 # ATTACK: reach the module-wide conversion through the class instead of the model: keep torch.nn.Module in a
 # ATTACK: local name and call its unbound half()/float() on the model (a by-name validator sees no model.half)
-# MUST: contained:failed
+# MUST: rejected:constructor-alias
+# SANDBOX: failed
 # WHY: the model a recipe receives is a read-only view, whatever function it is handed to; conversions are refused
 # CATEGORY: parameter-integrity
 import torch
