@@ -104,10 +104,11 @@ def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, An
     the returned weights are evaluated here, on the test split. ``recipe.trusted=true`` runs your own file
     in this process without validation or sandbox, and says so.
     """
-    from .profiles import make_profile
-
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
+    _check_recipe_spec(str(cfg.recipe))  # before the profile: building it imports the engine and the data stack
+    from .profiles import make_profile
+
     profile_cfg = profile_config(container)
     profile = make_profile(str(profile_cfg["name"]), profile_cfg, data_dir=cfg.get("data_dir"))
     spec = str(cfg.recipe)
@@ -167,6 +168,23 @@ def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, An
         )
     rows, names = _in_process_rows(profile, spec, scalars, seeds, threads, cfg, out_dir)
     return _report(profile, spec, {**names, **label}, scalars, rows, out_dir)
+
+
+def _check_recipe_spec(spec: str) -> None:
+    """An unknown recipe name or a missing file, said in one line before anything heavy is imported."""
+    if spec.endswith(".py"):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"recipe file {str(path)!r} does not exist",
+                where="recipe=",
+                fix="give the path of a recipe .py file (relative to where you run the command)",
+            )
+        return
+    from .recipe import RECIPES, recipe_class
+
+    if spec not in RECIPES:
+        recipe_class(spec)  # raises the registry's one-line error naming the shipped recipes
 
 
 def _trusted(value: Any) -> bool:

@@ -32,6 +32,7 @@ TIMEOUT = 240
 CASES: dict[str, list[str]] = {
     "unknown_profile": ["profile=nope"],
     "unknown_recipe": ["recipe=nope", "profile=synthetic"],
+    "missing_recipe_file": ["recipe=no_such_recipe.py", "profile=synthetic"],
     "missing_data": ["profile=heart_disease", "data_dir={tmp}/empty"],
     "scalar_out_of_range": ["profile=synthetic", "+scalars.lr=-1"],
     "ok": ["profile=synthetic", "seeds=1", "profile.rounds=2", "profile.local_steps=5"],
@@ -112,6 +113,13 @@ def test_unknown_recipe(runs: Runs) -> None:
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "nope" in errors[0]
     assert all(name in done.stderr for name in ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi"))
+
+
+def test_missing_recipe_file(runs: Runs) -> None:
+    done = runs.get("missing_recipe_file")
+    assert_one_clear_error(done)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no_such_recipe.py" in errors[0] and "does not exist" in errors[0]
 
 
 def test_missing_data(runs: Runs) -> None:
