@@ -173,6 +173,8 @@ def jitter_nulls(bench: Bench, reference: Arm, n: int) -> list[Arm]:
         arm = bench.arm(f"jitter#{i + 1}", "agent", lr)
         arm.extra["lr"] = lr
         out.append(arm)
+        if (i + 1) % 10 == 0 and i + 1 < n:  # a long profile (tcga_brca: 85 runs a null) shows progress
+            print(f"  jitter: {i + 1}/{n} nulls run ({bench.runs} runs so far)", flush=True)
     return out
 
 
