@@ -25,7 +25,11 @@ families in which a null reaches rule 5 (rules 1-4 never read held-out evidence)
 reference, so the held-out Holm correction is exact.
 
     python benchmarks/null_calibration.py [--profiles synthetic,heart_disease,tcga_brca] [--n 40]
-        [--kinds jitter,shifted] [--top-k 3] [--data-dir DIR]
+        [--kinds jitter,shifted] [--top-k 3] [--workers 1] [--cache DIR] [--data-dir DIR]
+
+``--workers N`` runs N arms (a null's search run and final runs) side by side in forked processes;
+``--cache DIR`` keeps each arm's numbers (JSON), so an interrupted run resumes where it stopped (the runs
+are deterministic: the same arm gives the same numbers).
 
 Exits 1 when a profile's false-positive rate (share called "repeated FL mechanism") exceeds 5 % for a kind,
 when any shifted near-copy is called a mechanism, or when a run fails.
@@ -35,11 +39,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import math
+import multiprocessing
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=40, help="nulls per kind and profile (default 40)")
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
     parser.add_argument("--top-k", type=int, default=3, help="Holm family size = a campaign's top_k (3)")
+    parser.add_argument("--workers", type=int, default=1, help="arms run side by side (default 1)")
+    parser.add_argument("--cache", default=None, help="directory keeping each arm's numbers (resumable)")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
     args.profiles = [p for p in args.profiles.split(",") if p]
@@ -90,8 +99,13 @@ class Arm:
 class Bench:
     """Runs FedAvg variants on one profile as a campaign's search and finals run them, and counts runs."""
 
-    def __init__(self, name: str, data_dir: Any, top_k: int) -> None:
+    def __init__(
+        self, name: str, data_dir: Any, top_k: int, workers: int = 1, cache: str | None = None
+    ) -> None:
         self.name = name
+        self.workers = max(1, workers)
+        self.cache = Path(cache) if cache else None
+        self.cached = 0
         self.profile: Profile = make_profile(name, data_dir=data_dir).for_campaign()
         spec = self.profile.verdict
         self.rules = load_rules(margin=spec.margin)
@@ -157,6 +171,56 @@ class Bench:
         test, heldout = self.finals(lr)
         return Arm(lr, FinalistEvidence(name, role, search, test, heldout), heldout_done=not self.own_runs)
 
+    def arms(self, jobs: list[tuple[str, str, float, float | None]]) -> list[Arm]:
+        """``arm`` for every (name, role, lr, search) job, from the cache or run (side by side)."""
+        found: dict[int, Arm] = {}
+        todo = []
+        for k, (name, role, lr, search) in enumerate(jobs):
+            hit = self._cached(role, lr, search)
+            if hit is not None:
+                test, heldout, score, runs = hit
+                found[k] = Arm(lr, FinalistEvidence(name, role, score, test, heldout), not self.own_runs)
+                self.runs += runs
+                self.cached += 1
+            else:
+                todo.append(k)
+        global _BENCH
+        _BENCH = self
+        if self.workers > 1 and len(todo) > 1:
+            # Forked workers share the loaded data; each returns its arm's numbers, runs and failures.
+            with multiprocessing.get_context("fork").Pool(min(self.workers, len(todo))) as pool:
+                results = pool.imap(_arm_job, [jobs[k] for k in todo])
+                for k, (evidence, runs, failures) in zip(todo, results, strict=True):
+                    self._keep(k, jobs[k], evidence, runs, failures, found)
+        else:
+            for k in todo:
+                self._keep(k, jobs[k], *_arm_job(jobs[k]), found)
+        return [found[k] for k in range(len(jobs))]
+
+    def _keep(self, k, job, evidence, runs, failures, found) -> None:
+        name, role, lr, search = job
+        if self.workers > 1:  # the parent's counters did not see the worker's runs
+            self.runs += runs
+            self.failures += failures
+        found[k] = Arm(lr, evidence, not self.own_runs)
+        if self.cache is not None and not failures:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            entry = {"search": evidence.search_score, "test": evidence.test, "heldout": evidence.heldout}
+            self._cache_path(role, lr, search).write_text(json.dumps({**entry, "runs": runs}))
+
+    def _cache_path(self, role: str, lr: float, search: float | None) -> Path:
+        assert self.cache is not None
+        given = "given" if search is not None else "run"
+        return self.cache / f"{self.name}-{role}-lr{lr!r}-{len(self.seeds)}seeds-search_{given}.json"
+
+    def _cached(self, role: str, lr: float, search: float | None):
+        if self.cache is None or not self._cache_path(role, lr, search).exists():
+            return None
+        entry = json.loads(self._cache_path(role, lr, search).read_text())
+        test = {int(s): float(v) for s, v in entry["test"].items()}
+        heldout = {k: {int(s): float(v) for s, v in vals.items()} for k, vals in entry["heldout"].items()}
+        return test, heldout, entry["search"], int(entry["runs"])
+
     def complete_heldout(self, arm: Arm) -> None:
         """Add the runs of the held-out settings that need their own (once)."""
         if not arm.heldout_done:
@@ -164,17 +228,30 @@ class Bench:
             arm.heldout_done = True
 
 
+_BENCH: Bench | None = None
+
+
+def _arm_job(job: tuple[str, str, float, float | None]) -> tuple[FinalistEvidence, int, list[str]]:
+    """One arm on the module's bench (in a forked worker, or in this process)."""
+    assert _BENCH is not None
+    runs, failed = _BENCH.runs, len(_BENCH.failures)
+    arm = _BENCH.arm(*job)
+    return arm.evidence, _BENCH.runs - runs, _BENCH.failures[failed:]
+
+
 def jitter_nulls(bench: Bench, reference: Arm, n: int) -> list[Arm]:
     """The reference's recipe with its lr jittered by exp(U(-JITTER, JITTER)), run for real."""
-    out = []
-    for i in range(n):
-        rng = np.random.default_rng([13, i])
-        lr = reference.lr * math.exp(rng.uniform(-JITTER, JITTER))
-        arm = bench.arm(f"jitter#{i + 1}", "agent", lr)
+    lrs = [reference.lr * math.exp(np.random.default_rng([13, i]).uniform(-JITTER, JITTER)) for i in range(n)]
+    out: list[Arm] = []
+    for first in range(
+        0, n, 10
+    ):  # blocks of 10, so a long profile (tcga_brca: 85 runs a null) shows progress
+        block = range(first, min(n, first + 10))
+        out += bench.arms([(f"jitter#{i + 1}", "agent", lrs[i], None) for i in block])
+        if len(out) < n:
+            print(f"  jitter: {len(out)}/{n} nulls run ({bench.runs} runs so far)", flush=True)
+    for arm, lr in zip(out, lrs, strict=True):
         arm.extra["lr"] = lr
-        out.append(arm)
-        if (i + 1) % 10 == 0 and i + 1 < n:  # a long profile (tcga_brca: 85 runs a null) shows progress
-            print(f"  jitter: {i + 1}/{n} nulls run ({bench.runs} runs so far)", flush=True)
     return out
 
 
@@ -242,18 +319,17 @@ def calibrate(name: str, args: argparse.Namespace) -> tuple[list[dict[str, Any]]
     """Every kind of null on one profile; prints the details, returns one summary row per kind and the
     runs that failed."""
     start = time.perf_counter()
-    bench = Bench(name, data_dir_from(args.data_dir), args.top_k)
+    bench = Bench(name, data_dir_from(args.data_dir), args.top_k, args.workers, args.cache)
     profile, rules = bench.profile, bench.rules
     default_lr = profile.make_recipe(FedAvg).lr
     grid = {default_lr * m: bench.search(default_lr * m) for m in LR_MULTIPLIERS}
     best_lr = max(grid, key=lambda lr: bench.sign * grid[lr] if math.isfinite(grid[lr]) else -math.inf)
-    baseline = bench.arm("baseline", "baseline", default_lr, grid[default_lr])
     # As select_finalists: when the best control trial is the baseline, there is no separate control.
-    control = (
-        None
-        if best_lr == default_lr
-        else bench.arm(f"control(lr={best_lr:g})", "control", best_lr, grid[best_lr])
-    )
+    jobs = [("baseline", "baseline", default_lr, grid[default_lr])]
+    if best_lr != default_lr:
+        jobs.append((f"control(lr={best_lr:g})", "control", best_lr, grid[best_lr]))
+    baseline, *controls = bench.arms(jobs)
+    control = controls[0] if controls else None
     reference = control or baseline
     budget = ", ".join(f"{k}={v}" for k, v in vars(profile.budget).items())
     print(f"\n=== {name} ({budget}); margin {rules.margin:g}; Holm families of {args.top_k}")
@@ -277,7 +353,7 @@ def calibrate(name: str, args: argparse.Namespace) -> tuple[list[dict[str, Any]]
             f"sd {sd:.4f} over {len(values)} seeds"
         )
     setup = (bench.runs, time.perf_counter() - start)
-    print(f"  setup: {setup[0]} runs, {setup[1]:.0f} s")
+    print(f"  setup: {setup[0]} runs ({bench.cached} arms from the cache), {setup[1]:.0f} s")
 
     rows = []
     for kind in args.kinds:
