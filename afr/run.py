@@ -106,7 +106,8 @@ def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, An
     """
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
-    _check_recipe_spec(str(cfg.recipe))  # before the profile: building it imports the engine and the data stack
+    # Before the profile: building it imports the engine and the data stack.
+    _check_recipe_spec(str(cfg.recipe))
     from .profiles import make_profile
 
     profile_cfg = profile_config(container)
