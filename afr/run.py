@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import AFRError, ConfigError
 
-__all__ = ["main", "train_and_test", "resolve_seeds", "profile_config", "config_groups"]
+__all__ = ["main", "train_and_test", "resolve_seeds", "profile_config", "config_groups", "resolve_data_dir"]
 
 
 def resolve_seeds(spec: Any, final_seeds: list[int]) -> list[int]:
@@ -76,6 +76,19 @@ def profile_config(container: Any, overrides: list[str] | None = None) -> dict[s
     return merged
 
 
+def resolve_data_dir(value: Any) -> str:
+    """The data folder as an absolute path: ``data_dir=`` (relative to where the command was started),
+    else ``$AFR_DATA_DIR``, else the user cache folder.
+
+    Resolved once, here in the parent: sandboxed runs start in another directory, with another home and
+    none of this environment, so they must be handed a path that means the same thing there.
+    """
+    from .data import default_data_dir
+
+    folder = Path(str(value)).expanduser() if value not in (None, "") else default_data_dir()
+    return str(folder.resolve())
+
+
 def _command_line(overrides: list[str] | None) -> list[str]:
     if overrides is not None:
         return list(overrides)
@@ -106,11 +119,15 @@ def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, An
     """
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
-    _check_recipe_spec(str(cfg.recipe))  # before the profile: building it imports the engine and the data stack
+    _check_recipe_spec(
+        str(cfg.recipe)
+    )  # before the profile: building it imports the engine and the data stack
     from .profiles import make_profile
 
     profile_cfg = profile_config(container)
-    profile = make_profile(str(profile_cfg["name"]), profile_cfg, data_dir=cfg.get("data_dir"))
+    profile = make_profile(
+        str(profile_cfg["name"]), profile_cfg, data_dir=resolve_data_dir(cfg.get("data_dir"))
+    )
     spec = str(cfg.recipe)
     trusted = _trusted(container.get("recipe_trusted", False))
     scalars_cfg = cfg.get("scalars")
@@ -391,7 +408,8 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
             raise ConfigError(f"{key} must be a non-negative integer, got {value!r}", where=f"{key}=")
     agent_name = str(agent_cfg.get("name", agent_cfg["kind"]))
     name = camp.get("name") or name or f"{profile_name}-{agent_name}-seed{seed}"
-    directory = Path(camp.get("dir") or Path("afr_campaigns") / name)
+    # Resolved here, against the folder the command was started from: the sandbox runs elsewhere.
+    directory = Path(camp.get("dir") or Path("afr_campaigns") / name).expanduser().resolve()
     try:
         runner = RunnerSettings(
             workers=int(camp.get("workers", 2)),
@@ -411,7 +429,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
         control_cfg=control_cfg,
         runs_per_arm=runs,
         seed=seed,
-        data_dir=cfg.get("data_dir"),
+        data_dir=resolve_data_dir(cfg.get("data_dir")),
         runner=runner,
         proposals_per_step=int(camp.get("proposals_per_step", 4)),
         max_repairs=int(camp.get("max_repairs", 2)),

@@ -20,6 +20,7 @@ import yaml
 from ..agents import Agent, AgentContext, HistoryItem, Proposal, make_agent
 from ..budget import ArmBudget
 from ..controls import ScalarControl, make_control, record_agent_candidate
+from ..data import default_data_dir
 from ..errors import AFRError, ConfigError
 from ..evaluation import (
     CampaignFindings,
@@ -70,6 +71,13 @@ class CampaignSettings:
     """Classification thresholds over ``afr/conf/evaluation/default.yaml`` (the margin is the profile's)."""
     max_agent_calls: int | None = None
     """Give up on the agent arm after this many proposal calls in a row that yield nothing runnable (10)."""
+
+    def __post_init__(self) -> None:
+        # Absolute paths, fixed once in the parent: sandboxed runs start in another directory and home, so a
+        # relative or default data folder would mean another (empty) folder there.
+        object.__setattr__(self, "directory", Path(self.directory).expanduser().resolve())
+        folder = Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
+        object.__setattr__(self, "data_dir", str(folder.resolve()))
 
     def as_config(self) -> dict[str, Any]:
         # The profile's config as built (every override, the held-out clients set aside) is recorded by
