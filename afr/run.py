@@ -462,6 +462,15 @@ def run_campaign(cfg: DictConfig) -> Any:
     )
     result = campaign.run()
     print_summary(campaign, result)
+    if result.failure:
+        from .campaign import CampaignFailure
+
+        raise CampaignFailure(
+            f"campaign {settings.name!r} failed: {result.failure}",
+            where=str(settings.directory),
+            fix="the runs' reasons are above and in the ledger; fix the cause and run the same command "
+            "again (a new campaign.name starts afresh)",
+        )
     return result
 
 
@@ -517,7 +526,8 @@ def _hydra_main(cfg: DictConfig) -> None:
             train_and_test(cfg, out_dir)
     except AFRError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
-        sys.exit(2)
+        # 2: bad input; 1: the campaign ran (or tried to) and failed.
+        sys.exit(1 if type(exc).__name__ == "CampaignFailure" else 2)
     except KeyboardInterrupt:
         print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)
         sys.exit(130)
