@@ -454,12 +454,13 @@ def run_campaign(cfg: DictConfig) -> Any:
     from .campaign import Campaign
 
     settings = campaign_settings(cfg)
-    campaign = Campaign(settings)
+    agent_name = settings.agent_cfg.get("name", settings.agent_cfg.get("kind"))
     print(
-        f"campaign {settings.name!r}: agent {campaign.agent_name} vs control (optuna), "
+        f"campaign {settings.name!r}: agent {agent_name} vs control (optuna), "
         f"{settings.runs_per_arm} runs per arm on {settings.profile}; records in {settings.directory}",
         flush=True,
     )
+    campaign = Campaign(settings)  # checks the inputs and runs the preflight
     result = campaign.run()
     print_summary(campaign, result)
     if result.failure:
@@ -468,8 +469,8 @@ def run_campaign(cfg: DictConfig) -> Any:
         raise CampaignFailure(
             f"campaign {settings.name!r} failed: {result.failure}",
             where=str(settings.directory),
-            fix="the runs' reasons are above and in the ledger; fix the cause and run the same command "
-            "again (a new campaign.name starts afresh)",
+            fix="the runs' reasons are above and in the ledger; fix the cause, then start afresh with a new "
+            "campaign.name=... (this campaign's runs stay recorded as they are)",
         )
     return result
 
@@ -477,7 +478,8 @@ def run_campaign(cfg: DictConfig) -> Any:
 def print_summary(campaign: Any, result: Any) -> None:
     """Where a finished campaign's records are, and each arm's spend and best validation score."""
     settings = campaign.settings
-    print(f"\ncampaign {settings.name!r} finished in {result.seconds:.1f}s")
+    ended = "FAILED after" if result.failure else "finished in"
+    print(f"\ncampaign {settings.name!r} {ended} {result.seconds:.1f}s")
     for arm, status in result.arms.items():
         best = f"{status.best:.4f} (candidate {status.best_candidate})" if status.best is not None else "—"
         print(

@@ -88,3 +88,64 @@ def test_a_relative_data_dir_and_campaign_dir_run_ok(tmp_path: Path) -> None:
     assert len(search) == 4, out
     assert all(r.status == "ok" for r in runs), [(r.run_key, r.status, r.message) for r in runs]
     assert any(r.stage == "final" for r in runs), out
+
+
+FRAGILE = '''\
+"""A baseline that passes the validator and breaks at run time, from round {fail_from} on."""
+
+from afr.recipe import FedAvg
+
+
+class Fragile(FedAvg):
+    name = "fragile"
+
+    def select_clients(self, round_idx, num_clients, rng):
+        if round_idx >= {fail_from}:
+            raise RuntimeError(f"fragile baseline: broken in round {{round_idx}}")
+        return list(range(num_clients))
+'''
+
+
+def fragile_campaign(tmp: Path, fail_from: int) -> tuple[Path, subprocess.CompletedProcess]:
+    folder = user_folder(tmp)
+    (folder / "fragile.py").write_text(FRAGILE.format(fail_from=fail_from))
+    done = afr_run(
+        folder, "data_dir=data", "baseline=fragile.py", "campaign.dir=camp", "campaign.name=fragile"
+    )
+    return folder, done
+
+
+def test_a_baseline_that_fails_in_the_sandbox_stops_before_the_search(tmp_path: Path) -> None:
+    folder, done = fragile_campaign(tmp_path, fail_from=0)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "Traceback" not in out
+    lines = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, out
+    assert "preflight" in lines[0] and "fragile baseline: broken in round 0" in lines[0], out
+    assert "[control]" not in out and "[  agent]" not in out, "no search run may start"
+    ledger_file = folder / "camp" / "ledger.db"
+    if ledger_file.exists():  # nothing recorded, nothing charged
+        ledger = Ledger.for_campaign_dir(folder / "camp")
+        campaign = ledger.campaign_by_name("fragile")
+        assert campaign is None or charged_runs(ledger, campaign.id) == {}, out
+
+
+def test_a_baseline_that_fails_its_first_search_run_fails_the_campaign(tmp_path: Path) -> None:
+    # The preflight (one round) passes; the baseline's full search run breaks in round 1.
+    folder, done = fragile_campaign(tmp_path, fail_from=1)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "Traceback" not in out
+    failed_lines = [line for line in out.splitlines() if line.startswith("[control]") and " failed " in line]
+    assert len(failed_lines) == 1 and "broken in round 1" in failed_lines[0], out
+    assert "[  agent]" not in out, "the search stops after the baseline failed"
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "baseline" in errors[0] and "broken in round 1" in errors[0], out
+    ledger = Ledger.for_campaign_dir(folder / "camp")
+    campaign = ledger.campaign_by_name("fragile")
+    assert campaign is not None and campaign.status == "failed", out
+    assert charged_runs(ledger, campaign.id) == {"control": 1}, "one charged run, no finals"
+    assert not ledger.runs(campaign.id, stage="final")
+    report = (folder / "camp" / "report.md").read_text()
+    assert "the campaign failed" in report and "broken in round 1" in report

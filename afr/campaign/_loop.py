@@ -322,36 +322,14 @@ class Campaign:
                 # The baseline (control trial 0) runs first, so every agent step sees its score: the
                 # agent's context, and hence a seeded campaign, does not depend on thread timing.
                 self._control_step()
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm") as arms:
-                while True:
-                    # Each step proposes in this thread, control first, and only runs side by side: the
-                    # ledger numbers candidates in the same order on every machine, so "candidate #7" in
-                    # an agent's note or a report means the same candidate wherever the campaign is rerun.
-                    steps = []
-                    if self._remaining("control"):
-                        trial_candidate = self._control_propose()
-                        if trial_candidate is not None:
-                            steps.append(arms.submit(self._control_run, *trial_candidate))
-                    if self._remaining("agent") and not stopped:
-                        candidate_or_stop = self._agent_propose()
-                        if isinstance(candidate_or_stop, str):
-                            stopped = candidate_or_stop
-                            self.echo(f"agent arm stopped: {stopped}")
-                        else:
-                            steps.append(arms.submit(self._agent_run, candidate_or_stop))
-                    if (
-                        not steps
-                        and not self._remaining("control")
-                        and (stopped or not self._remaining("agent"))
-                    ):
-                        break
-                    for future in steps:
-                        future.result()
-            failures = arm_failures(ledger, cid)
-            if failures:
+            failure = self._baseline_failure()
+            if not failure:
+                stopped = self._search()
+                searched = [arm for arm in ("agent", "control") if self.runner.accountant.limits[arm].runs]
+                failure = "; ".join(arm_failures(ledger, cid, searched).values())
+            if failure:
                 # Nothing to compare: the finals would only spend budget. Said on the console, in the ledger
                 # (status failed) and in the report; the command exits non-zero.
-                failure = "; ".join(failures.values())
                 self.echo(f"campaign failed: {failure}")
                 ledger.finish_campaign(cid, "failed")
             else:
@@ -375,6 +353,47 @@ class Campaign:
         }
         result.seconds = time.perf_counter() - start
         return result
+
+    def _baseline_failure(self) -> str:
+        """Why the search must not go on: the baseline (control trial 0) failed its search run ('' if not).
+
+        Every comparison is against the baseline; the preflight ran it for one round only, so a baseline
+        that breaks later is caught here, after one charged run instead of a whole failed search."""
+        for candidate in self.runner.ledger.candidates(self.runner.campaign_id, arm="control"):
+            if candidate.meta.get("proposal_key") == "control-0" and candidate.status == "failed":
+                reason = " ".join((candidate.reasons[-1] if candidate.reasons else "").split())
+                return (
+                    f"the baseline {self.baseline.label} (control trial 0, cand {candidate.id}) failed its "
+                    f"search run, so the search stops: {reason[:400]}"
+                )
+        return ""
+
+    def _search(self) -> str:
+        """Both arms' search, step by step, until each has spent its budget; why the agent arm stopped early
+        ('' if it did not)."""
+        stopped = ""
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm") as arms:
+            while True:
+                # Each step proposes in this thread, control first, and only runs side by side: the
+                # ledger numbers candidates in the same order on every machine, so "candidate #7" in
+                # an agent's note or a report means the same candidate wherever the campaign is rerun.
+                steps = []
+                if self._remaining("control"):
+                    trial_candidate = self._control_propose()
+                    if trial_candidate is not None:
+                        steps.append(arms.submit(self._control_run, *trial_candidate))
+                if self._remaining("agent") and not stopped:
+                    candidate_or_stop = self._agent_propose()
+                    if isinstance(candidate_or_stop, str):
+                        stopped = candidate_or_stop
+                        self.echo(f"agent arm stopped: {stopped}")
+                    else:
+                        steps.append(arms.submit(self._agent_run, candidate_or_stop))
+                if not steps and not self._remaining("control") and (stopped or not self._remaining("agent")):
+                    break
+                for future in steps:
+                    future.result()
+        return stopped
 
     def run_finals(self) -> None:
         """Finalists of both arms and the baseline on fresh paired seeds: test split and held-out data."""

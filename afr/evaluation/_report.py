@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,12 +85,14 @@ def _campaign_facts(campaign: CampaignRecord, control: list[CandidateRecord]) ->
     return facts
 
 
-def arm_failures(ledger: Ledger, campaign_id: int) -> dict[str, str]:
-    """Each search arm that has no successful run yet, with why (one line): its runs' outcomes and the last
-    failure's message, or, with no run at all, what became of its candidates."""
+def arm_failures(
+    ledger: Ledger, campaign_id: int, arms: Iterable[str] = ("agent", "control")
+) -> dict[str, str]:
+    """Each of ``arms`` that has no successful search run yet, with why (one line): its runs' outcomes and
+    the last failure's message, or, with no run at all, what became of its candidates."""
     out: dict[str, str] = {}
     search = ledger.runs(campaign_id, stage="search")
-    for arm in ("agent", "control"):
+    for arm in arms:
         candidates = ledger.candidates(campaign_id, arm=arm)
         if any(c.status == "ok" for c in candidates):
             continue
@@ -294,7 +297,8 @@ def _plot_finalist_curves(findings: CampaignFindings, path: Path) -> None:
             ax.plot(rounds, values, marker=".", label=f.name)
     ax.set_xlabel("round")
     ax.set_ylabel(f"validation {findings.metric}")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # nothing plotted (e.g. a failed campaign): no legend
+        ax.legend(fontsize=7)
     _save(fig, path)
 
 
@@ -307,7 +311,8 @@ def _plot_paired_seeds(findings: CampaignFindings, path: Path) -> None:
         ax.set_xticks(range(len(seeds)), [str(s) for s in seeds])
     ax.set_xlabel("final seed (paired across finalists)")
     ax.set_ylabel(f"test {findings.metric}")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # nothing plotted (e.g. a failed campaign): no legend
+        ax.legend(fontsize=7)
     _save(fig, path)
 
 
