@@ -51,11 +51,11 @@ def user_folder(tmp: Path) -> Path:
     return tmp
 
 
-def afr_run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+def afr_run(cwd: Path, *args: str, agent: str = "evolve") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "AFR_DATA_DIR")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     done = subprocess.run(
-        [sys.executable, "-m", "afr.run", "agent=evolve", *TINY, *args, "hydra.run.dir=hydra"],
+        [sys.executable, "-m", "afr.run", f"agent={agent}", *TINY, *args, "hydra.run.dir=hydra"],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -149,3 +149,57 @@ def test_a_baseline_that_fails_its_first_search_run_fails_the_campaign(tmp_path:
     assert not ledger.runs(campaign.id, stage="final")
     report = (folder / "camp" / "report.md").read_text()
     assert "the campaign failed" in report and "broken in round 1" in report
+
+
+BROKEN_AGENT_FILE = """Breaks at run time (number {n}).
+
+```python
+from afr.recipe import FedAvg
+
+
+class Broken{n}(FedAvg):
+    name = "broken{n}"
+
+    def client_lr(self, round_idx, client):
+        raise RuntimeError("agent file {n}: broken at run time")
+```
+"""
+
+
+def test_an_arm_with_no_successful_run_fails_the_campaign(tmp_path: Path) -> None:
+    """Every file the (scripted) LLM agent writes passes the validator and fails at run time; the control
+    arm runs fine. The campaign ends failed, exit 1, each failed run on the console with its reason."""
+    from tests._fake_openai import FakeOpenAI
+
+    count = iter(range(1000))
+    folder = user_folder(tmp_path)
+    with FakeOpenAI([lambda body: BROKEN_AGENT_FILE.format(n=next(count))] * 50) as server:
+        done = afr_run(
+            folder,
+            "data_dir=data",
+            f"agent.base_url={server.base_url}",
+            "agent.max_retries=0",
+            "agent.backoff_s=0",
+            "agent.timeout_s=30",
+            "agent.proposals_per_step=1",
+            "campaign.dir=camp",
+            "campaign.name=broken",
+            agent="local",
+        )
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "Traceback" not in out
+    agent_lines = [line for line in out.splitlines() if line.startswith("[  agent]")]
+    assert len(agent_lines) == 2, out
+    assert all(" failed " in line and "broken at run time" in line for line in agent_lines), out
+    control_lines = [line for line in out.splitlines() if line.startswith("[control]")]
+    assert len(control_lines) == 2 and all(" ok " in line for line in control_lines), out
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "the agent arm has no successful run" in errors[0], out
+    assert "control arm" not in errors[0], out
+    ledger = Ledger.for_campaign_dir(folder / "camp")
+    campaign = ledger.campaign_by_name("broken")
+    assert campaign is not None and campaign.status == "failed", out
+    assert charged_runs(ledger, campaign.id) == {"agent": 2, "control": 2}, "no finals for a failed campaign"
+    report = (folder / "camp" / "report.md").read_text()
+    assert "the campaign failed: the agent arm has no successful run" in report
