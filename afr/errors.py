@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AFRError", "ConfigError", "DataError", "ChecksumError", "TrainingFailure"]
+__all__ = ["AFRError", "ConfigError", "DataError", "ChecksumError", "TrainingFailure", "CampaignFailure"]
 
 
 class AFRError(Exception):
@@ -37,3 +37,9 @@ class ChecksumError(DataError):
 
 class TrainingFailure(AFRError):
     """A federated run could not finish (non-finite loss or weights, budget breach)."""
+
+
+class CampaignFailure(AFRError):
+    """A campaign cannot go on, or ended with nothing to compare: its preflight run of the baseline failed,
+    the baseline's first search run failed, or an arm has no successful run (exit code 1, not 2: the input
+    was well formed)."""

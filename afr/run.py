@@ -21,7 +21,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import AFRError, ConfigError
+from .errors import AFRError, CampaignFailure, ConfigError
 
 __all__ = ["main", "train_and_test", "resolve_seeds", "profile_config", "config_groups", "resolve_data_dir"]
 
@@ -464,8 +464,6 @@ def run_campaign(cfg: DictConfig) -> Any:
     result = campaign.run()
     print_summary(campaign, result)
     if result.failure:
-        from .campaign import CampaignFailure
-
         raise CampaignFailure(
             f"campaign {settings.name!r} failed: {result.failure}",
             where=str(settings.directory),
@@ -529,7 +527,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     except AFRError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         # 2: bad input; 1: the campaign ran (or tried to) and failed.
-        sys.exit(1 if type(exc).__name__ == "CampaignFailure" else 2)
+        sys.exit(1 if isinstance(exc, CampaignFailure) else 2)
     except KeyboardInterrupt:
         print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)
         sys.exit(130)

@@ -21,7 +21,7 @@ from ..agents import Agent, AgentContext, HistoryItem, Proposal, make_agent
 from ..budget import ArmBudget
 from ..controls import ScalarControl, make_control, record_agent_candidate
 from ..data import default_data_dir
-from ..errors import AFRError, ConfigError
+from ..errors import AFRError, CampaignFailure, ConfigError
 from ..evaluation import (
     CampaignFindings,
     ClassificationRules,
@@ -42,11 +42,6 @@ from ._finals import FinalsPlan, run_finals
 from ._runner import CandidateRunner, RunnerSettings
 
 __all__ = ["CampaignSettings", "CampaignResult", "Campaign", "CampaignFailure", "check_candidate"]
-
-
-class CampaignFailure(AFRError):
-    """The campaign cannot go on, or ended without a result to compare: its preflight run failed, or an
-    arm has no successful run."""
 
 
 @dataclass(frozen=True)
