@@ -117,7 +117,8 @@ class CampaignResult:
     stopped_early: str = ""
     evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
     failure: str = ""
-    """Why the campaign failed (an arm with no successful run); '' when it did not."""
+    """Why the campaign failed (its baseline's first search run failed, or an arm has no successful run);
+    '' when it did not."""
 
 
 class Campaign:
@@ -284,7 +285,8 @@ class Campaign:
             return
         reason = result.message or ("no finite validation score" if result.status == "ok" else "")
         raise CampaignFailure(
-            f"preflight: the baseline {baseline.label} {result.status} in the sandbox before the search: "
+            f"preflight: the baseline {baseline.label} did not run in the sandbox ({result.status}), so the "
+            f"search does not start: "
             f"{' '.join(reason.split())[:400]}",
             where=f"campaign {self.settings.name!r}, data {self.profile.data_dir}",
             fix="nothing was run or charged; fix the cause and run the same command again",
