@@ -18,7 +18,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from .errors import AFRError, CampaignFailure, ConfigError
+from .errors import AFRError, CampaignFailure, ConfigError, RunsFailed
 
 __all__ = ["main", "evaluate", "given_recipe"]
 
@@ -95,7 +95,7 @@ def main(cfg: DictConfig) -> None:
     except AFRError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         # 2: bad input; 1: the evaluation ran (or tried to) and failed.
-        sys.exit(1 if isinstance(exc, CampaignFailure) else 2)
+        sys.exit(1 if isinstance(exc, RunsFailed) else 2)
     except KeyboardInterrupt:
         print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)
         sys.exit(130)

@@ -21,7 +21,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import AFRError, CampaignFailure, ConfigError
+from .errors import AFRError, CampaignFailure, ConfigError, RunsFailed
 
 __all__ = ["main", "train_and_test", "resolve_seeds", "profile_config", "config_groups", "resolve_data_dir"]
 
@@ -383,6 +383,12 @@ def _report(
     )
     if out_dir is not None:
         (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    if not values:
+        raise RunsFailed(
+            f"no seed of {shown} gave a result ({len(rows)} run(s); the reasons are above)",
+            where=str(out_dir) if out_dir is not None else None,
+            fix="fix the cause the failed seeds name and run the command again",
+        )
     return summary
 
 
@@ -526,8 +532,8 @@ def _hydra_main(cfg: DictConfig) -> None:
             train_and_test(cfg, out_dir)
     except AFRError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
-        # 2: bad input; 1: the campaign ran (or tried to) and failed.
-        sys.exit(1 if isinstance(exc, CampaignFailure) else 2)
+        # 2: bad input; 1: the runs were made (or tried) and failed.
+        sys.exit(1 if isinstance(exc, RunsFailed) else 2)
     except KeyboardInterrupt:
         print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)
         sys.exit(130)

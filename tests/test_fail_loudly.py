@@ -90,6 +90,66 @@ def test_a_relative_data_dir_and_campaign_dir_run_ok(tmp_path: Path) -> None:
     assert any(r.stage == "final" for r in runs), out
 
 
+def test_a_sandboxed_single_run_with_a_relative_data_dir(tmp_path: Path) -> None:
+    """``recipe=<file.py>`` trains in the sandbox: the relative data folder must reach it resolved too."""
+    folder = user_folder(tmp_path)
+    (folder / "mine.py").write_text(FRAGILE.format(fail_from=99))  # never breaks in 2 rounds
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "AFR_DATA_DIR")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "afr.run",
+            "profile=heart_disease",
+            "recipe=mine.py",
+            "data_dir=data",
+            "seeds=1",
+        ]
+        + ["profile.rounds=2", "profile.local_steps=5", "hydra.run.dir=hydra"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "untrusted" in out and "over 1 seeds" in out, out
+
+
+def test_a_single_run_whose_every_seed_fails_exits_non_zero(tmp_path: Path) -> None:
+    folder = user_folder(tmp_path)
+    (folder / "mine.py").write_text(FRAGILE.format(fail_from=0))
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "AFR_DATA_DIR")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "afr.run",
+            "profile=heart_disease",
+            "recipe=mine.py",
+            "data_dir=data",
+            "seeds=1",
+        ]
+        + ["profile.rounds=2", "profile.local_steps=5", "hydra.run.dir=hydra"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "Traceback" not in out
+    assert any(
+        line.startswith("seed   42  failed") and "broken in round 0" in line for line in out.splitlines()
+    )
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "no seed" in errors[0], out
+
+
 FRAGILE = '''\
 """A baseline that passes the validator and breaks at run time, from round {fail_from} on."""
 
