@@ -5,7 +5,9 @@ from a folder of its own, with real files.
   sandbox (which runs in another directory) sees them;
 * a baseline that fails in the sandbox stops the campaign before the search, with its reason in one line,
   exit != 0 and nothing charged to either arm;
-* each failed run prints its reason; an arm that ends with no successful run exits != 0 and says why.
+* each failed run prints its reason; an arm that ends with no successful run exits != 0 and says why;
+* a single run (``recipe=<file.py>``, sandboxed) with a relative ``data_dir`` trains; one whose every seed
+  fails exits != 0.
 
 Budgets are tiny (heart_disease, 2 rounds of 5 local steps, 2 runs per arm, 1 finalist on 2 seeds).
 """
@@ -65,6 +67,21 @@ def afr_run(cwd: Path, *args: str, agent: str = "evolve") -> subprocess.Complete
     return done
 
 
+def single_run(folder: Path) -> subprocess.CompletedProcess:
+    """``python -m afr.run profile=heart_disease recipe=mine.py data_dir=data seeds=1`` (2 tiny rounds)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "AFR_DATA_DIR")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    args = ["profile=heart_disease", "recipe=mine.py", "data_dir=data", "seeds=1", "profile.rounds=2"]
+    return subprocess.run(
+        [sys.executable, "-m", "afr.run", *args, "profile.local_steps=5", "hydra.run.dir=hydra"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
 def charged_runs(ledger: Ledger, campaign_id: int) -> dict[str, int]:
     with ledger.engine.connect() as conn:
         rows = conn.execute(
@@ -94,25 +111,7 @@ def test_a_sandboxed_single_run_with_a_relative_data_dir(tmp_path: Path) -> None
     """``recipe=<file.py>`` trains in the sandbox: the relative data folder must reach it resolved too."""
     folder = user_folder(tmp_path)
     (folder / "mine.py").write_text(FRAGILE.format(fail_from=99))  # never breaks in 2 rounds
-    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "AFR_DATA_DIR")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "afr.run",
-            "profile=heart_disease",
-            "recipe=mine.py",
-            "data_dir=data",
-            "seeds=1",
-        ]
-        + ["profile.rounds=2", "profile.local_steps=5", "hydra.run.dir=hydra"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    done = single_run(folder)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
     assert "untrusted" in out and "over 1 seeds" in out, out
@@ -121,31 +120,12 @@ def test_a_sandboxed_single_run_with_a_relative_data_dir(tmp_path: Path) -> None
 def test_a_single_run_whose_every_seed_fails_exits_non_zero(tmp_path: Path) -> None:
     folder = user_folder(tmp_path)
     (folder / "mine.py").write_text(FRAGILE.format(fail_from=0))
-    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "AFR_DATA_DIR")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "afr.run",
-            "profile=heart_disease",
-            "recipe=mine.py",
-            "data_dir=data",
-            "seeds=1",
-        ]
-        + ["profile.rounds=2", "profile.local_steps=5", "hydra.run.dir=hydra"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
+    done = single_run(folder)
     out = done.stdout + done.stderr
     assert done.returncode == 1, out
     assert "Traceback" not in out
-    assert any(
-        line.startswith("seed   42  failed") and "broken in round 0" in line for line in out.splitlines()
-    )
+    lines = out.splitlines()
+    assert any(line.startswith("seed   42  failed") and "broken in round 0" in line for line in lines), out
     errors = [line for line in out.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "no seed" in errors[0], out
 
