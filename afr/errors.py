@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["AFRError", "ConfigError", "DataError", "ChecksumError", "TrainingFailure"]
+__all__ = [
+    "AFRError",
+    "ConfigError",
+    "DataError",
+    "ChecksumError",
+    "TrainingFailure",
+    "RunsFailed",
+    "CampaignFailure",
+]
 
 
 class AFRError(Exception):
@@ -37,3 +45,12 @@ class ChecksumError(DataError):
 
 class TrainingFailure(AFRError):
     """A federated run could not finish (non-finite loss or weights, budget breach)."""
+
+
+class RunsFailed(AFRError):
+    """Runs were made and none gave a result (exit code 1, not 2: the input was well formed)."""
+
+
+class CampaignFailure(RunsFailed):
+    """A campaign cannot go on, or ended with nothing to compare: its preflight run of the baseline failed,
+    the baseline's first search run failed, or an arm has no successful run."""

@@ -18,7 +18,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from .errors import AFRError, ConfigError
+from .errors import AFRError, CampaignFailure, ConfigError, RunsFailed
 
 __all__ = ["main", "evaluate", "given_recipe"]
 
@@ -77,6 +77,13 @@ def evaluate(cfg: DictConfig) -> Any:
         print(f"\nverdict for {label}: {verdict.label} (rule {verdict.rule})")
         for reason in verdict.reasons:
             print(f"  - {reason}")
+    if result.failure:
+        raise CampaignFailure(
+            f"the evaluation of {label} failed: {result.failure}",
+            where=str(settings.directory),
+            fix="the runs' reasons are above and in the ledger; fix the cause, then run again with a new "
+            "campaign.name=... (this evaluation's runs stay recorded as they are)",
+        )
     return result
 
 
@@ -87,7 +94,8 @@ def main(cfg: DictConfig) -> None:
         evaluate(cfg)
     except AFRError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
-        sys.exit(2)
+        # 2: bad input; 1: the evaluation ran (or tried to) and failed.
+        sys.exit(1 if isinstance(exc, RunsFailed) else 2)
     except KeyboardInterrupt:
         print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)
         sys.exit(130)

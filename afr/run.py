@@ -21,9 +21,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import AFRError, ConfigError
+from .errors import AFRError, CampaignFailure, ConfigError, RunsFailed
 
-__all__ = ["main", "train_and_test", "resolve_seeds", "profile_config", "config_groups"]
+__all__ = ["main", "train_and_test", "resolve_seeds", "profile_config", "config_groups", "resolve_data_dir"]
 
 
 def resolve_seeds(spec: Any, final_seeds: list[int]) -> list[int]:
@@ -76,6 +76,19 @@ def profile_config(container: Any, overrides: list[str] | None = None) -> dict[s
     return merged
 
 
+def resolve_data_dir(value: Any) -> str:
+    """The data folder as an absolute path: ``data_dir=`` (relative to where the command was started),
+    else ``$AFR_DATA_DIR``, else the user cache folder.
+
+    Resolved once, here in the parent: sandboxed runs start in another directory, with another home and
+    none of this environment, so they must be handed a path that means the same thing there.
+    """
+    from .data import default_data_dir
+
+    folder = Path(str(value)).expanduser() if value not in (None, "") else default_data_dir()
+    return str(folder.resolve())
+
+
 def _command_line(overrides: list[str] | None) -> list[str]:
     if overrides is not None:
         return list(overrides)
@@ -111,7 +124,9 @@ def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, An
     from .profiles import make_profile
 
     profile_cfg = profile_config(container)
-    profile = make_profile(str(profile_cfg["name"]), profile_cfg, data_dir=cfg.get("data_dir"))
+    profile = make_profile(
+        str(profile_cfg["name"]), profile_cfg, data_dir=resolve_data_dir(cfg.get("data_dir"))
+    )
     spec = str(cfg.recipe)
     trusted = _trusted(container.get("recipe_trusted", False))
     scalars_cfg = cfg.get("scalars")
@@ -367,6 +382,12 @@ def _report(
     )
     if out_dir is not None:
         (out_dir / "results.json").write_text(json.dumps(summary, indent=2))
+    if not values:
+        raise RunsFailed(
+            f"no seed of {shown} gave a result ({len(rows)} run(s); the reasons are above)",
+            where=str(out_dir) if out_dir is not None else None,
+            fix="fix the cause the failed seeds name and run the command again",
+        )
     return summary
 
 
@@ -392,7 +413,8 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
             raise ConfigError(f"{key} must be a non-negative integer, got {value!r}", where=f"{key}=")
     agent_name = str(agent_cfg.get("name", agent_cfg["kind"]))
     name = camp.get("name") or name or f"{profile_name}-{agent_name}-seed{seed}"
-    directory = Path(camp.get("dir") or Path("afr_campaigns") / name)
+    # Resolved here, against the folder the command was started from: the sandbox runs elsewhere.
+    directory = Path(camp.get("dir") or Path("afr_campaigns") / name).expanduser().resolve()
     try:
         runner = RunnerSettings(
             workers=int(camp.get("workers", 2)),
@@ -412,7 +434,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
         control_cfg=control_cfg,
         runs_per_arm=runs,
         seed=seed,
-        data_dir=cfg.get("data_dir"),
+        data_dir=resolve_data_dir(cfg.get("data_dir")),
         runner=runner,
         proposals_per_step=int(camp.get("proposals_per_step", 4)),
         max_repairs=int(camp.get("max_repairs", 2)),
@@ -437,21 +459,30 @@ def run_campaign(cfg: DictConfig) -> Any:
     from .campaign import Campaign
 
     settings = campaign_settings(cfg)
-    campaign = Campaign(settings)
+    agent_name = settings.agent_cfg.get("name", settings.agent_cfg.get("kind"))
     print(
-        f"campaign {settings.name!r}: agent {campaign.agent_name} vs control (optuna), "
+        f"campaign {settings.name!r}: agent {agent_name} vs control (optuna), "
         f"{settings.runs_per_arm} runs per arm on {settings.profile}; records in {settings.directory}",
         flush=True,
     )
+    campaign = Campaign(settings)  # checks the inputs and runs the preflight
     result = campaign.run()
     print_summary(campaign, result)
+    if result.failure:
+        raise CampaignFailure(
+            f"campaign {settings.name!r} failed: {result.failure}",
+            where=str(settings.directory),
+            fix="the runs' reasons are above and in the ledger; fix the cause, then start afresh with a new "
+            "campaign.name=... (this campaign's runs stay recorded as they are)",
+        )
     return result
 
 
 def print_summary(campaign: Any, result: Any) -> None:
     """Where a finished campaign's records are, and each arm's spend and best validation score."""
     settings = campaign.settings
-    print(f"\ncampaign {settings.name!r} finished in {result.seconds:.1f}s")
+    ended = "FAILED after" if result.failure else "finished in"
+    print(f"\ncampaign {settings.name!r} {ended} {result.seconds:.1f}s")
     for arm, status in result.arms.items():
         best = f"{status.best:.4f} (candidate {status.best_candidate})" if status.best is not None else "—"
         print(
@@ -500,7 +531,8 @@ def _hydra_main(cfg: DictConfig) -> None:
             train_and_test(cfg, out_dir)
     except AFRError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
-        sys.exit(2)
+        # 2: bad input; 1: the runs were made (or tried) and failed.
+        sys.exit(1 if isinstance(exc, RunsFailed) else 2)
     except KeyboardInterrupt:
         print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)
         sys.exit(130)

@@ -1,12 +1,13 @@
 """Campaigns: both search arms, one accountant, one ledger, sandboxed runs, resumable."""
 
-from ._loop import Campaign, CampaignResult, CampaignSettings, check_candidate
+from ._loop import Campaign, CampaignFailure, CampaignResult, CampaignSettings, check_candidate
 from ._runner import CandidateRunner, RunnerSettings, run_key
 
 __all__ = [
     "Campaign",
     "CampaignSettings",
     "CampaignResult",
+    "CampaignFailure",
     "check_candidate",
     "CandidateRunner",
     "RunnerSettings",

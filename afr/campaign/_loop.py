@@ -20,10 +20,12 @@ import yaml
 from ..agents import Agent, AgentContext, HistoryItem, Proposal, make_agent
 from ..budget import ArmBudget
 from ..controls import ScalarControl, make_control, record_agent_candidate
-from ..errors import AFRError, ConfigError
+from ..data import default_data_dir
+from ..errors import AFRError, CampaignFailure, ConfigError
 from ..evaluation import (
     CampaignFindings,
     ClassificationRules,
+    arm_failures,
     collect_findings,
     final_seed_count,
     finals_runs_needed,
@@ -32,13 +34,14 @@ from ..evaluation import (
     write_report,
 )
 from ..ledger import CandidateRecord, campaign_lock
-from ..profiles import Profile, make_profile
+from ..profiles import Profile, import_root, make_profile
 from ..recipe import RecipeSource, recipe_source
+from ..sandbox import RunJob, SandboxPool
 from ..surface import SurfaceTable, render_profile_surface, surface_table, validate
 from ._finals import FinalsPlan, run_finals
 from ._runner import CandidateRunner, RunnerSettings
 
-__all__ = ["CampaignSettings", "CampaignResult", "Campaign", "check_candidate"]
+__all__ = ["CampaignSettings", "CampaignResult", "Campaign", "CampaignFailure", "check_candidate"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,13 @@ class CampaignSettings:
     """Classification thresholds over ``afr/conf/evaluation/default.yaml`` (the margin is the profile's)."""
     max_agent_calls: int | None = None
     """Give up on the agent arm after this many proposal calls in a row that yield nothing runnable (10)."""
+
+    def __post_init__(self) -> None:
+        # Absolute paths, fixed once in the parent: sandboxed runs start in another directory and home, so a
+        # relative or default data folder would mean another (empty) folder there.
+        object.__setattr__(self, "directory", Path(self.directory).expanduser().resolve())
+        folder = Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
+        object.__setattr__(self, "data_dir", str(folder.resolve()))
 
     def as_config(self) -> dict[str, Any]:
         # The profile's config as built (every override, the held-out clients set aside) is recorded by
@@ -106,6 +116,9 @@ class CampaignResult:
     seconds: float = 0.0
     stopped_early: str = ""
     evidence: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failure: str = ""
+    """Why the campaign failed (its baseline's first search run failed, or an arm has no successful run);
+    '' when it did not."""
 
 
 class Campaign:
@@ -143,6 +156,15 @@ class Campaign:
         self._lock = campaign_lock(settings.directory)
         if self._lock.recovered is not None:
             echo(self._lock.note())
+        self.search_seed = self.profile.search_seeds[0]
+        pool = SandboxPool(settings.runner.workers)
+        try:
+            # Before the campaign is recorded: a baseline that cannot run stops here, nothing charged.
+            self._preflight_run(pool)
+        except BaseException:
+            pool.close()
+            self._lock.release()
+            raise
         self.agent_name = str(settings.agent_cfg.get("name", settings.agent_cfg.get("kind")))
         self.runner = CandidateRunner(
             settings.directory,
@@ -154,9 +176,9 @@ class Campaign:
             limits=self._limits(),
             settings=settings.runner,
             config={**settings.as_config(), **self._facts()},
+            pool=pool,
         )
         self.profile.data("val")  # missing data is reported now, with the fetch hint
-        self.search_seed = self.profile.search_seeds[0]
         self.control: ScalarControl = make_control(
             settings.control_cfg,
             storage_url=self.runner.ledger.url,
@@ -230,6 +252,46 @@ class Campaign:
                 "or choose a shipped recipe",
             )
 
+    def _preflight_run(self, pool: SandboxPool) -> None:
+        """Run the baseline for one round in the sandbox, exactly as the search will run it; raise
+        :class:`CampaignFailure` with its reason if it fails.
+
+        What the static checks cannot see (a data folder the sandbox cannot read, a baseline file that raises
+        at run time, a broken environment) would otherwise fail every run of both arms. This run is not a
+        candidate's: it is neither recorded nor charged, and it runs on every start (a resume too: the
+        environment may have changed since)."""
+        baseline = self.baseline
+        cfg = {**self.profile.cfg, "rounds": 1}
+        job = RunJob(
+            job_id="preflight/baseline",
+            profile=self.profile.name,
+            profile_cfg=cfg,
+            data_dir=str(self.profile.data_dir) if self.profile.data_dir is not None else None,
+            recipe_source=None if baseline.shipped else baseline.text,
+            recipe_name=baseline.shipped,
+            class_name=None if baseline.shipped else baseline.class_name,
+            seed=self.search_seed,
+            stage="search",
+            timeout_s=self.settings.runner.timeout_s,
+            memory_mb=self.settings.runner.memory_mb,
+            import_roots=tuple(filter(None, [import_root(type(self.profile))])),
+        )
+        result = pool.run(job)
+        val = result.curve[-1].get("val") if result.curve else None
+        if result.status == "ok" and val is not None and math.isfinite(val):
+            self.echo(
+                f"preflight: the baseline {baseline.label} ran 1 round in the sandbox ({result.wall_s:.1f}s)"
+            )
+            return
+        reason = result.message or ("no finite validation score" if result.status == "ok" else "")
+        raise CampaignFailure(
+            f"preflight: the baseline {baseline.label} did not run in the sandbox ({result.status}), so the "
+            f"search does not start: "
+            f"{' '.join(reason.split())[:400]}",
+            where=f"campaign {self.settings.name!r}, data {self.profile.data_dir}",
+            fix="nothing was run or charged; fix the cause and run the same command again",
+        )
+
     def _limits(self) -> dict[str, ArmBudget]:
         settings = self.settings
         steps = self.profile.client_steps_per_run
@@ -250,41 +312,27 @@ class Campaign:
     def run(self) -> CampaignResult:
         start = time.perf_counter()
         ledger, cid = self.runner.ledger, self.runner.campaign_id
-        stopped = ""
+        stopped = failure = ""
         try:
             self.runner.pool.warm()
             if self._remaining("control") and not self.control.trials():
                 # The baseline (control trial 0) runs first, so every agent step sees its score: the
                 # agent's context, and hence a seeded campaign, does not depend on thread timing.
                 self._control_step()
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm") as arms:
-                while True:
-                    # Each step proposes in this thread, control first, and only runs side by side: the
-                    # ledger numbers candidates in the same order on every machine, so "candidate #7" in
-                    # an agent's note or a report means the same candidate wherever the campaign is rerun.
-                    steps = []
-                    if self._remaining("control"):
-                        trial_candidate = self._control_propose()
-                        if trial_candidate is not None:
-                            steps.append(arms.submit(self._control_run, *trial_candidate))
-                    if self._remaining("agent") and not stopped:
-                        candidate_or_stop = self._agent_propose()
-                        if isinstance(candidate_or_stop, str):
-                            stopped = candidate_or_stop
-                            self.echo(f"agent arm stopped: {stopped}")
-                        else:
-                            steps.append(arms.submit(self._agent_run, candidate_or_stop))
-                    if (
-                        not steps
-                        and not self._remaining("control")
-                        and (stopped or not self._remaining("agent"))
-                    ):
-                        break
-                    for future in steps:
-                        future.result()
-            if self.settings.finals:
-                self.run_finals()
-            ledger.finish_campaign(cid, "finished")
+            failure = self._baseline_failure()
+            if not failure:
+                stopped = self._search()
+                searched = [arm for arm in ("agent", "control") if self.runner.accountant.limits[arm].runs]
+                failure = "; ".join(arm_failures(ledger, cid, searched).values())
+            if failure:
+                # Nothing to compare: the finals would only spend budget. Said on the console, in the ledger
+                # (status failed) and in the report; the command exits non-zero.
+                self.echo(f"campaign failed: {failure}")
+                ledger.finish_campaign(cid, "failed")
+            else:
+                if self.settings.finals:
+                    self.run_finals()
+                ledger.finish_campaign(cid, "finished")
             self.findings = findings = collect_findings(self.runner.dir)
             self.report_path = write_report(self.runner.dir, findings=findings)
         except KeyboardInterrupt:
@@ -293,13 +341,56 @@ class Campaign:
         finally:
             self.runner.close()
             self._lock.release()
-        result = CampaignResult(cid, self.runner.dir, self.status(), self.runner.spent(), 0.0, stopped)
+        result = CampaignResult(
+            cid, self.runner.dir, self.status(), self.runner.spent(), 0.0, stopped, failure=failure
+        )
         result.evidence = {
             name: {"role": ev.arm, "search_score": ev.search_score, "test": ev.test, "heldout": ev.heldout}
             for name, ev in findings.evidence.items()
         }
         result.seconds = time.perf_counter() - start
         return result
+
+    def _baseline_failure(self) -> str:
+        """Why the search must not go on: the baseline (control trial 0) failed its search run ('' if not).
+
+        Every comparison is against the baseline; the preflight ran it for one round only, so a baseline
+        that breaks later is caught here, after one charged run instead of a whole failed search."""
+        for candidate in self.runner.ledger.candidates(self.runner.campaign_id, arm="control"):
+            if candidate.meta.get("proposal_key") == "control-0" and candidate.status == "failed":
+                reason = " ".join((candidate.reasons[-1] if candidate.reasons else "").split())
+                return (
+                    f"the baseline {self.baseline.label} (control trial 0, cand {candidate.id}) failed its "
+                    f"search run, so the search stops: {reason[:400]}"
+                )
+        return ""
+
+    def _search(self) -> str:
+        """Both arms' search, step by step, until each has spent its budget; why the agent arm stopped early
+        ('' if it did not)."""
+        stopped = ""
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm") as arms:
+            while True:
+                # Each step proposes in this thread, control first, and only runs side by side: the
+                # ledger numbers candidates in the same order on every machine, so "candidate #7" in
+                # an agent's note or a report means the same candidate wherever the campaign is rerun.
+                steps = []
+                if self._remaining("control"):
+                    trial_candidate = self._control_propose()
+                    if trial_candidate is not None:
+                        steps.append(arms.submit(self._control_run, *trial_candidate))
+                if self._remaining("agent") and not stopped:
+                    candidate_or_stop = self._agent_propose()
+                    if isinstance(candidate_or_stop, str):
+                        stopped = candidate_or_stop
+                        self.echo(f"agent arm stopped: {stopped}")
+                    else:
+                        steps.append(arms.submit(self._agent_run, candidate_or_stop))
+                if not steps and not self._remaining("control") and (stopped or not self._remaining("agent")):
+                    break
+                for future in steps:
+                    future.result()
+        return stopped
 
     def run_finals(self) -> None:
         """Finalists of both arms and the baseline on fresh paired seeds: test split and held-out data."""
@@ -342,7 +433,12 @@ class Campaign:
         score = record.final_metric if record is not None and record.status == "ok" else None
         self.control.tell(trial.number, score, message=record.message or "" if record else "not run")
         self._report(
-            "control", candidate.id, score, record.status if record else "not run", _scalars(trial.scalars)
+            "control",
+            candidate.id,
+            score,
+            record.status if record else "not run",
+            _scalars(trial.scalars),
+            record.message if record is not None and record.status != "ok" else "",
         )
 
     # --- agent arm -------------------------------------------------------------------------------
@@ -374,7 +470,8 @@ class Campaign:
         )
         self._record_costs()
         note = str(candidate.meta.get("note", ""))[:60]
-        self._report("agent", candidate.id, score, record.status if record else "not run", note)
+        reason = record.message if record is not None and record.status != "ok" else ""
+        self._report("agent", candidate.id, score, record.status if record else "not run", note, reason)
 
     def _ask_agent(self) -> bool:
         """One proposal call; True if it queued at least one runnable candidate."""
@@ -491,13 +588,20 @@ class Campaign:
             out[arm] = status
         return out
 
-    def _report(self, arm: str, candidate_id: int, score: float | None, status: str, note: str) -> None:
+    def _report(
+        self, arm: str, candidate_id: int, score: float | None, status: str, note: str, reason: str = ""
+    ) -> None:
+        """One console line per run; a failed run's line ends with its reason (one line, cut short)."""
         spent = self.runner.accountant.spent(arm).runs
         value = f"{score:.4f}" if score is not None and math.isfinite(score) else "—"
-        self.echo(
+        line = (
             f"[{arm:>7}] run {spent:>3}/{self.runner.accountant.limits[arm].runs}  cand {candidate_id:>4}  "
             f"{status:<7} val {self.profile.metric_name} {value}  {note}"
         )
+        if status != "ok":
+            why = " ".join((reason or "no reason recorded").split())
+            line += f"  -- {why[:200]}{'…' if len(why) > 200 else ''}"
+        self.echo(line)
 
 
 def _history_item(c: CandidateRecord) -> HistoryItem:

@@ -62,10 +62,12 @@ class CandidateRunner:
         settings: RunnerSettings = RunnerSettings(),
         config: Mapping[str, Any] | None = None,
         ledger: Ledger | None = None,
+        pool: SandboxPool | None = None,
     ) -> None:
         """``profile`` is the campaign's, built once with every override applied; ``baseline`` (default: the
         profile's) is what the control arm runs and what candidates are diffed against; ``table`` (default:
-        built from both) is what every candidate is validated against."""
+        built from both) is what every candidate is validated against; ``pool`` (default: one started on first
+        use) is a sandbox pool of ``settings.workers`` workers, closed with the runner."""
         self.dir = Path(campaign_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.profile = profile
@@ -83,7 +85,7 @@ class CandidateRunner:
         self.campaign_id = self.ledger.start_campaign(name, profile.name, agent, full_config)
         self.accountant = BudgetAccountant(self.ledger, self.campaign_id, dict(limits))
         self.run_client_steps = self.profile.client_steps_per_run
-        self._pool: SandboxPool | None = None
+        self._pool: SandboxPool | None = pool
         self._heldout_profiles: dict[str, Profile] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from ._classify import (
 )
 from ._finals import Finalist, select_finalists
 
-__all__ = ["CampaignFindings", "collect_findings", "write_report"]
+__all__ = ["CampaignFindings", "collect_findings", "write_report", "arm_failures"]
 
 
 @dataclass
@@ -84,10 +85,42 @@ def _campaign_facts(campaign: CampaignRecord, control: list[CandidateRecord]) ->
     return facts
 
 
+def arm_failures(
+    ledger: Ledger, campaign_id: int, arms: Iterable[str] = ("agent", "control")
+) -> dict[str, str]:
+    """Each of ``arms`` that has no successful search run yet, with why (one line): its runs' outcomes and
+    the last failure's message, or, with no run at all, what became of its candidates."""
+    out: dict[str, str] = {}
+    search = ledger.runs(campaign_id, stage="search")
+    for arm in arms:
+        candidates = ledger.candidates(campaign_id, arm=arm)
+        if any(c.status == "ok" for c in candidates):
+            continue
+        runs = [r for r in search if r.run_key.split("/")[0] == arm]
+        if runs:
+            outcomes = defaultdict(int)
+            for r in runs:
+                outcomes[r.status] += 1
+            last = runs[-1]
+            told = ", ".join(f"{n} {status}" for status, n in sorted(outcomes.items()))
+            why = f"{len(runs)} run(s): {told}; last: {last.status}: {' '.join((last.message or '').split())}"
+        else:
+            rejected = sum(c.status == "rejected" for c in candidates)
+            why = f"no run; {len(candidates)} candidate(s), {rejected} rejected by the validator"
+        out[arm] = f"the {arm} arm has no successful run ({why[:400]})"
+    return out
+
+
 def _incomplete(
-    campaign: CampaignRecord, finals: bool, evidence: dict[str, FinalistEvidence], seeds: list[int] | None
+    campaign: CampaignRecord,
+    finals: bool,
+    evidence: dict[str, FinalistEvidence],
+    seeds: list[int] | None,
+    failures: dict[str, str] | None = None,
 ) -> str:
     """Why the finals cannot be classified yet ('' when they can, or when there are none to wait for)."""
+    if campaign.status == "failed":
+        return "the campaign failed: " + ("; ".join((failures or {}).values()) or "see its runs")
     if not finals:
         return ""
     if campaign.status != "finished":
@@ -115,7 +148,8 @@ def collect_findings(campaign_dir: str | Path, campaign_id: int = 1) -> Campaign
     finalists = select_finalists(ledger, campaign.id, top_k, hib)
     runs = ledger.runs(campaign.id)
     evidence = _evidence(finalists, runs)
-    partial = _incomplete(campaign, bool(finals_cfg[0]), evidence, facts["final_seeds"])
+    failures = arm_failures(ledger, campaign.id) if campaign.status == "failed" else {}
+    partial = _incomplete(campaign, bool(finals_cfg[0]), evidence, facts["final_seeds"], failures)
     baseline = next((evidence[f.name] for f in finalists if f.role == "baseline"), None)
     control = next((evidence[f.name] for f in finalists if f.role == "control"), baseline)
     agents = [evidence[f.name] for f in finalists if f.role == "agent"]
@@ -263,7 +297,8 @@ def _plot_finalist_curves(findings: CampaignFindings, path: Path) -> None:
             ax.plot(rounds, values, marker=".", label=f.name)
     ax.set_xlabel("round")
     ax.set_ylabel(f"validation {findings.metric}")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # nothing plotted (e.g. a failed campaign): no legend
+        ax.legend(fontsize=7)
     _save(fig, path)
 
 
@@ -276,7 +311,8 @@ def _plot_paired_seeds(findings: CampaignFindings, path: Path) -> None:
         ax.set_xticks(range(len(seeds)), [str(s) for s in seeds])
     ax.set_xlabel("final seed (paired across finalists)")
     ax.set_ylabel(f"test {findings.metric}")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # nothing plotted (e.g. a failed campaign): no legend
+        ax.legend(fontsize=7)
     _save(fig, path)
 
 

@@ -58,7 +58,7 @@ __all__ = [
     "LEDGER_FILE",
 ]
 
-CAMPAIGN_STATUSES = ("running", "finished", "interrupted")
+CAMPAIGN_STATUSES = ("running", "finished", "interrupted", "failed")
 Arm = Literal["agent", "control"]
 ARMS: tuple[Arm, ...] = ("agent", "control")
 """The two search arms; every candidate belongs to one (the baseline is the control's trial 0)."""
@@ -506,7 +506,8 @@ class Ledger:
     def start_campaign(self, name: str, profile: str, agent: str, config: dict[str, Any]) -> int:
         """Create the campaign, or return the id of the one with this name and the same config (resume).
 
-        Resuming an ``interrupted`` campaign marks it ``running`` again; a ``finished`` one is left as is.
+        Resuming an ``interrupted`` or ``failed`` campaign marks it ``running`` again; a ``finished`` one is
+        left as is.
         Raises ``ConfigError`` if the name is taken by a campaign with a different config.
         """
         stored = _jsonable(config)
@@ -529,7 +530,7 @@ class Ledger:
                             where=repr(self),
                             fix="choose a new campaign name, or resume with exactly the same config",
                         )
-                    if row.status == "interrupted":
+                    if row.status in ("interrupted", "failed"):
                         row.status, row.finished_at = "running", None
                     return row.id
             except IntegrityError:
@@ -539,7 +540,7 @@ class Ledger:
         raise AssertionError("unreachable")
 
     def finish_campaign(self, campaign_id: int, status: str = "finished") -> None:
-        """Mark the campaign ``finished`` or ``interrupted`` (or ``running`` again)."""
+        """Mark the campaign ``finished``, ``interrupted`` or ``failed`` (or ``running`` again)."""
         _check(status, CAMPAIGN_STATUSES, "campaign status")
         with self.write_session() as session:
             row = self._get(session, CampaignRow, campaign_id, "campaign")
