@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.worked_example:
-            path = Path(args.output or "docs/worked_example.md")
+            path = Path(args.output) if args.output else Path(args.campaign_dir) / "worked_example.md"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(render_worked_example(args.campaign_dir))
         else:

@@ -520,17 +520,40 @@ def main() -> None:
     _hydra_main()
 
 
+def _drop_empty_output_dir() -> None:
+    """Bad input leaves nothing behind: Hydra made the run's output dir before the input was checked; remove
+    it when it holds only Hydra's own records (and the date folders above it when they are empty)."""
+    import shutil
+
+    try:
+        out = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    except ValueError:  # no Hydra run (called as a library)
+        return
+
+    def hydra_own(child: Path) -> bool:  # its config record, or its job log while still empty
+        return child.name == ".hydra" or (child.suffix == ".log" and child.stat().st_size == 0)
+
+    if out.is_dir() and all(hydra_own(child) for child in out.iterdir()):
+        shutil.rmtree(out, ignore_errors=True)
+        for parent in (out.parent, out.parent.parent):
+            if parent.is_dir() and parent.name and not any(parent.iterdir()):
+                parent.rmdir()
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point; user errors become one message and exit code 2."""
     try:
         if cfg.get("agent") is not None:
             run_campaign(cfg)
+            _drop_empty_output_dir()  # a campaign's outputs live in its campaign.dir
         else:
             out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
             train_and_test(cfg, out_dir)
     except AFRError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        if not isinstance(exc, RunsFailed):
+            _drop_empty_output_dir()
         # 2: bad input; 1: the runs were made (or tried) and failed.
         sys.exit(1 if isinstance(exc, RunsFailed) else 2)
     except KeyboardInterrupt:

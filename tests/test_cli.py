@@ -120,6 +120,7 @@ def test_missing_recipe_file(runs: Runs) -> None:
     assert_one_clear_error(done)
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no_such_recipe.py" in errors[0] and "does not exist" in errors[0]
+    assert not (runs.dirs["missing_recipe_file"] / "run").exists(), "bad input left an output folder behind"
 
 
 def test_missing_data(runs: Runs) -> None:
