@@ -8,12 +8,13 @@ through :func:`afr.run.train_and_test` (``test_adversarial.py`` checks them thro
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_module
 
-from afr.errors import ConfigError
+from afr.errors import ConfigError, RunsFailed
 from afr.run import train_and_test
 from afr.surface import surface_table, validate
 from tests.adversarial.test_adversarial import CANDIDATES, Candidate
@@ -57,7 +58,14 @@ def test_afr_run_validates_and_sandboxes_a_file(
         assert "breaks the recipe surface" in err.value.message
         assert f"first: [{report.violations[0].rule}]" in err.value.message
     else:
-        summary = train_and_test(_config(path))
+        out = tmp_path / "run"
+        out.mkdir()
+        if candidate.expected[0] == "ok":
+            train_and_test(_config(path), out)
+        else:  # every seed failed: a non-zero exit (RunsFailed), with the results written all the same
+            with pytest.raises(RunsFailed):
+                train_and_test(_config(path), out)
+        summary = json.loads((out / "results.json").read_text())
         assert "untrusted" in capsys.readouterr().out
         assert [row["status"] for row in summary["seeds"]] == [candidate.expected[0]]
         assert summary["seeds"][0]["message"]
