@@ -230,11 +230,9 @@ def _check_file(profile: Any, source: Any) -> None:
     table = surface_table(profile, baseline=recipe_source(profile.baseline))
     report = validate(source.text, table, filename=Path(source.label).name)
     if not report.ok:
-        first = report.violations[0]
         raise ConfigError(
             f"the recipe {source.label} breaks the recipe surface of profile {profile.name!r} "
-            f"({len(report.violations)} violation(s); first: [{first.rule}] line {first.line}: "
-            f"{first.message})",
+            f"({report.in_brief()})",
             where="recipe=",
             fix="fix the file (`python -m afr.surface validate <file>` lists every violation), or, for "
             "your own code only, add recipe.trusted=true",

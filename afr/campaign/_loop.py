@@ -242,11 +242,8 @@ class Campaign:
         """The baseline must itself pass the validator: the control runs it, the agents edit it."""
         report = validate(self.baseline.text, self.table, package=self.baseline.package)
         if not report.ok:
-            first = report.violations[0]
             raise ConfigError(
-                f"the baseline {self.baseline.label} breaks the recipe surface "
-                f"({len(report.violations)} violation(s); first: [{first.rule}] line {first.line}: "
-                f"{first.message})",
+                f"the baseline {self.baseline.label} breaks the recipe surface ({report.in_brief()})",
                 where="baseline=",
                 fix="fix the file (`python -m afr.surface validate <file>` lists every violation) "
                 "or choose a shipped recipe",
@@ -628,11 +625,8 @@ def check_candidate(settings: CampaignSettings, source: str, label: str) -> None
     table = surface_table(profile, baseline=recipe_source(profile.baseline))
     report = validate(source, table, filename=Path(label).name)
     if not report.ok:
-        first = report.violations[0]
         raise ConfigError(
-            f"the recipe {label} breaks the recipe surface of profile {profile.name!r} "
-            f"({len(report.violations)} violation(s); first: [{first.rule}] line {first.line}: "
-            f"{first.message})",
+            f"the recipe {label} breaks the recipe surface of profile {profile.name!r} ({report.in_brief()})",
             where="recipe=",
             fix="fix the file (`python -m afr.surface validate <file>` lists every violation)",
         )

@@ -93,6 +93,12 @@ class ValidationReport:
         """Rule ids of the violations, in report order."""
         return [v.rule for v in self.violations]
 
+    def in_brief(self) -> str:
+        """One line for an error message: how many violations, and the first one."""
+        first = self.violations[0]
+        count = len(self.violations)
+        return f"{count} violation(s); first: [{first.rule}] line {first.line}: {first.message}"
+
     def __str__(self) -> str:
         if self.ok:
             return f"{self.filename}: accepted"
