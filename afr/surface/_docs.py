@@ -275,6 +275,13 @@ def _header() -> list[str]:
         "(`mutable_hooks`, `extra_calls`, `extra_values`, `extra_imports`, size limits). "
         "`afr.surface.normalized_ast_hash` identifies candidates modulo comments, formatting and docstrings.",
         "",
+        "What an AST cannot see is enforced at run time by the engine: only its own SGD step may change the "
+        "parameters (they are compared bit for bit with its snapshot after every hook call); "
+        "`local_objective` receives the model as a read-only view (`parameters`, `named_parameters`, "
+        "`buffers`, `named_buffers`, `state_dict`, submodules; no `half`/`float`/`to`/`apply`/"
+        "`load_state_dict` or assignment); every tensor a hook receives is a private copy. A hook that "
+        "breaks this fails its run with a message naming the hook and what changed.",
+        "",
         "## Rules",
         "",
         "| rule | meaning |",
