@@ -161,10 +161,16 @@ class Campaign:
         try:
             # Before the campaign is recorded: a baseline that cannot run stops here, nothing charged.
             self._preflight_run(pool)
+            self._open(settings, pool)
         except BaseException:
+            # Whatever stops the start (the preflight, an unusable ledger, missing data): no sandbox worker
+            # or reader thread outlives it, and the lock is free for the next try.
             pool.close()
             self._lock.release()
             raise
+
+    def _open(self, settings: CampaignSettings, pool: SandboxPool) -> None:
+        """The ledger, the runner, the control's study and the agent's queue (resumed from the ledger)."""
         self.agent_name = str(settings.agent_cfg.get("name", settings.agent_cfg.get("kind")))
         self.runner = CandidateRunner(
             settings.directory,
