@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "AFRError",
     "ConfigError",
+    "EndpointError",
     "DataError",
     "ChecksumError",
     "TrainingFailure",
@@ -33,6 +34,20 @@ class AFRError(Exception):
 
 class ConfigError(AFRError):
     """A malformed or unknown configuration value."""
+
+
+class EndpointError(ConfigError):
+    """An LLM agent's endpoint cannot serve the campaign: no server answers at its URL, the key is refused,
+    or the model is unknown there (exit code 2: a setup to fix; nothing was run or charged).
+
+    Told on one line (``what (in where); fix: ...``): it is the whole story, and the URL must stay visible."""
+
+    @property
+    def message(self) -> str:
+        text = self.what
+        if self.where:
+            text += f" (in {self.where})"
+        return f"{text}; fix: {self.fix}" if self.fix else text
 
 
 class DataError(AFRError):

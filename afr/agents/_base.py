@@ -86,9 +86,25 @@ class Agent(ABC):
         self.cfg = dict(cfg)
         self.seed = seed
         self._usage: list[Usage] = []
+        self.outage: str = ""
+        """Why the agent's latest model call got no answer for transport reasons (connection error, timeout,
+        5xx, 429 after the retries); '' once a call is answered. Such a call is not a fruitless proposal."""
 
     def check_ready(self) -> None:
         """Raise :class:`afr.errors.ConfigError` before any work if the agent cannot run (e.g. no key)."""
+        return None
+
+    def check_endpoint(self) -> None:
+        """Raise :class:`afr.errors.EndpointError` before anything is recorded if the agent's model service
+        cannot be used (campaign preflight). Offline agents have none: nothing to check."""
+        return None
+
+    def sustained_outage(self) -> str:
+        """Why the agent arm should stop because its model service stays out of reach ('' to go on)."""
+        return ""
+
+    def cancel(self) -> None:
+        """Abandon any model call in flight and make no more (the campaign is being interrupted)."""
         return None
 
     @abstractmethod

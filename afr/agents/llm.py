@@ -8,18 +8,28 @@ still yields none, that proposal slot stays empty. :meth:`LLMAgent.repair` conti
 conversation with the validator's or run-time messages, at most ``max_repairs`` tries per proposal
 (the parse-error retry counts as one).
 
-Transport failures (429, 5xx, timeouts, connection errors) are retried by the ``openai`` client
-(``max_retries``, exponential backoff, honouring ``Retry-After``) and then by an outer loop here
-(``max_retries`` more tries, ``backoff_s`` doubling); after that the call yields nothing and a
-warning is logged. Errors no retry can fix (bad key, unknown model, rejected parameters) raise
-:class:`~afr.errors.ConfigError`.
+Transport failures (429, 5xx, timeouts, connection errors) are retried by one layer, the loop in
+:meth:`LLMAgent._complete` (the ``openai`` client's own retries are off): ``1 + max_retries`` attempts
+per call, pauses of ``backoff_s`` doubling (capped at :data:`MAX_BACKOFF_S`, or the server's
+``Retry-After`` when it sends one), silent until the call gives up, then one warning line. A call that
+gives up for such a reason sets :attr:`~afr.agents.Agent.outage`: the campaign does not count it as a
+fruitless proposal, and stops the agent arm after ``max_outage_calls`` of them in a row
+(:meth:`LLMAgent.sustained_outage`). Errors no retry can fix (bad key, unknown model, rejected
+parameters) raise :class:`~afr.errors.ConfigError`.
+
+:meth:`LLMAgent.check_endpoint` (the campaign's preflight) asks the endpoint for its models before
+anything is recorded: no server, a refused key or an unknown model stop the campaign with one line
+(:class:`~afr.errors.EndpointError`). Every request runs in a daemon thread the caller waits on, so
+Ctrl-C (or :meth:`LLMAgent.cancel` from the main thread, for a call made in a worker thread) stops
+waiting at once instead of after the request's timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import time
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +37,7 @@ from typing import Any
 
 import openai
 
-from ..errors import ConfigError
+from ..errors import ConfigError, EndpointError
 from . import _prompt
 from ._base import Agent, AgentContext, Proposal, Usage
 from ._edits import ParsedReply, ReplyError, parse_reply
@@ -40,6 +50,12 @@ DUMMY_API_KEY = "sk-no-key-required"
 """Sent when ``api_key_env`` is null (local servers ignore the key, the client insists on one)."""
 
 MAX_CONVERSATIONS = 128
+MAX_BACKOFF_S = 60.0
+"""Longest pause between two attempts of one call (a server's ``Retry-After`` is capped here too)."""
+PREFLIGHT_TIMEOUT_S = 15.0
+"""Per request of the endpoint check (a local server that is up answers ``/models`` at once)."""
+_POLL_S = 0.1
+"""How often a caller waiting on a request checks for :meth:`LLMAgent.cancel`."""
 _RETRYABLE = (
     openai.APITimeoutError,
     openai.RateLimitError,
@@ -104,6 +120,9 @@ class LLMAgent(Agent):
         self.max_retries = int(self._number("max_retries", self.cfg.get("max_retries", 4)))
         self.timeout_s = self._number("timeout_s", self.cfg.get("timeout_s", 300), 1e-3)
         self.backoff_s = self._number("backoff_s", self.cfg.get("backoff_s", 5.0))
+        self.max_outage_calls = int(
+            self._number("max_outage_calls", self.cfg.get("max_outage_calls", 5), minimum=1)
+        )
         self.history_tokens = int(self._number("history_tokens", self.cfg.get("history_tokens", 6000)))
         self.price_prompt = self._number("price_prompt_per_mtok", self.cfg.get("price_prompt_per_mtok", 0.0))
         self.price_completion = self._number(
@@ -121,6 +140,9 @@ class LLMAgent(Agent):
         self.extra_body = dict(extra)
         self._client: openai.OpenAI | None = None
         self._conversations: OrderedDict[str, _Conversation] = OrderedDict()
+        self._outage_calls = 0
+        """Calls in a row that gave up on transport failures (reset by any answer)."""
+        self._cancelled = threading.Event()
 
     def _number(self, key: str, value: Any, minimum: float = 0.0) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
@@ -152,10 +174,86 @@ class LLMAgent(Agent):
             self._client = openai.OpenAI(
                 base_url=self.base_url,
                 api_key=self._api_key(),
-                max_retries=self.max_retries,
+                # One retry layer, ours (see _complete): the client's would multiply the attempts, log each
+                # retry and hide from us why a call failed.
+                max_retries=0,
                 timeout=self.timeout_s,
             )
         return self._client
+
+    def cancel(self) -> None:
+        """Stop waiting for any request in flight and make no more (the campaign is being interrupted)."""
+        self._cancelled.set()
+        self._drop_client()
+
+    def _drop_client(self) -> None:
+        """Forget the client; close it in the background (its connection may sit under an abandoned request,
+        and closing must not wait for that request's lock)."""
+        client, self._client = self._client, None
+        if client is not None:
+            threading.Thread(target=_close_quietly, args=(client,), name="llm-close", daemon=True).start()
+
+    def sustained_outage(self) -> str:
+        """Why the agent arm should stop: ``max_outage_calls`` calls in a row gave up on transport errors."""
+        if self._outage_calls < self.max_outage_calls:
+            return ""
+        return (
+            f"the endpoint {self._endpoint()} gave no answer to {self._outage_calls} calls in a row "
+            f"({self.outage}); resume with the same command once it answers again"
+        )
+
+    # --- the preflight ---------------------------------------------------------------------------
+
+    def check_endpoint(self) -> None:
+        """Before the campaign records anything: a server answers at ``base_url``, takes the key and serves
+        ``model``; else :class:`~afr.errors.EndpointError` (one line, exit code 2).
+
+        ``GET /models`` settles it when it lists the model. Otherwise (single-model servers that ignore the
+        name, endpoints without the route or with another auth for it) a one-token chat call decides; that
+        call is not recorded in the ledger. A missing key is :meth:`check_ready`'s to report."""
+        if self.api_key_env and not os.environ.get(self.api_key_env, "").strip():
+            return
+        quick = self.client.with_options(max_retries=0, timeout=min(self.timeout_s, PREFLIGHT_TIMEOUT_S))
+        listed: list[str] | None = None
+        try:
+            listed = [str(m.id) for m in quick.models.list().data]
+        except openai.APIConnectionError as exc:  # a timeout too: /models needs no generation
+            raise self._unreachable(exc) from exc
+        except openai.APIStatusError:
+            pass  # the server answers; whether the model and key are good, the chat call below tells
+        if listed is not None and self.model in listed:
+            return
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": "Reply with OK."}],
+            self.max_tokens_param: 1,
+        }
+        try:
+            quick.chat.completions.create(**request)
+        except openai.APITimeoutError:
+            return  # the server is up (it answered or accepted the connection); generation is slow
+        except openai.APIConnectionError as exc:
+            raise self._unreachable(exc) from exc
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise self._key_error(exc, "was refused") from exc
+        except openai.NotFoundError as exc:
+            served = f" (it lists: {', '.join(listed[:8])})" if listed else ""
+            raise EndpointError(
+                f"agent {self.label!r}: the endpoint {self._endpoint()} does not serve the model "
+                f"{self.model!r}{served}: {_message(exc)}",
+                where=f"agent={self.label}",
+                fix="set agent.model=<a model the server serves>",
+            ) from exc
+        except openai.APIStatusError:
+            return  # rejected parameters, a busy server: the first real call says what it is, with details
+
+    def _unreachable(self, exc: Exception) -> EndpointError:
+        start = "start the server" if self.label == "local" else "check the network"
+        return EndpointError(
+            f"agent {self.label!r}: no answer from {self._endpoint()} ({_message(exc)})",
+            where=f"agent={self.label}",
+            fix=f"{start} or set agent.base_url=<the server's /v1 URL>; agent=evolve needs no server",
+        )
 
     # --- the agent interface ---------------------------------------------------------------------
 
@@ -191,7 +289,7 @@ class LLMAgent(Agent):
             )
             outcome = self._ask(conv, "propose", ctx)
             if outcome is None:
-                if conv.calls == 0:
+                if conv.calls == 0 or self.outage:
                     break  # the endpoint is out of reach after all retries: the other slots would be too
                 continue
             parsed, reply = outcome
@@ -276,7 +374,14 @@ class LLMAgent(Agent):
             return None
 
     def _complete(self, conv: _Conversation, purpose: str, ctx: AgentContext) -> _Reply | None:
-        """One chat completion (with retries); the reply is appended to the conversation."""
+        """One chat completion; the reply is appended to the conversation. None when the call gives up.
+
+        The only retry layer: ``1 + max_retries`` attempts (local: 3, claude/openai: 5), pauses of
+        ``backoff_s`` doubling up to MAX_BACKOFF_S, or the server's Retry-After (capped the same). Worst case
+        per call: local 2+4 s, claude/openai 5+10+20+40 s of pauses — a server restart or a rate-limit window
+        fits in it, and a dead endpoint costs at most ``max_outage_calls`` such calls before the arm stops."""
+        if self._cancelled.is_set():
+            return None
         request: dict[str, Any] = {"model": self.model, "messages": list(conv.messages)}
         if self.temperature is not None:
             request["temperature"] = self.temperature
@@ -287,9 +392,15 @@ class LLMAgent(Agent):
         last: Exception | None = None
         for attempt in range(self.max_retries + 1):
             if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                pause = min(self.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
+                pause = min(_retry_after(last, pause), MAX_BACKOFF_S)
+                log.debug("agent %s: attempt %d failed (%s); next in %.1fs", self.label, attempt, last, pause)
+                if self._cancelled.wait(pause):
+                    return None
             try:
-                response = self.client.chat.completions.create(**request)
+                response = self._request(request)
+            except _Cancelled:
+                return None
             except _RETRYABLE as exc:
                 if isinstance(exc, openai.RateLimitError) and _code(exc) == "insufficient_quota":
                     raise self._key_error(exc, "has no quota left") from exc
@@ -306,19 +417,57 @@ class LLMAgent(Agent):
                     "agent.extra_body (or lower agent.history_tokens if the prompt is too long)",
                 ) from exc
             except openai.OpenAIError as exc:
+                # An answer we cannot use (e.g. a 4xx no retry fixes): the model was reached, not an outage.
+                self.outage, self._outage_calls = "", 0
                 log.warning("agent %s: %s call failed, no proposal: %s", self.label, purpose, _message(exc))
                 return None
             conv.calls += 1
+            self.outage, self._outage_calls = "", 0
             return self._accept(conv, response, purpose, ctx)
+        self.outage = _message(last) if last is not None else "unknown error"
+        self._outage_calls += 1
+        # Booked with no tokens, so the ledger's cost table shows which calls the outage took, and why.
+        meta = {"purpose": purpose, "agent": self.label, "step": ctx.step, "outage": self.outage}
+        self.record_usage(Usage(model=self.model, meta={**meta, "attempts": self.max_retries + 1}))
         log.warning(
-            "agent %s: %s call to %s failed after %d tries, no proposal: %s",
+            "agent %s: %s call to %s failed after %d tries, no proposal (not counted as fruitless): %s",
             self.label,
             purpose,
             self._endpoint(),
             self.max_retries + 1,
-            _message(last) if last is not None else "unknown error",
+            self.outage,
         )
         return None
+
+    def _request(self, request: dict[str, Any]) -> Any:
+        """``chat.completions.create`` in a daemon thread, waited on here.
+
+        A blocking HTTP read cannot be interrupted from outside its thread: waiting in short slices lets a
+        Ctrl-C (main thread) or :meth:`cancel` (for a call in a worker thread) end the wait at once; the
+        abandoned request's thread is a daemon, so it does not hold the process at exit."""
+        client = self.client
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                box["response"] = client.chat.completions.create(**request)
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name=f"llm-{self.label}", daemon=True).start()
+        try:
+            while not done.wait(_POLL_S):
+                if self._cancelled.is_set():
+                    raise _Cancelled
+        except BaseException:  # a KeyboardInterrupt here, or the cancel above
+            self._drop_client()
+            raise
+        if "error" in box:
+            raise box["error"]
+        return box["response"]
 
     def _accept(self, conv: _Conversation, response: Any, purpose: str, ctx: AgentContext) -> _Reply:
         usage = getattr(response, "usage", None)
@@ -371,6 +520,25 @@ class LLMAgent(Agent):
             f"agent {self.label!r}: the endpoint {self._endpoint()} {what} without a key ({_message(exc)})",
             fix="set agent.api_key_env=<VARIABLE> naming a variable that holds the server's key",
         )
+
+
+class _Cancelled(Exception):
+    """:meth:`LLMAgent.cancel` was called while a request was in flight."""
+
+
+def _close_quietly(client: openai.OpenAI) -> None:
+    with contextlib.suppress(Exception):  # best effort: the process stops or the client is replaced
+        client.close()
+
+
+def _retry_after(exc: BaseException | None, default: float) -> float:
+    """The server's ``Retry-After`` (seconds) when the failure carries one, else ``default``."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else default
+    except ValueError:  # an HTTP date: not worth parsing, the doubling pause stands
+        return default
 
 
 def _message(exc: BaseException) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,9 +229,11 @@ class Campaign:
         }
 
     def _preflight(self, settings: CampaignSettings) -> None:
-        """Report a bad baseline, a missing API key and missing data together, each with its fix."""
+        """Report a bad baseline, a missing API key, an agent endpoint out of reach and missing data together,
+        each with its fix."""
         problems: list[AFRError] = []
-        for check in (self._check_baseline, self.agent.check_ready, self.profile.require_data):
+        agent, profile = self.agent, self.profile
+        for check in (self._check_baseline, agent.check_ready, agent.check_endpoint, profile.require_data):
             try:
                 check()
             except AFRError as exc:
@@ -372,7 +375,7 @@ class Campaign:
         """Both arms' search, step by step, until each has spent its budget; why the agent arm stopped early
         ('' if it did not)."""
         stopped = ""
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm") as arms:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm") as arms, _cancelling(self.agent):
             while True:
                 # Each step proposes in this thread, control first, and only runs side by side: the
                 # ledger numbers candidates in the same order on every machine, so "candidate #7" in
@@ -452,7 +455,9 @@ class Campaign:
         while not self._agent_queue:
             if self._fruitless_calls >= limit:
                 return f"{self._fruitless_calls} proposal calls in a row gave nothing runnable"
-            if not self._ask_agent():
+            if outage := self.agent.sustained_outage():
+                return outage
+            if not self._ask_agent() and not self.agent.outage:  # an outage is no fruitless proposal
                 self._fruitless_calls += 1
         self._fruitless_calls = 0
         return self._agent_queue.pop(0)
@@ -605,6 +610,17 @@ class Campaign:
             why = " ".join((reason or "no reason recorded").split())
             line += f"  -- {why[:200]}{'…' if len(why) > 200 else ''}"
         self.echo(line)
+
+
+@contextmanager
+def _cancelling(agent: Agent) -> Iterator[None]:
+    """On Ctrl-C (or any error) in the search, abandon the agent's model call in flight first: one made in a
+    worker thread (a run-time repair) would otherwise hold the arms' pool, hence the exit, for its timeout."""
+    try:
+        yield
+    except BaseException:
+        agent.cancel()
+        raise
 
 
 def _history_item(c: CandidateRecord) -> HistoryItem:
