@@ -16,9 +16,9 @@ from omegaconf import OmegaConf
 from afr.agents import AgentContext, HistoryItem, Proposal, Usage, make_agent
 from afr.agents._edits import ReplyError, extract_file, parse_reply
 from afr.agents.llm import DUMMY_API_KEY, LLMAgent
-from afr.errors import ConfigError
+from afr.errors import ConfigError, EndpointError
 from afr.recipe import RecipeSource, recipe_source
-from tests._fake_openai import TIMEOUT, FakeOpenAI, Reply, Status
+from tests._fake_openai import TIMEOUT, Delay, FakeOpenAI, Reply, Status
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = (ROOT / "afr" / "recipe" / "fedavg.py").read_text()
@@ -331,21 +331,54 @@ def test_transient_failure_then_good_reply(failure: Any) -> None:
     assert purposes(agent.drain_usage()) == ["propose"]
 
 
-def test_outer_retry_after_the_client_gives_up() -> None:
-    with FakeOpenAI([500, 500, whole(GOOD)]) as server:  # client: 1 retry; then one outer try
-        proposals = agent_for(server, max_retries=1).propose(context(), 1)
+def test_one_retry_layer_makes_one_plus_max_retries_attempts() -> None:
+    with FakeOpenAI([500, 500, whole(GOOD)]) as server:  # no client retries under ours: 3 attempts in all
+        proposals = agent_for(server, max_retries=2).propose(context(), 1)
     assert [p.source for p in proposals] == [GOOD]
     assert len(server.requests) == 3
 
 
-def test_exhausted_retries_give_no_proposal(caplog: pytest.LogCaptureFixture) -> None:
+def test_exhausted_retries_give_no_proposal_one_line_and_an_outage(caplog: pytest.LogCaptureFixture) -> None:
     with FakeOpenAI([503] * 4 + [whole(GOOD)] * 3) as server:
-        agent = agent_for(server, max_retries=1)
-        with caplog.at_level(logging.WARNING, logger="afr.agents.llm"):
+        agent = agent_for(server, max_retries=1, max_outage_calls=2)
+        with caplog.at_level(logging.DEBUG):
             assert agent.propose(context(), 3) == []
-    assert len(server.requests) == 4  # (1 + 1 client retry) x (1 + 1 outer try); later slots not tried
-    assert "failed after 2 tries" in caplog.text
-    assert agent.drain_usage() == []
+    assert len(server.requests) == 2  # 1 + 1 retry, one layer; the later slots are not tried
+    shown = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(shown) == 1, [r.getMessage() for r in shown]  # one line per failed call, no retry chatter
+    assert "failed after 2 tries" in shown[0].getMessage()
+    assert agent.outage == "scripted error"
+    assert agent.sustained_outage() == ""  # one outage call of the two allowed
+    [usage] = agent.drain_usage()  # booked with no tokens, so the ledger shows the outage
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.meta["outage"]) == (0, 0, "scripted error")
+
+
+def test_sustained_outage_names_the_endpoint_and_an_answer_resets_it() -> None:
+    with FakeOpenAI([503, 503, whole(GOOD), 503]) as server:
+        agent = agent_for(server, max_retries=0, max_outage_calls=2)
+        assert agent.propose(context(), 1) == [] and agent.sustained_outage() == ""
+        assert agent.propose(context(), 1) == []
+        assert server.base_url in agent.sustained_outage() and "2 calls in a row" in agent.sustained_outage()
+        assert [p.source for p in agent.propose(context(), 1)] == [GOOD]
+        assert (agent.outage, agent.sustained_outage()) == ("", "")
+        assert agent.propose(context(), 1) == [] and agent.sustained_outage() == ""
+
+
+def test_an_unparseable_reply_is_no_outage() -> None:
+    with FakeOpenAI(["prose only", "still prose"]) as server:
+        agent = agent_for(server)
+        assert agent.propose(context(), 1) == []
+    assert agent.outage == ""  # the model answered: a fruitless proposal, the campaign counts it
+
+
+def test_retry_after_is_honoured_and_capped() -> None:
+    from afr.agents.llm import MAX_BACKOFF_S
+
+    with FakeOpenAI([Status(429, headers={"Retry-After": "0"}), whole(GOOD)]) as server:
+        # backoff_s=1000 would pause ~17 min; the server's Retry-After: 0 is taken instead
+        proposals = agent_for(server, backoff_s=1000.0).propose(context(), 1)
+    assert [p.source for p in proposals] == [GOOD]
+    assert MAX_BACKOFF_S <= 60
 
 
 def test_unreachable_endpoint_gives_no_proposal() -> None:
@@ -438,6 +471,101 @@ def test_repair_with_search_replace_edits_the_current_file() -> None:
         fixed = agent.repair(context(), proposal, [ERROR])
     assert fixed is not None and fixed.source == FIXED
     assert GOOD.strip() in server.requests[1]["messages"][-1]["content"]
+
+
+# --- the endpoint check (campaign preflight) and cancelling ---------------------------------------------
+
+
+def closed_port_url() -> str:
+    with FakeOpenAI() as server:
+        return server.base_url  # nothing listens there any more
+
+
+def test_check_endpoint_refuses_an_unreachable_server_in_one_line() -> None:
+    url = closed_port_url()
+    agent = make_agent(config(None, base_url=url))
+    with pytest.raises(EndpointError) as info:
+        agent.check_endpoint()
+    message = info.value.message
+    assert len(message.splitlines()) == 1
+    assert url in message and "agent.base_url=" in message and "start the server" not in message
+
+
+def test_check_endpoint_with_the_model_listed_makes_no_chat_call() -> None:
+    with FakeOpenAI([whole(GOOD)]) as server:
+        agent_for(server, model=server.model).check_endpoint()
+    assert server.requests == [] and server.remaining == 1
+
+
+def test_check_endpoint_asks_one_token_when_the_model_is_not_listed() -> None:
+    with FakeOpenAI(["OK"]) as server:  # e.g. llama-server: lists its file name, serves any model name
+        agent_for(server, model="local").check_endpoint()
+    [request] = server.requests
+    assert request["model"] == "local" and request["max_tokens"] == 1
+
+
+def test_check_endpoint_refuses_an_unknown_model() -> None:
+    with FakeOpenAI([Status(404, "model 'nope' not found")]) as server, pytest.raises(EndpointError) as info:
+        agent_for(server, model="nope").check_endpoint()
+    assert "'nope'" in info.value.message and server.model in info.value.message
+    assert "agent.model=" in info.value.message and len(info.value.message.splitlines()) == 1
+
+
+def test_check_endpoint_refuses_a_bad_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AFR_TEST_LLM_KEY", "sk-wrong")
+    with (
+        FakeOpenAI([Status(401, "invalid x-api-key")]) as server,
+        pytest.raises(ConfigError, match="AFR_TEST_LLM_KEY"),
+    ):
+        agent_for(server, model="other", api_key_env="AFR_TEST_LLM_KEY").check_endpoint()
+
+
+@pytest.mark.parametrize("answer", [Status(503, "loading model"), TIMEOUT, Status(400, "bad param")])
+def test_check_endpoint_lets_a_busy_or_picky_server_through(answer: Any) -> None:
+    """GET /models was answered: a slow, busy or picky chat answer is the first real call's business."""
+    with FakeOpenAI([answer]) as server:
+        agent_for(server, model="other").check_endpoint()
+    assert len(server.requests) == 1
+
+
+def test_check_endpoint_leaves_a_missing_key_to_check_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AFR_TEST_LLM_KEY", raising=False)
+    agent = make_agent(config(None, base_url=closed_port_url(), api_key_env="AFR_TEST_LLM_KEY"))
+    agent.check_endpoint()  # no network: check_ready says what is missing
+    assert agent._client is None
+
+
+def test_evolve_has_no_endpoint() -> None:
+    agent = make_agent(load("evolve"))
+    agent.check_endpoint()
+    assert agent.sustained_outage() == "" and agent.outage == ""
+
+
+def test_cancel_ends_a_call_in_a_worker_thread_at_once() -> None:
+    """A run-time repair asks from a worker thread; Ctrl-C in the main thread cancels it (the campaign calls
+    cancel()), instead of waiting for the request's timeout."""
+    import threading
+
+    arrived = threading.Event()
+
+    def hang(body: dict[str, Any]) -> Any:
+        arrived.set()
+        return Delay(600)
+
+    result: list[Any] = []
+    with FakeOpenAI([hang]) as server:
+        agent = agent_for(server, timeout_s=600.0)
+        worker = threading.Thread(
+            target=lambda: result.append(agent.repair(context(), Proposal(GOOD), [ERROR]))
+        )
+        worker.start()
+        assert arrived.wait(60), "the request never reached the server"
+        agent.cancel()
+        worker.join(timeout=60)  # a deadlock guard, not a speed assertion: the hang is 600 s
+        assert not worker.is_alive()
+    assert result == [None] and agent.drain_usage() == []
+    assert agent.propose(context(), 1) == []  # cancelled for good: no new call
+    assert len(server.requests) == 1
 
 
 # --- readiness and configuration ---------------------------------------------------------------------------

@@ -171,6 +171,11 @@ class LLMAgent(Agent):
     @property
     def client(self) -> openai.OpenAI:
         if self._client is None:
+            # The HTTP library logs every request at INFO, which Hydra's console shows: a line per attempt.
+            # Failed calls are told once by us; a level the user set is left alone.
+            for name in ("httpx", "httpx2"):
+                if logging.getLogger(name).level == logging.NOTSET:
+                    logging.getLogger(name).setLevel(logging.WARNING)
             self._client = openai.OpenAI(
                 base_url=self.base_url,
                 api_key=self._api_key(),
