@@ -165,8 +165,13 @@ def test_local_agent_through_the_openai_client_matches_the_script(tmp_path: Path
     ]
     agent_cfg = conf("agent", "local")
     with FakeOpenAI(script) as server:
-        agent_cfg.update(
-            base_url=server.base_url, timeout_s=1.0, max_retries=2, backoff_s=0.0, proposals_per_step=1
+        agent_cfg.update(  # the served model: the preflight's GET /models settles it, no chat call
+            base_url=server.base_url,
+            model=server.model,
+            timeout_s=1.0,
+            max_retries=2,
+            backoff_s=0.0,
+            proposals_per_step=1,
         )
         campaign = Campaign(
             settings(tmp_path / "c", agent_cfg, runs=3, name="llm", finals=False), echo=lambda _: None

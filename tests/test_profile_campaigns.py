@@ -121,6 +121,7 @@ def test_ixi_local_agent_campaign(tmp_path: Path, ixi_data: Path) -> None:
             "profile=ixi",
             f"data_dir={ixi_data}",
             f"agent.base_url={server.base_url}",
+            f"agent.model={server.model}",  # listed by GET /models: the preflight makes no chat call
             "agent.proposals_per_step=1",
             "campaign.finals=false",  # the evolve campaign above covers finals on ixi
         )
