@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from omegaconf import OmegaConf
 
 from afr.campaign import Campaign, CampaignSettings, RunnerSettings
@@ -170,7 +171,29 @@ def test_unparseable_replies_still_count_as_fruitless(tmp_path: Path) -> None:
     assert outage_rows(Ledger.for_campaign_dir(tmp_path / "c")) == []
 
 
-def test_ctrl_c_during_a_hanging_llm_call_exits_130(tmp_path: Path) -> None:
+BROKEN = """Breaks at run time.
+
+```python
+from afr.recipe import FedAvg
+
+
+class Broken(FedAvg):
+    name = "broken"
+
+    def client_lr(self, round_idx, client):
+        raise RuntimeError("broken at run time")
+```
+"""
+
+
+@pytest.mark.parametrize(
+    "before",
+    [[], [BROKEN]],
+    ids=["in-a-proposal-call", "in-a-run-time-repair-call"],
+)
+def test_ctrl_c_during_a_hanging_llm_call_exits_130(tmp_path: Path, before: list[str]) -> None:
+    """The call that hangs is the first proposal (made in the main thread) or the repair of a candidate that
+    failed at run time (made in the agent arm's worker thread, while the main thread waits on it)."""
     arrived = threading.Event()
 
     def hang(body: dict[str, Any]) -> Any:
@@ -178,7 +201,7 @@ def test_ctrl_c_during_a_hanging_llm_call_exits_130(tmp_path: Path) -> None:
         return Delay(600)
 
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    with FakeOpenAI([hang]) as server, out.open("w") as stdout, err.open("w") as stderr:
+    with FakeOpenAI([*before, hang]) as server, out.open("w") as stdout, err.open("w") as stderr:
         proc = afr_run(
             tmp_path,
             f"agent.base_url={server.base_url}",
@@ -198,10 +221,11 @@ def test_ctrl_c_during_a_hanging_llm_call_exits_130(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        requests = len(server.requests)
     text = err.read_text()
     assert code == 130, out.read_text() + text
+    assert requests == len(before) + 1
     assert "interrupted" in text and "resume" in text
     assert "Traceback" not in text
-    ledger = Ledger.for_campaign_dir(tmp_path / "c")
-    [campaign] = [ledger.campaign_by_name("synthetic-local-seed0")]
+    campaign = Ledger.for_campaign_dir(tmp_path / "c").campaign_by_name("synthetic-local-seed0")
     assert campaign is not None and campaign.status == "interrupted"
