@@ -207,6 +207,7 @@ def test_ctrl_c_during_a_hanging_llm_call_exits_130(tmp_path: Path, before: list
             f"agent.base_url={server.base_url}",
             f"agent.model={server.model}",
             "agent.timeout_s=600",
+            "agent.proposals_per_step=1",
             f"campaign.dir={tmp_path / 'c'}",
             stdout=stdout,
             stderr=stderr,
@@ -221,10 +222,11 @@ def test_ctrl_c_during_a_hanging_llm_call_exits_130(tmp_path: Path, before: list
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        requests = len(server.requests)
+        requests = [r["messages"][-1]["content"] for r in server.requests]
     text = err.read_text()
     assert code == 130, out.read_text() + text
-    assert requests == len(before) + 1
+    assert len(requests) == len(before) + 1
+    assert ("run-time failure" in requests[-1]) == bool(before), "the hanging call is the one meant"
     assert "interrupted" in text and "resume" in text
     assert "Traceback" not in text
     campaign = Ledger.for_campaign_dir(tmp_path / "c").campaign_by_name("synthetic-local-seed0")
