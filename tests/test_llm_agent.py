@@ -364,6 +364,26 @@ def test_sustained_outage_names_the_endpoint_and_an_answer_resets_it() -> None:
         assert agent.propose(context(), 1) == [] and agent.sustained_outage() == ""
 
 
+def test_pauses_double_through_an_outage_across_calls_and_reset_on_an_answer() -> None:
+    import threading
+
+    pauses: list[float] = []
+
+    class Recorded(threading.Event):  # the agent pauses with _cancelled.wait(pause): record, do not wait
+        def wait(self, timeout: float | None = None) -> bool:
+            pauses.append(float(timeout or 0.0))
+            return False
+
+    with FakeOpenAI([503, 503, 503, 503, whole(GOOD), 503, whole(GOOD)]) as server:
+        agent = agent_for(server, max_retries=1, backoff_s=1.0, max_outage_calls=9)
+        agent._cancelled = Recorded()
+        assert agent.propose(context(), 1) == [] and pauses == [1.0]  # one call: 2 attempts, 1 pause
+        assert agent.propose(context(), 1) == [] and pauses == [1.0, 2.0, 4.0]  # the outage goes on
+        assert len(agent.propose(context(), 1)) == 1 and pauses == [1.0, 2.0, 4.0, 8.0]
+        assert len(agent.propose(context(), 1)) == 1 and pauses == [1.0, 2.0, 4.0, 8.0, 1.0]  # reset
+    assert len(server.requests) == 7
+
+
 def test_an_unparseable_reply_is_no_outage() -> None:
     with FakeOpenAI(["prose only", "still prose"]) as server:
         agent = agent_for(server)

@@ -142,6 +142,8 @@ class LLMAgent(Agent):
         self._conversations: OrderedDict[str, _Conversation] = OrderedDict()
         self._outage_calls = 0
         """Calls in a row that gave up on transport failures (reset by any answer)."""
+        self._failed_attempts = 0
+        """Attempts in a row that failed on transport errors, across calls: pauses grow through an outage."""
         self._cancelled = threading.Event()
 
     def _number(self, key: str, value: Any, minimum: float = 0.0) -> float:
@@ -381,10 +383,12 @@ class LLMAgent(Agent):
     def _complete(self, conv: _Conversation, purpose: str, ctx: AgentContext) -> _Reply | None:
         """One chat completion; the reply is appended to the conversation. None when the call gives up.
 
-        The only retry layer: ``1 + max_retries`` attempts (local: 3, claude/openai: 5), pauses of
-        ``backoff_s`` doubling up to MAX_BACKOFF_S, or the server's Retry-After (capped the same). Worst case
-        per call: local 2+4 s, claude/openai 5+10+20+40 s of pauses — a server restart or a rate-limit window
-        fits in it, and a dead endpoint costs at most ``max_outage_calls`` such calls before the arm stops."""
+        The only retry layer: ``1 + max_retries`` attempts per call (local: 3, claude/openai: 5). Before each
+        attempt that follows a transport failure — in this call or the calls before it — a pause of
+        ``backoff_s`` doubling per failed attempt, up to MAX_BACKOFF_S, or the server's Retry-After (capped
+        the same); an answer resets it. So a blip costs seconds, and a dead endpoint gets
+        ``max_outage_calls`` calls (local: 15 attempts over ~10 min; claude/openai: 25 over ~21 min, long
+        enough for a server restart or a rate-limit window) before the agent arm stops."""
         if self._cancelled.is_set():
             return None
         request: dict[str, Any] = {"model": self.model, "messages": list(conv.messages)}
@@ -395,11 +399,13 @@ class LLMAgent(Agent):
         if self.extra_body:
             request["extra_body"] = dict(self.extra_body)
         last: Exception | None = None
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                pause = min(self.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
+        for _ in range(self.max_retries + 1):
+            if self._failed_attempts:
+                pause = min(self.backoff_s * 2 ** min(self._failed_attempts - 1, 16), MAX_BACKOFF_S)
                 pause = min(_retry_after(last, pause), MAX_BACKOFF_S)
-                log.debug("agent %s: attempt %d failed (%s); next in %.1fs", self.label, attempt, last, pause)
+                log.debug(
+                    "agent %s: %d failed attempt(s); next in %.1fs", self.label, self._failed_attempts, pause
+                )
                 if self._cancelled.wait(pause):
                     return None
             try:
@@ -410,6 +416,7 @@ class LLMAgent(Agent):
                 if isinstance(exc, openai.RateLimitError) and _code(exc) == "insufficient_quota":
                     raise self._key_error(exc, "has no quota left") from exc
                 last = exc
+                self._failed_attempts += 1
                 continue
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
                 raise self._key_error(exc, "was refused") from exc
@@ -423,11 +430,11 @@ class LLMAgent(Agent):
                 ) from exc
             except openai.OpenAIError as exc:
                 # An answer we cannot use (e.g. a 4xx no retry fixes): the model was reached, not an outage.
-                self.outage, self._outage_calls = "", 0
+                self.outage, self._outage_calls, self._failed_attempts = "", 0, 0
                 log.warning("agent %s: %s call failed, no proposal: %s", self.label, purpose, _message(exc))
                 return None
             conv.calls += 1
-            self.outage, self._outage_calls = "", 0
+            self.outage, self._outage_calls, self._failed_attempts = "", 0, 0
             return self._accept(conv, response, purpose, ctx)
         self.outage = _message(last) if last is not None else "unknown error"
         self._outage_calls += 1
