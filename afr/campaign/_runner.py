@@ -156,9 +156,7 @@ class CandidateRunner:
             reasons = [f"[unverifiable] the validator failed on this file: {_brief(exc)}"]
         if unencodable is not None:
             ok, hashable, reasons = False, False, [unencodable, *reasons]
-        diff = _diff(
-            self.baseline.text, text, Path(self.baseline.label).name, proposal_key, self.table.max_bytes
-        )
+        diff = _diff(self.baseline.text, text, Path(self.baseline.label).name, _UNNAMED, self.table.max_bytes)
         try:
             ast_hash = normalized_ast_hash(text) if hashable else _raw_hash(text)
         except Exception:  # noqa: BLE001 -- e.g. RecursionError on a tree the validator let through
@@ -181,7 +179,10 @@ class CandidateRunner:
             reasons=reasons,
             meta=meta,
         )
-        return self.ledger.candidate(candidate_id)
+        record = self.ledger.candidate(candidate_id)
+        # the diff names the file by the candidate's one name, known only now that the ledger gave its id
+        named = diff.replace(f"+++ {_UNNAMED}/", f"+++ {record.name}/", 1)
+        return record if named == diff else self.ledger.update_candidate(candidate_id, diff=named)
 
     # --- runs ------------------------------------------------------------------------------------
 
@@ -318,7 +319,11 @@ class CandidateRunner:
         return {arm: self.accountant.spent(arm) for arm in ("agent", "control", "finals")}
 
 
-def _diff(baseline: str, text: str, base_name: str, key: str, max_bytes: int) -> str:
+_UNNAMED = "candidate"
+"""The diff's name for a candidate file until the ledger gives its id (then ``agent#30/recipe.py``)."""
+
+
+def _diff(baseline: str, text: str, base_name: str, name: str, max_bytes: int) -> str:
     """The candidate's diff against the baseline; none for a file over the size cap (difflib is quadratic)."""
     if len(text) > max_bytes:
         return f"(no diff: the file has {len(text)} characters, over the size cap of {max_bytes})\n"
@@ -327,7 +332,7 @@ def _diff(baseline: str, text: str, base_name: str, key: str, max_bytes: int) ->
             baseline.splitlines(keepends=True),
             text.splitlines(keepends=True),
             fromfile=f"baseline/{base_name}",
-            tofile=f"candidate/{key}.py",
+            tofile=f"{name}/recipe.py",
         )
         return "".join(lines)
     except Exception as exc:  # noqa: BLE001 -- a diff is informative only

@@ -235,7 +235,7 @@ def closing_summary(
     """What a campaign found, in 3-5 console lines: each arm's best, the finals, each verdict, the report."""
     roles = {f.role: f for f in reversed(findings.finalists)}  # the first of each role: its best
     best = [
-        f"{role} {roles[role].name} {_score(roles[role].candidate.score)}"
+        f"{roles[role].name} {_score(roles[role].candidate.score)}"
         for role in ("agent", "control", "baseline")
         if role in roles
     ]
