@@ -71,6 +71,10 @@ def run_finals(
         if status != "ok":
             why = " ".join(((record.message if record else "") or "no reason recorded").split())
             line += f"  {status} -- {why[:200]}"
+        elif record is not None and not math.isfinite(value):  # ran, but its weights did not evaluate
+            errors = [e.get("error") for e in (runner.ledger.run(record.id).evaluation or {}).values()]
+            why = " ".join((next((e for e in errors if e), None) or "not evaluated").split())
+            line += f"  -- {why[:200]}"
         echo(line)
         if progress is not None:
             progress.update("finals", max(count, min(done, total)))
