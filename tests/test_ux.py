@@ -16,6 +16,7 @@ from afr.campaign._progress import CampaignProgress, format_eta
 from afr.controls import open_storage
 from afr.evaluation import LABELS, closing_summary, collect_findings, write_report
 from afr.ledger import Ledger, candidate_name
+from afr.report import main as report_main
 from tests.test_campaign import conf, settings
 
 NAME = re.compile(r"\b(?:agent|control|baseline)#\d+\b")
@@ -176,7 +177,7 @@ def test_progress_bars_on_a_forced_terminal() -> None:
     assert "5/10" in text and "a console line printed while the bars are up" in text
 
 
-def test_a_report_of_an_interrupted_campaign_is_marked_partial(campaign, tmp_path: Path) -> None:
+def test_a_report_of_an_interrupted_campaign_is_marked_partial(campaign, tmp_path: Path, capsys) -> None:
     directory, result, _, _ = campaign
     copy = tmp_path / "copy"
     shutil.copytree(directory, copy, ignore=shutil.ignore_patterns("*.lock", "tb", "artifacts"))
@@ -187,3 +188,9 @@ def test_a_report_of_an_interrupted_campaign_is_marked_partial(campaign, tmp_pat
     assert text.splitlines()[2].startswith("**Partial report: the campaign is interrupted")
     summary = closing_summary(findings, copy / "report.md")
     assert any(line.startswith("verdicts: none (partial: the campaign is interrupted") for line in summary)
+    # `python -m afr.report` says the same on the console before where it wrote the report
+    assert report_main([str(copy), "--output", str(tmp_path / "r.md")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("campaign 'test' interrupted: best search validation")
+    assert printed[-2].startswith("verdicts: none (partial: the campaign is interrupted")
+    assert printed[-1] == f"wrote {tmp_path / 'r.md'}"
