@@ -175,6 +175,14 @@ def test_progress_bars_on_a_forced_terminal() -> None:
     text = out.getvalue()
     assert "\x1b[" in text and "search control" in text and "finals" in text
     assert "5/10" in text and "a console line printed while the bars are up" in text
+    # as the campaign uses it: start() brings the bars up, close() takes them down
+    out = io.StringIO()
+    progress = CampaignProgress(out, force_terminal=True)
+    progress.start("agent", 3)
+    progress.update("agent", 2)
+    progress.close()
+    assert "search agent" in out.getvalue() and "2/3" in out.getvalue()
+    assert "search: " not in out.getvalue(), "no plain lines on a terminal"
 
 
 def test_a_report_of_an_interrupted_campaign_is_marked_partial(campaign, tmp_path: Path, capsys) -> None:

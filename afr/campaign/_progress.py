@@ -76,7 +76,12 @@ class CampaignProgress:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def __enter__(self) -> CampaignProgress:
-        if self.live:
+        self.open()
+        return self
+
+    def open(self) -> None:
+        """Start the live display (on a terminal; idempotent). :meth:`start` calls it."""
+        if self.live and self._bars is None:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -97,7 +102,6 @@ class CampaignProgress:
                 redirect_stderr=False,
             )
             self._bars.start()
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -112,6 +116,7 @@ class CampaignProgress:
 
     def start(self, account: str, total: int, done: int = 0) -> None:
         """Begin counting ``account`` (``done`` of ``total`` runs are already done, e.g. on a resume)."""
+        self.open()
         with self._lock:
             self._counts[account] = _Count(int(total), int(done), int(done), self._clock())
             if self._bars is not None:
