@@ -391,7 +391,7 @@ class Campaign:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm") as arms:
             while True:
                 # Each step proposes in this thread, control first, and only runs side by side: the
-                # ledger numbers candidates in the same order on every machine, so "candidate #7" in
+                # ledger numbers candidates in the same order on every machine, so "agent#7" in
                 # an agent's note or a report means the same candidate wherever the campaign is rerun.
                 steps = []
                 if self._remaining("control"):
