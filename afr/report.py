@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pathlib import Path
 
-    from .evaluation import render_worked_example, write_report
+    from .evaluation import closing_summary, collect_findings, render_worked_example, write_report
 
     if not (Path(args.campaign_dir) / "ledger.db").is_file():
         print(
@@ -42,17 +42,21 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    summary: list[str] = []
     try:
         if args.worked_example:
             path = Path(args.output) if args.output else Path(args.campaign_dir) / "worked_example.md"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(render_worked_example(args.campaign_dir))
         else:
-            path = write_report(args.campaign_dir, args.output)
+            findings = collect_findings(args.campaign_dir)
+            path = write_report(args.campaign_dir, args.output, findings=findings)
+            # what the campaign found (a running or interrupted one: marked partial, nothing classified)
+            summary = closing_summary(findings)
     except AFRError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    print(f"wrote {path}")
+    print(*summary, f"wrote {path}", sep="\n")
     return 0
 
 

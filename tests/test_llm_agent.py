@@ -146,9 +146,18 @@ def test_whole_file_reply_is_one_proposal_with_usage() -> None:
 
 def test_request_content_is_deterministic_and_lists_earlier_ideas() -> None:
     best = HistoryItem(
-        7, "ok", 0.83, GOOD, "--- a\n+++ b\n@@ -1 +1 @@\n-x\n+y\n", note="prox idea", parent_id=None
+        7,
+        "ok",
+        0.83,
+        GOOD,
+        "--- a\n+++ b\n@@ -1 +1 @@\n-x\n+y\n",
+        note="prox idea",
+        parent_id=None,
+        name="agent#7",
     )
-    failure = HistoryItem(9, "rejected", None, "bad", "", reasons=(ERROR,), note="used open()")
+    failure = HistoryItem(
+        9, "rejected", None, "bad", "", reasons=(ERROR,), note="used open()", name="agent#9"
+    )
     ctx = context(best=(best,), recent_failures=(failure,), step=3)
     script = [whole(GOOD, "First idea."), whole(FIXED, "Second idea.")]
     with FakeOpenAI(script) as one, FakeOpenAI(list(script)) as two:
@@ -156,8 +165,10 @@ def test_request_content_is_deterministic_and_lists_earlier_ideas() -> None:
         assert len(agent_for(two).propose(ctx, 2)) == 2
     assert one.requests == two.requests
     system = one.requests[0]["messages"][0]["content"]
-    assert "Candidate 7: validation accuracy = 0.83" in system and "prox idea" in system
-    assert "Candidate 9 (rejected)" in system and ERROR in system
+    # the campaign's one name for each candidate, as on the console and in the report
+    assert "### agent#7: validation accuracy = 0.83" in system and "prox idea" in system
+    assert "### agent#9 (rejected)" in system and ERROR in system
+    assert "(agent#7, validation accuracy 0.83" in one.requests[0]["messages"][1]["content"]
     assert "First idea." not in one.requests[0]["messages"][1]["content"]
     assert "- First idea." in one.requests[1]["messages"][1]["content"]
     assert "proposal 2 of 2 in step 4" in one.requests[1]["messages"][1]["content"]

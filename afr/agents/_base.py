@@ -30,6 +30,14 @@ class HistoryItem:
     reasons: tuple[str, ...] = ()
     parent_id: int | None = None
     note: str = ""
+    name: str = ""
+    """The campaign's name for it (``agent#30``), the one shown on the console, in the report and on the
+    dashboard; agents call it by this name in notes and prompts (:attr:`label`)."""
+
+    @property
+    def label(self) -> str:
+        """How agents name this candidate: its campaign name (``candidate <id>`` outside a campaign)."""
+        return self.name or f"candidate {self.candidate_id}"
 
 
 @dataclass(frozen=True)

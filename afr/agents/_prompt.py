@@ -251,7 +251,7 @@ def _baseline_where(ctx: AgentContext) -> str:
 
 
 def _best_item(item: HistoryItem, metric: str) -> str:
-    lines = [f"### Candidate {item.candidate_id}: validation {metric} = {_score(item.score)} ({item.status})"]
+    lines = [f"### {item.label}: validation {metric} = {_score(item.score)} ({item.status})"]
     if item.note:
         lines.append(f"Idea: {item.note}")
     if item.diff.strip() and len(item.diff) < len(item.source):
@@ -262,7 +262,7 @@ def _best_item(item: HistoryItem, metric: str) -> str:
 
 
 def _failure_item(item: HistoryItem, metric: str) -> str:
-    lines = [f"### Candidate {item.candidate_id} ({item.status})"]
+    lines = [f"### {item.label} ({item.status})"]
     if item.note:
         lines.append(f"Idea: {item.note}")
     reasons = "\n".join(item.reasons) if item.reasons else "(no message recorded)"
@@ -314,7 +314,7 @@ def propose_message(
     """Ask for one new candidate (``slot`` of ``slots`` in this step)."""
     best = ctx.best[0] if ctx.best else None
     target = (
-        f"the best so far (candidate {best.candidate_id}, validation {ctx.metric} {_score(best.score)})"
+        f"the best so far ({best.label}, validation {ctx.metric} {_score(best.score)})"
         if best is not None and best.score is not None
         else "the baseline"
     )

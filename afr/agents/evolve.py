@@ -101,7 +101,7 @@ class Parent:
     genome: Genome
     source: str | None
     label: str
-    """How notes name it: ``the FedAvg baseline`` or ``candidate #7``."""
+    """How notes name it: ``the FedAvg baseline`` or the candidate's campaign name (``agent#7``)."""
 
 
 @dataclass
@@ -210,8 +210,7 @@ class EvolveAgent(Agent):
                 continue
             genome = read_genome(item.source)
             if genome is not None:
-                label = f"candidate #{item.candidate_id}"
-                pool.append(Parent(item.candidate_id, float(item.score), genome, item.source, label))
+                pool.append(Parent(item.candidate_id, float(item.score), genome, item.source, item.label))
         baseline = ctx.baseline_score
         if self.settings.include_baseline and baseline is not None and math.isfinite(baseline):
             label = f"the {env.baseline.class_name} baseline"

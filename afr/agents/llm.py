@@ -274,7 +274,7 @@ class LLMAgent(Agent):
         best = ctx.best[0] if ctx.best and ctx.best[0].source.strip() else None
         if best is not None:
             parent, parent_id = best.source, best.candidate_id
-            label = f"candidate {best.candidate_id}, the best so far"
+            label = f"{best.label}, the best so far"
         else:
             parent, parent_id = ctx.baseline.text, None
             label = f"the baseline, {ctx.baseline.label}"
@@ -319,7 +319,7 @@ class LLMAgent(Agent):
             return None
         if conv is None:  # e.g. a campaign resumed in a new process: start from the file itself
             system = _prompt.system_message(ctx, self.edit_format, self.history_tokens)
-            label = f"candidate {proposal.parent_id}" if proposal.parent_id is not None else "a candidate"
+            label = _parent_label(ctx, proposal.parent_id)
             user = _prompt.fresh_repair_message(
                 errors, self.edit_format, proposal.source, proposal.note, label
             )
@@ -565,3 +565,13 @@ def _message(exc: BaseException) -> str:
 def _code(exc: BaseException) -> str | None:
     code = getattr(exc, "code", None)
     return str(code) if code else None
+
+
+def _parent_label(ctx: AgentContext, parent_id: int | None) -> str:
+    """How a repair names the file's parent: its campaign name when the context has it."""
+    if parent_id is None:
+        return "a candidate"
+    for item in (*ctx.history, *ctx.best, *ctx.recent_failures):
+        if item.candidate_id == parent_id:
+            return item.label
+    return f"candidate {parent_id}"

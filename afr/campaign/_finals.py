@@ -19,7 +19,8 @@ import torch
 from ..evaluation import Finalist
 from ..ledger import RunRecord
 from ..profiles import Profile
-from ._runner import CandidateRunner
+from ._progress import CampaignProgress
+from ._runner import FINISHED, CandidateRunner
 
 __all__ = ["FinalsPlan", "run_finals"]
 
@@ -41,10 +42,43 @@ def run_finals(
     plan: FinalsPlan,
     *,
     echo: Callable[[str], None] = print,
+    progress: CampaignProgress | None = None,
 ) -> None:
-    """Run and evaluate every finalist on every final seed and held-out setting; results go to the ledger."""
+    """Run and evaluate every finalist on every final seed and held-out setting; results go to the ledger.
+
+    One console line per final run (``[ finals] run 3/25  agent#30  seed 7  test accuracy 0.8123``) and
+    one per finalist when its runs are done; ``progress`` counts the runs (a resume starts part-way)."""
     metric = runner.profile.metric_name
     on_final_runs = any(not overrides for overrides in plan.heldout.values())  # held-out clients
+    settings = [(s, o) for s, o in plan.heldout.items() if o]  # settings that need runs of their own
+    total = len(finalists) * (len(plan.seeds) + len(settings) * len(plan.heldout_seeds))
+    names = {f.candidate.id for f in finalists}
+    done = sum(
+        r.candidate_id in names and r.status in FINISHED
+        for r in runner.ledger.runs(runner.campaign_id)
+        if r.stage in ("final", "heldout")
+    )
+    if progress is not None:
+        progress.start("finals", total, min(done, total))
+    count = 0
+
+    def tell(name: str, seed: int, record: RunRecord | None, what: str, value: float) -> None:
+        nonlocal count
+        count += 1
+        status = record.status if record is not None else "not run"
+        shown = f"{value:.4f}" if math.isfinite(value) else "—"
+        line = f"[ finals] run {count:>3}/{total}  {name:<12} seed {seed:<5} {what} {metric} {shown}"
+        if status != "ok":
+            why = " ".join(((record.message if record else "") or "no reason recorded").split())
+            line += f"  {status} -- {why[:200]}"
+        elif record is not None and not math.isfinite(value):  # ran, but its weights did not evaluate
+            errors = [e.get("error") for e in (runner.ledger.run(record.id).evaluation or {}).values()]
+            why = " ".join((next((e for e in errors if e), None) or "not evaluated").split())
+            line += f"  -- {why[:200]}"
+        echo(line)
+        if progress is not None:
+            progress.update("finals", max(count, min(done, total)))
+
     for finalist in finalists:
         c = finalist.candidate
         test = []
@@ -53,14 +87,13 @@ def run_finals(
             test.append(_evaluate(runner, record, runner.profile, "test"))
             if on_final_runs:
                 _evaluate(runner, record, runner.profile, "heldout")
-        for setting, overrides in plan.heldout.items():
-            if not overrides:
-                continue
+            tell(finalist.name, seed, record, "test", test[-1])
+        for setting, overrides in settings:
             profile = runner.heldout_profile(setting, overrides)
             part = "heldout" if profile.heldout_clients else "test"
             for seed in plan.heldout_seeds:
                 record = runner.run(c, seed, stage="heldout", setting=setting, profile_overrides=overrides)
-                _evaluate(runner, record, profile, part)
+                tell(finalist.name, seed, record, f"{setting}", _evaluate(runner, record, profile, part))
         finite = [v for v in test if math.isfinite(v)]
         mean = sum(finite) / len(finite) if finite else math.nan
         echo(f"[ finals] {finalist.name:<12} test {metric} mean {mean:.4f} over {len(finite)} seeds")

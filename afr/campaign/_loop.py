@@ -27,6 +27,7 @@ from ..evaluation import (
     CampaignFindings,
     ClassificationRules,
     arm_failures,
+    closing_summary,
     collect_findings,
     final_seed_count,
     finals_runs_needed,
@@ -40,6 +41,7 @@ from ..recipe import RecipeSource, recipe_source
 from ..sandbox import RunJob, SandboxPool
 from ..surface import SurfaceTable, render_profile_surface, surface_table, validate
 from ._finals import FinalsPlan, run_finals
+from ._progress import CampaignProgress
 from ._runner import CandidateRunner, RunnerSettings
 
 __all__ = ["CampaignSettings", "CampaignResult", "Campaign", "CampaignFailure", "check_candidate"]
@@ -105,7 +107,8 @@ class ArmStatus:
     rejected: int = 0
     duplicates: int = 0
     best: float | None = None
-    best_candidate: int | None = None
+    best_candidate: str | None = None
+    """The best candidate's name (``agent#30``)."""
 
 
 @dataclass
@@ -125,9 +128,18 @@ class CampaignResult:
 class Campaign:
     """One campaign; :meth:`run` searches until both arms have spent their budget."""
 
-    def __init__(self, settings: CampaignSettings, *, echo: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        settings: CampaignSettings,
+        *,
+        echo: Callable[[str], None] = print,
+        progress: CampaignProgress | None = None,
+    ) -> None:
+        """``echo`` gets the console lines; ``progress`` (default: bars on stderr if it is a terminal, plain
+        lines if not) counts the runs."""
         self.settings = settings
         self.echo = echo
+        self.progress = progress if progress is not None else CampaignProgress()
         self.agent: Agent = make_agent(settings.agent_cfg, settings.seed)
         # The one profile of this campaign, every override applied: the surface table, the agents' view, the
         # control's space, the runs and the finals all read it.
@@ -320,6 +332,7 @@ class Campaign:
         ledger, cid = self.runner.ledger, self.runner.campaign_id
         stopped = failure = ""
         try:
+            self._start_progress()
             self.runner.pool.warm()
             if self._remaining("control") and not self.control.trials():
                 # The baseline (control trial 0) runs first, so every agent step sees its score: the
@@ -345,8 +358,11 @@ class Campaign:
             ledger.finish_campaign(cid, "interrupted")
             raise
         finally:
+            self.progress.close()
             self.runner.close()
             self._lock.release()
+        for line in closing_summary(findings, self.report_path, failure):
+            self.echo(line)
         result = CampaignResult(
             cid, self.runner.dir, self.status(), self.runner.spent(), 0.0, stopped, failure=failure
         )
@@ -366,7 +382,7 @@ class Campaign:
             if candidate.meta.get("proposal_key") == "control-0" and candidate.status == "failed":
                 reason = " ".join((candidate.reasons[-1] if candidate.reasons else "").split())
                 return (
-                    f"the baseline {self.baseline.label} (control trial 0, cand {candidate.id}) failed its "
+                    f"the baseline {self.baseline.label} (control trial 0, {candidate.name}) failed its "
                     f"search run, so the search stops: {reason[:400]}"
                 )
         return ""
@@ -378,7 +394,7 @@ class Campaign:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm") as arms, _cancelling(self.agent):
             while True:
                 # Each step proposes in this thread, control first, and only runs side by side: the
-                # ledger numbers candidates in the same order on every machine, so "candidate #7" in
+                # ledger numbers candidates in the same order on every machine, so "agent#7" in
                 # an agent's note or a report means the same candidate wherever the campaign is rerun.
                 steps = []
                 if self._remaining("control"):
@@ -390,6 +406,8 @@ class Campaign:
                     if isinstance(candidate_or_stop, str):
                         stopped = candidate_or_stop
                         self.echo(f"agent arm stopped: {stopped}")
+                        spent = self.runner.accountant.spent("agent").runs
+                        self.progress.update("agent", spent, total=spent)
                     else:
                         steps.append(arms.submit(self._agent_run, candidate_or_stop))
                 if not steps and not self._remaining("control") and (stopped or not self._remaining("agent")):
@@ -404,7 +422,14 @@ class Campaign:
             self.runner.ledger, self.runner.campaign_id, self.settings.top_k, self.profile.higher_is_better
         )
         plan = FinalsPlan(self.final_seeds, self.profile.heldout_settings(), self.heldout_seeds)
-        run_finals(self.runner, finalists, plan, echo=self.echo)
+        run_finals(self.runner, finalists, plan, echo=self.echo, progress=self.progress)
+
+    def _start_progress(self) -> None:
+        """Count each searching arm's runs from what the ledger already holds (a resume starts part-way)."""
+        for arm in ("agent", "control"):
+            limit = self.runner.accountant.limits[arm].runs
+            if limit:
+                self.progress.start(arm, limit, self.runner.accountant.spent(arm).runs)
 
     def _remaining(self, arm: str) -> bool:
         return self.runner.accountant.remaining(arm).runs > 0
@@ -430,17 +455,27 @@ class Campaign:
         )
         if candidate.status == "duplicate" and candidate.duplicate_of is not None:
             original = self.runner.ledger.candidate(candidate.duplicate_of)
-            self.control.tell(trial.number, original.score, message="duplicate of an earlier trial")
+            self.control.tell(
+                trial.number,
+                original.score,
+                message=f"duplicate of {original.name}",
+                candidate=candidate.name,
+            )
             return None
         return trial, candidate
 
     def _control_run(self, trial: Any, candidate: CandidateRecord) -> None:
         record = self.runner.run(candidate, self.search_seed)
         score = record.final_metric if record is not None and record.status == "ok" else None
-        self.control.tell(trial.number, score, message=record.message or "" if record else "not run")
+        self.control.tell(
+            trial.number,
+            score,
+            message=record.message or "" if record else "not run",
+            candidate=candidate.name,
+        )
         self._report(
             "control",
-            candidate.id,
+            candidate.name,
             score,
             record.status if record else "not run",
             _scalars(trial.scalars),
@@ -475,11 +510,12 @@ class Campaign:
             diff=candidate.diff,
             note=str(candidate.meta.get("note", "")),
             higher_is_better=self.profile.higher_is_better,
+            name=candidate.name,
         )
         self._record_costs()
         note = str(candidate.meta.get("note", ""))[:60]
         reason = record.message if record is not None and record.status != "ok" else ""
-        self._report("agent", candidate.id, score, record.status if record else "not run", note, reason)
+        self._report("agent", candidate.name, score, record.status if record else "not run", note, reason)
 
     def _ask_agent(self) -> bool:
         """One proposal call; True if it queued at least one runnable candidate."""
@@ -592,24 +628,26 @@ class Campaign:
             )
             best = ledger.best_candidates(cid, arm, 1, higher_is_better=self.profile.higher_is_better)
             if best:
-                status.best, status.best_candidate = best[0].score, best[0].id
+                status.best, status.best_candidate = best[0].score, best[0].name
             out[arm] = status
         return out
 
     def _report(
-        self, arm: str, candidate_id: int, score: float | None, status: str, note: str, reason: str = ""
+        self, arm: str, name: str, score: float | None, status: str, note: str, reason: str = ""
     ) -> None:
-        """One console line per run; a failed run's line ends with its reason (one line, cut short)."""
+        """One console line per run (named as everywhere else: ``agent#30``); a failed run's line ends with
+        its reason (one line, cut short)."""
         spent = self.runner.accountant.spent(arm).runs
         value = f"{score:.4f}" if score is not None and math.isfinite(score) else "—"
         line = (
-            f"[{arm:>7}] run {spent:>3}/{self.runner.accountant.limits[arm].runs}  cand {candidate_id:>4}  "
+            f"[{arm:>7}] run {spent:>3}/{self.runner.accountant.limits[arm].runs}  {name:<12} "
             f"{status:<7} val {self.profile.metric_name} {value}  {note}"
         )
         if status != "ok":
             why = " ".join((reason or "no reason recorded").split())
             line += f"  -- {why[:200]}{'…' if len(why) > 200 else ''}"
         self.echo(line)
+        self.progress.update(arm, spent)
 
 
 @contextmanager
@@ -626,6 +664,7 @@ def _cancelling(agent: Agent) -> Iterator[None]:
 def _history_item(c: CandidateRecord) -> HistoryItem:
     return HistoryItem(
         candidate_id=c.id,
+        name=c.name,
         status=c.status,
         score=c.score,
         source=c.source,

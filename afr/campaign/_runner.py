@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -155,9 +156,7 @@ class CandidateRunner:
             reasons = [f"[unverifiable] the validator failed on this file: {_brief(exc)}"]
         if unencodable is not None:
             ok, hashable, reasons = False, False, [unencodable, *reasons]
-        diff = _diff(
-            self.baseline.text, text, Path(self.baseline.label).name, proposal_key, self.table.max_bytes
-        )
+        diff = _diff(self.baseline.text, text, Path(self.baseline.label).name, _UNNAMED, self.table.max_bytes)
         try:
             ast_hash = normalized_ast_hash(text) if hashable else _raw_hash(text)
         except Exception:  # noqa: BLE001 -- e.g. RecursionError on a tree the validator let through
@@ -180,7 +179,10 @@ class CandidateRunner:
             reasons=reasons,
             meta=meta,
         )
-        return self.ledger.candidate(candidate_id)
+        record = self.ledger.candidate(candidate_id)
+        # the diff names the file by the candidate's one name, known only now that the ledger gave its id
+        named = diff.replace(f"+++ {_UNNAMED}/", f"+++ {record.name}/", 1)
+        return record if named == diff else self.ledger.update_candidate(candidate_id, diff=named)
 
     # --- runs ------------------------------------------------------------------------------------
 
@@ -217,9 +219,10 @@ class CandidateRunner:
             outcome = self.pool.run(
                 self._job(candidate, key, seed, "search" if stage == "search" else "final", cfg)
             )
-            artifacts = self._save_artifacts(key, outcome)
+            run_name = f"{stage}-{setting}-seed-{seed}" if setting else f"{stage}-seed-{seed}"
+            artifacts = self._save_artifacts(candidate, run_name, outcome)
             if outcome.curve:
-                artifacts["tensorboard"] = self._write_tensorboard(key, outcome.curve)
+                artifacts["tensorboard"] = self._write_tensorboard(candidate.name, run_name, outcome.curve)
         except Exception as exc:  # noqa: BLE001 -- a result the parent cannot load is the candidate's failure
             outcome = RunResult(
                 status="crashed", message=f"the run's result could not be loaded: {_brief(exc)}"
@@ -275,21 +278,33 @@ class CandidateRunner:
             self._heldout_profiles[setting] = self.profile.with_overrides(**overrides)
         return self._heldout_profiles[setting]
 
-    def _save_artifacts(self, key: str, outcome: RunResult) -> dict[str, str]:
+    def _save_artifacts(
+        self, candidate: CandidateRecord, run_name: str, outcome: RunResult
+    ) -> dict[str, str]:
+        """``artifacts/<candidate name>/<run>.pt`` and, next to the weights, the recipe file that made them
+        (``recipe.py``; a control trial's tuned scalars in ``scalars.json``): a finalist can be rerun or read
+        from the campaign folder alone."""
         if outcome.status != "ok" or not outcome.state_dict:
             return {}
-        relative = Path("artifacts") / (key.replace("/", "__") + ".pt")
+        folder = Path("artifacts") / candidate.name
+        relative = folder / f"{run_name}.pt"
         path = self.dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".pt.tmp")
         torch.save({"model_variant": outcome.model_variant, "state_dict": outcome.state_dict}, tmp)
         tmp.replace(path)
-        return {"weights": str(relative)}
+        saved = {"weights": str(relative), "recipe": str(folder / "recipe.py")}
+        _write_once(self.dir / folder / "recipe.py", candidate.source)
+        if candidate.scalars:
+            saved["scalars"] = str(folder / "scalars.json")
+            _write_once(self.dir / folder / "scalars.json", json.dumps(candidate.scalars, indent=2) + "\n")
+        return saved
 
-    def _write_tensorboard(self, key: str, curve: list[dict[str, Any]]) -> str:
+    def _write_tensorboard(self, name: str, run_name: str, curve: list[dict[str, Any]]) -> str:
+        """``tb/<candidate name>/<run>``: TensorBoard lists each run under the candidate's one name."""
         from torch.utils.tensorboard import SummaryWriter
 
-        relative = Path("tb") / key
+        relative = Path("tb") / name / run_name
         with SummaryWriter(log_dir=str(self.dir / relative)) as writer:
             for record in curve:
                 step = record["round"]
@@ -304,7 +319,11 @@ class CandidateRunner:
         return {arm: self.accountant.spent(arm) for arm in ("agent", "control", "finals")}
 
 
-def _diff(baseline: str, text: str, base_name: str, key: str, max_bytes: int) -> str:
+_UNNAMED = "candidate"
+"""The diff's name for a candidate file until the ledger gives its id (then ``agent#30/recipe.py``)."""
+
+
+def _diff(baseline: str, text: str, base_name: str, name: str, max_bytes: int) -> str:
     """The candidate's diff against the baseline; none for a file over the size cap (difflib is quadratic)."""
     if len(text) > max_bytes:
         return f"(no diff: the file has {len(text)} characters, over the size cap of {max_bytes})\n"
@@ -313,11 +332,20 @@ def _diff(baseline: str, text: str, base_name: str, key: str, max_bytes: int) ->
             baseline.splitlines(keepends=True),
             text.splitlines(keepends=True),
             fromfile=f"baseline/{base_name}",
-            tofile=f"candidate/{key}.py",
+            tofile=f"{name}/recipe.py",
         )
         return "".join(lines)
     except Exception as exc:  # noqa: BLE001 -- a diff is informative only
         return f"(no diff: {type(exc).__name__})\n"
+
+
+def _write_once(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` unless it already holds it (each run of a candidate saves the same file)."""
+    if path.exists() and path.read_text(encoding="utf-8", errors="replace") == text:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def _brief(exc: BaseException, limit: int = 500) -> str:

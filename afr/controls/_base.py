@@ -51,8 +51,11 @@ class ScalarControl(ABC):
         """A new trial: its number and scalar values (within the space's ranges)."""
 
     @abstractmethod
-    def tell(self, number: int, score: float | None, *, message: str = "") -> None:
-        """Report the score of trial ``number``; ``None`` (or a non-finite score) marks a failed run."""
+    def tell(self, number: int, score: float | None, *, message: str = "", candidate: str = "") -> None:
+        """Report the score of trial ``number``; ``None`` (or a non-finite score) marks a failed run.
+
+        ``candidate``: the campaign's name of the candidate the trial ran as (``control#12``), kept with
+        the trial so a dashboard shows the same name as the console and the report."""
 
     @abstractmethod
     def trials(self) -> list[ControlTrial]:

@@ -62,6 +62,8 @@ __all__ = [
 ]
 
 SAMPLERS = ("tpe", "random")
+CANDIDATE_ATTR = "candidate"
+"""User attr of every trial of both studies: the candidate's name (``agent#30``), as on the console."""
 DIFF_CHARS = 8000  # an agent candidate's diff is cut to this many characters in the dashboard study
 MESSAGE_CHARS = 2000
 _SPACE_ATTR = "afr_space"
@@ -289,13 +291,16 @@ class OptunaControl(ScalarControl):
             trial = self._study.ask(dict(self._distributions))
             return ControlTrial(trial.number, self._scalars(trial.params))
 
-    def tell(self, number: int, score: float | None, *, message: str = "") -> None:
-        """Report trial ``number``'s score; ``None`` or a non-finite score is stored as FAIL.
+    def tell(self, number: int, score: float | None, *, message: str = "", candidate: str = "") -> None:
+        """Report trial ``number``'s score; ``None`` or a non-finite score is stored as FAIL. ``candidate``
+        (the campaign's name for it, ``control#12``) is the trial's user attr ``candidate``.
 
         Idempotent: telling a trial that is already finished (e.g. again after a resume) changes nothing.
         """
         with self._lock:
             frozen = self._find(number)
+            if candidate and frozen.user_attrs.get(CANDIDATE_ATTR) != candidate:
+                self._set_attr(frozen, CANDIDATE_ATTR, candidate)
             if frozen.state.is_finished():
                 return
             if frozen.state != TrialState.RUNNING:
@@ -330,10 +335,14 @@ class OptunaControl(ScalarControl):
         raise ValueError(f"the control study {self.study_name!r} has no trial {number}")
 
     def _set_message(self, frozen: FrozenTrial, message: str) -> None:
+        self._set_attr(frozen, "message", str(message)[:MESSAGE_CHARS])
+
+    def _set_attr(self, frozen: FrozenTrial, key: str, value: Any) -> None:
+        # through the storage: a finished trial's user attrs cannot be set through the study
         trial_id = self._storage.get_trial_id_from_study_id_trial_number(
             self._storage.get_study_id_from_name(self.study_name), frozen.number
         )
-        self._storage.set_trial_user_attr(trial_id, "message", str(message)[:MESSAGE_CHARS])
+        self._storage.set_trial_user_attr(trial_id, key, value)
 
     def _scalars(self, params: Mapping[str, Any]) -> dict[str, float]:
         return {
@@ -368,7 +377,8 @@ class OptunaControl(ScalarControl):
 class AgentStudyRecorder:
     """Records scored agent candidates as trials (no params) of a second study in the control's storage.
 
-    Each trial carries ``user_attrs`` ``candidate_id``, ``diff`` (cut to :data:`DIFF_CHARS`) and ``note``;
+    Each trial carries ``user_attrs`` ``candidate_id``, ``candidate`` (the campaign's name for it,
+    ``agent#30``), ``diff`` (cut to :data:`DIFF_CHARS`) and ``note``;
     a failed candidate (score None or non-finite) is a FAIL trial. Idempotent per ``candidate_id``.
     """
 
@@ -391,8 +401,10 @@ class AgentStudyRecorder:
                 return frozen
         return None
 
-    def record(self, candidate_id: int | str, score: float | None, diff: str = "", note: str = "") -> int:
-        """Add the candidate (once) and return its trial number."""
+    def record(
+        self, candidate_id: int | str, score: float | None, diff: str = "", note: str = "", name: str = ""
+    ) -> int:
+        """Add the candidate (once) and return its trial number (``name``: its user attr ``candidate``)."""
         with self._lock:
             existing = self.find(candidate_id)
             if existing is not None:
@@ -401,6 +413,8 @@ class AgentStudyRecorder:
             diff = str(diff or "")
             cut = diff if len(diff) <= DIFF_CHARS else diff[:DIFF_CHARS] + f"\n... ({len(diff)} chars)"
             attrs: dict[str, Any] = {"candidate_id": candidate_id, "diff": cut, "note": str(note or "")}
+            if name:
+                attrs[CANDIDATE_ATTR] = name
             if value is None and score is not None:
                 attrs["message"] = f"non-finite score {score!r}"
             trial = optuna.trial.create_trial(
@@ -425,7 +439,8 @@ def record_agent_candidate(
     note: str = "",
     *,
     higher_is_better: bool = True,
+    name: str = "",
 ) -> int:
     """Record one agent candidate in the agent's dashboard study (see :class:`AgentStudyRecorder`)."""
     recorder = AgentStudyRecorder(storage_url, study_name, higher_is_better=higher_is_better)
-    return recorder.record(candidate_id, score, diff, note)
+    return recorder.record(candidate_id, score, diff, note, name)

@@ -17,7 +17,14 @@ from ._classify import (
     survival_table,
 )
 from ._finals import Finalist, final_seed_count, finals_runs_needed, select_finalists
-from ._report import CampaignFindings, arm_failures, collect_findings, render_worked_example, write_report
+from ._report import (
+    CampaignFindings,
+    arm_failures,
+    closing_summary,
+    collect_findings,
+    render_worked_example,
+    write_report,
+)
 from ._stats import minimum_detectable_effect, seeds_for_effect
 from ._table import (
     TASK_NEUTRAL_KEYS,
@@ -31,6 +38,7 @@ from ._table import (
 
 __all__ = [
     "arm_failures",
+    "closing_summary",
     "Finalist",
     "finals_runs_needed",
     "final_seed_count",

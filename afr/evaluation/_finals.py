@@ -24,7 +24,8 @@ class Finalist:
 
     @property
     def name(self) -> str:
-        return f"{self.role}#{self.candidate.id}"
+        """The candidate's one name (``agent#30``, ``control#12``, ``baseline#1``), as everywhere else."""
+        return self.candidate.name
 
 
 def finals_runs_needed(top_k: int, seeds: int, extra_settings: int, heldout_seeds: int) -> int:

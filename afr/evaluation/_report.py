@@ -24,7 +24,7 @@ from ._classify import (
 )
 from ._finals import Finalist, select_finalists
 
-__all__ = ["CampaignFindings", "collect_findings", "write_report", "arm_failures"]
+__all__ = ["CampaignFindings", "collect_findings", "write_report", "arm_failures", "closing_summary"]
 
 
 @dataclass
@@ -121,10 +121,11 @@ def _incomplete(
     """Why the finals cannot be classified yet ('' when they can, or when there are none to wait for)."""
     if campaign.status == "failed":
         return "the campaign failed: " + ("; ".join((failures or {}).values()) or "see its runs")
+    if campaign.status != "finished":
+        half = "its search and finals" if finals else "its search"
+        return f"the campaign is {campaign.status}: {half} may be half done"
     if not finals:
         return ""
-    if campaign.status != "finished":
-        return f"the campaign is {campaign.status}: its finals may be half done"
     expected = set(seeds or ())
     short = [name for name, ev in evidence.items() if expected and not expected <= set(ev.test)]
     if short:
@@ -222,6 +223,45 @@ def _evidence(finalists: list[Finalist], runs: list[RunRecord]) -> dict[str, Fin
         )
         for f in finalists
     }
+
+
+def _score(value: float | None) -> str:
+    return f"{value:.4f}" if value is not None and math.isfinite(value) else "—"
+
+
+def closing_summary(
+    findings: CampaignFindings, report: str | Path | None = None, failure: str = ""
+) -> list[str]:
+    """What a campaign found, in 3-5 console lines: each arm's best, the finals, each verdict, the report."""
+    roles = {f.role: f for f in reversed(findings.finalists)}  # the first of each role: its best
+    best = [
+        f"{roles[role].name} {_score(roles[role].candidate.score)}"
+        for role in ("agent", "control", "baseline")
+        if role in roles
+    ]
+    ended = "FAILED" if failure or findings.status == "failed" else findings.status
+    lines = [
+        f"campaign {findings.name!r} {ended}: best search validation {findings.metric}: "
+        + (" | ".join(best) or "no successful run")
+    ]
+    tested = [(n, ev) for n, ev in findings.evidence.items() if ev.test]
+    if tested:
+        seeds = max(len(ev.test) for _, ev in tested)
+        lines.append(
+            f"finals, test {findings.metric} over {seeds} paired seeds: "
+            + ", ".join(f"{n} {_score(statistics.fmean(ev.test.values()))}" for n, ev in tested)
+        )
+    if findings.verdicts:
+        lines.append(
+            "verdicts: " + "; ".join(f"{v.name} {v.label} (rule {v.rule})" for v in findings.verdicts)
+        )
+    elif findings.partial:
+        lines.append(f"verdicts: none (partial: {findings.partial[:300]})")
+    else:
+        lines.append("verdicts: none (no agent finalist with final runs; campaign.finals=false?)")
+    if report is not None:
+        lines.append(f"report: {report}")
+    return lines
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -374,6 +414,7 @@ def _report_lines(findings: CampaignFindings) -> list[str]:
             f"{_mean_std(held)} |"
         )
     lines += ["", "![finalist curves](plots/finalist_curves.png) ![paired seeds](plots/paired_seeds.png)", ""]
+    lines += _changes_lines(findings)
     if findings.control_is_baseline:
         lines += [
             "The tuned control's best trial is the baseline itself (its default scalars scored best), so "
@@ -395,6 +436,67 @@ def _report_lines(findings: CampaignFindings) -> list[str]:
         {findings.profile: findings.verdicts}, {findings.profile: findings.counts}, arm="agent"
     )
     lines += ["## Survival table", "", render_table_markdown(rows), ""]
+    return lines
+
+
+DIFF_LINES = 300
+"""A finalist's diff is cut to this many lines in the report (its whole file is saved with its weights)."""
+
+
+def _mechanisms(findings: CampaignFindings, finalist: Finalist) -> str:
+    """What a finalist changed, in words: the mechanisms an agent declared, or the scalars a trial tuned."""
+    c = finalist.candidate
+    if finalist.role == "baseline":
+        return "none: the baseline recipe with its default scalars"
+    if c.arm == "control":
+        changed = []
+        for name, value in sorted((c.scalars or {}).items()):
+            spec = findings.control_space.get(name)
+            default = f" (default {spec.default:g})" if spec is not None else ""
+            changed.append(f"`{name}={value:.4g}`{default}")
+        return "tuned scalars only: " + (", ".join(changed) or "none")
+    declared = c.meta.get("mechanisms")
+    if declared:
+        return ", ".join(f"`{m}`" for m in declared)
+    return "not declared by the agent (see its note and diff)"
+
+
+def _changes_lines(findings: CampaignFindings) -> list[str]:
+    """Each finalist's mechanisms, note, saved files and diff against the baseline."""
+    if not findings.finalists:
+        return []
+    files: dict[int, dict[str, str]] = {}
+    for run in findings.runs:
+        if run.artifacts and "recipe" in run.artifacts:
+            files.setdefault(run.candidate_id, run.artifacts)
+    lines = ["## What each finalist changed (against the baseline)", ""]
+    for f in findings.finalists:
+        c = f.candidate
+        lines += [f"### {f.name} ({f.role})", "", f"- mechanisms: {_mechanisms(findings, f)}"]
+        note = " ".join(str(c.meta.get("note", "")).split())
+        if note:
+            lines.append(f"- the agent's note: {note}")
+        saved = files.get(c.id)
+        if saved:
+            extra = f", scalars `{saved['scalars']}`" if "scalars" in saved else ""
+            lines.append(f"- saved with its weights: recipe `{saved['recipe']}`{extra}")
+        diff = c.diff.rstrip("\n").splitlines()
+        if not diff:
+            lines += ["- diff: none (the baseline file itself)", ""]
+            continue
+        shown = diff[:DIFF_LINES]
+        cut = f" (first {DIFF_LINES} of {len(diff)} lines)" if len(diff) > DIFF_LINES else ""
+        lines += [
+            "",
+            f"<details><summary>diff against the baseline: {len(diff)} lines{cut}</summary>",
+            "",
+            "```diff",
+            *shown,
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
     return lines
 
 
@@ -427,8 +529,9 @@ def _power_lines(findings: CampaignFindings) -> list[str]:
 def render_worked_example(campaign_dir: str | Path) -> str:
     """``docs/worked_example.md``: how the control baseline is built and one candidate's path to its verdict.
 
-    Everything comes from the campaign's ledger; candidates are named by their proposal keys and no
-    timings are printed, so a seeded campaign gives the same text on every run.
+    Everything comes from the campaign's ledger; candidates go by their one name (``agent#30``: the ledger
+    numbers them in the same order on every machine) and no timings are printed, so a seeded campaign
+    gives the same text on every run.
     """
     campaign_dir = Path(campaign_dir)
     findings = collect_findings(campaign_dir)
@@ -442,10 +545,6 @@ def render_worked_example(campaign_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
-def _proposal_key(ledger: Ledger, candidate_id: int) -> str:
-    return str(ledger.candidate(candidate_id).meta.get("proposal_key", candidate_id))
-
-
 def _worked_baseline(findings: CampaignFindings) -> list[str]:
     """Sections 1-3: the baseline recipe, its scalar space, the budgets."""
     lines = [
@@ -457,8 +556,9 @@ def _worked_baseline(findings: CampaignFindings) -> list[str]:
         "",
         f"Campaign `{findings.name}` on profile `{findings.profile}`: agent `{findings.agent}` against the "
         f"scalar-only control. Metric: {findings.metric} "
-        f"({'higher' if findings.higher_is_better else 'lower'} is better). Candidates are named by "
-        "their proposal keys (`agent-<step>-<i>`, `control-<trial>`).",
+        f"({'higher' if findings.higher_is_better else 'lower'} is better). Candidates are named as on "
+        "the console, in the report, in TensorBoard and on the Optuna dashboard: `agent#<id>`, "
+        "`control#<id>`, and `baseline#<id>` for the control's trial 0 (the ledger's candidate id).",
         "",
         f"## 1. The baseline recipe (`{findings.baseline.get('label')}`)",
         "",
@@ -497,25 +597,38 @@ def _worked_control(findings: CampaignFindings, ledger: Ledger) -> list[str]:
     campaign = ledger.campaign(1)
     control = ledger.candidates(campaign.id, arm="control")
     best = ledger.best_candidates(campaign.id, "control", 1, higher_is_better=findings.higher_is_better)
-    lines = ["", "## 4. The control arm's trials", "", "| trial | scalars | validation |", "|---|---|---|"]
-    for c in sorted(control, key=lambda c: int(str(c.meta.get("proposal_key", "control-0")).split("-")[1])):
+    lines = [
+        "",
+        "## 4. The control arm's trials",
+        "",
+        "| trial | candidate | scalars | validation |",
+        "|---|---|---|---|",
+    ]
+    for c in sorted(control, key=_trial_number):
         scalars = ", ".join(f"{k}={v:.4g}" for k, v in sorted((c.scalars or {}).items()))
         score = f"{c.score:.4f}" if c.score is not None else c.status
-        lines.append(f"| `{c.meta.get('proposal_key')}` | {scalars} | {score} |")
+        lines.append(f"| {_trial_number(c)} | `{c.name}` | {scalars} | {score} |")
     if best:
-        lines += ["", f"Best control trial: `{_proposal_key(ledger, best[0].id)}` ({best[0].score:.4f})."]
+        lines += ["", f"Best control trial: `{best[0].name}` ({best[0].score:.4f})."]
     return lines
+
+
+def _trial_number(c: CandidateRecord) -> int:
+    return int(str(c.meta.get("proposal_key", "control-0")).split("-")[1])
 
 
 def _worked_candidate(findings: CampaignFindings, ledger: Ledger, verdict: Verdict) -> list[str]:
     """Sections 5-6: the agent's best finalist, its diff, its paired seeds and its path through the rules."""
-    candidate = ledger.candidate(int(verdict.name.split("#")[1]))
+    finalist = next(f for f in findings.finalists if f.name == verdict.name)
+    candidate = finalist.candidate
     ev = findings.evidence[verdict.name]
     lines = [
         "",
-        f"## 5. One candidate: `{_proposal_key(ledger, candidate.id)}` (the agent's best by validation)",
+        f"## 5. One candidate: `{candidate.name}` (the agent's best by validation)",
         "",
         f"What the agent said it did: {candidate.meta.get('note', '—')}",
+        "",
+        f"Its mechanisms: {_mechanisms(findings, finalist)}.",
         "",
         "```diff",
         candidate.diff.rstrip("\n"),
@@ -529,7 +642,7 @@ def _worked_candidate(findings: CampaignFindings, ledger: Ledger, verdict: Verdi
         "|---|" + "---|" * len(ev.test),
     ]
     for name, other in findings.evidence.items():
-        label = f"`{_proposal_key(ledger, int(name.split('#')[1]))}` ({other.arm})"
+        label = f"`{name}` ({other.arm})"
         lines.append(
             f"| {label} | "
             + " | ".join(f"{other.test.get(s, float('nan')):.4f}" for s in sorted(ev.test))

@@ -36,9 +36,12 @@ from ._models import (
     MetaRow,
     RunRow,
 )
+from ._names import BASELINE_KEY, candidate_name
 
 __all__ = [
     "Ledger",
+    "BASELINE_KEY",
+    "candidate_name",
     "SCHEMA_VERSION",
     "MetaRow",
     "LOCK_FILE",

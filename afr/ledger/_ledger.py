@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import AFRError, ConfigError
 from ._models import SCHEMA_VERSION, Base, CampaignRow, CandidateRow, CostRow, MetaRow, RunRow, utcnow
+from ._names import candidate_name
 
 __all__ = [
     "Ledger",
@@ -145,6 +146,11 @@ class CandidateRecord:
     created_at: datetime
     score: float | None
     meta: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        """The candidate's one name everywhere (``agent#30``, ``control#12``, ``baseline#1``)."""
+        return candidate_name(self.arm, self.id, self.meta.get("proposal_key"))
 
 
 @dataclass(frozen=True)
