@@ -50,22 +50,25 @@ def resolve_seeds(spec: Any, final_seeds: list[int]) -> list[int]:
     )
 
 
-def profile_config(container: Any, overrides: list[str] | None = None) -> dict[str, Any]:
-    """The profile's config with the ``budget=`` preset merged in and ``device=``/``baseline=`` applied.
+def profile_config(container: Any) -> dict[str, Any]:
+    """The profile's config as composed (``budget=`` preset already merged in by Hydra's defaults list),
+    checked against the chosen preset, with ``device=``/``baseline=`` applied.
 
-    ``overrides`` are the command line's ``key=value`` items (default: Hydra's, when running under
-    it); an explicit ``profile.<key>=...`` there wins over the preset, which wins over the YAML.
+    Hydra's defaults list merges ``budget_preset/<budget>/<profile>.yaml`` over the profile (optional:
+    a profile without the preset gets nothing), so what ``--cfg job`` prints is what runs; the preset
+    file records its name as ``budget_preset``, which tells here whether it was found.
     """
-    from .profiles import apply_budget
+    from .profiles import BUDGET_DEFAULT, unknown_budget_preset
 
     profile_cfg = container.get("profile") if isinstance(container, dict) else None
     if not isinstance(profile_cfg, dict) or "name" not in profile_cfg:
         raise ConfigError("the profile config has no name", where="profile=", fix="pick a shipped profile")
-    merged = apply_budget(profile_cfg, container.get("budget"))
-    for item in _command_line(overrides):
-        key = item.split("=", 1)[0].lstrip("+~")
-        if key.startswith("profile.") and "=" in item:
-            _copy_path(profile_cfg, merged, key.removeprefix("profile.").split("."))
+    merged = dict(profile_cfg)
+    preset = str(container.get("budget") or BUDGET_DEFAULT)
+    if preset == BUDGET_DEFAULT:
+        merged.setdefault("budget_preset", BUDGET_DEFAULT)
+    elif merged.get("budget_preset") != preset:
+        raise unknown_budget_preset(str(merged["name"]), preset, _search_path())
     if container.get("device") is not None:
         merged["device"] = container["device"]
     if container.get("baseline") is not None:
@@ -74,6 +77,13 @@ def profile_config(container: Any, overrides: list[str] | None = None) -> dict[s
         # A user's file: resolved once, here, against the directory the command was started from.
         merged["baseline"] = str(Path(merged["baseline"]).expanduser().resolve())
     return merged
+
+
+def _search_path() -> list[str]:
+    """The command line's ``hydra.searchpath`` entries (none outside a Hydra run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().searchpath) if HydraConfig.initialized() else []
 
 
 def resolve_data_dir(value: Any) -> str:
