@@ -464,9 +464,19 @@ def _optional_count(value: Any, key: str, *, at_least: int) -> int | None:
 
 def run_campaign(cfg: DictConfig) -> Any:
     """Run (or resume) the configured campaign and print where its records are."""
-    from .campaign import Campaign
+    import dataclasses
+
+    from .campaign import Campaign, archive_failed_attempt, attempt_number
 
     settings = campaign_settings(cfg)
+    archived = archive_failed_attempt(settings.directory, settings.name)
+    settings = dataclasses.replace(settings, attempt=attempt_number(settings.directory))
+    if archived is not None:
+        print(
+            f"campaign {settings.name!r} failed last time: that attempt's records are kept in {archived}; "
+            f"starting attempt {settings.attempt}",
+            flush=True,
+        )
     agent_name = settings.agent_cfg.get("name", settings.agent_cfg.get("kind"))
     print(
         f"campaign {settings.name!r}: agent {agent_name} vs control (optuna), "
@@ -480,8 +490,9 @@ def run_campaign(cfg: DictConfig) -> Any:
         raise CampaignFailure(
             f"campaign {settings.name!r} failed: {result.failure}",
             where=str(settings.directory),
-            fix="the runs' reasons are above and in the ledger; fix the cause, then start afresh with a new "
-            "campaign.name=... (this campaign's runs stay recorded as they are)",
+            fix="the runs' reasons are above and in the ledger; fix the cause and run the same command again: "
+            f"attempt {settings.attempt + 1} starts, this attempt's records move to "
+            f"{settings.directory / 'attempts' / str(settings.attempt)}",
         )
     return result
 
