@@ -490,7 +490,7 @@ def run_campaign(cfg: DictConfig) -> Any:
         raise CampaignFailure(
             f"campaign {settings.name!r} failed: {result.failure}",
             where=str(settings.directory),
-            fix="the runs' reasons are above and in the ledger; fix the cause and run the same command again: "
+            fix="the runs' reasons are above and in the ledger; fix the cause, run the same command again: "
             f"attempt {settings.attempt + 1} starts, this attempt's records move to "
             f"{settings.directory / 'attempts' / str(settings.attempt)}",
         )

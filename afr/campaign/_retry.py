@@ -18,7 +18,7 @@ from ..ledger import LEDGER_FILE, LOCK_FILE, Ledger, campaign_lock
 __all__ = ["ATTEMPTS_DIR", "attempt_number", "archive_failed_attempt"]
 
 ATTEMPTS_DIR = "attempts"
-"""Where the failed attempts of a campaign are kept, inside its directory (``attempts/1``, ``attempts/2``…)."""
+"""Where a campaign keeps its failed attempts, inside its directory (``attempts/1``, ``attempts/2``…)."""
 
 _KEEP = {ATTEMPTS_DIR, LOCK_FILE, f".{LOCK_FILE}.guard"}  # never moved: the archive itself and the lock
 
