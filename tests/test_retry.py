@@ -27,7 +27,9 @@ def test_a_failed_campaign_is_retried_by_the_same_command(tmp_path: Path) -> Non
     out = first.stdout + first.stderr
     assert first.returncode == 1, out
     errors = [line for line in out.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "run the same command again" in errors[0], out
+    fixes = [line.strip() for line in out.splitlines() if line.strip().startswith("fix: ")]
+    assert len(errors) == 1 and "broken in round 1" in errors[0], out
+    assert fixes and "run the same command again: attempt 2 starts" in fixes[-1], out
     assert "new campaign.name" not in out
 
     (folder / "fragile.py").write_text(FRAGILE.format(fail_from=99))  # the fix
