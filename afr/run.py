@@ -559,6 +559,16 @@ def _drop_empty_output_dir() -> None:
                 parent.rmdir()
 
 
+def _say_where(out_dir: Path) -> None:
+    """One line: where a single run's results went (nothing when it wrote none)."""
+    results = out_dir.resolve() / "results.json"
+    if not results.is_file():
+        return
+    curves = out_dir.resolve() / "tb"
+    tail = f"; curves: tensorboard --logdir {curves}" if curves.is_dir() else ""
+    print(f"results: {results} (set hydra.run.dir=... to choose the folder){tail}", flush=True)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point; user errors become one message and exit code 2."""
@@ -568,7 +578,10 @@ def _hydra_main(cfg: DictConfig) -> None:
             _drop_empty_output_dir()  # a campaign's outputs live in its campaign.dir
         else:
             out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-            train_and_test(cfg, out_dir)
+            try:
+                train_and_test(cfg, out_dir)
+            finally:
+                _say_where(out_dir)
     except AFRError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if not isinstance(exc, RunsFailed):
@@ -576,7 +589,11 @@ def _hydra_main(cfg: DictConfig) -> None:
         # 2: bad input; 1: the runs were made (or tried) and failed.
         sys.exit(1 if isinstance(exc, RunsFailed) else 2)
     except KeyboardInterrupt:
-        print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)
+        if cfg.get("agent") is not None:
+            print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)
+        else:  # a single run has no ledger to resume from: say so, and leave no empty run folder behind
+            print("interrupted: the seeds printed above finished; a single run does not resume", file=sys.stderr)
+            _drop_empty_output_dir()
         sys.exit(130)
 
 
