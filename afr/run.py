@@ -592,7 +592,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         if cfg.get("agent") is not None:
             print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)
         else:  # a single run has no ledger to resume from: say so, and leave no empty run folder behind
-            print("interrupted: the seeds printed above finished; a single run does not resume", file=sys.stderr)
+            print("interrupted: the seeds printed above finished; single runs do not resume", file=sys.stderr)
             _drop_empty_output_dir()
         sys.exit(130)
 
