@@ -35,14 +35,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m afr.report") -> i
     args = parser.parse_args(argv)
     from pathlib import Path
 
-    from .evaluation import render_worked_example, write_report
-
     if not (Path(args.campaign_dir) / "ledger.db").is_file():
         print(
             f"error: no ledger.db in {args.campaign_dir}\n  fix: give the directory of a campaign",
             file=sys.stderr,
         )
         return 2
+    from .evaluation import render_worked_example, write_report  # after the input check: a slow import
+
     try:
         if args.worked_example:
             path = Path(args.output) if args.output else Path(args.campaign_dir) / "worked_example.md"
