@@ -465,3 +465,14 @@ def test_afr_report_is_python_m_afr_report(tmp_path: Path) -> None:
     assert done.returncode == 2 and f"no ledger.db in {tmp_path}" in done.stderr
     usage = afr("report", "--help")
     assert usage.returncode == 0 and usage.stdout.startswith("usage: afr report")
+
+
+def test_outputs_are_git_ignored() -> None:
+    # Single runs and campaigns write under the folder the command runs from: in a clone, git ignores them.
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = ["afr_runs/2026-01-01/00-00-00_synthetic/results.json", "afr_campaigns/x/ledger.db"]
+    done = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split() == paths, done.stdout + done.stderr
+    tracked = subprocess.run(["git", "check-ignore", "README.md"], cwd=REPO, capture_output=True, text=True)
+    assert tracked.returncode == 1  # the check itself can say "not ignored"
