@@ -99,26 +99,6 @@ def resolve_data_dir(value: Any) -> str:
     return str(folder.resolve())
 
 
-def _command_line(overrides: list[str] | None) -> list[str]:
-    if overrides is not None:
-        return list(overrides)
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
-def _copy_path(source: dict[str, Any], target: dict[str, Any], path: list[str]) -> None:
-    """``target[path] = source[path]`` for a nested key path (nothing when ``source`` lacks it)."""
-    for key in path[:-1]:
-        if not isinstance(source.get(key), dict):
-            return
-        source = source[key]
-        target[key] = dict(target.get(key) or {})
-        target = target[key]
-    if path[-1] in source:
-        target[path[-1]] = source[path[-1]]
-
-
 def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, Any]:
     """Run the configured recipe on the configured profile for every seed; return the results.
 
