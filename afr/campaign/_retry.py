@@ -11,6 +11,7 @@ rewritten or deleted: its failed runs stay recorded as they ran.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ..ledger import LEDGER_FILE, LOCK_FILE, Ledger, campaign_lock
@@ -47,19 +48,24 @@ def _status(directory: Path, name: str) -> str | None:
     return None if record is None else record.status
 
 
-def archive_failed_attempt(directory: str | Path, name: str) -> Path | None:
+def archive_failed_attempt(
+    directory: str | Path, name: str, *, echo: Callable[[str], None] = print
+) -> Path | None:
     """If campaign ``name`` in ``directory`` ended ``failed``, move its records to ``attempts/<n>/`` (so the
     same command starts attempt n + 1) and return that folder; else (new, running, interrupted, finished)
     leave everything as is and return None.
 
-    Done under the campaign lock: a second process on the campaign stops here with the owner's name.
+    The move is done under the campaign lock (a second process on the campaign stops here with the owner's
+    name); a campaign that did not fail is not locked here at all (the campaign takes its lock itself).
     """
     folder = Path(directory).expanduser().resolve()
-    if not (folder / LEDGER_FILE).is_file():
+    if _status(folder, name) != "failed":
         return None
     lock = campaign_lock(folder)
     try:
-        if _status(folder, name) != "failed":
+        if lock.recovered is not None:
+            echo(lock.note())
+        if _status(folder, name) != "failed":  # another process retried it meanwhile
             return None
         archived = _archived(folder)
         target = folder / ATTEMPTS_DIR / str((archived[-1] if archived else 0) + 1)
