@@ -27,6 +27,9 @@ MODULE_TO_DISTRIBUTION = {
 USED_WITHOUT_IMPORT = {
     "tensorboard": "torch.utils.tensorboard (curves of every run) needs it installed",
     "optuna-dashboard": "the dashboard command every campaign prints (optuna-dashboard <ledger url>)",
+    # Kept declared for the campaign's live progress display (afr/campaign/_progress.py, `from rich...`),
+    # written on a parallel branch; drop this entry once that module is merged (it then imports rich).
+    "rich": "the campaign progress display (afr/campaign/_progress.py, parallel branch)",
 }
 """Declared dependencies no ``import`` in afr names, and why they are declared."""
 
@@ -81,4 +84,4 @@ def test_the_check_sees_what_it_checks() -> None:
     modules = imported()
     assert {"torch", "yaml", "scipy", "matplotlib", "hydra"} <= set(modules)
     assert "os" not in modules and "afr" not in modules
-    assert "rich" not in declared() or "rich" in modules
+    assert {"scipy", "matplotlib", "pyyaml"} <= declared()
