@@ -1,6 +1,13 @@
-"""The ``afr`` command line: ``afr data fetch|verify|path <profile> [--searchpath DIR]`` and
-``afr evaluate key=value...`` (the same as ``python -m afr.evaluate key=value...``) and
-``afr table <campaign dirs…>`` (the survival table across campaigns, as ``python -m afr.report table``)."""
+"""The ``afr`` command line, thin wrappers over the modules (imported only by the command that needs them):
+
+* ``afr run key=value...``: a campaign (``agent=...``) or a single recipe run, as ``python -m afr.run``;
+* ``afr evaluate key=value...``: one recipe through the protocol, as ``python -m afr.evaluate``;
+* ``afr report <campaign dir>``: the campaign's report, as ``python -m afr.report``;
+* ``afr table <campaign dirs…>``: the survival table across campaigns, as ``python -m afr.report table``;
+* ``afr validate <recipe.py> [profile=<name>] [baseline=<recipe>]``: the validator's violations (exit 1
+  if any);
+* ``afr data fetch|verify|path <profile> [--searchpath DIR]``: a profile's data.
+"""
 
 from __future__ import annotations
 
@@ -62,15 +69,84 @@ def _table(args: argparse.Namespace) -> int:
     return table_command(args.args, prog="afr table")
 
 
+def _validate(args: argparse.Namespace) -> int:
+    """Validate a recipe file against the recipe surface of one profile (``profile=``) or of every shipped
+    one; print each violation; 1 if any."""
+    from pathlib import Path
+
+    from afr.errors import ConfigError
+
+    path = Path(args.file).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"recipe file {str(path)!r} does not exist",
+            where="afr validate",
+            fix="give the path of a .py file",
+        )
+    options: dict[str, str] = {}
+    for item in args.options:
+        key, sep, value = item.partition("=")
+        if not sep or key not in ("profile", "baseline") or not value:
+            raise ConfigError(
+                f"unknown option {item!r}",
+                where="afr validate",
+                fix="use profile=<name> and/or baseline=<recipe>",
+            )
+        options[key] = value
+    source = path.read_text(encoding="utf-8")
+
+    from afr.profiles import make_profile, profile_names
+    from afr.recipe import recipe_source
+    from afr.surface import surface_table, validate
+
+    names = [options["profile"]] if "profile" in options else profile_names()
+    failed = False
+    for name in names:
+        profile = make_profile(name)  # an unknown name: ConfigError naming the shipped ones
+        baseline = options.get("baseline") or profile.baseline
+        if baseline.endswith(".py"):
+            baseline = str(Path(baseline).expanduser().resolve())
+        table = surface_table(profile, baseline=recipe_source(baseline))
+        report = validate(source, table, filename=str(path))
+        failed = failed or not report.ok
+        print(f"[{name}] {report.filename}: accepted" if report.ok else f"[{name}] {report.in_brief()}")
+        for violation in report.violations:
+            print(f"  {violation}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``afr`` argument parser (sub-commands set ``func``)."""
     parser = argparse.ArgumentParser(
         prog="afr",
-        description="Auto-FL-Research command line.",
-        epilog="afr evaluate profile=<name> recipe=<name|file.py> [key=value...]: one recipe through the "
-        "protocol (as python -m afr.evaluate).",
+        description="Auto-FL-Research command line (each command is a thin wrapper over a module).",
+        epilog="afr run agent=evolve profile=heart_disease is python -m afr.run agent=evolve "
+        "profile=heart_disease; afr run --help lists the config groups and keys.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    # Hydra applications and `report` parse their own command line: main() hands them every word before
+    # this parser sees it; they are declared here for `afr --help`.
+    for name, what in (
+        ("run", "a campaign (agent=...) or a single recipe run (recipe=...): python -m afr.run key=value..."),
+        ("evaluate", "one recipe through the protocol: python -m afr.evaluate key=value..."),
+        ("report", "write a campaign's report: python -m afr.report <campaign dir>"),
+    ):
+        p = commands.add_parser(name, add_help=False, help=what)
+        p.add_argument("args", nargs=argparse.REMAINDER)
+
+    p = commands.add_parser(
+        "validate", help="validate a recipe file against the recipe surface (exit 1 on any violation)"
+    )
+    p.add_argument("file", help="the recipe .py file")
+    p.add_argument(
+        "options",
+        nargs="*",
+        metavar="key=value",
+        help="profile=<name> (default: every shipped profile), baseline=<recipe or file.py> (default: the "
+        "profile's)",
+    )
+    p.set_defaults(func=_validate)
 
     data = commands.add_parser("data", help="download, check and locate the data of a profile")
     actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -109,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-HYDRA_COMMANDS = {"evaluate": "afr.evaluate"}
+HYDRA_COMMANDS = {"run": "afr.run", "evaluate": "afr.evaluate"}
 """Subcommands that are Hydra applications: ``afr <name> key=value...`` runs ``python -m <module> ...``."""
 
 
@@ -136,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _hydra_command(HYDRA_COMMANDS[argv[0]], f"afr {argv[0]}", argv[1:])
     if argv[:1] == ["table"]:  # options first (`afr table --csv t.csv DIR`) would trip REMAINDER
         return _table(argparse.Namespace(args=argv[1:]))
+    if argv[:1] == ["report"]:
+        import importlib
+
+        return int(importlib.import_module("afr.report").main(argv[1:], prog="afr report"))
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help / bad usage; hand the code back instead

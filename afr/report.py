@@ -17,13 +17,14 @@ TABLE_EPILOG = (
 )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m afr.report") -> int:
+    """Run the command (``afr report`` calls it with its own ``prog``); return its exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["table"]:
         from .evaluation import table_command
 
-        return table_command(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m afr.report", description=__doc__, epilog=TABLE_EPILOG)
+        return table_command(argv[1:], prog=f"{prog} table")
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=TABLE_EPILOG)
     parser.add_argument("campaign_dir", help="the campaign directory (holds ledger.db)")
     parser.add_argument("--output", help="where to write the Markdown (default: <campaign dir>/report.md)")
     parser.add_argument(
@@ -34,14 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pathlib import Path
 
-    from .evaluation import closing_summary, collect_findings, render_worked_example, write_report
-
     if not (Path(args.campaign_dir) / "ledger.db").is_file():
         print(
             f"error: no ledger.db in {args.campaign_dir}\n  fix: give the directory of a campaign",
             file=sys.stderr,
         )
         return 2
+    # after the input check: a slow import
+    from .evaluation import closing_summary, collect_findings, render_worked_example, write_report
+
     summary: list[str] = []
     try:
         if args.worked_example:

@@ -50,22 +50,25 @@ def resolve_seeds(spec: Any, final_seeds: list[int]) -> list[int]:
     )
 
 
-def profile_config(container: Any, overrides: list[str] | None = None) -> dict[str, Any]:
-    """The profile's config with the ``budget=`` preset merged in and ``device=``/``baseline=`` applied.
+def profile_config(container: Any) -> dict[str, Any]:
+    """The profile's config as composed (``budget=`` preset already merged in by Hydra's defaults list),
+    checked against the chosen preset, with ``device=``/``baseline=`` applied.
 
-    ``overrides`` are the command line's ``key=value`` items (default: Hydra's, when running under
-    it); an explicit ``profile.<key>=...`` there wins over the preset, which wins over the YAML.
+    Hydra's defaults list merges ``budget_preset/<budget>/<profile>.yaml`` over the profile (optional:
+    a profile without the preset gets nothing), so what ``--cfg job`` prints is what runs; the preset
+    file records its name as ``budget_preset``, which tells here whether it was found.
     """
-    from .profiles import apply_budget
+    from .profiles import BUDGET_DEFAULT, unknown_budget_preset
 
     profile_cfg = container.get("profile") if isinstance(container, dict) else None
     if not isinstance(profile_cfg, dict) or "name" not in profile_cfg:
         raise ConfigError("the profile config has no name", where="profile=", fix="pick a shipped profile")
-    merged = apply_budget(profile_cfg, container.get("budget"))
-    for item in _command_line(overrides):
-        key = item.split("=", 1)[0].lstrip("+~")
-        if key.startswith("profile.") and "=" in item:
-            _copy_path(profile_cfg, merged, key.removeprefix("profile.").split("."))
+    merged = dict(profile_cfg)
+    preset = str(container.get("budget") or BUDGET_DEFAULT)
+    if preset == BUDGET_DEFAULT:
+        merged.setdefault("budget_preset", BUDGET_DEFAULT)
+    elif merged.get("budget_preset") != preset:
+        raise unknown_budget_preset(str(merged["name"]), preset, _search_path())
     if container.get("device") is not None:
         merged["device"] = container["device"]
     if container.get("baseline") is not None:
@@ -74,6 +77,13 @@ def profile_config(container: Any, overrides: list[str] | None = None) -> dict[s
         # A user's file: resolved once, here, against the directory the command was started from.
         merged["baseline"] = str(Path(merged["baseline"]).expanduser().resolve())
     return merged
+
+
+def _search_path() -> list[str]:
+    """The command line's ``hydra.searchpath`` entries (none outside a Hydra run)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().searchpath) if HydraConfig.initialized() else []
 
 
 def resolve_data_dir(value: Any) -> str:
@@ -87,26 +97,6 @@ def resolve_data_dir(value: Any) -> str:
 
     folder = Path(str(value)).expanduser() if value not in (None, "") else default_data_dir()
     return str(folder.resolve())
-
-
-def _command_line(overrides: list[str] | None) -> list[str]:
-    if overrides is not None:
-        return list(overrides)
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
-def _copy_path(source: dict[str, Any], target: dict[str, Any], path: list[str]) -> None:
-    """``target[path] = source[path]`` for a nested key path (nothing when ``source`` lacks it)."""
-    for key in path[:-1]:
-        if not isinstance(source.get(key), dict):
-            return
-        source = source[key]
-        target[key] = dict(target.get(key) or {})
-        target = target[key]
-    if path[-1] in source:
-        target[path[-1]] = source[path[-1]]
 
 
 def train_and_test(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, Any]:
@@ -454,9 +444,19 @@ def _optional_count(value: Any, key: str, *, at_least: int) -> int | None:
 
 def run_campaign(cfg: DictConfig) -> Any:
     """Run (or resume) the configured campaign and print where its records are."""
-    from .campaign import Campaign
+    import dataclasses
+
+    from .campaign import Campaign, archive_failed_attempt, attempt_number
 
     settings = campaign_settings(cfg)
+    archived = archive_failed_attempt(settings.directory, settings.name)
+    settings = dataclasses.replace(settings, attempt=attempt_number(settings.directory))
+    if archived is not None:
+        print(
+            f"campaign {settings.name!r} failed last time: that attempt's records are kept in {archived}; "
+            f"starting attempt {settings.attempt}",
+            flush=True,
+        )
     agent_name = settings.agent_cfg.get("name", settings.agent_cfg.get("kind"))
     print(
         f"campaign {settings.name!r}: agent {agent_name} vs control (optuna), "
@@ -470,8 +470,9 @@ def run_campaign(cfg: DictConfig) -> Any:
         raise CampaignFailure(
             f"campaign {settings.name!r} failed: {result.failure}",
             where=str(settings.directory),
-            fix="the runs' reasons are above and in the ledger; fix the cause, then start afresh with a new "
-            "campaign.name=... (this campaign's runs stay recorded as they are)",
+            fix="the runs' reasons are above and in the ledger; fix the cause, run the same command again: "
+            f"attempt {settings.attempt + 1} starts, this attempt's records move to "
+            f"{settings.directory / 'attempts' / str(settings.attempt)}",
         )
     return result
 
@@ -538,6 +539,16 @@ def _drop_empty_output_dir() -> None:
                 parent.rmdir()
 
 
+def _say_where(out_dir: Path) -> None:
+    """One line: where a single run's results went (nothing when it wrote none)."""
+    results = out_dir.resolve() / "results.json"
+    if not results.is_file():
+        return
+    curves = out_dir.resolve() / "tb"
+    tail = f"; curves: tensorboard --logdir {curves}" if curves.is_dir() else ""
+    print(f"results: {results} (set hydra.run.dir=... to choose the folder){tail}", flush=True)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     """Hydra entry point; user errors become one message and exit code 2."""
@@ -547,7 +558,10 @@ def _hydra_main(cfg: DictConfig) -> None:
             _drop_empty_output_dir()  # a campaign's outputs live in its campaign.dir
         else:
             out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
-            train_and_test(cfg, out_dir)
+            try:
+                train_and_test(cfg, out_dir)
+            finally:
+                _say_where(out_dir)
     except AFRError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if not isinstance(exc, RunsFailed):
@@ -555,7 +569,11 @@ def _hydra_main(cfg: DictConfig) -> None:
         # 2: bad input; 1: the runs were made (or tried) and failed.
         sys.exit(1 if isinstance(exc, RunsFailed) else 2)
     except KeyboardInterrupt:
-        print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)
+        if cfg.get("agent") is not None:
+            print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)
+        else:  # a single run has no ledger to resume from: say so, and leave no empty run folder behind
+            print("interrupted: the seeds printed above finished; single runs do not resume", file=sys.stderr)
+            _drop_empty_output_dir()
         sys.exit(130)
 
 

@@ -153,6 +153,18 @@ def test_small_run_succeeds(runs: Runs) -> None:
     assert results["seeds"][0]["steps"] == 10 * 2 * 5
     assert 0.0 <= results["mean"] <= 1.0 and results["std"] == 0.0
     assert list((runs.dirs["ok"] / "run" / "tb" / "seed_42").glob("events.out.tfevents.*"))
+    # One line says where the results went (the absolute folder, whatever hydra.run.dir said)
+    folder = (runs.dirs["ok"] / "run").resolve()
+    said = [line for line in done.stdout.splitlines() if line.startswith("results: ")]
+    assert len(said) == 1 and said[0].startswith(f"results: {folder / 'results.json'} "), done.stdout
+    assert f"tensorboard --logdir {folder / 'tb'}" in said[0]
+
+
+@pytest.mark.parametrize("name", ["unknown_profile", "unknown_recipe", "missing_data", "scalar_out_of_range"])
+def test_a_failed_command_leaves_nothing_behind(runs: Runs, name: str) -> None:
+    assert runs.get(name).returncode != 0
+    assert not (runs.dirs[name] / "run").exists(), "a failed command left its output folder behind"
+    assert "results: " not in runs.get(name).stdout
 
 
 # --- in-process: malformed configuration -----------------------------------------------------------
@@ -323,3 +335,144 @@ def test_fetch_checksum_mismatch(shared_data: Path, tmp_path: Path, capsys: pyte
     folder = tmp_path / "heart_disease"
     assert not (folder / corrupted).exists()
     assert not list(folder.glob("*.part"))
+
+
+# --- the `afr` command ---------------------------------------------------------------------------------
+
+AFR_COMMANDS = ("run", "evaluate", "report", "table", "validate", "data")
+
+
+def afr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``afr <args>`` as the console script runs it (``afr.cli:main``), in a subprocess."""
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from afr.cli import main; sys.exit(main())", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+def test_afr_is_the_console_script_and_lists_its_commands() -> None:
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"afr": "afr.cli:main"}
+    done = afr("--help")
+    assert done.returncode == 0, done.stderr
+    listed = done.stdout.split("positional arguments:", 1)[1].split("options:", 1)[0]
+    for command in AFR_COMMANDS:
+        assert f"\n    {command} " in listed, (command, done.stdout)
+
+
+def test_afr_help_and_bad_input_import_nothing_heavy(tmp_path: Path) -> None:
+    # Lazy imports keep `afr --help` and input errors fast: asserted by what is imported, not by time.
+    probe = (
+        "import sys, contextlib, io\n"
+        "from afr.cli import main\n"
+        "for argv in (['--help'], ['validate', 'missing.py'], ['report', 'no_campaign'], ['data']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "        code = main(argv)\n"
+        "    assert code != 0 or argv == ['--help'], (argv, code)\n"
+        "heavy = ('torch', 'hydra', 'lightning', 'sqlalchemy', 'optuna')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_afr_run_is_python_m_afr_run(tmp_path: Path) -> None:
+    args = ["--cfg", "job", "agent=evolve", "profile=heart_disease", "budget=default", "campaign.seed=3"]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    direct = subprocess.run(
+        [sys.executable, "-m", "afr.run", *args], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    wrapped = afr("run", *args, cwd=tmp_path)
+    assert direct.returncode == wrapped.returncode == 0, wrapped.stderr
+    assert wrapped.stdout == direct.stdout and "seed: 3" in wrapped.stdout
+    bad = afr("run", "profile=synthetic", "recipe=nope", cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert [line for line in bad.stderr.splitlines() if line.startswith("error: ")] == [
+        line for line in bad.stderr.splitlines() if "unknown recipe 'nope'" in line
+    ]
+    assert not list(tmp_path.iterdir()), "a failed command left files behind"
+
+
+GOOD_RECIPE = """from afr.recipe import FedAvg
+
+
+class Mine(FedAvg):
+    name = "mine"
+
+    def client_lr(self, round_idx, client):
+        return 0.5 * super().client_lr(round_idx, client)
+"""
+
+BAD_RECIPE = """import os
+
+from afr.recipe import FedAvg
+
+
+class Mine(FedAvg):
+    name = "mine"
+
+    def client_lr(self, round_idx, client):
+        return float(os.getpid())
+"""
+
+
+def test_afr_validate_prints_violations_and_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "good.py").write_text(GOOD_RECIPE)
+    (tmp_path / "bad.py").write_text(BAD_RECIPE)
+    good = afr("validate", "good.py", "profile=heart_disease", cwd=tmp_path)
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert good.stdout.strip() == "[heart_disease] good.py: accepted"
+    bad = afr("validate", "bad.py", "profile=heart_disease", cwd=tmp_path)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    violations = [line.strip() for line in bad.stdout.splitlines() if line.startswith("  ")]
+    assert violations and all(v.startswith("bad.py:") for v in violations), bad.stdout
+    assert any("[import-not-allowed]" in v and "import os" in v for v in violations), bad.stdout
+    everywhere = afr("validate", "bad.py", cwd=tmp_path)  # no profile=: every shipped profile
+    assert everywhere.returncode == 1
+    assert {line.split("]")[0] + "]" for line in everywhere.stdout.splitlines() if line.startswith("[")} == {
+        f"[{name}]" for name in profile_names_shipped()
+    }
+    for args, words in (
+        (["validate", "missing.py"], "does not exist"),
+        (["validate", "good.py", "profile=nope"], "unknown profile 'nope'"),
+        (["validate", "good.py", "rounds=3"], "unknown option 'rounds=3'"),
+    ):
+        done = afr(*args, cwd=tmp_path)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and words in errors[0], done.stderr
+
+
+def profile_names_shipped() -> list[str]:
+    from afr.profiles import profile_names
+
+    return profile_names()
+
+
+def test_afr_report_is_python_m_afr_report(tmp_path: Path) -> None:
+    done = afr("report", str(tmp_path))
+    assert done.returncode == 2 and f"no ledger.db in {tmp_path}" in done.stderr
+    usage = afr("report", "--help")
+    assert usage.returncode == 0 and usage.stdout.startswith("usage: afr report")
+
+
+def test_outputs_are_git_ignored() -> None:
+    # Single runs and campaigns write under the folder the command runs from: in a clone, git ignores them.
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = ["afr_runs/2026-01-01/00-00-00_synthetic/results.json", "afr_campaigns/x/ledger.db"]
+    done = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split() == paths, done.stdout + done.stderr
+    tracked = subprocess.run(["git", "check-ignore", "README.md"], cwd=REPO, capture_output=True, text=True)
+    assert tracked.returncode == 1  # the check itself can say "not ignored"

@@ -16,7 +16,15 @@ from omegaconf import OmegaConf
 from afr.data import DataSource, RemoteFile, fetch, require, verify
 from afr.engine import run_federation
 from afr.errors import ChecksumError, ConfigError, DataError
-from afr.profiles import ClientData, Profile, apply_budget, load_profile_config, make_profile, resolve_device
+from afr.profiles import (
+    ClientData,
+    Profile,
+    apply_budget,
+    budget_presets,
+    load_profile_config,
+    make_profile,
+    resolve_device,
+)
 from afr.recipe import FedAvg
 from afr.run import profile_config
 from tests._http import serve_directory
@@ -24,43 +32,54 @@ from tests._http import serve_directory
 # --- budget presets ------------------------------------------------------------------------------------
 
 
-def test_budget_preset_merges_over_the_profile() -> None:
-    cfg = {
-        "name": "x",
-        "rounds": 50,
-        "local_steps": 100,
-        "budgets": {"smoke": {"rounds": 2, "local_steps": 3}},
-    }
-    smoke = apply_budget(cfg, "smoke")
+def _preset_folder(tmp_path: Path) -> Path:
+    """A config folder with profile x's smoke preset (as a hydra.searchpath entry would hold it)."""
+    folder = tmp_path / "conf"
+    (folder / "budget_preset" / "smoke").mkdir(parents=True)
+    (folder / "budget_preset" / "smoke" / "x.yaml").write_text(
+        "budget_preset: smoke\nrounds: 2\nlocal_steps: 3\ngrouping: {clients: 2}\n"
+    )
+    return folder
+
+
+def test_budget_preset_merges_over_the_profile(tmp_path: Path) -> None:
+    cfg = {"name": "x", "rounds": 50, "local_steps": 100, "grouping": {"clients": 3, "heldout_groups": 1}}
+    smoke = apply_budget(cfg, "smoke", [_preset_folder(tmp_path)])
     assert (smoke["rounds"], smoke["local_steps"], smoke["budget_preset"]) == (2, 3, "smoke")
+    assert smoke["grouping"] == {"clients": 2, "heldout_groups": 1}  # merged deep, as Hydra merges
     assert cfg["rounds"] == 50  # the input is not modified
     assert apply_budget(cfg, "default")["rounds"] == 50
     assert apply_budget(cfg, None)["budget_preset"] == "default"
 
 
-def test_unknown_budget_preset_names_the_known_ones() -> None:
-    cfg = {"name": "x", "budgets": {"smoke": {"rounds": 1}}}
+def test_unknown_budget_preset_names_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        apply_budget(cfg, "tiny")
+        apply_budget({"name": "x"}, "tiny", [_preset_folder(tmp_path)])
     assert "tiny" in info.value.message and "default, smoke" in info.value.message
 
 
-def test_cli_applies_budget_and_device() -> None:
-    profile = {"name": "synthetic", "rounds": 20, "budgets": {"smoke": {"rounds": 2}}}
-    cfg = profile_config(OmegaConf.to_container(OmegaConf.create({"profile": profile, "budget": "smoke"})))
-    assert cfg["rounds"] == 2 and "device" not in cfg
+def test_cli_checks_the_preset_and_applies_device() -> None:
+    # Hydra merged the preset file (it records budget_preset); a preset the profile lacks is one line
+    profile = {"name": "synthetic", "rounds": 20}
+    with pytest.raises(ConfigError) as info:
+        profile_config({"profile": profile, "budget": "smoke"})
+    assert "'synthetic' has no budget preset 'smoke'" in info.value.message
+    cfg = profile_config({"profile": {**profile, "budget_preset": "smoke"}, "budget": "smoke"})
+    assert cfg["rounds"] == 20 and "device" not in cfg
     cfg = profile_config({"profile": profile, "budget": "default", "device": "cpu"})
-    assert cfg["rounds"] == 20 and cfg["device"] == "cpu"
+    assert cfg["rounds"] == 20 and cfg["device"] == "cpu" and cfg["budget_preset"] == "default"
 
 
 def test_explicit_profile_overrides_beat_the_preset() -> None:
-    # `budget=smoke profile.rounds=7`: Hydra has already put 7 into the profile; the preset must not undo it
-    profile = {"name": "x", "rounds": 7, "local_steps": 9, "grouping": {"clients": 3, "heldout_groups": 1}}
-    profile["budgets"] = {"smoke": {"rounds": 2, "local_steps": 2, "grouping": {"clients": 2}}}
-    container = {"profile": profile, "budget": "smoke"}
-    cfg = profile_config(container, ["budget=smoke", "profile.rounds=7", "+profile.grouping.clients=3"])
-    assert (cfg["rounds"], cfg["local_steps"], cfg["grouping"]) == (7, 2, {"clients": 3, "heldout_groups": 1})
-    assert profile_config(container, ["budget=smoke"])["rounds"] == 2
+    # `budget=smoke profile.rounds=7`: Hydra applies command-line overrides after the preset file
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="afr.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["profile=ixi", "budget=smoke", "profile.rounds=7"])
+        plain = compose(config_name="config", overrides=["profile=ixi", "budget=smoke"])
+    merged = profile_config(OmegaConf.to_container(cfg, resolve=True))
+    assert (merged["rounds"], merged["local_steps"], merged["budget_preset"]) == (7, 2, "smoke")
+    assert profile_config(OmegaConf.to_container(plain, resolve=True))["rounds"] == 1
 
 
 # --- device ------------------------------------------------------------------------------------------------
@@ -246,7 +265,8 @@ def test_shipped_profiles_have_budget_presets_that_apply() -> None:
 
     for name in profile_names():
         cfg = load_profile_config(name)
-        for preset in cfg.get("budgets") or {}:
+        assert "budgets" not in cfg  # presets live in budget_preset/<preset>/<profile>.yaml only
+        for preset in budget_presets(name):
             merged = apply_budget(cfg, preset)
             assert merged["budget_preset"] == preset
             assert all(int(merged[k]) >= 1 for k in ("rounds", "local_steps", "batch_size"))

@@ -1,6 +1,7 @@
 """Campaigns: both search arms, one accountant, one ledger, sandboxed runs, resumable."""
 
 from ._loop import Campaign, CampaignFailure, CampaignResult, CampaignSettings, check_candidate
+from ._retry import ATTEMPTS_DIR, archive_failed_attempt, attempt_number
 from ._runner import CandidateRunner, RunnerSettings, run_key
 
 __all__ = [
@@ -12,4 +13,7 @@ __all__ = [
     "CandidateRunner",
     "RunnerSettings",
     "run_key",
+    "ATTEMPTS_DIR",
+    "archive_failed_attempt",
+    "attempt_number",
 ]

@@ -76,6 +76,9 @@ class CampaignSettings:
     """Classification thresholds over ``afr/conf/evaluation/default.yaml`` (the margin is the profile's)."""
     max_agent_calls: int | None = None
     """Give up on the agent arm after this many proposal calls in a row that yield nothing runnable (10)."""
+    attempt: int = 1
+    """Which attempt of the campaign this is: a failed one is retried under its name as attempt n + 1
+    (``afr/campaign/_retry.py``); recorded in the config from the second attempt on."""
 
     def __post_init__(self) -> None:
         # Absolute paths, fixed once in the parent: sandboxed runs start in another directory and home, so a
@@ -97,6 +100,8 @@ class CampaignSettings:
             "max_repairs": self.max_repairs,
             "finals": [self.finals, self.top_k, self.final_seeds, self.heldout_seeds],
             "evaluation_cfg": dict(self.evaluation_cfg),
+            # Only from the second attempt on: the first attempt's config (and hash) is as it always was.
+            **({"attempt": self.attempt} if self.attempt > 1 else {}),
         }
 
 

@@ -24,6 +24,8 @@ from ._base import (
 from ._contract import CommunicationContract, ContractViolation
 from ._discovery import (
     PROFILE_MODULES,
+    SearchPath,
+    budget_presets,
     config_dirs,
     import_root,
     load_profile_config,
@@ -51,6 +53,8 @@ __all__ = [
     "make_profile",
     "import_root",
     "apply_budget",
+    "budget_presets",
+    "unknown_budget_preset",
     "BUDGET_DEFAULT",
 ]
 
@@ -58,35 +62,34 @@ BUDGET_DEFAULT = "default"
 """The budget preset that leaves a profile's YAML as written (its published budget)."""
 
 
-def apply_budget(cfg: Mapping[str, Any], preset: str | None) -> dict[str, Any]:
-    """``cfg`` with the YAML ``budgets.<preset>`` block merged over it (``default``/None: unchanged).
+def apply_budget(cfg: Mapping[str, Any], preset: str | None, search_path: SearchPath = ()) -> dict[str, Any]:
+    """``cfg`` with the preset file ``budget_preset/<preset>/<name>.yaml`` merged over it, as Hydra's
+    ``budget=<preset>`` does on the command line (``default``/None: unchanged, recorded as ``default``).
 
-    A preset may set any profile key (rounds, local_steps, batch_size, campaign_runs, data caps...);
-    the result records the preset's name under ``budget_preset``.
+    For use outside the Hydra CLI (benchmarks, tests); the preset records its own name under
+    ``budget_preset``. An unknown preset: ``ConfigError`` naming the profile's presets.
     """
+    from omegaconf import OmegaConf
+
     config = dict(cfg)
     name = BUDGET_DEFAULT if preset is None else str(preset)
-    presets = config.get("budgets") or {}
     if name == BUDGET_DEFAULT:
         config.setdefault("budget_preset", BUDGET_DEFAULT)
         return config
-    if not isinstance(presets, Mapping) or name not in presets:
-        known = [BUDGET_DEFAULT, *sorted(presets)] if isinstance(presets, Mapping) else [BUDGET_DEFAULT]
-        raise ConfigError(
-            f"profile {config.get('name')!r} has no budget preset {name!r}",
-            where=f"budget={name}",
-            fix=f"use one of: {', '.join(known)} (presets live under budgets: in the profile YAML)",
-        )
-    block = presets[name]
-    if not isinstance(block, Mapping):
-        raise ConfigError(
-            f"budget preset {name!r} must be a mapping of profile keys, got {block!r}",
-            where=f"afr/conf/profile/{config.get('name')}.yaml: budgets.{name}",
-        )
-    for key, value in block.items():
-        if isinstance(value, Mapping) and isinstance(config.get(key), Mapping):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    config["budget_preset"] = name
-    return config
+    presets = budget_presets(str(config.get("name")), search_path)
+    if name not in presets:
+        raise unknown_budget_preset(str(config.get("name")), name, search_path)
+    merged = OmegaConf.to_container(OmegaConf.merge(config, presets[name]), resolve=True)
+    assert isinstance(merged, dict)
+    return merged  # type: ignore[return-value]
+
+
+def unknown_budget_preset(profile: str, preset: str, search_path: SearchPath = ()) -> ConfigError:
+    """The one-line error for ``budget=<preset>`` on a profile that has no such preset."""
+    known = [BUDGET_DEFAULT, *budget_presets(profile, search_path)]
+    return ConfigError(
+        f"profile {profile!r} has no budget preset {preset!r}",
+        where=f"budget={preset}",
+        fix=f"use one of: {', '.join(known)} (a preset is a file budget_preset/{preset}/{profile}.yaml in a "
+        "config folder, plus budget/<preset>.yaml)",
+    )

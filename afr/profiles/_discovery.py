@@ -25,6 +25,7 @@ __all__ = [
     "CONF_DIR",
     "config_dirs",
     "profile_names",
+    "budget_presets",
     "load_profile_config",
     "profile_class",
     "make_profile",
@@ -66,6 +67,18 @@ def profile_names(search_path: SearchPath = ()) -> list[str]:
     return sorted(
         {p.stem for d in config_dirs(search_path) for p in (d / _GROUP).glob("*.yaml") if p.is_file()}
     )
+
+
+def budget_presets(name: str, search_path: SearchPath = ()) -> dict[str, dict[str, Any]]:
+    """The budget presets of profile ``name``: ``{preset: values}`` from ``<conf dir>/budget_preset/<preset>/
+    <name>.yaml`` (what ``budget=<preset>`` merges over the profile), ``smoke`` first, then by name; the
+    shipped folder wins when two define the same preset, as in Hydra."""
+    found: dict[str, dict[str, Any]] = {}
+    for folder in reversed(config_dirs(search_path)):
+        for path in (folder / "budget_preset").glob(f"*/{name}.yaml"):
+            if path.is_file():
+                found[path.parent.name] = _read_yaml(path)
+    return {key: found[key] for key in sorted(found, key=lambda key: (key != "smoke", key))}
 
 
 def _profile_yaml(name: str, search_path: SearchPath) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import DataError
 from ._base import VerdictSpec
-from ._discovery import load_profile_config, make_profile, profile_names
+from ._discovery import budget_presets, load_profile_config, make_profile, profile_names
 
 __all__ = ["render_profiles_docs", "render_margin_table", "with_margin_table"]
 
@@ -26,7 +26,7 @@ clients are held out of training entirely, and each client's sizes — `fit` is 
 on, `val` the 20 % carved from each client's train split (stratified where the labels allow, seed
 `split_seed` + client index), `test` the published test split (final evaluation only), `held out` all
 rows of a held-out client. Budgets are rounds × local steps × batch; `budget=<preset>` on the command
-line selects a preset from the profile YAML's `budgets:` block.
+line merges the preset file `afr/conf/budget_preset/<preset>/<profile>.yaml` over the profile.
 """
 
 
@@ -34,20 +34,21 @@ def _budget(cfg: dict[str, Any]) -> str:
     return f"{cfg['rounds']} rounds × {cfg['local_steps']} steps × batch {cfg['batch_size']}"
 
 
-def _presets(cfg: dict[str, Any]) -> str:
-    presets = cfg.get("budgets") or {}
+def _presets(cfg: dict[str, Any], presets: dict[str, dict[str, Any]]) -> str:
     if not presets:
         return "none"
     parts = []
     for name, block in presets.items():
         merged = {**cfg, **block}
-        extra = sorted(set(block) - {"rounds", "local_steps", "batch_size"})
+        extra = sorted(set(block) - {"rounds", "local_steps", "batch_size", "budget_preset"})
         parts.append(f"`{name}`: {_budget(merged)}" + (f" (also sets {', '.join(extra)})" if extra else ""))
     return "; ".join(parts)
 
 
 def _section(name: str, data_dir: Path | None, search_path: Iterable[str | Path]) -> list[str]:
+    search_path = list(search_path)
     cfg = load_profile_config(name, search_path)
+    presets = _presets(cfg, budget_presets(name, search_path))
     profile = make_profile(name, cfg, data_dir=data_dir).for_campaign()
     package = type(profile).__module__.rpartition(".")[0]  # the class lives in <package>.profile
     package_doc = sys.modules[package].__doc__ or ""
@@ -68,7 +69,7 @@ def _section(name: str, data_dir: Path | None, search_path: Iterable[str | Path]
         f"- held out of training: {held_text}",
         f"- metric: {profile.metric_name} ({'higher' if profile.higher_is_better else 'lower'} is better); "
         f"model variants: {', '.join(sorted(profile.model_variants))}",
-        f"- budget (default, as published): {_budget(cfg)}; presets: {_presets(cfg)}",
+        f"- budget (default, as published): {_budget(cfg)}; presets: {presets}",
         f"- verdict: margin {profile.verdict.margin:g} {profile.metric_name} ({profile.verdict.why}); "
         f"final seeds: {_final_seeds_text(profile.verdict)}",
         "",
