@@ -27,9 +27,6 @@ MODULE_TO_DISTRIBUTION = {
 USED_WITHOUT_IMPORT = {
     "tensorboard": "torch.utils.tensorboard (curves of every run) needs it installed",
     "optuna-dashboard": "the dashboard command every campaign prints (optuna-dashboard <ledger url>)",
-    # Kept declared for the campaign's live progress display (afr/campaign/_progress.py, `from rich...`),
-    # written on a parallel branch; drop this entry once that module is merged (it then imports rich).
-    "rich": "the campaign progress display (afr/campaign/_progress.py, parallel branch)",
 }
 """Declared dependencies no ``import`` in afr names, and why they are declared."""
 
