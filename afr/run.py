@@ -478,10 +478,9 @@ def run_campaign(cfg: DictConfig) -> Any:
 
 
 def print_summary(campaign: Any, result: Any) -> None:
-    """Where a finished campaign's records are, and each arm's spend and best validation score."""
-    settings = campaign.settings
-    ended = "FAILED after" if result.failure else "finished in"
-    print(f"\ncampaign {settings.name!r} {ended} {result.seconds:.1f}s")
+    """Where a finished campaign's records are, and each arm's spend and best validation score (the campaign
+    has already printed its closing summary: verdicts and the report's path)."""
+    print(f"\nspend ({result.seconds:.1f}s in all):")
     for arm, status in result.arms.items():
         best = f"{status.best:.4f} (candidate {status.best_candidate})" if status.best is not None else "—"
         print(
@@ -491,8 +490,6 @@ def print_summary(campaign: Any, result: Any) -> None:
     url = campaign.runner.ledger.url
     print(f"  ledger: {url}\n  dashboard: optuna-dashboard {url}")
     print(f"  curves: tensorboard --logdir {result.directory / 'tb'}")
-    if campaign.report_path is not None:
-        print(f"  report: {campaign.report_path}")
 
 
 def config_groups(search_path: Any = ()) -> str:
