@@ -239,10 +239,11 @@ class StackedParams:
             differ = (now != was).sum(dim=1)
             for client in range(self.num_clients):
                 if differ[client]:
+                    count = f"{int(differ[client])} of {now.shape[1]}"
                     self._fail(
                         hook,
-                        f"changed parameter {name!r} in place ({int(differ[client])} of {now.shape[1]} values "
-                        f"differ from the engine's; client {client}'s copy)",
+                        f"changed parameter {name!r} in place ({count} values differ from the engine's; "
+                        f"client {client}'s copy)",
                     )
         self._fail(hook, "changed the clients' parameters in place")
 

@@ -172,7 +172,7 @@ def _run(
         if writer is not None:
             writer.close()
     run.result.engine_path = "per-client" if note else "batched"
-    run.result.engine_note = note
+    run.result.engine_note = note or (run.batched_loss.mode if run.batched_loss is not None else "")
     return run.finish(start)
 
 
@@ -238,6 +238,7 @@ class _Federation:
             self.seal = self.module.seal = seal = ParamSeal(model)
             self.view = self.module.model_view = ModelView(model, lambda: seal.where)
         self.stack: StackedParams | None = None
+        self.batched_loss: BatchedLoss | None = None
         self.note = "per-client path requested"
         if batched:
             mode, self.note = batching_blocker(model, profile, train, budget.batch_size, device)
@@ -419,7 +420,7 @@ class _Federation:
         Each client's global-RNG stream is its own, seeded as on the per-client path; a schedule hook that
         draws from the global RNG would see another stream than there, so that run restarts per client.
         """
-        stack, seal, budget = self.stack, self.seal, self.budget
+        stack, budget = self.stack, self.budget
         assert stack is not None
         global_params, max_steps = self.global_params, budget.local_steps
         steps: list[int] = []
@@ -451,10 +452,12 @@ class _Federation:
                     server_extras=dict(sent_extras),
                 )
             )
-        rng_states = []
-        for client in selected:
-            torch.manual_seed(_client_round_seed(self.seed, round_idx, client))
-            rng_states.append(torch.get_rng_state())
+        # The CPU state torch.manual_seed would give each client (without seeding every device: on a
+        # CPU-only run that costs more than a client's round of a small model).
+        rng_states = [
+            torch.Generator().manual_seed(_client_round_seed(self.seed, round_idx, client)).get_state()
+            for client in selected
+        ]
         stack.load(global_params)
         # Rows not selected this round get no gradient (and the SGD step leaves them exactly as they are).
         row_lrs = [0.0] * self.num_clients
