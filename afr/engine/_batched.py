@@ -308,7 +308,11 @@ def _probe(
         targets = torch.stack([b[1] for b in batches])
         rows = [p.detach().unsqueeze(0).repeat(2, *([1] * p.dim())).requires_grad_() for p in params]
         try:
+            before = torch.get_rng_state()
             losses = batched(rows, inputs, targets)
+            if not torch.equal(before, torch.get_rng_state()):
+                # the per-client path reseeds the global RNG per client: random draws cannot be batched
+                return "the forward pass or task loss draws random numbers"
             if losses.shape != (2,):
                 return f"the task loss is not a scalar per client under vmap (shape {tuple(losses.shape)})"
             losses.sum().backward()
