@@ -34,7 +34,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
 
 from ..errors import TrainingFailure
 from ._integrity import _bits
@@ -63,35 +62,24 @@ def _first_line(exc: BaseException) -> str:
 
 
 class _Unsupported(Exception):  # noqa: N818
-    """The stacked forward met an operation it does not batch (the probe then tries vmap)."""
+    """The stacked forward met an input it does not batch (the probe then tries vmap)."""
 
 
-class _StackedLinear(TorchFunctionMode):
-    """Runs a model's own forward on every client at once: inputs ``[clients, batch, ...]``, the parameter
-    entries swapped for stacked ``[clients, ...]`` tensors. ``F.linear`` with a stacked weight becomes one
-    ``baddbmm``; elementwise ops broadcast as they are; any other op that touches a stacked parameter is
-    refused (then the probe tries vmap). The probe checks the outputs against the per-client forward."""
+def _stacked_linear(module: nn.Linear) -> Callable[[Tensor], Tensor]:
+    """``module``'s forward with its parameter entries holding stacked ``[clients, ...]`` tensors: one
+    ``baddbmm`` over inputs ``[clients, batch..., in]``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.stacked: set[int] = set()
+    def forward(x: Tensor) -> Tensor:
+        weight, bias = module._parameters["weight"], module._parameters["bias"]
+        assert weight is not None
+        if x.dim() < 3 or x.shape[0] != weight.shape[0]:
+            raise _Unsupported("a linear layer got an input without the client dimension")
+        flat = x.reshape(x.shape[0], -1, x.shape[-1])
+        w = weight.transpose(1, 2)
+        out = torch.bmm(flat, w) if bias is None else torch.baddbmm(bias.unsqueeze(1), flat, w)
+        return out.view(*x.shape[:-1], weight.shape[1])
 
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        if func is nn.functional.linear:
-            x, weight = args[0], args[1]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            if id(weight) in self.stacked:
-                if x.dim() < 3 or (bias is not None and id(bias) not in self.stacked):
-                    raise _Unsupported("linear on an input without a client dimension")
-                flat = x.reshape(x.shape[0], -1, x.shape[-1])
-                w = weight.transpose(1, 2)
-                out = torch.bmm(flat, w) if bias is None else torch.baddbmm(bias.unsqueeze(1), flat, w)
-                return out.view(*x.shape[:-1], weight.shape[1])
-        for a in (*args, *kwargs.values()):
-            if id(a) in self.stacked:
-                raise _Unsupported(f"{getattr(func, '__name__', func)} on a stacked parameter")
-        return func(*args, **kwargs)
+    return forward
 
 
 class BatchedLoss:
@@ -100,9 +88,11 @@ class BatchedLoss:
     ``rows`` holds one tensor per parameter with a leading client dimension; ``inputs`` and ``targets``
     one batch per client, stacked. Two ways, chosen by the probe (:func:`batching_blocker`):
 
-    * ``"stacked"``: the model's forward once on the stacked batches with stacked parameters (linear layers
-      as ``baddbmm``, see :class:`_StackedLinear`), then the profile's ``batched_loss`` (or the task loss
-      under ``vmap``) — for small linear models, where vmap's own per-call cost would dominate;
+    * ``"stacked"``: the model's own forward once on the stacked batches, every ``nn.Linear`` computing all
+      clients' rows with one ``baddbmm`` (models whose only parameters sit in ``nn.Linear`` layers; the
+      other layers must broadcast over a leading dimension, which the probe checks on real data), then the
+      profile's ``batched_loss`` (or the task loss under ``vmap``) — for small models, where vmap's own
+      per-call cost would dominate;
     * ``"vmap"``: ``torch.func.vmap`` over the model's forward and the task loss.
 
     The model's parameter entries are swapped for the rows while it runs (plain dict entries, so the module
@@ -124,7 +114,9 @@ class BatchedLoss:
         self._loss_batched = (
             profile.batched_loss if own is not None and not base else torch.func.vmap(self.loss)
         )
-        self._mode = _StackedLinear()
+        holders = [m for m in model.modules() if any(p is not None for p in m._parameters.values())]
+        self.stackable = all(type(m) is nn.Linear for m in holders)
+        self._forwards = [(m.__dict__, _stacked_linear(m)) for m in holders if type(m) is nn.Linear]
 
     def swap(self, tensors: Sequence[Tensor]) -> None:
         """Put ``tensors`` in the model's parameter entries (named_parameters order)."""
@@ -146,15 +138,15 @@ class BatchedLoss:
     def __call__(self, rows: Sequence[Tensor], inputs: Tensor, targets: Tensor) -> Tensor:
         if self.mode == "vmap":
             return self._vmapped(tuple(rows), inputs, targets)
-        mode = self._mode
-        mode.stacked = {id(r) for r in rows}
         self.swap(rows)
+        for attributes, forward in self._forwards:
+            attributes["forward"] = forward  # shadows the class's forward for this call only
         try:
-            with mode:
-                outputs = self.model(inputs)
+            outputs = self.model(inputs)
         finally:
+            for attributes, _ in self._forwards:
+                del attributes["forward"]
             self.restore()
-            mode.stacked = set()
         return self._loss_batched(outputs, targets)
 
 
@@ -283,7 +275,11 @@ def batching_blocker(
     reasons = []
     try:
         for mode in ("stacked", "vmap"):
-            why = _probe(BatchedLoss(model, profile, mode), model, profile.loss, train, batch_size, params)
+            batched = BatchedLoss(model, profile, mode)
+            if mode == "stacked" and not batched.stackable:
+                reasons.append("stacked: parameters outside nn.Linear layers")
+                continue
+            why = _probe(batched, model, profile.loss, train, batch_size, params)
             if not why:
                 return mode, ""
             reasons.append(f"{mode}: {why}")

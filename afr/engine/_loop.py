@@ -245,6 +245,7 @@ class _Federation:
             self.forward_calls[0] = 0
         if not self.note:
             self.stack = StackedParams(self.names, self.params, num_clients, integrity)
+            self.all_clients = list(range(num_clients))
             self.batched_loss = BatchedLoss(model, profile, mode)
             # FedAvg's objective is the task loss itself: nothing to call per client.
             self.plain_objective = type(recipe).local_objective is FedAvg.local_objective
@@ -502,16 +503,20 @@ class _Federation:
         """One local step of the ``active`` clients (indices into ``selected``): the summed objective."""
         stack, next_batch = self.stack, self.next_batch
         assert stack is not None
-        groups: dict[tuple[Any, ...], list[tuple[int, Tensor, Tensor]]] = {}
-        for i in active:
-            inputs, targets = next_batch(selected[i])
-            key = (inputs.shape, targets.shape, inputs.dtype, targets.dtype)
-            groups.setdefault(key, []).append((i, inputs, targets))
+        batches = [next_batch(selected[i]) for i in active]
+        x0, y0 = batches[0]
+        if all(x.shape == x0.shape and y.shape == y0.shape for x, y in batches):  # the common case
+            groups = [[(i, x, y) for i, (x, y) in zip(active, batches, strict=True)]]
+        else:  # a client's short last batch of an epoch: one computation per batch shape
+            by_shape: dict[tuple[Any, ...], list[tuple[int, Tensor, Tensor]]] = {}
+            for i, (x, y) in zip(active, batches, strict=True):
+                by_shape.setdefault((x.shape, y.shape), []).append((i, x, y))
+            groups = list(by_shape.values())
         self.forward_calls[0] = 0
         parts: list[Tensor] = []
-        for members in groups.values():
+        for members in groups:
             clients = [selected[i] for i, _, _ in members]
-            if clients == list(range(self.num_clients)):
+            if clients == self.all_clients:
                 rows = stack.leaves
             else:
                 index = torch.tensor(clients)
@@ -522,7 +527,9 @@ class _Federation:
                 with self.guard.allow():
                     losses = self.batched_loss(rows, inputs, targets)
             except Exception as exc:  # the probe ran this computation; a batch shape it did not see failed
-                raise FallBack(f"vmap failed on a batch of shape {tuple(inputs.shape)}: {exc}") from exc
+                raise FallBack(
+                    f"batched loss failed on inputs of shape {tuple(inputs.shape)}: {exc}"
+                ) from exc
             if self.plain_objective:
                 parts.append(losses.sum())
                 for j, (i, _, _) in enumerate(members):
