@@ -74,10 +74,10 @@ def _stacked_linear(module: nn.Linear) -> Callable[[Tensor], Tensor]:
         assert weight is not None
         if x.dim() < 3 or x.shape[0] != weight.shape[0]:
             raise _Unsupported("a linear layer got an input without the client dimension")
-        flat = x.reshape(x.shape[0], -1, x.shape[-1])
+        flat = x if x.dim() == 3 else x.reshape(x.shape[0], -1, x.shape[-1])
         w = weight.transpose(1, 2)
         out = torch.bmm(flat, w) if bias is None else torch.baddbmm(bias.unsqueeze(1), flat, w)
-        return out.view(*x.shape[:-1], weight.shape[1])
+        return out if x.dim() == 3 else out.view(*x.shape[:-1], weight.shape[1])
 
     return forward
 
@@ -190,12 +190,13 @@ class StackedParams:
         if self._snap is not None:
             self._snap.copy_(self.flat)
 
-    def sgd_step(self, lrs: list[float]) -> None:
-        """p <- p - lr_c * grad for every row (rows without a gradient this step get exactly zero)."""
+    def sgd_step(self, lrs: list[float] | float) -> None:
+        """p <- p - lr_c * grad for every row (rows without a gradient this step get exactly zero); ``lrs``
+        one learning rate per row, or one for all."""
         with_grad = [leaf for leaf in self.leaves if leaf.grad is not None]
         with torch.no_grad():
-            if len(set(lrs)) == 1:  # the common case: the per-client path's exact arithmetic (add, alpha)
-                torch._foreach_add_(with_grad, [leaf.grad for leaf in with_grad], alpha=-lrs[0])
+            if isinstance(lrs, float):  # the common case: the per-client path's exact arithmetic (add, alpha)
+                torch._foreach_add_(with_grad, [leaf.grad for leaf in with_grad], alpha=-lrs)
             else:
                 neg = torch.tensor([-lr for lr in lrs], dtype=self.dtype)
                 for leaf in with_grad:

@@ -465,11 +465,13 @@ class _Federation:
         for client, lr in zip(selected, lrs, strict=True):
             row_lrs[client] = lr
         last: list[Tensor | None] = [None] * len(selected)
+        step_lrs = row_lrs if len(set(lrs)) > 1 else lrs[0]
+        one = torch.ones((), dtype=stack.dtype)
         for step in range(max(steps, default=0)):
             active = [i for i, n in enumerate(steps) if n > step]
             total = self._batched_step(round_idx, step, active, selected, ctxs, rng_states, last)
-            total.backward()
-            stack.sgd_step([row_lrs[c] for c in range(self.num_clients)] if len(set(lrs)) > 1 else lrs[:1])
+            _backward(total, one)
+            stack.sgd_step(step_lrs)
         out = []
         rows = {c: [leaf.detach()[c] for leaf in stack.leaves] for c in selected}
         for i, client in enumerate(selected):
@@ -504,8 +506,13 @@ class _Federation:
         stack, next_batch = self.stack, self.next_batch
         assert stack is not None
         batches = [next_batch(selected[i]) for i in active]
-        x0, y0 = batches[0]
-        if all(x.shape == x0.shape and y.shape == y0.shape for x, y in batches):  # the common case
+        first = batches[0][0].shape
+        same = True
+        for x, _ in batches:  # one profile: only the batch length can differ (a short last batch)
+            if x.shape != first:
+                same = False
+                break
+        if same:  # the common case
             groups = [[(i, x, y) for i, (x, y) in zip(active, batches, strict=True)]]
         else:  # a client's short last batch of an epoch: one computation per batch shape
             by_shape: dict[tuple[Any, ...], list[tuple[int, Tensor, Tensor]]] = {}
@@ -622,6 +629,17 @@ class _Federation:
         result.state_dict = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         result.seconds = time.perf_counter() - start
         return result
+
+
+def _backward(loss: Tensor, one: Tensor) -> None:
+    """``loss.backward()`` straight into the autograd engine: for a scalar of the leaves' dtype there is
+    nothing for ``torch.autograd.backward``'s argument handling to do, and on small models it costs as much
+    as the backward pass itself."""
+    run = getattr(getattr(torch.autograd.Variable, "_execution_engine", None), "run_backward", None)
+    if run is None or loss.dtype != one.dtype or loss.dim() != 0:
+        loss.backward()
+        return
+    run((loss,), (one,), False, False, (), allow_unreachable=True, accumulate_grad=True)
 
 
 def _batch_source(

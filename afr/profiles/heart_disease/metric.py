@@ -15,7 +15,7 @@ def bce_loss(outputs: Tensor, targets: Tensor) -> Tensor:
 def batched_bce_loss(outputs: Tensor, targets: Tensor) -> Tensor:
     """:func:`bce_loss` of each client's batch: ``[clients, batch, 1]`` -> ``[clients]``."""
     losses = nn.functional.binary_cross_entropy(outputs, targets, reduction="none")
-    return losses.flatten(1).mean(dim=1)
+    return losses.mean(dim=tuple(range(1, losses.dim())))
 
 
 def accuracy(outputs: Tensor, targets: Tensor) -> float:
