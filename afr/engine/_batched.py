@@ -214,10 +214,6 @@ class StackedParams:
             leaf.grad = None
         self.refresh()
 
-    def rows(self, client: int) -> list[Tensor]:
-        """The client's parameters: autograd views into the leaves (what local_objective sees)."""
-        return [leaf[client] for leaf in self.leaves]
-
     def check_rows(self, client: int, rows: list[Tensor], hook: str) -> None:
         """A row given to ``hook`` must still view the leaves and carry no planted gradient."""
         with warnings.catch_warnings():

@@ -246,6 +246,7 @@ class _Federation:
         if not self.note:
             self.stack = StackedParams(self.names, self.params, num_clients, integrity)
             self.all_clients = list(range(num_clients))
+            self.row_index: dict[tuple[int, ...], Tensor] = {}
             self.batched_loss = BatchedLoss(model, profile, mode)
             # FedAvg's objective is the task loss itself: nothing to call per client.
             self.plain_objective = type(recipe).local_objective is FedAvg.local_objective
@@ -526,7 +527,9 @@ class _Federation:
             if clients == self.all_clients:
                 rows = stack.leaves
             else:
-                index = torch.tensor(clients)
+                index = self.row_index.get(tuple(clients))
+                if index is None:
+                    index = self.row_index[tuple(clients)] = torch.tensor(clients)
                 rows = [leaf.index_select(0, index) for leaf in stack.leaves]
             inputs = torch.stack([x for _, x, _ in members])
             targets = torch.stack([y for _, _, y in members])
@@ -543,8 +546,15 @@ class _Federation:
                     if ctxs[i].num_steps == step + 1:
                         last[i] = losses[j].detach()
                 continue
+            # unbind: one autograd node for all clients' rows (indexing would add one per client, each
+            # materialising a gradient the size of the whole stack)
+            task_losses, unbound = losses.unbind(0), [leaf.unbind(0) for leaf in stack.leaves]
             for j, (i, _, _) in enumerate(members):
-                parts.append(self._objective(round_idx, step, selected[i], ctxs[i], losses[j], rng_states, i))
+                client = selected[i]
+                rows = [u[client] for u in unbound]
+                parts.append(
+                    self._objective(round_idx, step, client, ctxs[i], task_losses[j], rows, rng_states, i)
+                )
                 if ctxs[i].num_steps == step + 1:
                     last[i] = parts[-1].detach()
         if self.forward_calls[0] != len(groups):
@@ -561,13 +571,13 @@ class _Federation:
         client: int,
         ctx: LocalContext,
         task_loss: Tensor,
+        rows: list[Tensor],
         rng_states: list[Tensor],
         i: int,
     ) -> Tensor:
-        """The recipe's local objective of one client at one step, on the client's parameter rows."""
+        """The recipe's local objective of one client at one step, on the client's parameter ``rows``."""
         stack, seal, batched_loss = self.stack, self.seal, self.batched_loss
-        assert stack is not None
-        rows = stack.rows(client)
+        assert stack is not None and batched_loss is not None
         ctx.step = step
         torch.set_rng_state(rng_states[i])
         model = self.model if self.view is None else self.view
@@ -589,7 +599,9 @@ class _Federation:
                 f"that depends on the parameters, got {type(loss).__name__}"
                 + (f" of shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else "")
             )
-        return loss.reshape(()).to(task_loss.dtype)
+        if loss.dim():
+            loss = loss.reshape(())
+        return loss if loss.dtype == task_loss.dtype else loss.to(task_loss.dtype)
 
     def _check_sent(
         self,
