@@ -291,13 +291,19 @@ def batching_blocker(
             if mode == "stacked" and not batched.stackable:
                 reasons.append("stacked: parameters outside nn.Linear layers")
                 continue
-            why = _probe(batched, model, profile, train, batch_size, params)
+            why = _probe(batched, model, profile, train, batch_size, params, transform=False)
+            if why.startswith(_RAISED) and type(profile).train_batch is not Profile.train_batch:
+                # raw rows may not be what the model takes (uint8 images, byte-coded text): as it sees them
+                why = _probe(batched, model, profile, train, batch_size, params, transform=True)
             if not why:
                 return mode, ""
             reasons.append(f"{mode}: {why}")
     finally:
         torch.set_rng_state(rng)
     return "", "; ".join(reasons)
+
+
+_RAISED = "cannot run the model and task loss batched"
 
 
 def _probe(
@@ -307,12 +313,13 @@ def _probe(
     train: Sequence[Any],
     batch_size: int,
     params: list[Tensor],
+    transform: bool,
 ) -> str:
+    """ "" if ``batched`` computes the per-client losses and gradients on the first rows of two clients."""
     loss = profile.loss
     for size in sorted({min(batch_size, len(train[0]), len(train[1])), 1}, reverse=True):
         batches = [train[c].slice(0, size) for c in (0, 1)]
-        if type(profile).train_batch is not Profile.train_batch:
-            # as the model sees them (dtype conversion, augmentation with a throwaway generator)
+        if transform:  # a throwaway generator: the run's augmentation streams stay untouched
             batches = [profile.train_batch(x, y, torch.Generator().manual_seed(0)) for x, y in batches]
         if not all(isinstance(t, Tensor) for batch in batches for t in batch):
             return "the batches are not tensors"
@@ -329,7 +336,7 @@ def _probe(
                 return f"the task loss is not a scalar per client under vmap (shape {tuple(losses.shape)})"
             losses.sum().backward()
         except Exception as exc:  # any failure of vmap: train per client
-            return f"cannot run the model and task loss batched ({_first_line(exc)})"
+            return f"{_RAISED} ({_first_line(exc)})"
         for c in (0, 1):
             own = [p.detach().clone().requires_grad_() for p in params]
             batched.swap(own)
