@@ -166,6 +166,7 @@ class OddSynthetic(Synthetic):
             nn.Linear(p.dim, 16), nn.Dropout(0.2), nn.Linear(16, p.num_classes)
         ),
         "batchnorm": lambda p: nn.Sequential(nn.Linear(p.dim, 16), nn.BatchNorm1d(16), nn.Linear(16, 10)),
+        "large": lambda p: nn.Sequential(nn.Linear(p.dim, 2000), nn.ReLU(), nn.Linear(2000, 10)),
     }
     item_loss = False
 
@@ -188,6 +189,7 @@ def variant(name: str) -> type[FedAvg]:
         ("dropout", False, "random"),
         ("batchnorm", False, "the model has buffers"),
         ("default", True, "cannot run the model and task loss batched"),
+        ("large", False, "parameters (> 100,000): batching pays off on small models only"),
     ],
 )
 def test_what_cannot_be_batched_falls_back_and_says_why(model: str, item_loss: bool, fragment: str) -> None:
