@@ -189,7 +189,7 @@ def variant(name: str) -> type[FedAvg]:
         ("dropout", False, "random"),
         ("batchnorm", False, "the model has buffers"),
         ("default", True, "cannot run the model and task loss batched"),
-        ("large", False, "parameters (> 100,000): batching pays off on small models only"),
+        ("large", False, "parameters (> 100,000): batching pays off on small models"),
     ],
 )
 def test_what_cannot_be_batched_falls_back_and_says_why(model: str, item_loss: bool, fragment: str) -> None:
