@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..errors import TrainingFailure
 from ..profiles import Profile
-from ..recipe import ClientUpdate, FedAvg, LocalContext, Params, Recipe
+from ..recipe import ClientUpdate, FedAvg, FedProx, LocalContext, Params, Recipe
 from ._batched import BatchedLoss, FallBack, StackedParams, batching_blocker
 from ._guard import ForwardGuard
 from ._integrity import ModelView, ParamSeal, changed_entries, private_copies
@@ -249,7 +249,12 @@ class _Federation:
             self.row_index: dict[tuple[int, ...], Tensor] = {}
             self.batched_loss = BatchedLoss(model, profile, mode)
             # FedAvg's objective is the task loss itself: nothing to call per client.
-            self.plain_objective = type(recipe).local_objective is FedAvg.local_objective
+            # Two shipped objectives the engine computes for all clients at once instead of calling the hook
+            # per client: FedAvg's (the task loss itself) and FedProx's (task loss + mu/2 ||θ - x||², the
+            # same function of the same tensors). Any other objective is called per client.
+            objective = type(recipe).local_objective
+            self.plain_objective = objective is FedAvg.local_objective
+            self.proximal_objective = objective is FedProx.local_objective
 
     def set_where(self, where: str) -> None:
         """Context for integrity messages (``client 3, round 2``)."""
@@ -540,7 +545,9 @@ class _Federation:
                 raise FallBack(
                     f"batched loss failed on inputs of shape {tuple(inputs.shape)}: {exc}"
                 ) from exc
-            if self.plain_objective:
+            if self.plain_objective or self.proximal_objective:
+                if self.proximal_objective:
+                    losses = losses + self.recipe.mu / 2 * self._proximal(rows)
                 parts.append(losses.sum())
                 for j, (i, _, _) in enumerate(members):
                     if ctxs[i].num_steps == step + 1:
@@ -563,6 +570,15 @@ class _Federation:
                 "batched steps; the budget allows one forward pass per local step"
             )
         return parts[0] if len(parts) == 1 else torch.stack(parts).sum()
+
+    def _proximal(self, rows: list[Tensor]) -> Tensor:
+        """``proximal_term`` of every row at once: sum over parameters of ||row - x||², shape [rows]."""
+        total: Tensor | None = None
+        for name, row in zip(self.names, rows, strict=True):
+            term = (row - self.global_params[name]).pow(2).flatten(1).sum(dim=1)
+            total = term if total is None else total + term
+        assert total is not None
+        return total
 
     def _objective(
         self,
