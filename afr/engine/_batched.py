@@ -2,28 +2,32 @@
 
 Every client's copy of the parameters is a row of one stacked leaf per parameter (row = client index). A
 local step draws each active client's batch from its own stream (the same batches as the per-client path),
-runs the model and the task loss once for all of them under ``torch.func.vmap``, calls the recipe's
-``local_objective`` once per client on that client's task loss and parameter rows, and takes one
-backward pass and one SGD update for all rows (per-client learning rates; a client with fewer steps simply
-has no row in the later steps, so its row is left exactly as it was).
+runs the model and the task loss once for all of them (:class:`BatchedLoss`: ``nn.Linear`` layers as one
+``baddbmm`` plus the profile's optional ``batched_loss``, or ``torch.func.vmap``), applies the recipe's
+local objective, and takes one backward pass and one SGD update for all rows (per-client learning rates; a
+client with fewer steps has no row in the later steps, so its row is left exactly as it was; batches of
+different lengths — a client's short last batch of an epoch — are computed as separate groups).
 
-The task loss is batched; the local objective is not: it runs per client on ordinary tensors (its own
+The local objective is not vmapped: the engine calls it once per client on ordinary tensors (its own
 ``ctx``, its own parameter rows, its own global-RNG stream), so any objective the per-client path accepts —
-``.item()``, data-dependent Python control flow, per-client state — computes the same thing here. When the
-recipe keeps FedAvg's objective (the task loss itself) the engine does not call it at all.
+``.item()``, data-dependent Python control flow, per-client state — computes the same thing here. Two shipped
+objectives are computed for all clients at once without calling the hook: FedAvg's (the task loss) and
+FedProx's (task loss + mu/2 ||θ - x||²), when a recipe inherits them unchanged.
 
 What cannot be batched falls back to the per-client loop, with the reason recorded in the result
-(:func:`batching_blocker`): a model with buffers (per-client running statistics), randomness in the forward
-pass or loss (the per-client path reseeds the global RNG per client), a non-CPU device, mixed parameter
-dtypes, stacked parameters over the memory cap, or a model/loss that ``vmap`` cannot run or runs differently
-(checked on real data before the first round).
+(:func:`batching_blocker`): a non-CPU device, a model with buffers (per-client running statistics), more
+than :data:`MAX_MODEL_PARAMS` parameters, mixed parameter dtypes, stacked parameters over the memory cap,
+random draws in the forward pass or loss (the per-client path reseeds the global RNG per client), or a
+model/loss that neither batched form computes like the per-client one (checked on real data before round
+0). A schedule hook drawing from the global RNG, or a batch shape the probe did not foresee failing, raises
+:class:`FallBack`: the run restarts per client.
 
 Integrity on this path (``_integrity.py`` holds for the live model as before): the stacked parameters are
 sealed like the model's (:class:`StackedParams.verify` after every recipe hook, bit for bit, naming the
 parameter and counting the values of the client's row that changed), ``local_objective`` sees the model
 through the same read-only :class:`~afr.engine._integrity.ModelView` (whose parameters are the client's
 rows while it runs), a gradient planted on a row or a row whose storage was swapped fails the run, and the
-forward guard and payload checks are unchanged.
+forward guard, step limit and payload checks are unchanged.
 """
 
 from __future__ import annotations

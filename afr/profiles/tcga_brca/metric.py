@@ -25,9 +25,8 @@ def cox_loss(scores: Tensor, targets: Tensor) -> Tensor:
 
 
 def batched_cox_loss(scores: Tensor, targets: Tensor) -> Tensor:
-    """:func:`cox_loss` of each client's batch: scores ``[clients, batch, 1]``, targets
-    ``[clients, batch, 2]``
-    -> ``[clients]`` (same ranking and risk sets per client)."""
+    """:func:`cox_loss` of each client's batch, ranked and risk-set per client: scores
+    ``[clients, batch, 1]`` and targets ``[clients, batch, 2]`` -> ``[clients]``."""
     order = torch.argsort(targets[..., 1], dim=1, descending=True, stable=True)
     s = scores.reshape(scores.shape[0], -1).gather(1, order)
     weights = targets[..., 0].gather(1, order) / s.shape[1]
