@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from ..errors import TrainingFailure
 from ..profiles import Profile
-from ..recipe import ClientUpdate, LocalContext, Params, Recipe
+from ..recipe import ClientUpdate, FedAvg, FedProx, LocalContext, Params, Recipe
+from ._batched import BatchedLoss, FallBack, StackedParams, batching_blocker
 from ._guard import ForwardGuard
 from ._integrity import ModelView, ParamSeal, changed_entries, private_copies
 from ._module import ClientModule
@@ -97,6 +98,7 @@ def run_federation(
     threads: int | None = 1,
     on_round: Callable[[dict[str, Any]], None] | None = None,
     integrity: bool = True,
+    batched: bool = True,
 ) -> RunResult:
     """Train ``recipe`` on ``profile`` for the profile's budget with one seed.
 
@@ -106,6 +108,12 @@ def run_federation(
 
     ``integrity=False`` turns off the parameter-integrity checks and private copies (``_integrity.py``) —
     only to measure what they cost (``benchmarks/candidate_overhead.py``); the results are the same.
+
+    ``batched=True`` trains the selected clients of a round as one computation whenever the run allows it
+    (``_batched.py``), else one after another; ``batched=False`` always one after another. The two paths
+    draw the same batches from the same initialisation; their results agree to float rounding (the
+    batched reductions run in another order). ``result.engine_path`` says which path ran and
+    ``result.engine_note`` why the per-client one, if it did.
     """
     if stage not in ("search", "final"):
         raise ValueError(f"stage must be 'search' or 'final', got {stage!r}")
@@ -114,7 +122,9 @@ def run_federation(
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _run(profile, recipe, seed, stage, log_dir, validate_every, on_round, start, integrity)
+        return _run(
+            profile, recipe, seed, stage, log_dir, validate_every, on_round, start, integrity, batched
+        )
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -129,24 +139,40 @@ def _run(
     on_round: Callable[[dict[str, Any]], None] | None,
     start: float,
     integrity: bool,
+    batched: bool,
 ) -> RunResult:
-    run = _Federation(profile, recipe, seed, stage, integrity)
     writer = _writer(log_dir)
     rounds = profile.budget.rounds
-    run.guard.__enter__()  # the guard's hook must be removed however the loop ends (see finally)
+    reported = 0  # rounds already handed to on_round and the log (a restart does not repeat them)
+    note = "" if batched else "per-client path requested"
     try:
-        for round_idx in range(rounds):
-            validate = (round_idx + 1) % validate_every == 0 or round_idx + 1 == rounds
-            record = run.round(round_idx, validate)
-            run.result.curve.append(record)
-            _log(writer, record, profile)
-            if on_round is not None:
-                on_round(record)
+        while True:
+            run = _Federation(profile, recipe, seed, stage, integrity, batched=not note)
+            note = note or run.note
+            run.guard.__enter__()  # the guard's hook must be removed however the loop ends (see finally)
+            try:
+                for round_idx in range(rounds):
+                    validate = (round_idx + 1) % validate_every == 0 or round_idx + 1 == rounds
+                    record = run.round(round_idx, validate)
+                    run.result.curve.append(record)
+                    if round_idx >= reported:
+                        reported += 1
+                        _log(writer, record, profile)
+                        if on_round is not None:
+                            on_round(record)
+                break
+            except FallBack as signal:
+                # Something only the per-client path does exactly (rare: the probe catches the usual
+                # cases before round 0): the same run again, one client after another.
+                note = f"round {round_idx}: {signal.reason}"
+            finally:
+                run.guard.__exit__(None, None, None)
+                run.release()
     finally:
-        run.guard.__exit__(None, None, None)
-        run.release()
         if writer is not None:
             writer.close()
+    run.result.engine_path = "per-client" if note else "batched"
+    run.result.engine_note = note or (run.batched_loss.mode if run.batched_loss is not None else "")
     return run.finish(start)
 
 
@@ -163,7 +189,15 @@ class _Federation:
     master ``down``, ``client_buffers`` — are never handed to a hook, so only the engine writes them.
     """
 
-    def __init__(self, profile: Profile, recipe: Recipe, seed: int, stage: Stage, integrity: bool) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        recipe: Recipe,
+        seed: int,
+        stage: Stage,
+        integrity: bool,
+        batched: bool = False,
+    ) -> None:
         self.profile, self.recipe, self.seed = profile, recipe, seed
         self.train = train = profile.data("fit" if stage == "search" else "train")
         self.monitor = profile.data("val")
@@ -203,6 +237,31 @@ class _Federation:
         if integrity:
             self.seal = self.module.seal = seal = ParamSeal(model)
             self.view = self.module.model_view = ModelView(model, lambda: seal.where)
+        self.stack: StackedParams | None = None
+        self.batched_loss: BatchedLoss | None = None
+        self.note = "per-client path requested"
+        if batched:
+            mode, self.note = batching_blocker(model, profile, train, budget.batch_size, device)
+            self.forward_calls[0] = 0
+        if not self.note:
+            self.stack = StackedParams(self.names, self.params, num_clients, integrity)
+            self.all_clients = list(range(num_clients))
+            self.row_index: dict[tuple[int, ...], Tensor] = {}
+            self.batched_loss = BatchedLoss(model, profile, mode)
+            # FedAvg's objective is the task loss itself: nothing to call per client.
+            # Two shipped objectives the engine computes for all clients at once instead of calling the hook
+            # per client: FedAvg's (the task loss itself) and FedProx's (task loss + mu/2 ||θ - x||², the
+            # same function of the same tensors). Any other objective is called per client.
+            objective = type(recipe).local_objective
+            self.plain_objective = objective is FedAvg.local_objective
+            self.proximal_objective = objective is FedProx.local_objective
+
+    def set_where(self, where: str) -> None:
+        """Context for integrity messages (``client 3, round 2``)."""
+        if self.seal is not None:
+            self.seal.where = where
+        if self.stack is not None:
+            self.stack.where = where
 
     def release(self) -> None:
         """Drop the model view's bookkeeping (the run is over)."""
@@ -214,6 +273,8 @@ class _Federation:
         out = getattr(self.recipe, name)(*args)
         if self.seal is not None:
             self.seal.verify(name)
+            if self.stack is not None:
+                self.stack.verify(name)
         return out
 
     def copies(self, tensors: Params) -> Params:
@@ -233,8 +294,7 @@ class _Federation:
     def round(self, round_idx: int, validate: bool) -> dict[str, Any]:
         """Select, broadcast, train every selected client, aggregate, validate if asked: the curve entry."""
         result, num_clients = self.result, self.num_clients
-        if self.seal is not None:
-            self.seal.where = f"round {round_idx}"
+        self.set_where(f"round {round_idx}")
         selected = _check_clients(
             self.hook("select_clients", round_idx, num_clients, self.select_rng), num_clients
         )
@@ -246,15 +306,17 @@ class _Federation:
         down = self.copies(down_extras)
         updates: list[ClientUpdate] = []
         losses: list[float] = []
-        for client in selected:
-            update, loss, up_bytes = self.train_client(round_idx, client, down)
+        if self.stack is not None:
+            trained = self.train_batched(round_idx, selected, down)
+        else:
+            trained = (self.train_client(round_idx, client, down) for client in selected)
+        for update, loss, up_bytes in trained:
             if loss is not None:
                 losses.append(loss)
             updates.append(update)
             result.bytes_down += down_bytes
             result.bytes_up += up_bytes
-        if self.seal is not None:
-            self.seal.where = f"round {round_idx}"
+        self.set_where(f"round {round_idx}")
         new = self.hook("aggregate", self.copies(self.global_params), updates, self.server_state)
         self.global_params = _check_params(new, self.global_params, "aggregate")
         record: dict[str, Any] = {
@@ -277,8 +339,7 @@ class _Federation:
     ) -> tuple[ClientUpdate, float | None, int]:
         """One client's local training in one round: its update, its last loss and the upload bytes."""
         budget, global_params, params, seal = self.budget, self.global_params, self.params, self.seal
-        if seal is not None:
-            seal.where = f"client {client}, round {round_idx}"
+        self.set_where(f"client {client}, round {round_idx}")
         max_steps = budget.local_steps
         steps = _check_steps(self.hook("local_steps", round_idx, client, max_steps), max_steps)
         lr = float(self.hook("client_lr", round_idx, client))
@@ -324,6 +385,22 @@ class _Federation:
         with torch.no_grad():
             delta = {n: p.detach() - global_params[n] for n, p in zip(self.names, params, strict=True)}
             self.client_buffers[client] = [b.detach().clone() for b in self.buffers]
+        return self._upload(round_idx, client, ctx, sent_params, sent_extras, down, delta, steps, last)
+
+    def _upload(
+        self,
+        round_idx: int,
+        client: int,
+        ctx: LocalContext,
+        sent_params: Params,
+        sent_extras: Params,
+        down: Params,
+        delta: Params,
+        steps: int,
+        last: float | None,
+    ) -> tuple[ClientUpdate, float | None, int]:
+        """After a client's local training: its extras (checked), upload bytes and update."""
+        global_params, seal = self.global_params, self.seal
         sent_delta = self.copies(delta)
         extras = self.hook("client_extras", sent_delta, ctx)
         self._check_sent(round_idx, client, ctx, sent_params, sent_extras, down, "client_extras")
@@ -338,6 +415,209 @@ class _Federation:
         # A private copy of the upload: the client may keep its own tensors, never a path into the server's.
         extras = self.copies(extras)
         return ClientUpdate(client, delta, len(self.train[client]), steps, extras), last, up_bytes
+
+    def train_batched(
+        self, round_idx: int, selected: list[int], down: Params
+    ) -> list[tuple[ClientUpdate, float | None, int]]:
+        """Local training of every selected client as one computation per step (``_batched.py``); the same
+        hooks, checks and results as :meth:`train_client` per client, in client order.
+
+        Order of the hook calls: every client's ``local_steps`` and ``client_lr``, then the steps (each
+        client's ``local_objective`` in client order within a step), then every client's ``client_extras``.
+        Each client's global-RNG stream is its own, seeded as on the per-client path; a schedule hook that
+        draws from the global RNG would see another stream than there, so that run restarts per client.
+        """
+        stack, budget = self.stack, self.budget
+        assert stack is not None
+        global_params, max_steps = self.global_params, budget.local_steps
+        steps: list[int] = []
+        lrs: list[float] = []
+        ctxs: list[LocalContext] = []
+        sent: list[tuple[Params, Params]] = []
+        rng_before = torch.get_rng_state()
+        for client in selected:
+            self.set_where(f"client {client}, round {round_idx}")
+            steps.append(_check_steps(self.hook("local_steps", round_idx, client, max_steps), max_steps))
+            lr = float(self.hook("client_lr", round_idx, client))
+            if not math.isfinite(lr) or lr < 0:
+                raise TrainingFailure(f"client_lr returned {lr!r} in round {round_idx}")
+            lrs.append(lr)
+        if not torch.equal(rng_before, torch.get_rng_state()):
+            raise FallBack("local_steps or client_lr drew from the global RNG")
+        for client, lr, num_steps in zip(selected, lrs, steps, strict=True):
+            sent_params, sent_extras = self.copies(global_params), self.copies(down)
+            sent.append((sent_params, sent_extras))
+            ctxs.append(
+                LocalContext(
+                    round_idx,
+                    client,
+                    dict(sent_params),
+                    self.client_states[client],
+                    len(self.train[client]),
+                    lr=lr,
+                    num_steps=num_steps,
+                    server_extras=dict(sent_extras),
+                )
+            )
+        # The CPU state torch.manual_seed would give each client (without seeding every device: on a
+        # CPU-only run that costs more than a client's round of a small model).
+        rng_states = [
+            torch.Generator().manual_seed(_client_round_seed(self.seed, round_idx, client)).get_state()
+            for client in selected
+        ]
+        stack.load(global_params)
+        # Rows not selected this round get no gradient (and the SGD step leaves them exactly as they are).
+        row_lrs = [0.0] * self.num_clients
+        for client, lr in zip(selected, lrs, strict=True):
+            row_lrs[client] = lr
+        last: list[Tensor | None] = [None] * len(selected)
+        step_lrs = row_lrs if len(set(lrs)) > 1 else lrs[0]
+        one = torch.ones((), dtype=stack.dtype)
+        for step in range(max(steps, default=0)):
+            active = [i for i, n in enumerate(steps) if n > step]
+            total = self._batched_step(round_idx, step, active, selected, ctxs, rng_states, last)
+            _backward(total, one)
+            stack.sgd_step(step_lrs)
+        out = []
+        rows = {c: [leaf.detach()[c] for leaf in stack.leaves] for c in selected}
+        for i, client in enumerate(selected):
+            ctx, (sent_params, sent_extras) = ctxs[i], sent[i]
+            ctx.step = max(steps[i] - 1, 0)  # where the per-client path leaves it for client_extras
+            self.set_where(f"client {client}, round {round_idx}")
+            self._check_sent(round_idx, client, ctx, sent_params, sent_extras, down, "local_objective")
+            loss = None
+            if last[i] is not None:
+                loss = float(last[i])
+                if not math.isfinite(loss):
+                    raise TrainingFailure(f"non-finite loss for client {client} in round {round_idx}")
+            self.result.steps_per_client[client] += steps[i]
+            delta = {n: r - global_params[n] for n, r in zip(self.names, rows[client], strict=True)}
+            torch.set_rng_state(rng_states[i])  # the client's own stream, as if it had just trained
+            out.append(
+                self._upload(round_idx, client, ctx, sent_params, sent_extras, down, delta, steps[i], loss)
+            )
+        return out
+
+    def _batched_step(
+        self,
+        round_idx: int,
+        step: int,
+        active: list[int],
+        selected: list[int],
+        ctxs: list[LocalContext],
+        rng_states: list[Tensor],
+        last: list[Tensor | None],
+    ) -> Tensor:
+        """One local step of the ``active`` clients (indices into ``selected``): the summed objective."""
+        stack, next_batch = self.stack, self.next_batch
+        assert stack is not None
+        batches = [next_batch(selected[i]) for i in active]
+        first = batches[0][0].shape
+        same = True
+        for x, _ in batches:  # one profile: only the batch length can differ (a short last batch)
+            if x.shape != first:
+                same = False
+                break
+        if same:  # the common case
+            groups = [[(i, x, y) for i, (x, y) in zip(active, batches, strict=True)]]
+        else:  # a client's short last batch of an epoch: one computation per batch shape
+            by_shape: dict[tuple[Any, ...], list[tuple[int, Tensor, Tensor]]] = {}
+            for i, (x, y) in zip(active, batches, strict=True):
+                by_shape.setdefault((x.shape, y.shape), []).append((i, x, y))
+            groups = list(by_shape.values())
+        self.forward_calls[0] = 0
+        parts: list[Tensor] = []
+        for members in groups:
+            clients = [selected[i] for i, _, _ in members]
+            if clients == self.all_clients:
+                rows = stack.leaves
+            else:
+                index = self.row_index.get(tuple(clients))
+                if index is None:
+                    index = self.row_index[tuple(clients)] = torch.tensor(clients)
+                rows = [leaf.index_select(0, index) for leaf in stack.leaves]
+            inputs = torch.stack([x for _, x, _ in members])
+            targets = torch.stack([y for _, _, y in members])
+            try:
+                with self.guard.allow():
+                    losses = self.batched_loss(rows, inputs, targets)
+            except Exception as exc:  # the probe ran this computation; a batch shape it did not see failed
+                raise FallBack(
+                    f"batched loss failed on inputs of shape {tuple(inputs.shape)}: {exc}"
+                ) from exc
+            if self.plain_objective or self.proximal_objective:
+                if self.proximal_objective:
+                    losses = losses + self.recipe.mu / 2 * self._proximal(rows)
+                parts.append(losses.sum())
+                for j, (i, _, _) in enumerate(members):
+                    if ctxs[i].num_steps == step + 1:
+                        last[i] = losses[j].detach()
+                continue
+            # unbind: one autograd node for all clients' rows (indexing would add one per client, each
+            # materialising a gradient the size of the whole stack)
+            task_losses, unbound = losses.unbind(0), [leaf.unbind(0) for leaf in stack.leaves]
+            for j, (i, _, _) in enumerate(members):
+                client = selected[i]
+                rows = [u[client] for u in unbound]
+                parts.append(
+                    self._objective(round_idx, step, client, ctxs[i], task_losses[j], rows, rng_states, i)
+                )
+                if ctxs[i].num_steps == step + 1:
+                    last[i] = parts[-1].detach()
+        if self.forward_calls[0] != len(groups):
+            raise TrainingFailure(
+                f"round {round_idx}, step {step}: {self.forward_calls[0]} forward passes for {len(groups)} "
+                "batched steps; the budget allows one forward pass per local step"
+            )
+        return parts[0] if len(parts) == 1 else torch.stack(parts).sum()
+
+    def _proximal(self, rows: list[Tensor]) -> Tensor:
+        """``proximal_term`` of every row at once: sum over parameters of ||row - x||², shape [rows]."""
+        total: Tensor | None = None
+        for name, row in zip(self.names, rows, strict=True):
+            term = (row - self.global_params[name]).pow(2).flatten(1).sum(dim=1)
+            total = term if total is None else total + term
+        assert total is not None
+        return total
+
+    def _objective(
+        self,
+        round_idx: int,
+        step: int,
+        client: int,
+        ctx: LocalContext,
+        task_loss: Tensor,
+        rows: list[Tensor],
+        rng_states: list[Tensor],
+        i: int,
+    ) -> Tensor:
+        """The recipe's local objective of one client at one step, on the client's parameter ``rows``."""
+        stack, seal, batched_loss = self.stack, self.seal, self.batched_loss
+        assert stack is not None and batched_loss is not None
+        ctx.step = step
+        torch.set_rng_state(rng_states[i])
+        model = self.model if self.view is None else self.view
+        if seal is not None:
+            self.set_where(f"client {client}, round {round_idx}")  # the model view's messages read it
+        batched_loss.swap(rows)
+        try:
+            loss = self.recipe.local_objective(task_loss, model, ctx)
+        finally:
+            batched_loss.restore()
+        rng_states[i] = torch.get_rng_state()
+        if seal is not None:
+            seal.verify("local_objective")
+            stack.verify("local_objective")
+            stack.check_rows(client, rows, "local_objective")
+        if not isinstance(loss, Tensor) or loss.numel() != 1 or not loss.requires_grad:
+            raise TrainingFailure(
+                f"client {client}, round {round_idx}: local_objective must return a one-element tensor "
+                f"that depends on the parameters, got {type(loss).__name__}"
+                + (f" of shape {tuple(loss.shape)}" if isinstance(loss, Tensor) else "")
+            )
+        if loss.dim():
+            loss = loss.reshape(())
+        return loss if loss.dtype == task_loss.dtype else loss.to(task_loss.dtype)
 
     def _check_sent(
         self,
@@ -377,6 +657,17 @@ class _Federation:
         result.state_dict = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         result.seconds = time.perf_counter() - start
         return result
+
+
+def _backward(loss: Tensor, one: Tensor) -> None:
+    """``loss.backward()`` straight into the autograd engine: for a scalar of the leaves' dtype there is
+    nothing for ``torch.autograd.backward``'s argument handling to do, and on small models it costs as much
+    as the backward pass itself."""
+    run = getattr(getattr(torch.autograd.Variable, "_execution_engine", None), "run_backward", None)
+    if run is None or loss.dtype != one.dtype or loss.dim() != 0:
+        loss.backward()
+        return
+    run((loss,), (one,), False, False, (), allow_unreachable=True, accumulate_grad=True)
 
 
 def _batch_source(

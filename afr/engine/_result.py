@@ -44,6 +44,12 @@ class RunResult:
     message: str = ""
     wall_s: float = 0.0
     """Sandboxed runs: from submission to result, as seen by the parent (queueing and fork included)."""
+    engine_path: str = ""
+    """Which training path ran: ``"batched"`` (the selected clients of a round as one computation) or
+    ``"per-client"`` (one after another); empty for results that did not come from the engine."""
+    engine_note: str = ""
+    """Why the per-client path ran (not asked for, or what the batched one cannot do), or, for a batched run,
+    how the clients were batched (``"stacked"``: linear layers as bmm; ``"vmap"``: torch.func.vmap)."""
 
     @property
     def ok(self) -> bool:

@@ -462,6 +462,16 @@ class Profile(ABC):
     def metric(self, outputs: Tensor, targets: Tensor) -> float:
         """The task metric on one client's concatenated predictions (NaN when undefined)."""
 
+    def batched_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """The task loss of several clients' batches at once, optional: ``outputs`` and ``targets`` carry a
+        leading client dimension; the result is one loss per client (shape ``[clients]``), each equal to
+        :meth:`loss` on that client's batch up to float rounding.
+
+        The engine's batched path uses it when a profile defines it (the engine checks it against
+        :meth:`loss` on real data before a run), else it runs :meth:`loss` under ``torch.func.vmap``.
+        """
+        raise NotImplementedError
+
     eval_batch_size: ClassVar[int] = 4096
     """Default chunk size of :meth:`evaluate` (YAML ``eval_batch_size`` overrides it per profile)."""
 

@@ -10,7 +10,7 @@ from torch import Tensor
 from .._base import ClientData, Profile
 from .dataset import CENTERS, load_centers
 from .fetch import SOURCE
-from .metric import accuracy, bce_loss
+from .metric import accuracy, batched_bce_loss, bce_loss
 from .model import LogisticRegression, SmallMLP
 
 __all__ = ["HeartDisease"]
@@ -38,6 +38,9 @@ class HeartDisease(Profile):
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return bce_loss(outputs, targets)
+
+    def batched_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return batched_bce_loss(outputs, targets)
 
     def metric(self, outputs: Tensor, targets: Tensor) -> float:
         return accuracy(outputs, targets)

@@ -12,7 +12,7 @@ from ...errors import ConfigError
 from .._base import ClientData, Profile
 from .dataset import client_splits, device_groups, generate_devices
 from .fetch import SOURCE
-from .metric import accuracy, cross_entropy
+from .metric import accuracy, batched_cross_entropy, cross_entropy
 from .model import MultinomialLogisticRegression, SmallMLP
 
 __all__ = ["Synthetic"]
@@ -85,6 +85,9 @@ class Synthetic(Profile):
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return cross_entropy(outputs, targets)
+
+    def batched_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return batched_cross_entropy(outputs, targets)
 
     def metric(self, outputs: Tensor, targets: Tensor) -> float:
         return accuracy(outputs, targets)

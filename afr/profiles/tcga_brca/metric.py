@@ -9,7 +9,7 @@ import torch
 from lifelines.utils import concordance_index
 from torch import Tensor
 
-__all__ = ["cox_loss", "c_index"]
+__all__ = ["cox_loss", "batched_cox_loss", "c_index"]
 
 
 def cox_loss(scores: Tensor, targets: Tensor) -> Tensor:
@@ -22,6 +22,15 @@ def cox_loss(scores: Tensor, targets: Tensor) -> Tensor:
     s = scores.reshape(-1)[order]
     weights = targets[order, 0] / s.shape[0]
     return torch.dot(torch.logcumsumexp(s, dim=0) - s, weights)
+
+
+def batched_cox_loss(scores: Tensor, targets: Tensor) -> Tensor:
+    """:func:`cox_loss` of each client's batch, ranked and risk-set per client: scores
+    ``[clients, batch, 1]`` and targets ``[clients, batch, 2]`` -> ``[clients]``."""
+    order = torch.argsort(targets[..., 1], dim=1, descending=True, stable=True)
+    s = scores.reshape(scores.shape[0], -1).gather(1, order)
+    weights = targets[..., 0].gather(1, order) / s.shape[1]
+    return ((torch.logcumsumexp(s, dim=1) - s) * weights).sum(dim=1)
 
 
 def c_index(outputs: Tensor, targets: Tensor) -> float:

@@ -10,7 +10,7 @@ from torch import Tensor
 from .._base import ClientData, Profile
 from .dataset import REGIONS, load_regions
 from .fetch import SOURCE
-from .metric import c_index, cox_loss
+from .metric import batched_cox_loss, c_index, cox_loss
 from .model import CoxMLP, CoxModel
 
 __all__ = ["TcgaBrca"]
@@ -38,6 +38,9 @@ class TcgaBrca(Profile):
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return cox_loss(outputs, targets)
+
+    def batched_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return batched_cox_loss(outputs, targets)
 
     def metric(self, outputs: Tensor, targets: Tensor) -> float:
         return c_index(outputs, targets)
