@@ -21,7 +21,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import AFRError, CampaignFailure, ConfigError, RunsFailed
+from .errors import AFRError, CampaignFailure, ConfigError, RunsFailed, StorageError, storage_error
 
 __all__ = ["main", "train_and_test", "resolve_seeds", "profile_config", "config_groups", "resolve_data_dir"]
 
@@ -548,12 +548,16 @@ def _hydra_main(cfg: DictConfig) -> None:
         else:
             out_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
             train_and_test(cfg, out_dir)
-    except AFRError as exc:
+    except Exception as raised:
+        # Disk full, a read-only folder, a name too long: one line with its fix, wherever it surfaced.
+        exc = raised if isinstance(raised, AFRError) else storage_error(raised)
+        if exc is None:
+            raise
         print(f"error: {exc.message}", file=sys.stderr)
         if not isinstance(exc, RunsFailed):
             _drop_empty_output_dir()
-        # 2: bad input; 1: the runs were made (or tried) and failed.
-        sys.exit(1 if isinstance(exc, RunsFailed) else 2)
+        # 2: bad input; 1: the runs were made (or tried) and failed, or the file system refused a write.
+        sys.exit(1 if isinstance(exc, RunsFailed | StorageError) else 2)
     except KeyboardInterrupt:
         print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)
         sys.exit(130)
