@@ -29,6 +29,7 @@ __all__ = [
     "forget_download",
     "file_md5",
     "cached_md5",
+    "cached_md5s",
     "md5_cache_file",
 ]
 
@@ -68,6 +69,10 @@ def require(profile: str, source: DataSource, data_dir: Path | str | None = None
     folder = profile_dir(profile, data_dir)
     if source.is_prepared is not None:
         if source.is_prepared(folder):
+            from afr.data._manifest import check_prepared
+
+            # The prepared files against the md5s recorded when they were made (or first used).
+            check_prepared(profile, source, folder, _fetch_hint(profile, data_dir))
             return folder
         raise DataError(
             f"the data of profile {profile!r} is missing or incomplete",
@@ -128,7 +133,13 @@ def cached_md5(path: Path) -> str:
     The cache is best effort: unreadable or unwritable (a sandboxed process, a read-only home), the md5 is
     simply computed each time."""
     path = Path(path).resolve()
-    identity = _identity(path.stat())
+    return cached_md5s([path])[path]
+
+
+def cached_md5s(paths: list[Path]) -> dict[Path, str]:
+    """:func:`cached_md5` of many files, the cache read and written once (a prepared layout may hold
+    thousands of files). Keys are the resolved paths."""
+    resolved = [Path(p).resolve() for p in paths]
     cache_file = md5_cache_file()
     try:
         cache = json.loads(cache_file.read_text())
@@ -136,22 +147,32 @@ def cached_md5(path: Path) -> str:
             cache = {}
     except (OSError, ValueError):
         cache = {}
-    entry = cache.get(str(path))
-    if isinstance(entry, dict) and entry.get("identity") == identity and isinstance(entry.get("md5"), str):
-        return entry["md5"]
-    digest = file_md5(path)
-    if _identity(path.stat()) != identity:
-        return digest  # changed while we read it: do not cache a digest of a moving target
-    cache = {k: v for k, v in cache.items() if Path(k).exists()}  # drop files that are gone
-    cache[str(path)] = {"identity": identity, "md5": digest}
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
-        os.replace(tmp, cache_file)
-    except OSError:
-        pass
-    return digest
+    out: dict[Path, str] = {}
+    changed = False
+    for path in resolved:
+        identity = _identity(path.stat())
+        entry = cache.get(str(path))
+        if (
+            isinstance(entry, dict)
+            and entry.get("identity") == identity
+            and isinstance(entry.get("md5"), str)
+        ):
+            out[path] = entry["md5"]
+            continue
+        out[path] = digest = file_md5(path)
+        if _identity(path.stat()) == identity:  # else it changed while read: do not cache a moving target
+            cache[str(path)] = {"identity": identity, "md5": digest}
+            changed = True
+    if changed:
+        cache = {k: v for k, v in cache.items() if Path(k).exists()}  # drop files that are gone
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass
+    return out
 
 
 def verify(profile: str, source: DataSource, data_dir: Path | str | None = None) -> dict[str, bool]:
@@ -212,7 +233,10 @@ def fetch(
         for rf in source.files
     ]
     if source.prepare is not None:
+        from afr.data._manifest import record_prepared
+
         source.prepare(folder, progress=progress)
+        record_prepared(folder, exclude=[rf.filename for rf in source.files])
     return paths
 
 
