@@ -6,11 +6,12 @@ writes the md5s of its files into ``<folder>/.afr-prepared.json`` as it is made,
 (called by ``require`` before every load) holds the files to them through the md5 cache, so once hashed a
 check costs a ``stat`` per file.
 
-A layout nobody recorded -- LEAF JSON put there by hand, often in a read-only or shared folder -- is recorded
-at its first use, in the user cache (``<user cache>/afr/prepared/<profile>-<hash of the folder>.json``): a
-check never writes into a data folder (it may be read-only or shared), and from then on a changed file stops
-the run just the same. The user cache is also where a preparation's manifest goes when its folder refuses
-the write. Deleting a record accepts the files as they are now.
+Where the folder refuses the write (read-only, shared), the manifest goes to the user cache instead
+(``<user cache>/afr/prepared/<profile>-<hash of the folder>.json``), next to the md5 cache: it is per user
+anyway, and a check never writes into a data folder. A layout AFR did not prepare -- LEAF JSON put there by
+hand, like the subsets in a shared read-only folder -- has no manifest and keeps its layout check only: as
+for a download without a published md5, there is nothing trustworthy to hold it to (recording whatever is
+found at first use would also turn every legitimate regeneration of such files into an error).
 """
 
 from __future__ import annotations
@@ -61,13 +62,12 @@ def user_record_path(folder: Path | str) -> Path:
     return Path(platformdirs.user_cache_dir("afr")) / "prepared" / f"{folder.name}-{digest}.json"
 
 
-def _record(folder: Path, names: list[str], how: str) -> dict[str, Any]:
+def _record(folder: Path, names: list[str]) -> dict[str, Any]:
     paths = [(folder / name).resolve() for name in names]
     md5s = cached_md5s(paths)
     return {
         "format": 1,
         "folder": str(folder),
-        "recorded": how,
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "files": {name: md5s[path] for name, path in zip(names, paths, strict=True)},
     }
@@ -92,7 +92,7 @@ def record_prepared(
     folder refuses the write. Returns where the manifest went."""
     folder = Path(folder).resolve()
     names = sorted(files) if files is not None else prepared_files(folder, exclude)
-    record = _record(folder, names, "at preparation")
+    record = _record(folder, names)
     target = folder / PREPARED_MANIFEST
     try:
         _write(target, record)
@@ -100,7 +100,7 @@ def record_prepared(
         target = user_record_path(folder)
         _write(target, record)
     stale = user_record_path(folder)
-    if target != stale:  # a record made at first use describes the files this preparation replaced
+    if target != stale:  # the record of an earlier preparation that could not write here
         with contextlib.suppress(OSError):
             stale.unlink()
     return target
@@ -119,37 +119,27 @@ def _load(path: Path) -> dict[str, str] | None:
     raise DataError(
         "the manifest of the prepared data is unreadable",
         where=str(path),
-        fix="delete it and prepare the data again (`afr data fetch ...`), or, for files you placed "
-        "there yourself, just delete it (the next run records them again)",
+        fix="delete it and prepare the data again (`afr data fetch ...`)",
     )
 
 
 def check_prepared(profile: str, source: DataSource, folder: Path | str, fetch_hint: str) -> None:
     """Hold the prepared files of ``folder`` to their manifest: a missing, altered or extra file is a
-    ``DataError`` naming it, before anything is trained. A layout without a manifest is recorded now (in the
-    user cache; best effort) and held to that record from the next use on."""
+    ``DataError`` naming it, before anything is trained (nothing to check without a manifest)."""
     folder = Path(folder).resolve()
     beside = folder / PREPARED_MANIFEST
     cached = user_record_path(folder)
     manifest, path = _load(beside), beside
     if manifest is None:
         manifest, path = _load(cached), cached
-    downloads = [rf.filename for rf in source.files]
     if manifest is None:
-        with contextlib.suppress(OSError):  # a sandboxed or read-only home: nothing to hold it to, as before
-            _write(cached, _record(folder, prepared_files(folder, downloads), "at first use"))
-        return
-    if path == beside:
-        tops = sorted({name.split("/")[0] + ("/" if "/" in name else "") for name in manifest})
-        fix = (
-            f"prepare the data again: remove {', '.join(tops)} in {folder} and run `{fetch_hint}` (the "
-            "downloads are kept), or point AFR_DATA_DIR / data_dir=... to an intact copy"
-        )
-    else:
-        fix = (
-            f"put the original files back (or point data_dir=... to an intact copy); if you changed them on "
-            f"purpose, delete {path} (their md5s, recorded at first use) and the next run records them again"
-        )
+        return  # not prepared by AFR (placed by hand): the layout check of require() is all there is
+    downloads = [rf.filename for rf in source.files]
+    tops = sorted({name.split("/")[0] + ("/" if "/" in name else "") for name in manifest})
+    fix = (
+        f"prepare the data again: remove {', '.join(tops)} in {folder} and run `{fetch_hint}` (the downloads "
+        "are kept), or point AFR_DATA_DIR / data_dir=... to an intact copy"
+    )
     missing = [name for name in manifest if not (folder / name).is_file()]
     if missing:
         raise DataError(
@@ -159,7 +149,7 @@ def check_prepared(profile: str, source: DataSource, folder: Path | str, fetch_h
             fix=fix,
         )
     # A file added beside the recorded ones would be read too (a loader takes every JSON of train/).
-    recorded_dirs = {str(Path(name).parent) for name in manifest}
+    recorded_dirs = {str(Path(name).parent) for name in manifest} - {"."}  # not the folder's own files
     extra = [
         name
         for name in prepared_files(folder, downloads)
@@ -172,14 +162,13 @@ def check_prepared(profile: str, source: DataSource, folder: Path | str, fetch_h
             where=str(folder / extra[0]),
             fix=f"remove it; or {fix}",
         )
-    when = "at preparation" if path == beside else "at first use"
     paths = {name: (folder / name).resolve() for name in manifest}
     got = cached_md5s(list(paths.values()))
     for name, expected in manifest.items():
         if got[paths[name]] != expected:
             raise DataError(
                 f"prepared data file {name} of profile {profile!r} was altered or corrupted "
-                f"(md5 {got[paths[name]]}, recorded {expected} {when})",
+                f"(md5 {got[paths[name]]}, recorded {expected} in {path})",
                 where=str(folder / name),
                 fix=fix,
             )
