@@ -148,7 +148,7 @@ def test_missing_or_added_prepared_file_is_refused(shakespeare: Path) -> None:
 
 def test_prepared_md5s_are_cached(shakespeare: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Checked on every load, hashed only when a file's identity (size, mtime, ctime, inode) changes."""
-    import afr.data._fetch as fetch_module
+    import afr.data._md5 as fetch_module
 
     _data.require("shakespeare", shakespeare.parent)  # fills the cache (the preparation did already)
     hashed: list[Path] = []
@@ -161,6 +161,8 @@ def test_prepared_md5s_are_cached(shakespeare: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(DataError, match="altered"):
         _data.require("shakespeare", shakespeare.parent)
     assert hashed == [train.resolve()], "only the changed file is hashed again"
+    results = _data.verify("shakespeare", shakespeare.parent)  # `afr data verify` lists the prepared files
+    assert results[f"train/{train.name}"] is False and results["meta/afr_leaf.json"] is True
 
 
 @needs_unshare

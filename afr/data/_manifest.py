@@ -27,11 +27,18 @@ from typing import Any
 
 import platformdirs
 
-from afr.data._fetch import cached_md5s
+from afr.data._md5 import cached_md5s
 from afr.data._sources import DataSource
 from afr.errors import DataError
 
-__all__ = ["PREPARED_MANIFEST", "prepared_files", "record_prepared", "check_prepared", "user_record_path"]
+__all__ = [
+    "PREPARED_MANIFEST",
+    "prepared_files",
+    "record_prepared",
+    "recorded_prepared",
+    "check_prepared",
+    "user_record_path",
+]
 
 PREPARED_MANIFEST = ".afr-prepared.json"
 _TEMPORARY = (".part", ".tmp")
@@ -123,15 +130,19 @@ def _load(path: Path) -> dict[str, str] | None:
     )
 
 
+def recorded_prepared(folder: Path | str) -> dict[str, str]:
+    """The prepared files recorded for ``folder`` and their md5s (empty when AFR did not prepare it)."""
+    folder = Path(folder).resolve()
+    return _load(folder / PREPARED_MANIFEST) or _load(user_record_path(folder)) or {}
+
+
 def check_prepared(profile: str, source: DataSource, folder: Path | str, fetch_hint: str) -> None:
     """Hold the prepared files of ``folder`` to their manifest: a missing, altered or extra file is a
     ``DataError`` naming it, before anything is trained (nothing to check without a manifest)."""
     folder = Path(folder).resolve()
-    beside = folder / PREPARED_MANIFEST
-    cached = user_record_path(folder)
-    manifest, path = _load(beside), beside
+    manifest, path = _load(folder / PREPARED_MANIFEST), folder / PREPARED_MANIFEST
     if manifest is None:
-        manifest, path = _load(cached), cached
+        manifest, path = _load(user_record_path(folder)), user_record_path(folder)
     if manifest is None:
         return  # not prepared by AFR (placed by hand): the layout check of require() is all there is
     downloads = [rf.filename for rf in source.files]
