@@ -68,31 +68,34 @@ class CampaignFailure(RunsFailed):
 
 
 class StorageError(AFRError):
-    """The file system refused a write: the disk is full, the folder is read-only, or a name is too long."""
+    """The file system refused: disk full, a read-only or inaccessible folder, or a name too long."""
 
 
-# errno -> (what failed, how to fix it); EPERM/EACCES: root is refused too on a read-only bind mount or
-# a folder of another user on a network file system.
 _FULL = (
     "free space on that disk (or choose a campaign.dir=... on another), then run the same command to resume"
 )
 _READ_ONLY = "choose a writable campaign.dir=... (or make that folder writable), then run the command again"
+_DENIED = (
+    "give this user access to that path, or choose a campaign.dir=... (or data_dir=...) this user may use, "
+    "then run the command again"
+)
 _LONG = "choose a shorter campaign.name=... (or a shorter campaign.dir=...)"
+# errno -> what failed (a full sentence after "cannot ...") and the fix.
 _ERRNO_FIXES: dict[int, tuple[str, str]] = {
-    errno.ENOSPC: ("the disk is full", _FULL),
-    errno.EROFS: ("the file system is read-only", _READ_ONLY),
-    errno.EACCES: ("permission denied", _READ_ONLY),
-    errno.EPERM: ("operation not permitted", _READ_ONLY),
-    errno.ENAMETOOLONG: ("a file name is too long", _LONG),
+    errno.ENOSPC: ("write: the disk is full", _FULL),
+    errno.EROFS: ("write: the file system is read-only", _READ_ONLY),
+    errno.EACCES: ("access a file: permission denied", _DENIED),
+    errno.EPERM: ("access a file: operation not permitted", _DENIED),
+    errno.ENAMETOOLONG: ("make a file: its name is too long", _LONG),
 }
 if hasattr(errno, "EDQUOT"):
-    _ERRNO_FIXES[errno.EDQUOT] = ("the disk quota is exceeded", _FULL)
+    _ERRNO_FIXES[errno.EDQUOT] = ("write: the disk quota is exceeded", _FULL)
 # SQLite reports these as text (sqlite3.OperationalError has no errno); lower-cased substrings.
 _SQLITE_FIXES: dict[str, int] = {
     "database or disk is full": errno.ENOSPC,
     "attempt to write a readonly database": errno.EROFS,
     "readonly database": errno.EROFS,
-    "unable to open database file": errno.EACCES,
+    "unable to open database file": errno.EACCES,  # its folder is not writable (or not there)
 }
 
 
@@ -135,5 +138,5 @@ def storage_error(exc: BaseException, *, where: str | os.PathLike[str] | None = 
         what, fix = _ERRNO_FIXES[code]
         # An OSError's errno says it all; SQLite's own words are kept (they name what it was doing).
         detail = "" if isinstance(error, OSError) else f" (SQLite: {error})"
-        return StorageError(f"cannot write: {what}{detail}", where=str(path or where or "") or None, fix=fix)
+        return StorageError(f"cannot {what}{detail}", where=str(path or where or "") or None, fix=fix)
     return None
