@@ -21,7 +21,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import AFRError, CampaignFailure, ConfigError, RunsFailed
+from .errors import AFRError, CampaignFailure, ConfigError, RunsFailed, StorageError, storage_error
 
 __all__ = ["main", "train_and_test", "resolve_seeds", "profile_config", "config_groups", "resolve_data_dir"]
 
@@ -529,10 +529,17 @@ def _drop_empty_output_dir() -> None:
     def hydra_own(child: Path) -> bool:  # its config record, or its job log while still empty
         return child.name == ".hydra" or (child.suffix == ".log" and child.stat().st_size == 0)
 
+    out = out.resolve()
+    here = Path.cwd().resolve()
+    if out == here or out in here.parents:  # hydra.run.dir=. (or above): the user's own folder, never ours
+        return
     if out.is_dir() and all(hydra_own(child) for child in out.iterdir()):
         shutil.rmtree(out, ignore_errors=True)
+        # Only the date folders of the default layout (afr_runs/<date>/<time>): a folder the user named in
+        # hydra.run.dir, and whatever holds it, may have been there, empty, before this command.
+        runs = here / "afr_runs"
         for parent in (out.parent, out.parent.parent):
-            if parent.is_dir() and parent.name and not any(parent.iterdir()):
+            if (parent == runs or runs in parent.parents) and parent.is_dir() and not any(parent.iterdir()):
                 parent.rmdir()
 
 
@@ -559,12 +566,16 @@ def _hydra_main(cfg: DictConfig) -> None:
                 train_and_test(cfg, out_dir)
             finally:
                 _say_where(out_dir)
-    except AFRError as exc:
+    except Exception as raised:
+        # Disk full, a read-only folder, a name too long: one line with its fix, wherever it surfaced.
+        exc = raised if isinstance(raised, AFRError) else storage_error(raised)
+        if exc is None:
+            raise
         print(f"error: {exc.message}", file=sys.stderr)
         if not isinstance(exc, RunsFailed):
             _drop_empty_output_dir()
-        # 2: bad input; 1: the runs were made (or tried) and failed.
-        sys.exit(1 if isinstance(exc, RunsFailed) else 2)
+        # 2: bad input; 1: the runs were made (or tried) and failed, or the file system refused a write.
+        sys.exit(1 if isinstance(exc, RunsFailed | StorageError) else 2)
     except KeyboardInterrupt:
         if cfg.get("agent") is not None:
             print("interrupted: nothing is lost; run the same command to resume", file=sys.stderr)

@@ -300,7 +300,7 @@ def test_md5s_are_cached_outside_the_data_dir(heart_copy: Path, monkeypatch: pyt
     assert str((folder / CLEVELAND).resolve()) in cache
 
     hashed: list[Path] = []
-    import afr.data._fetch as fetch_module
+    import afr.data._md5 as fetch_module
 
     real = fetch_module.file_md5
     monkeypatch.setattr(fetch_module, "file_md5", lambda p: hashed.append(p) or real(p))

@@ -7,6 +7,7 @@ the ledger as it happens; the same command after a crash or Ctrl-C continues whe
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,7 +23,7 @@ from ..agents import Agent, AgentContext, HistoryItem, Proposal, make_agent
 from ..budget import ArmBudget
 from ..controls import ScalarControl, make_control, record_agent_candidate
 from ..data import default_data_dir
-from ..errors import AFRError, CampaignFailure, ConfigError
+from ..errors import AFRError, CampaignFailure, ConfigError, StorageError, storage_error
 from ..evaluation import (
     CampaignFindings,
     ClassificationRules,
@@ -81,6 +82,7 @@ class CampaignSettings:
     (``afr/campaign/_retry.py``); recorded in the config from the second attempt on."""
 
     def __post_init__(self) -> None:
+        check_campaign_name(self.name)  # before any folder is made
         # Absolute paths, fixed once in the parent: sandboxed runs start in another directory and home, so a
         # relative or default data folder would mean another (empty) folder there.
         object.__setattr__(self, "directory", Path(self.directory).expanduser().resolve())
@@ -103,6 +105,24 @@ class CampaignSettings:
             # Only from the second attempt on: the first attempt's config (and hash) is as it always was.
             **({"attempt": self.attempt} if self.attempt > 1 else {}),
         }
+
+
+MAX_NAME_BYTES = 255
+"""The longest campaign name (UTF-8 bytes): it names the campaign's folder by default, and file systems
+allow 255 bytes per name (so does the ledger's name column)."""
+
+
+def check_campaign_name(name: str) -> None:
+    """Refuse, in one line, a campaign name that cannot name a folder: empty, too long, or with a NUL."""
+    size = len(str(name).encode("utf-8"))
+    if not str(name).strip() or "\0" in str(name) or size > MAX_NAME_BYTES:
+        shown = f"{str(name)[:40]}…" if len(str(name)) > 40 else str(name)
+        raise ConfigError(
+            f"campaign.name {shown!r} is {'empty' if not str(name).strip() else f'{size} bytes long'}; "
+            f"a campaign name is 1 to {MAX_NAME_BYTES} bytes (UTF-8) without NUL, as it names a folder",
+            where="campaign.name=",
+            fix=f"choose a shorter campaign.name=... (at most {MAX_NAME_BYTES} characters of ASCII)",
+        )
 
 
 @dataclass
@@ -180,12 +200,32 @@ class Campaign:
             # Before the campaign is recorded: a baseline that cannot run stops here, nothing charged.
             self._preflight_run(pool)
             self._open(settings, pool)
+        except Exception as exc:
+            pool.close()
+            self._lock.release()
+            if (found := self._stopped_by(exc)) is None:
+                raise
+            raise found from exc
         except BaseException:
             # Whatever stops the start (the preflight, an unusable ledger, missing data): no sandbox worker
             # or reader thread outlives it, and the lock is free for the next try.
             pool.close()
             self._lock.release()
             raise
+
+    def _stopped_by(self, exc: Exception) -> StorageError | None:
+        """Record that ``exc`` stopped the campaign; the :class:`StorageError` to raise instead when it is a
+        full disk, a read-only folder or a name too long (naming the campaign folder when it names no file).
+
+        A campaign this process was running is marked ``interrupted``, not left ``running``: the same
+        command resumes it. A ledger that cannot be written any more is left exactly as it was (SQLite
+        rolled the failed write back), so resuming works just the same."""
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            with contextlib.suppress(Exception):
+                if runner.ledger.campaign(runner.campaign_id).status == "running":
+                    runner.ledger.finish_campaign(runner.campaign_id, "interrupted")
+        return storage_error(exc, where=self.settings.directory)
 
     def _open(self, settings: CampaignSettings, pool: SandboxPool) -> None:
         """The ledger, the runner, the control's study and the agent's queue (resumed from the ledger)."""
@@ -362,6 +402,10 @@ class Campaign:
         except KeyboardInterrupt:
             ledger.finish_campaign(cid, "interrupted")
             raise
+        except Exception as exc:
+            if (found := self._stopped_by(exc)) is None:
+                raise
+            raise found from exc
         finally:
             self.progress.close()
             self.runner.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import io
 import json
 import math
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ import torch
 
 from ..budget import ArmBudget, BudgetAccountant
 from ..engine import RunResult
+from ..errors import storage_error
 from ..ledger import CandidateRecord, Ledger, RunRecord
 from ..profiles import Profile, import_root
 from ..recipe import RecipeSource, recipe_source
@@ -224,6 +226,10 @@ class CandidateRunner:
             if outcome.curve:
                 artifacts["tensorboard"] = self._write_tensorboard(candidate.name, run_name, outcome.curve)
         except Exception as exc:  # noqa: BLE001 -- a result the parent cannot load is the candidate's failure
+            if storage_error(exc) is not None:
+                # A full disk or read-only folder is not the candidate's failure: the run stays open (not
+                # charged as a crash) and the same command re-runs it once the disk has room.
+                raise
             outcome = RunResult(
                 status="crashed", message=f"the run's result could not be loaded: {_brief(exc)}"
             )
@@ -291,7 +297,15 @@ class CandidateRunner:
         path = self.dir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".pt.tmp")
-        torch.save({"model_variant": outcome.model_variant, "state_dict": outcome.state_dict}, tmp)
+        # Serialised in memory, then written as plain bytes: torch.save straight to a file reports a full
+        # disk as an opaque RuntimeError ("unexpected pos ..."), a plain write as OSError(ENOSPC).
+        buffer = io.BytesIO()
+        torch.save({"model_variant": outcome.model_variant, "state_dict": outcome.state_dict}, buffer)
+        try:
+            tmp.write_bytes(buffer.getbuffer())
+        except OSError:
+            tmp.unlink(missing_ok=True)  # give the space back
+            raise
         tmp.replace(path)
         saved = {"weights": str(relative), "recipe": str(folder / "recipe.py")}
         _write_once(self.dir / folder / "recipe.py", candidate.source)

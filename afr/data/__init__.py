@@ -6,6 +6,7 @@ these functions take it, with the profile's name for its folder ``<data_dir>/<pr
 
 from afr.data._fetch import (
     cached_md5,
+    cached_md5s,
     default_data_dir,
     download_file,
     fetch,
@@ -16,6 +17,7 @@ from afr.data._fetch import (
     require,
     verify,
 )
+from afr.data._manifest import PREPARED_MANIFEST, prepared_files, record_prepared
 from afr.data._sources import DataSource, RemoteFile
 
 __all__ = [
@@ -30,5 +32,9 @@ __all__ = [
     "forget_download",
     "file_md5",
     "cached_md5",
+    "cached_md5s",
     "md5_cache_file",
+    "PREPARED_MANIFEST",
+    "prepared_files",
+    "record_prepared",
 ]

@@ -16,6 +16,7 @@ from pathlib import Path
 import platformdirs
 from tqdm import tqdm
 
+from afr.data._md5 import cached_md5, cached_md5s, file_md5, md5_cache_file
 from afr.data._sources import DataSource, RemoteFile
 from afr.errors import ChecksumError, DataError
 
@@ -29,6 +30,7 @@ __all__ = [
     "forget_download",
     "file_md5",
     "cached_md5",
+    "cached_md5s",
     "md5_cache_file",
 ]
 
@@ -68,6 +70,10 @@ def require(profile: str, source: DataSource, data_dir: Path | str | None = None
     folder = profile_dir(profile, data_dir)
     if source.is_prepared is not None:
         if source.is_prepared(folder):
+            from afr.data._manifest import check_prepared
+
+            # The prepared files against the md5s recorded when they were made (or first used).
+            check_prepared(profile, source, folder, _fetch_hint(profile, data_dir))
             return folder
         raise DataError(
             f"the data of profile {profile!r} is missing or incomplete",
@@ -111,58 +117,20 @@ def _check_file(profile: str, rf: RemoteFile, folder: Path, data_dir: Path | str
         )
 
 
-def md5_cache_file() -> Path:
-    """Where known md5s are cached: ``<user cache>/afr/md5-cache.json`` (never in the data folder, which
-    may be read-only or shared)."""
-    return Path(platformdirs.user_cache_dir("afr")) / "md5-cache.json"
-
-
-def _identity(stat: os.stat_result) -> list[int]:
-    # ctime too: a rewrite that restores size and mtime (touch -r) still changes it.
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
-
-
-def cached_md5(path: Path) -> str:
-    """``file_md5(path)``, from the cache when the file's size, mtime, ctime and inode are unchanged.
-
-    The cache is best effort: unreadable or unwritable (a sandboxed process, a read-only home), the md5 is
-    simply computed each time."""
-    path = Path(path).resolve()
-    identity = _identity(path.stat())
-    cache_file = md5_cache_file()
-    try:
-        cache = json.loads(cache_file.read_text())
-        if not isinstance(cache, dict):
-            cache = {}
-    except (OSError, ValueError):
-        cache = {}
-    entry = cache.get(str(path))
-    if isinstance(entry, dict) and entry.get("identity") == identity and isinstance(entry.get("md5"), str):
-        return entry["md5"]
-    digest = file_md5(path)
-    if _identity(path.stat()) != identity:
-        return digest  # changed while we read it: do not cache a digest of a moving target
-    cache = {k: v for k, v in cache.items() if Path(k).exists()}  # drop files that are gone
-    cache[str(path)] = {"identity": identity, "md5": digest}
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
-        os.replace(tmp, cache_file)
-    except OSError:
-        pass
-    return digest
-
-
 def verify(profile: str, source: DataSource, data_dir: Path | str | None = None) -> dict[str, bool]:
-    """md5-check the files of ``source`` in ``profile``'s folder: ``{filename: ok}``; a missing file
-    counts as not ok."""
+    """md5-check the files of ``source`` in ``profile``'s folder, and the prepared files its manifest
+    records (:mod:`afr.data._manifest`): ``{filename: ok}``; a missing file counts as not ok."""
+    from afr.data._manifest import recorded_prepared
+
     folder = profile_dir(profile, data_dir)
-    return {
+    results = {
         f.filename: (folder / f.filename).is_file()
         and file_md5(folder / f.filename) == _expected_md5(f, folder)
         for f in source.files
     }
+    for name, expected in recorded_prepared(folder).items():
+        results[name] = (folder / name).is_file() and file_md5(folder / name) == expected
+    return results
 
 
 _RECORDED = ".afr-md5.json"
@@ -212,7 +180,10 @@ def fetch(
         for rf in source.files
     ]
     if source.prepare is not None:
+        from afr.data._manifest import record_prepared
+
         source.prepare(folder, progress=progress)
+        record_prepared(folder, exclude=[rf.filename for rf in source.files])
     return paths
 
 
@@ -261,15 +232,6 @@ def _mirror_url(mirror: str, profile: str, filename: str) -> str:
     if "://" not in mirror:
         mirror = Path(mirror).expanduser().resolve().as_uri()
     return f"{mirror.rstrip('/')}/{urllib.parse.quote(profile)}/{urllib.parse.quote(filename)}"
-
-
-def file_md5(path: Path) -> str:
-    """The md5 hex digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _RangeNotSatisfiable(Exception):

@@ -36,7 +36,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import AFRError, ConfigError
+from ..errors import AFRError, ConfigError, storage_error
 from ._models import SCHEMA_VERSION, Base, CampaignRow, CandidateRow, CostRow, MetaRow, RunRow, utcnow
 from ._names import candidate_name
 
@@ -371,7 +371,8 @@ class Ledger:
         try:
             yield
         except OperationalError as exc:
-            raise LedgerError(
+            # Disk full, a read-only folder: said as such, with its fix (not as a locked database).
+            raise storage_error(exc, where=self._where) or LedgerError(
                 f"the ledger database failed: {exc.orig or exc}",
                 where=repr(self),
                 fix="check that the database is reachable and not locked by a stuck process; "
@@ -452,7 +453,9 @@ class Ledger:
                     if attempt == 2:
                         raise
         except DatabaseError as exc:
-            raise self._damaged(f"the file is damaged or truncated ({exc.orig or exc})") from None
+            raise storage_error(exc, where=self._where) or self._damaged(
+                f"the file is damaged or truncated ({exc.orig or exc})"
+            ) from None
 
     def _schema_state(self, connection: Connection) -> str:
         """``new`` (no ledger table), ``unversioned`` (complete, made before versions were recorded) or

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..errors import storage_error
 from ._ledger import LedgerError
 
 __all__ = ["LOCK_FILE", "CampaignLock", "CampaignLockedError", "LockOwner", "campaign_lock"]
@@ -103,7 +104,7 @@ class CampaignLock:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise LedgerError(
+            raise storage_error(exc, where=self.directory) or LedgerError(
                 f"cannot create the campaign directory: {exc.strerror or exc}",
                 where=str(self.directory),
                 fix="choose a writable campaign.dir=...",
@@ -113,7 +114,7 @@ class CampaignLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as exc:
-                raise LedgerError(
+                raise storage_error(exc, where=self.path) or LedgerError(
                     f"cannot create the campaign lock: {exc.strerror or exc}",
                     where=str(self.path),
                     fix="choose a writable campaign.dir=... on a local disk",

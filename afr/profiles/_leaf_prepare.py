@@ -11,7 +11,8 @@ chunk, and niid sampling acts per chunk). The steps, in LEAF's order:
 
 :func:`run_leaf_pipeline` chains them, writes ``train/`` and ``test/`` with :func:`write_leaf_json`
 and records the flags and the explicit seeds in ``meta/`` (``sampling_seed.txt``, ``split_seed.txt``
-as LEAF does, plus ``afr_leaf.json`` with every flag). Randomness comes from ``numpy``'s
+as LEAF does, plus ``afr_leaf.json`` with every flag), and the md5 of every file it wrote in
+``.afr-prepared.json`` (checked before each load). Randomness comes from ``numpy``'s
 ``default_rng(seed)``, so with the same seeds our output is reproducible but not byte-identical to
 LEAF's (which uses Python's ``random``). The steps never look inside ``x``: a caller may sample
 cheap references (e.g. image names) and decode only the kept samples (see ``femnist.py``).
@@ -31,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..data import prepared_files, record_prepared
 from ..errors import ConfigError
 
 __all__ = [
@@ -317,6 +319,13 @@ def run_leaf_pipeline(
             os.replace(build / name, old)
     finally:
         shutil.rmtree(build, ignore_errors=True)
+    # The md5 of every file just written, beside them: each later load is held to it (afr.data.require).
+    record_prepared(
+        folder,
+        files=[
+            f"{name}/{rel}" for name in ("meta", "test", "train") for rel in prepared_files(folder / name)
+        ],
+    )
     return summary
 
 
