@@ -36,6 +36,8 @@ CASES: dict[str, list[str]] = {
     "missing_data": ["profile=heart_disease", "data_dir={tmp}/empty"],
     "scalar_out_of_range": ["profile=synthetic", "+scalars.lr=-1"],
     "ok": ["profile=synthetic", "seeds=1", "profile.rounds=2", "profile.local_steps=5"],
+    # a run folder the user named, inside a folder that was there (empty) before the command
+    "bad_input_named_run_dir": ["recipe=nope", "profile=synthetic", "hydra.run.dir={tmp}/empty/run"],
 }
 
 
@@ -53,7 +55,9 @@ class Runs:
             tmp = base / name
             (tmp / "empty").mkdir(parents=True)
             self.dirs[name] = tmp
-            args = [o.format(tmp=tmp) for o in overrides] + [f"hydra.run.dir={tmp / 'run'}"]
+            args = [o.format(tmp=tmp) for o in overrides]
+            if not any(o.startswith("hydra.run.dir=") for o in overrides):
+                args.append(f"hydra.run.dir={tmp / 'run'}")
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "afr.run", *args],
                 cwd=tmp,
@@ -99,6 +103,14 @@ def assert_one_clear_error(done: subprocess.CompletedProcess, code: int | None =
 
 
 # --- subprocess: bad inputs ------------------------------------------------------------------------
+
+
+def test_bad_input_removes_only_what_hydra_made(runs: Runs) -> None:
+    """The run folder Hydra made for the failed command goes; the (empty) folder the user put it in stays."""
+    assert_one_clear_error(runs.get("bad_input_named_run_dir"))
+    tmp = runs.dirs["bad_input_named_run_dir"]
+    assert not (tmp / "empty" / "run").exists()
+    assert (tmp / "empty").is_dir()
 
 
 def test_unknown_profile(runs: Runs) -> None:
