@@ -148,6 +148,15 @@ def main() -> None:
         "\nShipped test counts are the windows really present (LEAF's Shakespeare files declare 79 more per "
         "user than they hold). s / run: training time of one run on one core (shared machine)."
     )
+    broken = [
+        f"{r['name']} seed {x['seed']}"
+        for r in results
+        for x in r["rows"]
+        if not all(math.isfinite(x[k]) for k in ("client_mean", "pooled", "heldout"))
+    ]
+    if broken:  # a diverged run is a failed run: the table's means above leave it out
+        print(f"FAILED: non-finite metrics in {', '.join(broken)}")
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
