@@ -33,13 +33,14 @@ from ..evaluation import (
     select_finalists,
     write_report,
 )
-from ..ledger import CandidateRecord, campaign_lock
+from ..ledger import CandidateRecord, Ledger, campaign_lock
 from ..profiles import Profile, import_root, make_profile
 from ..recipe import RecipeSource, recipe_source
-from ..sandbox import RunJob, SandboxPool
+from ..sandbox import RunJob, SandboxClosed, SandboxPool
 from ..surface import SurfaceTable, render_profile_surface, surface_table, validate
 from ._finals import FinalsPlan, run_finals
 from ._runner import CandidateRunner, RunnerSettings
+from ._signals import StopSignals
 
 __all__ = ["CampaignSettings", "CampaignResult", "Campaign", "CampaignFailure", "check_candidate"]
 
@@ -157,17 +158,33 @@ class Campaign:
         if self._lock.recovered is not None:
             echo(self._lock.note())
         self.search_seed = self.profile.search_seeds[0]
+        # SIGINT/SIGTERM: the sandbox closes (runs in flight return to reserved), the main thread stops at a
+        # safe point; a second signal changes nothing (see _signals).
+        self._signals = StopSignals(self._stop_sandbox)
         pool = SandboxPool(settings.runner.workers)
+        self._start_pool: SandboxPool | None = pool
         try:
-            # Before the campaign is recorded: a baseline that cannot run stops here, nothing charged.
-            self._preflight_run(pool)
-            self._open(settings, pool)
-        except BaseException:
-            # Whatever stops the start (the preflight, an unusable ledger, missing data): no sandbox worker
-            # or reader thread outlives it, and the lock is free for the next try.
+            with self._signals:
+                # Before the campaign is recorded: a baseline that cannot run stops here, nothing charged.
+                self._preflight_run(pool)
+                self._signals.check()
+                self._open(settings, pool)
+        except BaseException as exc:
+            # Whatever stops the start (the preflight, an unusable ledger, missing data, a signal): no sandbox
+            # worker or reader thread outlives it, and the lock is free for the next try.
             pool.close()
             self._lock.release()
+            if isinstance(exc, SandboxClosed):
+                raise KeyboardInterrupt from None
             raise
+
+    def _stop_sandbox(self) -> None:
+        """Close the sandbox (the stop helper thread): runs in flight end interrupted, never recorded."""
+        runner: CandidateRunner | None = getattr(self, "runner", None)
+        if runner is not None:
+            runner.close()
+        elif self._start_pool is not None:
+            self._start_pool.close()
 
     def _open(self, settings: CampaignSettings, pool: SandboxPool) -> None:
         """The ledger, the runner, the control's study and the agent's queue (resumed from the ledger)."""
@@ -315,32 +332,20 @@ class Campaign:
     def run(self) -> CampaignResult:
         start = time.perf_counter()
         ledger, cid = self.runner.ledger, self.runner.campaign_id
-        stopped = failure = ""
         try:
-            self.runner.pool.warm()
-            if self._remaining("control") and not self.control.trials():
-                # The baseline (control trial 0) runs first, so every agent step sees its score: the
-                # agent's context, and hence a seeded campaign, does not depend on thread timing.
-                self._control_step()
-            failure = self._baseline_failure()
-            if not failure:
-                stopped = self._search()
-                searched = [arm for arm in ("agent", "control") if self.runner.accountant.limits[arm].runs]
-                failure = "; ".join(arm_failures(ledger, cid, searched).values())
-            if failure:
-                # Nothing to compare: the finals would only spend budget. Said on the console, in the ledger
-                # (status failed) and in the report; the command exits non-zero.
-                self.echo(f"campaign failed: {failure}")
-                ledger.finish_campaign(cid, "failed")
-            else:
-                if self.settings.finals:
-                    self.run_finals()
-                ledger.finish_campaign(cid, "finished")
-            self.findings = findings = collect_findings(self.runner.dir)
-            self.report_path = write_report(self.runner.dir, findings=findings)
-        except KeyboardInterrupt:
-            ledger.finish_campaign(cid, "interrupted")
-            raise
+            with self._signals:
+                try:
+                    stopped, failure, findings = self._run(ledger, cid)
+                except (KeyboardInterrupt, SandboxClosed) as exc:
+                    if isinstance(exc, SandboxClosed) and not self._signals.requested.is_set():
+                        raise
+                    # Stopped by a signal (or an in-process KeyboardInterrupt): the sandbox closes, the runs
+                    # in flight end without an outcome and stay reserved; the same command re-runs them.
+                    # Later signals are ignored from here on, so this clean-up always completes.
+                    self._signals.request()
+                    self._signals.wait_stopped()
+                    ledger.finish_campaign(cid, "interrupted")
+                    raise KeyboardInterrupt from None
         finally:
             self.runner.close()
             self._lock.release()
@@ -353,6 +358,36 @@ class Campaign:
         }
         result.seconds = time.perf_counter() - start
         return result
+
+    def _run(self, ledger: Ledger, cid: int) -> tuple[str, str, CampaignFindings]:
+        """The search, the finals and the report: why the agent arm stopped early, why the campaign failed
+        ('' each if not), and the findings."""
+        stopped = failure = ""
+        self.runner.pool.warm()
+        if self._remaining("control") and (not self.control.trials() or self._baseline_pending()):
+            # The baseline (control trial 0) runs first, so every agent step sees its score: the
+            # agent's context, and hence a seeded campaign, does not depend on thread timing.
+            self._control_step()
+        failure = self._baseline_failure()
+        if not failure:
+            stopped = self._search()
+            searched = [arm for arm in ("agent", "control") if self.runner.accountant.limits[arm].runs]
+            failure = "; ".join(arm_failures(ledger, cid, searched).values())
+        self._signals.check()
+        if failure:
+            # Nothing to compare: the finals would only spend budget. Said on the console, in the ledger
+            # (status failed) and in the report; the command exits non-zero.
+            self.echo(f"campaign failed: {failure}")
+            ledger.finish_campaign(cid, "failed")
+        else:
+            if self.settings.finals:
+                self.run_finals()
+            self._signals.check()
+            ledger.finish_campaign(cid, "finished")
+        findings = collect_findings(self.runner.dir)
+        self.findings = findings
+        self.report_path = write_report(self.runner.dir, findings=findings)
+        return stopped, failure, findings
 
     def _baseline_failure(self) -> str:
         """Why the search must not go on: the baseline (control trial 0) failed its search run ('' if not).
@@ -368,12 +403,43 @@ class Campaign:
                 )
         return ""
 
+    def _baseline_pending(self) -> bool:
+        """Control trial 0 (the baseline) was asked but not told: its run was interrupted."""
+        return any(trial.number == 0 for trial in self.control.pending())
+
+    def _in_flight(self) -> list[CandidateRecord]:
+        """Candidates whose search run started and did not end (interrupted), oldest first."""
+        return [
+            c
+            for arm in ("control", "agent")
+            for c in self.runner.ledger.candidates(self.runner.campaign_id, arm=arm)
+            if c.status == "running"
+        ]
+
     def _search(self) -> str:
         """Both arms' search, step by step, until each has spent its budget; why the agent arm stopped early
         ('' if it did not)."""
         stopped = ""
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm") as arms:
+        arms = ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm")
+        try:
+            # A resumed campaign first finishes the step that was interrupted, and only it: the runs that
+            # were in flight, side by side as before. The next step then proposes exactly what the
+            # uninterrupted campaign proposed at that point, in the same order (same candidate numbers).
+            resumed = self._in_flight()
+            if resumed:
+                steps = []
+                for candidate in resumed:
+                    if candidate.arm == "control":
+                        trial_candidate = self._control_propose()
+                        if trial_candidate is not None:
+                            steps.append(arms.submit(self._control_run, *trial_candidate))
+                    else:
+                        self._agent_queue = [c for c in self._agent_queue if c.id != candidate.id]
+                        steps.append(arms.submit(self._agent_run, candidate))
+                for future in steps:
+                    future.result()
             while True:
+                self._signals.check()
                 # Each step proposes in this thread, control first, and only runs side by side: the
                 # ledger numbers candidates in the same order on every machine, so "candidate #7" in
                 # an agent's note or a report means the same candidate wherever the campaign is rerun.
@@ -393,6 +459,13 @@ class Campaign:
                     break
                 for future in steps:
                     future.result()
+        except BaseException:
+            # Stop the runs in flight first: the arm threads then end at once (SandboxClosed), and the
+            # runs they held stay reserved.
+            self._stop_sandbox()
+            raise
+        finally:
+            arms.shutdown(wait=True)
         return stopped
 
     def run_finals(self) -> None:
@@ -481,7 +554,8 @@ class Campaign:
         step = self._agent_calls
         self._agent_calls += 1
         ctx = self._context(step)
-        proposals = self.agent.propose(ctx, self.settings.proposals_per_step)
+        with self._signals.interruptible():  # an LLM call may take long; nothing is written during it
+            proposals = self.agent.propose(ctx, self.settings.proposals_per_step)
         queued = False
         for i, proposal in enumerate(proposals):
             key = f"agent-{step}-{i}"
