@@ -92,6 +92,8 @@ class _Pending:
     job: RunJob
     future: Future[RunResult]
     submitted: float
+    pid: int | None = None
+    """The sandboxed child's pid once the zygote forked it."""
 
 
 @dataclass
@@ -234,6 +236,13 @@ class SandboxPool:
         zygote = self._zygote
         return zygote.proc.pid if zygote is not None else None
 
+    def child_pids(self) -> dict[str, int]:
+        """``job_id`` -> pid of the sandboxed child running it, for each started job (diagnostics)."""
+        with self._lock:
+            zygote = self._zygote
+            pending = list(zygote.pending.values()) if zygote is not None else []
+        return {item.job.job_id: item.pid for item in pending if item.pid is not None}
+
     def stderr_tail(self, lines: int = 20) -> list[str]:
         """The last lines the zygote and its children wrote to stderr."""
         return list(self._stderr)[-lines:]
@@ -362,6 +371,10 @@ class SandboxPool:
             log.debug(
                 "zygote %d forked child %d for job key %d", zygote.proc.pid, header["pid"], header["key"]
             )
+            with self._lock:
+                started = zygote.pending.get(header["key"])
+                if started is not None:
+                    started.pid = int(header["pid"])
         elif kind == "result":
             with self._lock:
                 pending = zygote.pending.pop(header["key"], None)
