@@ -3,6 +3,12 @@
 Each step of the loop runs one FL run of each arm that still has budget — side by side when two
 workers are available — so neither arm gets more runs or more wall time. Everything is recorded in
 the ledger as it happens; the same command after a crash or Ctrl-C continues where it stopped.
+
+SIGINT and SIGTERM (any number of them) stop the campaign without recording the runs in flight: they stay
+reserved, and the same command first re-runs them, as the step they belonged to, so that a resumed seeded
+campaign records what an uninterrupted one records (see ``_signals``). One limit: a signal during an agent's
+proposal call (an LLM request, interruptible) stops a step half-proposed; the resumed campaign still re-runs
+everything, but may number the candidates of that step differently.
 """
 
 from __future__ import annotations
@@ -363,6 +369,7 @@ class Campaign:
         """The search, the finals and the report: why the agent arm stopped early, why the campaign failed
         ('' each if not), and the findings."""
         stopped = failure = ""
+        self._signals.check()  # a signal during the start: stop before anything runs
         self.runner.pool.warm()
         if self._remaining("control") and (not self.control.trials() or self._baseline_pending()):
             # The baseline (control trial 0) runs first, so every agent step sees its score: the
