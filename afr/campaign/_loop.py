@@ -6,9 +6,9 @@ the ledger as it happens; the same command after a crash or Ctrl-C continues whe
 
 SIGINT and SIGTERM (any number of them) stop the campaign without recording the runs in flight: they stay
 reserved, and the same command first re-runs them, as the step they belonged to, so that a resumed seeded
-campaign records what an uninterrupted one records (see ``_signals``). One limit: a signal during an agent's
-proposal call (an LLM request, interruptible) stops a step half-proposed; the resumed campaign still re-runs
-everything, but may number the candidates of that step differently.
+campaign records what an uninterrupted one records (see ``_signals``). A signal during an agent's proposal
+call (an LLM request: interruptible) stops the step before any of its runs was scheduled; the resumed
+campaign proposes that step again.
 """
 
 from __future__ import annotations
@@ -415,7 +415,7 @@ class Campaign:
         return any(trial.number == 0 for trial in self.control.pending())
 
     def _in_flight(self) -> list[CandidateRecord]:
-        """Candidates whose search run started and did not end (interrupted), oldest first."""
+        """Candidates of an interrupted step: scheduled (``running``) and not ended, oldest first."""
         return [
             c
             for arm in ("control", "agent")
@@ -429,43 +429,40 @@ class Campaign:
         stopped = ""
         arms = ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm")
         try:
-            # A resumed campaign first finishes the step that was interrupted, and only it: the runs that
-            # were in flight, side by side as before. The next step then proposes exactly what the
+            # A resumed campaign first finishes the step that was interrupted, and only it: the runs it had
+            # scheduled, side by side as before. The next step then proposes exactly what the
             # uninterrupted campaign proposed at that point, in the same order (same candidate numbers).
-            resumed = self._in_flight()
+            resumed: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+            for candidate in self._in_flight():
+                if candidate.arm == "control":
+                    trial_candidate = self._control_propose()
+                    if trial_candidate is not None:
+                        resumed.append((self._control_run, trial_candidate))
+                else:
+                    self._agent_queue = [c for c in self._agent_queue if c.id != candidate.id]
+                    resumed.append((self._agent_run, (candidate,)))
             if resumed:
-                steps = []
-                for candidate in resumed:
-                    if candidate.arm == "control":
-                        trial_candidate = self._control_propose()
-                        if trial_candidate is not None:
-                            steps.append(arms.submit(self._control_run, *trial_candidate))
-                    else:
-                        self._agent_queue = [c for c in self._agent_queue if c.id != candidate.id]
-                        steps.append(arms.submit(self._agent_run, candidate))
-                for future in steps:
-                    future.result()
+                self._run_step(arms, resumed)
             while True:
                 self._signals.check()
-                # Each step proposes in this thread, control first, and only runs side by side: the
+                # Each step proposes in this thread, control first, and only then runs side by side: the
                 # ledger numbers candidates in the same order on every machine, so "candidate #7" in
                 # an agent's note or a report means the same candidate wherever the campaign is rerun.
-                steps = []
+                steps: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
                 if self._remaining("control"):
                     trial_candidate = self._control_propose()
                     if trial_candidate is not None:
-                        steps.append(arms.submit(self._control_run, *trial_candidate))
+                        steps.append((self._control_run, trial_candidate))
                 if self._remaining("agent") and not stopped:
                     candidate_or_stop = self._agent_propose()
                     if isinstance(candidate_or_stop, str):
                         stopped = candidate_or_stop
                         self.echo(f"agent arm stopped: {stopped}")
                     else:
-                        steps.append(arms.submit(self._agent_run, candidate_or_stop))
+                        steps.append((self._agent_run, (candidate_or_stop,)))
                 if not steps and not self._remaining("control") and (stopped or not self._remaining("agent")):
                     break
-                for future in steps:
-                    future.result()
+                self._run_step(arms, steps)
         except BaseException:
             # Stop the runs in flight first: the arm threads then end at once (SandboxClosed), and the
             # runs they held stay reserved.
@@ -474,6 +471,20 @@ class Campaign:
         finally:
             arms.shutdown(wait=True)
         return stopped
+
+    def _run_step(
+        self, arms: ThreadPoolExecutor, steps: list[tuple[Callable[..., None], tuple[Any, ...]]]
+    ) -> None:
+        """Run one step's runs side by side and wait for them.
+
+        Every candidate of the step is marked ``running`` before any run starts (no signal cuts this
+        thread in between): an interrupted step is then known whole on resume, even a run that had not
+        started yet, and the resumed campaign runs that step again as it was (see ``_in_flight``)."""
+        for _, args in steps:
+            self.runner.ledger.update_candidate(args[-1].id, status="running")
+        futures = [arms.submit(fn, *args) for fn, args in steps]
+        for future in futures:
+            future.result()
 
     def run_finals(self) -> None:
         """Finalists of both arms and the baseline on fresh paired seeds: test split and held-out data."""

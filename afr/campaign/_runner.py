@@ -215,7 +215,8 @@ class CandidateRunner:
         done = self.ledger.run_by_key(self.campaign_id, key)
         if done is not None and done.status in FINISHED:
             self.accountant.settle(key, _outcome(done.status))  # idempotent; settles a crash leftover
-            if stage == "search" and candidate.status == "running":  # stopped before it was told
+            if stage == "search" and self.ledger.candidate(candidate.id).status == "running":
+                # the run ended but its candidate was never told (the process stopped in between)
                 self._record_search(candidate, done.status, done.final_metric, done.message or "")
             return done
         if self._closed or (self._pool is not None and self._pool.closed):
