@@ -433,11 +433,14 @@ class Campaign:
             # scheduled, side by side as before. The next step then proposes exactly what the
             # uninterrupted campaign proposed at that point, in the same order (same candidate numbers).
             resumed: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+            trials = {f"control-{trial.number}": trial for trial in self.control.pending()}
             for candidate in self._in_flight():
                 if candidate.arm == "control":
-                    trial_candidate = self._control_propose()
-                    if trial_candidate is not None:
-                        resumed.append((self._control_run, trial_candidate))
+                    trial = trials.get(str(candidate.meta.get("proposal_key")))
+                    if trial is not None:
+                        resumed.append((self._control_run, (trial, candidate)))
+                    else:  # its trial was told already: only the run's record is missing
+                        resumed.append((self._search_run, (candidate,)))
                 else:
                     self._agent_queue = [c for c in self._agent_queue if c.id != candidate.id]
                     resumed.append((self._agent_run, (candidate,)))
@@ -471,6 +474,9 @@ class Campaign:
         finally:
             arms.shutdown(wait=True)
         return stopped
+
+    def _search_run(self, candidate: CandidateRecord) -> None:
+        self.runner.run(candidate, self.search_seed)
 
     def _run_step(
         self, arms: ThreadPoolExecutor, steps: list[tuple[Callable[..., None], tuple[Any, ...]]]
