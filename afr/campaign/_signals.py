@@ -6,8 +6,9 @@ them), and the main thread stops at its next safe point (:meth:`StopSignals.chec
 :meth:`~StopSignals.interruptible` region (an agent's network call). Everywhere else a signal never
 unwinds the main thread half-way through its ledger writes. Every later signal is ignored: the campaign is
 already stopping, and its clean-up (finishing the runs that had ended, marking the campaign interrupted,
-freeing the lock) must not itself be cut short. Once stopped, the process stays deaf to both signals: it is
-on its way out, and a last Ctrl-C must not turn its one-line exit into a traceback.
+freeing the lock) must not itself be cut short. Once stopped, the process ignores both signals (SIG_IGN) for
+good: it is on its way out, and a last Ctrl-C must not turn its one-line exit into a traceback or a death
+by signal.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ class StopSignals:
         if self._depth:
             return
         for signum, previous in self._previous.items():
-            # After a stop the process is leaving: later signals stay swallowed (see the module docstring).
-            signal.signal(signum, _ignore if self.requested.is_set() else previous)
+            # After a stop the process is leaving: later signals stay ignored (see the module docstring).
+            signal.signal(signum, signal.SIG_IGN if self.requested.is_set() else previous)
         self._previous.clear()
 
     # --- the signal ------------------------------------------------------------------------------
@@ -73,6 +74,11 @@ class StopSignals:
         if self.requested.is_set():
             return  # already stopping: a second (third, ...) signal changes nothing
         self.request(signum)
+        # From now on the kernel drops both signals. SIG_IGN, not a Python handler: the interpreter resets
+        # Python-level handlers to the default while it shuts down, and a last Ctrl-C landing then would
+        # kill the process (exit -2) after its one-line message; an ignored signal stays ignored.
+        for other in SIGNALS:
+            signal.signal(other, signal.SIG_IGN)
         if self._interruptible:
             raise KeyboardInterrupt
 
@@ -119,7 +125,3 @@ class StopSignals:
             yield
         finally:
             self._interruptible -= 1
-
-
-def _ignore(_signum: int, _frame: FrameType | None) -> None:
-    """A signal after the stop: ignored."""
