@@ -22,11 +22,11 @@ import torch
 from afr.engine import RunResult, run_federation
 from afr.profiles import load_profile_config, make_profile
 from afr.recipe import FedAvg
-from afr.sandbox import RunJob, SandboxPool
+from afr.sandbox import RunJob, SandboxClosed, SandboxPool
 from afr.sandbox import _pool as sandbox_pool
 from afr.sandbox._guard import DENIED_IMPORTS, AuditPolicy, guarded_builtins, purge_denied_modules
 from afr.sandbox._isolation import install_seccomp
-from afr.sandbox._zygote import load_training_profile
+from afr.sandbox._zygote import classify_sigkill, load_training_profile
 
 ROUNDS, STEPS = 2, 5
 SECRETS = {
@@ -379,6 +379,31 @@ def test_killing_the_zygote_mid_job_crashes_the_job_and_restarts(pool: SandboxPo
     assert pool.zygote_pid not in (None, zygote)
 
 
+def test_an_outside_sigkill_of_a_worker_is_a_kill_not_out_of_memory(pool: SandboxPool, cfg) -> None:
+    """A SIGKILL the sandbox did not send, with no OOM-kill counted and memory far from the limit, is
+    recorded as a kill from outside (``crashed``), not as the candidate's memory use."""
+    run = job(cfg, hostile("while True:\n    pass"), timeout_s=30.0)
+    future = pool.submit(run)
+    assert wait_until(lambda: run.job_id in pool.child_pids(), timeout=60), "the child never started"
+    child = pool.child_pids()[run.job_id]
+    assert child in children_of(pool.zygote_pid or -1)
+    os.kill(child, signal.SIGKILL)
+    outcome: RunResult = future.result(timeout=30)
+    assert outcome.status == "crashed", (outcome.status, outcome.message)
+    assert "killed by SIGKILL from outside the sandbox (peak RSS" in outcome.message, outcome.message
+    assert "MiB limit)" in outcome.message and "OOM" not in outcome.message
+    assert pool.run(job(cfg)).status == "ok"
+
+
+def test_a_sigkill_is_out_of_memory_only_on_evidence() -> None:
+    """The OOM killer's counter rising, or a peak RSS near the limit, makes it ``memory``; else a kill."""
+    assert classify_sigkill(400, 1400, 3, 3)[0] == "crashed"
+    assert classify_sigkill(400, 1400, None, None)[0] == "crashed"  # no counter readable: no evidence
+    status, message = classify_sigkill(400, 1400, 3, 4)
+    assert status == "memory" and "OOM-kill counter rose" in message and "400 MiB of 1400 MiB" in message
+    assert classify_sigkill(1300, 1400, None, None)[0] == "memory"
+
+
 def test_close_leaves_no_processes(cfg) -> None:
     sandbox = SandboxPool(workers=1)
     sandbox.warm()
@@ -389,8 +414,12 @@ def test_close_leaves_no_processes(cfg) -> None:
     assert wait_until(lambda: children_of(zygote))
     (child,) = children_of(zygote)
     sandbox.close()
-    assert running.result(timeout=5).status == queued.result(timeout=5).status == "crashed"
-    assert "closed" in running.result().message
+    # Closed, not crashed: the runs were interrupted and have no outcome (a campaign runs them again).
+    for future in (running, queued):
+        with pytest.raises(SandboxClosed, match="closed before the run finished"):
+            future.result(timeout=5)
+    with pytest.raises(SandboxClosed):
+        sandbox.submit(job(cfg))
     assert not any(alive(pid) for pid in sandbox.zygote_pids) and wait_until(lambda: not alive(child), 5)
     assert zygote not in children_of(os.getpid())
     with pytest.raises(RuntimeError, match="closed"):

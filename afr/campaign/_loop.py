@@ -3,6 +3,12 @@
 Each step of the loop runs one FL run of each arm that still has budget — side by side when two
 workers are available — so neither arm gets more runs or more wall time. Everything is recorded in
 the ledger as it happens; the same command after a crash or Ctrl-C continues where it stopped.
+
+SIGINT and SIGTERM (any number of them) stop the campaign without recording the runs in flight: they stay
+reserved, and the same command first re-runs them, as the step they belonged to, so that a resumed seeded
+campaign records what an uninterrupted one records (see ``_signals``). A signal during an agent's proposal
+call (an LLM request: interruptible) stops the step before any of its runs was scheduled; the resumed
+campaign proposes that step again.
 """
 
 from __future__ import annotations
@@ -10,9 +16,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,14 +41,15 @@ from ..evaluation import (
     select_finalists,
     write_report,
 )
-from ..ledger import CandidateRecord, campaign_lock
+from ..ledger import CandidateRecord, Ledger, campaign_lock
 from ..profiles import Profile, import_root, make_profile
 from ..recipe import RecipeSource, recipe_source
-from ..sandbox import RunJob, SandboxPool
+from ..sandbox import RunJob, SandboxClosed, SandboxPool
 from ..surface import SurfaceTable, render_profile_surface, surface_table, validate
 from ._finals import FinalsPlan, run_finals
 from ._progress import CampaignProgress
 from ._runner import CandidateRunner, RunnerSettings
+from ._signals import StopSignals
 
 __all__ = ["CampaignSettings", "CampaignResult", "Campaign", "CampaignFailure", "check_candidate"]
 
@@ -195,22 +201,26 @@ class Campaign:
         if self._lock.recovered is not None:
             echo(self._lock.note())
         self.search_seed = self.profile.search_seeds[0]
+        # SIGINT/SIGTERM: the sandbox closes (runs in flight return to reserved), the main thread stops at a
+        # safe point; a second signal changes nothing (see _signals).
+        self._signals = StopSignals(self._stop_sandbox)
         pool = SandboxPool(settings.runner.workers)
+        self._start_pool: SandboxPool | None = pool
         try:
-            # Before the campaign is recorded: a baseline that cannot run stops here, nothing charged.
-            self._preflight_run(pool)
-            self._open(settings, pool)
-        except Exception as exc:
+            with self._signals:
+                # Before the campaign is recorded: a baseline that cannot run stops here, nothing charged.
+                self._preflight_run(pool)
+                self._signals.check()
+                self._open(settings, pool)
+        except BaseException as exc:
+            # Whatever stops the start (the preflight, an unusable ledger, missing data, a full disk, a
+            # signal): no sandbox worker or reader thread outlives it, and the lock is free for the next try.
             pool.close()
             self._lock.release()
-            if (found := self._stopped_by(exc)) is None:
-                raise
-            raise found from exc
-        except BaseException:
-            # Whatever stops the start (the preflight, an unusable ledger, missing data): no sandbox worker
-            # or reader thread outlives it, and the lock is free for the next try.
-            pool.close()
-            self._lock.release()
+            if isinstance(exc, SandboxClosed):
+                raise KeyboardInterrupt from None
+            if isinstance(exc, Exception) and (found := self._stopped_by(exc)) is not None:
+                raise found from exc
             raise
 
     def _stopped_by(self, exc: Exception) -> StorageError | None:
@@ -226,6 +236,14 @@ class Campaign:
                 if runner.ledger.campaign(runner.campaign_id).status == "running":
                     runner.ledger.finish_campaign(runner.campaign_id, "interrupted")
         return storage_error(exc, where=self.settings.directory)
+
+    def _stop_sandbox(self) -> None:
+        """Close the sandbox (the stop helper thread): runs in flight end interrupted, never recorded."""
+        runner: CandidateRunner | None = getattr(self, "runner", None)
+        if runner is not None:
+            runner.close()
+        elif self._start_pool is not None:
+            self._start_pool.close()
 
     def _open(self, settings: CampaignSettings, pool: SandboxPool) -> None:
         """The ledger, the runner, the control's study and the agent's queue (resumed from the ledger)."""
@@ -375,33 +393,21 @@ class Campaign:
     def run(self) -> CampaignResult:
         start = time.perf_counter()
         ledger, cid = self.runner.ledger, self.runner.campaign_id
-        stopped = failure = ""
         try:
             self._start_progress()
-            self.runner.pool.warm()
-            if self._remaining("control") and not self.control.trials():
-                # The baseline (control trial 0) runs first, so every agent step sees its score: the
-                # agent's context, and hence a seeded campaign, does not depend on thread timing.
-                self._control_step()
-            failure = self._baseline_failure()
-            if not failure:
-                stopped = self._search()
-                searched = [arm for arm in ("agent", "control") if self.runner.accountant.limits[arm].runs]
-                failure = "; ".join(arm_failures(ledger, cid, searched).values())
-            if failure:
-                # Nothing to compare: the finals would only spend budget. Said on the console, in the ledger
-                # (status failed) and in the report; the command exits non-zero.
-                self.echo(f"campaign failed: {failure}")
-                ledger.finish_campaign(cid, "failed")
-            else:
-                if self.settings.finals:
-                    self.run_finals()
-                ledger.finish_campaign(cid, "finished")
-            self.findings = findings = collect_findings(self.runner.dir)
-            self.report_path = write_report(self.runner.dir, findings=findings)
-        except KeyboardInterrupt:
-            ledger.finish_campaign(cid, "interrupted")
-            raise
+            with self._signals:
+                try:
+                    stopped, failure, findings = self._run(ledger, cid)
+                except (KeyboardInterrupt, SandboxClosed) as exc:
+                    if isinstance(exc, SandboxClosed) and not self._signals.requested.is_set():
+                        raise
+                    # Stopped by a signal (or an in-process KeyboardInterrupt): the sandbox closes, the runs
+                    # in flight end without an outcome and stay reserved; the same command re-runs them.
+                    # Later signals are ignored from here on, so this clean-up always completes.
+                    self._signals.request()
+                    self._signals.wait_stopped()
+                    ledger.finish_campaign(cid, "interrupted")
+                    raise KeyboardInterrupt from None
         except Exception as exc:
             if (found := self._stopped_by(exc)) is None:
                 raise
@@ -422,6 +428,37 @@ class Campaign:
         result.seconds = time.perf_counter() - start
         return result
 
+    def _run(self, ledger: Ledger, cid: int) -> tuple[str, str, CampaignFindings]:
+        """The search, the finals and the report: why the agent arm stopped early, why the campaign failed
+        ('' each if not), and the findings."""
+        stopped = failure = ""
+        self._signals.check()  # a signal during the start: stop before anything runs
+        self.runner.pool.warm()
+        if self._remaining("control") and (not self.control.trials() or self._baseline_pending()):
+            # The baseline (control trial 0) runs first, so every agent step sees its score: the
+            # agent's context, and hence a seeded campaign, does not depend on thread timing.
+            self._control_step()
+        failure = self._baseline_failure()
+        if not failure:
+            stopped = self._search()
+            searched = [arm for arm in ("agent", "control") if self.runner.accountant.limits[arm].runs]
+            failure = "; ".join(arm_failures(ledger, cid, searched).values())
+        self._signals.check()
+        if failure:
+            # Nothing to compare: the finals would only spend budget. Said on the console, in the ledger
+            # (status failed) and in the report; the command exits non-zero.
+            self.echo(f"campaign failed: {failure}")
+            ledger.finish_campaign(cid, "failed")
+        else:
+            if self.settings.finals:
+                self.run_finals()
+            self._signals.check()
+            ledger.finish_campaign(cid, "finished")
+        findings = collect_findings(self.runner.dir)
+        self.findings = findings
+        self.report_path = write_report(self.runner.dir, findings=findings)
+        return stopped, failure, findings
+
     def _baseline_failure(self) -> str:
         """Why the search must not go on: the baseline (control trial 0) failed its search run ('' if not).
 
@@ -436,20 +473,52 @@ class Campaign:
                 )
         return ""
 
+    def _baseline_pending(self) -> bool:
+        """Control trial 0 (the baseline) was asked but not told: its run was interrupted."""
+        return any(trial.number == 0 for trial in self.control.pending())
+
+    def _in_flight(self) -> list[CandidateRecord]:
+        """Candidates of an interrupted step: scheduled (``running``) and not ended, oldest first."""
+        return [
+            c
+            for arm in ("control", "agent")
+            for c in self.runner.ledger.candidates(self.runner.campaign_id, arm=arm)
+            if c.status == "running"
+        ]
+
     def _search(self) -> str:
         """Both arms' search, step by step, until each has spent its budget; why the agent arm stopped early
         ('' if it did not)."""
         stopped = ""
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm") as arms, _cancelling(self.agent):
+        arms = ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm")
+        try:
+            # A resumed campaign first finishes the step that was interrupted, and only it: the runs it had
+            # scheduled, side by side as before. The next step then proposes exactly what the
+            # uninterrupted campaign proposed at that point, in the same order (same candidate numbers).
+            resumed: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+            trials = {f"control-{trial.number}": trial for trial in self.control.pending()}
+            for candidate in self._in_flight():
+                if candidate.arm == "control":
+                    trial = trials.get(str(candidate.meta.get("proposal_key")))
+                    if trial is not None:
+                        resumed.append((self._control_run, (trial, candidate)))
+                    else:  # its trial was told already: only the run's record is missing
+                        resumed.append((self._search_run, (candidate,)))
+                else:
+                    self._agent_queue = [c for c in self._agent_queue if c.id != candidate.id]
+                    resumed.append((self._agent_run, (candidate,)))
+            if resumed:
+                self._run_step(arms, resumed)
             while True:
-                # Each step proposes in this thread, control first, and only runs side by side: the
+                self._signals.check()
+                # Each step proposes in this thread, control first, and only then runs side by side: the
                 # ledger numbers candidates in the same order on every machine, so "agent#7" in
                 # an agent's note or a report means the same candidate wherever the campaign is rerun.
-                steps = []
+                steps: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
                 if self._remaining("control"):
                     trial_candidate = self._control_propose()
                     if trial_candidate is not None:
-                        steps.append(arms.submit(self._control_run, *trial_candidate))
+                        steps.append((self._control_run, trial_candidate))
                 if self._remaining("agent") and not stopped:
                     candidate_or_stop = self._agent_propose()
                     if isinstance(candidate_or_stop, str):
@@ -458,12 +527,38 @@ class Campaign:
                         spent = self.runner.accountant.spent("agent").runs
                         self.progress.update("agent", spent, total=spent)
                     else:
-                        steps.append(arms.submit(self._agent_run, candidate_or_stop))
+                        steps.append((self._agent_run, (candidate_or_stop,)))
                 if not steps and not self._remaining("control") and (stopped or not self._remaining("agent")):
                     break
-                for future in steps:
-                    future.result()
+                self._run_step(arms, steps)
+        except BaseException:
+            # Stop the runs in flight first: the arm threads then end at once (SandboxClosed), and the
+            # runs they held stay reserved. An agent's model call in flight in an arm thread (a run-time
+            # repair) is abandoned too: it would otherwise hold the arms' pool, hence the exit, until its
+            # timeout.
+            self.agent.cancel()
+            self._stop_sandbox()
+            raise
+        finally:
+            arms.shutdown(wait=True)
         return stopped
+
+    def _search_run(self, candidate: CandidateRecord) -> None:
+        self.runner.run(candidate, self.search_seed)
+
+    def _run_step(
+        self, arms: ThreadPoolExecutor, steps: list[tuple[Callable[..., None], tuple[Any, ...]]]
+    ) -> None:
+        """Run one step's runs side by side and wait for them.
+
+        Every candidate of the step is marked ``running`` before any run starts (no signal cuts this
+        thread in between): an interrupted step is then known whole on resume, even a run that had not
+        started yet, and the resumed campaign runs that step again as it was (see ``_in_flight``)."""
+        for _, args in steps:
+            self.runner.ledger.update_candidate(args[-1].id, status="running")
+        futures = [arms.submit(fn, *args) for fn, args in steps]
+        for future in futures:
+            future.result()
 
     def run_finals(self) -> None:
         """Finalists of both arms and the baseline on fresh paired seeds: test split and held-out data."""
@@ -571,7 +666,8 @@ class Campaign:
         step = self._agent_calls
         self._agent_calls += 1
         ctx = self._context(step)
-        proposals = self.agent.propose(ctx, self.settings.proposals_per_step)
+        with self._signals.interruptible():  # an LLM call may take long; nothing is written during it
+            proposals = self.agent.propose(ctx, self.settings.proposals_per_step)
         queued = False
         for i, proposal in enumerate(proposals):
             key = f"agent-{step}-{i}"
@@ -697,17 +793,6 @@ class Campaign:
             line += f"  -- {why[:200]}{'…' if len(why) > 200 else ''}"
         self.echo(line)
         self.progress.update(arm, spent)
-
-
-@contextmanager
-def _cancelling(agent: Agent) -> Iterator[None]:
-    """On Ctrl-C (or any error) in the search, abandon the agent's model call in flight first: one made in a
-    worker thread (a run-time repair) would otherwise hold the arms' pool, hence the exit, for its timeout."""
-    try:
-        yield
-    except BaseException:
-        agent.cancel()
-        raise
 
 
 def _history_item(c: CandidateRecord) -> HistoryItem:

@@ -27,7 +27,7 @@ from ..errors import storage_error
 from ..ledger import CandidateRecord, Ledger, RunRecord
 from ..profiles import Profile, import_root
 from ..recipe import RecipeSource, recipe_source
-from ..sandbox import RunJob, SandboxPool
+from ..sandbox import RunJob, SandboxClosed, SandboxPool
 from ..surface import SurfaceTable, normalized_ast_hash, surface_table, validate
 
 __all__ = ["CandidateRunner", "RunnerSettings", "run_key"]
@@ -89,20 +89,29 @@ class CandidateRunner:
         self.accountant = BudgetAccountant(self.ledger, self.campaign_id, dict(limits))
         self.run_client_steps = self.profile.client_steps_per_run
         self._pool: SandboxPool | None = pool
+        self._closed = False
         self._heldout_profiles: dict[str, Profile] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     @property
     def pool(self) -> SandboxPool:
+        """The sandbox pool (started on first use); :class:`SandboxClosed` once the runner is closed."""
+        if self._closed:
+            # Never a fresh pool behind a close(): an arm thread still finishing its step after a Ctrl-C
+            # must find no sandbox, not start one.
+            raise SandboxClosed("the campaign's sandbox is closed")
         if self._pool is None:
             self._pool = SandboxPool(self.settings.workers)
         return self._pool
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        """Stop the sandbox; runs in flight end :class:`SandboxClosed` (interrupted: they stay reserved and
+        are run again by the same command). Safe from any thread, any number of times."""
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     def __enter__(self) -> CandidateRunner:
         return self
@@ -210,7 +219,12 @@ class CandidateRunner:
         done = self.ledger.run_by_key(self.campaign_id, key)
         if done is not None and done.status in FINISHED:
             self.accountant.settle(key, _outcome(done.status))  # idempotent; settles a crash leftover
+            if stage == "search" and self.ledger.candidate(candidate.id).status == "running":
+                # the run ended but its candidate was never told (the process stopped in between)
+                self._record_search(candidate, done.status, done.final_metric, done.message or "")
             return done
+        if self._closed or (self._pool is not None and self._pool.closed):
+            raise SandboxClosed("the campaign's sandbox is closed")  # stopping: reserve nothing more
         self.accountant.reserve(arm, key, self.run_client_steps)
         split = {"search": "val", "final": "test"}.get(stage, f"heldout:{setting}")
         run_id = self.ledger.start_run(self.campaign_id, candidate.id, key, seed, stage, split)
@@ -225,6 +239,10 @@ class CandidateRunner:
             artifacts = self._save_artifacts(candidate, run_name, outcome)
             if outcome.curve:
                 artifacts["tensorboard"] = self._write_tensorboard(candidate.name, run_name, outcome.curve)
+        except SandboxClosed:
+            # Interrupted (Ctrl-C, SIGTERM): the run has no outcome. It stays started and reserved, never
+            # recorded as an end nor settled, and the same command runs it again under its reservation.
+            raise
         except Exception as exc:  # noqa: BLE001 -- a result the parent cannot load is the candidate's failure
             if storage_error(exc) is not None:
                 # A full disk or read-only folder is not the candidate's failure: the run stays open (not
@@ -249,12 +267,18 @@ class CandidateRunner:
         )
         self.accountant.settle(key, _outcome(outcome.status))
         if stage == "search":
-            ok = outcome.status == "ok" and final is not None and math.isfinite(final)
-            reasons = list(candidate.reasons) + ([] if ok else [f"{outcome.status}: {outcome.message}"])
-            self.ledger.update_candidate(
-                candidate.id, status="ok" if ok else "failed", score=final if ok else None, reasons=reasons
-            )
+            self._record_search(candidate, outcome.status, final, outcome.message)
         return self.ledger.run(run_id)
+
+    def _record_search(
+        self, candidate: CandidateRecord, status: str, final: float | None, message: str
+    ) -> None:
+        """The candidate's status and score from its search run."""
+        ok = status == "ok" and final is not None and math.isfinite(final)
+        reasons = list(candidate.reasons) + ([] if ok else [f"{status}: {message}"])
+        self.ledger.update_candidate(
+            candidate.id, status="ok" if ok else "failed", score=final if ok else None, reasons=reasons
+        )
 
     def _job(
         self, candidate: CandidateRecord, key: str, seed: int, stage: str, cfg: dict[str, Any]

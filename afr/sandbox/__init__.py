@@ -45,6 +45,6 @@ What it does not guarantee
 
 from ._guard import install_audit_hook
 from ._jobs import RunJob
-from ._pool import SandboxPool
+from ._pool import SandboxClosed, SandboxPool
 
-__all__ = ["RunJob", "SandboxPool", "install_audit_hook"]
+__all__ = ["RunJob", "SandboxClosed", "SandboxPool", "install_audit_hook"]

@@ -207,3 +207,33 @@ def die_with_parent(libc: ctypes.CDLL | None) -> None:
     """Ask the kernel to SIGKILL this process when its parent dies (needs libc: before the audit hook)."""
     if libc is not None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def resident_bytes() -> int:
+    """This process's resident set size (a child forked now starts with these pages mapped)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+_OOM_COUNTERS = (
+    ("/proc/vmstat", "oom_kill"),  # the kernel's, machine-wide (Linux >= 4.13)
+    ("/sys/fs/cgroup/memory.events", "oom_kill"),  # cgroup v2: this container's
+    ("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),  # cgroup v1
+)
+
+
+def oom_kills() -> int | None:
+    """The OOM killer's kill counters that can be read here, summed (None if none can): evidence that a
+    SIGKILL came from it when the sum rose while a child ran (every counter only grows)."""
+    total, found = 0, False
+    for path, key in _OOM_COUNTERS:
+        try:
+            with open(path) as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == key:
+                        total, found = total + int(value), True
+                        break
+        except (OSError, ValueError):
+            continue
+    return total if found else None

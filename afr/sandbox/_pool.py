@@ -27,7 +27,7 @@ from typing import IO, Any
 from ..engine import STATUSES, RunResult
 from ._jobs import FRAME, RunJob, encode_request
 
-__all__ = ["SandboxPool"]
+__all__ = ["SandboxClosed", "SandboxPool"]
 
 log = logging.getLogger("afr.sandbox")
 
@@ -79,11 +79,21 @@ def clean_environment(home: str, perturb_freed_memory: bool = True) -> dict[str,
     return env
 
 
+class SandboxClosed(RuntimeError):
+    """The pool was closed before a job ended: the job has no outcome (it was interrupted, not run).
+
+    Raised by :meth:`SandboxPool.submit` / :meth:`~SandboxPool.warm` on a closed pool and set on every future
+    still unresolved when :meth:`SandboxPool.close` stops the zygote. A caller must not record it as the
+    run's end (a Ctrl-C is not the candidate's crash): the run never finished and can be run again."""
+
+
 @dataclass
 class _Pending:
     job: RunJob
     future: Future[RunResult]
     submitted: float
+    pid: int | None = None
+    """The sandboxed child's pid once the zygote forked it."""
 
 
 @dataclass
@@ -190,7 +200,7 @@ class SandboxPool:
         future.set_running_or_notify_cancel()  # a job handed to the zygote cannot be withdrawn
         with self._lock:
             if self._closed:
-                raise RuntimeError("the sandbox pool is closed")
+                raise SandboxClosed("the sandbox pool is closed")
             zygote = self._current()
             key = next(self._keys)
             zygote.pending[key] = _Pending(job, future, time.perf_counter())
@@ -210,7 +220,7 @@ class SandboxPool:
         """Wait until the zygote is ready; returns what it reported (pid, startup_s, isolation, ...)."""
         with self._lock:
             if self._closed:
-                raise RuntimeError("the sandbox pool is closed")
+                raise SandboxClosed("the sandbox pool is closed")
             zygote = self._current()
         deadline = time.monotonic() + (self.start_timeout_s if timeout_s is None else timeout_s)
         while not zygote.ready.wait(0.05):
@@ -226,12 +236,25 @@ class SandboxPool:
         zygote = self._zygote
         return zygote.proc.pid if zygote is not None else None
 
+    def child_pids(self) -> dict[str, int]:
+        """``job_id`` -> pid of the sandboxed child running it, for each started job (diagnostics)."""
+        with self._lock:
+            zygote = self._zygote
+            pending = list(zygote.pending.values()) if zygote is not None else []
+        return {item.job.job_id: item.pid for item in pending if item.pid is not None}
+
     def stderr_tail(self, lines: int = 20) -> list[str]:
         """The last lines the zygote and its children wrote to stderr."""
         return list(self._stderr)[-lines:]
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (the pool runs nothing more)."""
+        return self._closed
+
     def close(self) -> None:
-        """Stop the zygote and every child; unfinished futures resolve as ``"crashed"``."""
+        """Stop the zygote and every child; unfinished futures raise :class:`SandboxClosed` (interrupted,
+        no outcome). Safe to call from any thread, any number of times."""
         with self._lock:
             if self._closed:
                 return
@@ -348,6 +371,10 @@ class SandboxPool:
             log.debug(
                 "zygote %d forked child %d for job key %d", zygote.proc.pid, header["pid"], header["key"]
             )
+            with self._lock:
+                started = zygote.pending.get(header["key"])
+                if started is not None:
+                    started.pid = int(header["pid"])
         elif kind == "result":
             with self._lock:
                 pending = zygote.pending.pop(header["key"], None)
@@ -398,14 +425,16 @@ class SandboxPool:
             # Restart only a zygote that had worked: one that cannot start would crash-loop.
             if current and not self._closed and zygote.ready.is_set():
                 self._zygote = self._spawn()
-        if self._closed:
-            message = "the sandbox pool was closed before the run finished"
-        else:
-            message = f"the sandbox zygote died (exit code {code}) during the run:{self._tail(5)}"
         now = time.perf_counter()
         for item in pending.values():
-            outcome = RunResult(status="crashed", message=message, wall_s=now - item.submitted)
-            item.future.set_result(outcome)
+            if self._closed:
+                # Stopped by its owner (Ctrl-C, SIGTERM, the end of a campaign): the run did not end, it
+                # was interrupted. Not a status: nothing may record it as the candidate's outcome.
+                stopped = SandboxClosed("the sandbox pool was closed before the run finished")
+                item.future.set_exception(stopped)
+                continue
+            message = f"the sandbox zygote died (exit code {code}) during the run:{self._tail(5)}"
+            item.future.set_result(RunResult(status="crashed", message=message, wall_s=now - item.submitted))
         if code != 0 and not self._closed:
             log.warning("afr.sandbox: zygote %d exited with code %d", zygote.proc.pid, code)
 

@@ -55,12 +55,14 @@ from ._isolation import (
     install_seccomp,
     isolate,
     load_libc,
+    oom_kills,
+    resident_bytes,
     vsz_bytes,
     wall_limit_s,
 )
 from ._jobs import REQUEST, RunJob, encode_frame
 
-__all__ = ["load_training_profile", "load_in_loader", "Zygote", "main"]
+__all__ = ["classify_sigkill", "load_training_profile", "load_in_loader", "Zygote", "main"]
 
 PROFILE_CACHE_SIZE = 8
 
@@ -128,6 +130,28 @@ def load_in_loader(
 # --- the zygote ----------------------------------------------------------------------------------
 
 
+def classify_sigkill(
+    peak_mib: int, limit_mib: int, oom_before: int | None, oom_after: int | None
+) -> tuple[str, str]:
+    """Status and message of a child killed by a SIGKILL the zygote did not send.
+
+    ``memory`` only on evidence of the OOM killer: an OOM-kill counter (the kernel's or the cgroup's, see
+    ``oom_kills``) rose while the child ran, or its peak RSS came within 10 % of what it may use
+    (``limit_mib``: the zygote's pages at the fork plus the job's ``memory_mb``). Anything else is a kill
+    from outside (a user, a supervisor, a test): ``crashed``, not the candidate's memory use."""
+    counted = oom_before is not None and oom_after is not None and oom_after > oom_before
+    if counted or peak_mib >= 0.9 * limit_mib:
+        why = "the OOM-kill counter rose while it ran" if counted else "its memory was nearly exhausted"
+        return "memory", (
+            f"killed by SIGKILL, by the kernel's OOM killer ({why}; peak RSS {peak_mib} MiB of "
+            f"{limit_mib} MiB limit)"
+        )
+    return (
+        "crashed",
+        f"killed by SIGKILL from outside the sandbox (peak RSS {peak_mib} MiB of {limit_mib} MiB limit)",
+    )
+
+
 def _cpu_s(child: _Child) -> float:
     """CPU time the child used (from its rusage once reaped, else 0)."""
     return child.rusage.ru_utime + child.rusage.ru_stime if child.rusage else 0.0
@@ -148,6 +172,10 @@ class _Child:
     rusage: Any = None
     killed: str | None = None
     reported: bool = False
+    base_rss: int = 0
+    """The zygote's resident bytes at the fork: the child starts with them mapped."""
+    oom_kills: int | None = None
+    """The OOM-kill counters at the fork (``oom_kills``): tell the OOM killer's SIGKILL from another's."""
 
 
 class Zygote:
@@ -259,6 +287,7 @@ class Zygote:
         os.set_blocking(read_fd, False)
         now = time.monotonic()
         child = _Child(key, job, pid, read_fd, now, now + wall_limit_s(job), cpu_limit_s(job))
+        child.base_rss, child.oom_kills = resident_bytes(), oom_kills()
         self.running[pid] = child
         self.selector.register(read_fd, selectors.EVENT_READ, child)
         self.send({"type": "started", "key": key, "pid": pid})
@@ -333,12 +362,7 @@ class Zygote:
                 return self._result(child, "timeout", f"exceeded the CPU-time limit of {child.cpu_limit:g} s")
             peak = child.rusage.ru_maxrss // 1024 if child.rusage else 0
             if sig == signal.SIGKILL:
-                return self._result(
-                    child,
-                    "memory",
-                    f"killed by SIGKILL from outside the sandbox (most likely the kernel's OOM killer; "
-                    f"peak RSS {peak} MiB)",
-                )
+                return self._sigkilled(child, peak)
             return self._result(
                 child, "crashed", f"killed by {signal.Signals(sig).name} (peak RSS {peak} MiB)"
             )
@@ -348,6 +372,11 @@ class Zygote:
             return self._result(child, "crashed", f"exited with code {code} without a result")
         header, payload = parsed
         self._result(child, header["status"], header["message"], payload)
+
+    def _sigkilled(self, child: _Child, peak_mib: int) -> None:
+        """A SIGKILL the zygote did not send (see :func:`classify_sigkill`)."""
+        limit_mib = child.base_rss // MIB + child.job.memory_mb
+        self._result(child, *classify_sigkill(peak_mib, limit_mib, child.oom_kills, oom_kills()))
 
     def _result(self, child: _Child | int, status: str, message: str, payload: bytes = b"") -> None:
         header = {"type": "result", "status": status, "message": message[:MAX_MESSAGE_CHARS]}

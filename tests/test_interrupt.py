@@ -1,0 +1,182 @@
+"""Ctrl-C loses nothing, however many times it is pressed: driven as a user would, with real signals.
+
+``python -m afr.run agent=evolve profile=synthetic ...`` runs in a subprocess; once the ledger shows runs in
+flight, the test sends SIGINT twice (then, in the second test, SIGTERM among them, during the finals). The
+command must exit 130 with its one-line message, record no run as crashed, leave every interrupted run
+reserved (started, not settled), and the same command must then finish the campaign so that its ledger holds
+exactly what an uninterrupted campaign with the same seed holds: the same candidates (numbers, sources,
+hashes, statuses, scores), runs (keys, statuses, scores, curves, evaluations), charges and Optuna trials.
+Only timestamps, wall times and row ids of tables written by two threads at once may differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 600
+MESSAGE = "interrupted: nothing is lost; run the same command to resume"
+
+
+def command(folder: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "afr.run", "agent=evolve", "profile=synthetic",
+        "profile.rounds=10", "profile.local_steps=100",
+        "campaign.runs_per_arm=4", "campaign.workers=2", "campaign.seed=7",
+        "campaign.top_k=1", "campaign.final_seeds=2", "campaign.heldout_seeds=1",
+        f"campaign.dir={folder / 'campaign'}", "campaign.name=sig", f"hydra.run.dir={folder / 'hydra'}",
+    ]  # fmt: skip
+
+
+def environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "AFR_DATA_DIR")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def run_to_end(folder: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        command(folder), cwd=folder, env=environment(), capture_output=True, text=True, timeout=TIMEOUT
+    )
+
+
+def query(folder: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of the campaign's ledger, read-only (the campaign may be writing it)."""
+    path = folder / "campaign" / "ledger.db"
+    if not path.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as conn:
+        try:
+            return conn.execute(sql).fetchall()
+        except sqlite3.OperationalError:  # the tables are not there yet
+            return []
+
+
+def content(folder: Path) -> dict[str, Any]:
+    """What the ledger says happened, without timestamps, wall times, pids or thread-ordered row ids."""
+    runs = []
+    for row in query(
+        folder,
+        "SELECT run_key, candidate_id, seed, stage, split, status, per_round, final_metric, steps, bytes_up, "
+        "bytes_down, artifacts, message, evaluation FROM afr_runs ORDER BY run_key",
+    ):
+        *head, per_round, final, steps, up, down, artifacts, message, evaluation = row
+        runs.append([*head, json.loads(per_round or "null"), final, steps, up, down, artifacts, message,
+                     json.loads(evaluation or "null")])  # fmt: skip
+    trials = query(
+        folder,
+        "SELECT s.study_name, t.number, t.state, "
+        "(SELECT group_concat(p.param_name || '=' || p.param_value, ',') FROM trial_params p "
+        " WHERE p.trial_id = t.trial_id), "
+        "(SELECT group_concat(v.value, ',') FROM trial_values v WHERE v.trial_id = t.trial_id), "
+        "(SELECT group_concat(u.key || '=' || u.value_json, ',') FROM trial_user_attributes u "
+        " WHERE u.trial_id = t.trial_id) "
+        "FROM trials t JOIN studies s ON s.study_id = t.study_id ORDER BY s.study_name, t.number",
+    )
+    return {
+        "campaigns": query(folder, "SELECT id, name, profile, agent, config_hash, status FROM afr_campaigns"),
+        "candidates": query(
+            folder,
+            "SELECT id, arm, agent, parent_id, source, diff, ast_hash, scalars, status, reasons, "
+            "duplicate_of, score, meta FROM afr_candidates ORDER BY id",
+        ),
+        "runs": runs,
+        "charges": query(
+            folder,
+            "SELECT run_key, arm, runs, client_steps, status, outcome FROM afr_charges ORDER BY run_key",
+        ),
+        "costs": query(
+            folder, "SELECT candidate_id, arm, kind, model, prompt_tokens FROM afr_costs ORDER BY id"
+        ),
+        "trials": trials,
+    }
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    done = run_to_end(folder)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return content(folder)
+
+
+def interrupt(folder: Path, stage: str, signals: list[signal.Signals]) -> subprocess.CompletedProcess:
+    """Start the campaign, wait (polling its ledger) until a ``stage`` run is in flight after at least two
+    finished runs, send ``signals`` (a short gap between them), and wait for the command to end."""
+    proc = subprocess.Popen(
+        command(folder),
+        cwd=folder,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            assert time.monotonic() < deadline, "no run was in flight within the deadline"
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                raise AssertionError(f"the campaign ended before it could be interrupted:\n{out}\n{err}")
+            statuses = query(folder, "SELECT stage, status FROM afr_runs")
+            if sum(s == "ok" for _, s in statuses) >= 2 and (stage, "running") in statuses:
+                break
+            time.sleep(0.02)
+        for i, signum in enumerate(signals):
+            if i:
+                time.sleep(0.2)  # a gap, as between two key presses (not a timing assumption)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signum)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def check_interrupted(folder: Path, done: subprocess.CompletedProcess) -> None:
+    out = done.stdout + done.stderr
+    assert done.returncode == 130, out
+    assert done.stderr.strip().splitlines()[-1] == MESSAGE, out
+    assert "Traceback" not in out, out
+    runs = dict(query(folder, "SELECT run_key, status FROM afr_runs"))
+    assert "crashed" not in runs.values(), runs
+    interrupted = {key for key, status in runs.items() if status == "running"}
+    assert interrupted, f"no run was left in flight: {runs}"
+    charges = dict(query(folder, "SELECT run_key, status FROM afr_charges"))
+    # An interrupted run is reserved, never settled: its charge is held for the re-run, not spent on it.
+    assert {key for key, status in charges.items() if status == "reserved"} == interrupted, charges
+    assert query(folder, "SELECT status FROM afr_campaigns") == [("interrupted",)]
+
+
+def test_double_sigint_during_the_search_then_resume_equals_an_uninterrupted_campaign(
+    tmp_path: Path, uninterrupted: dict[str, Any]
+) -> None:
+    done = interrupt(tmp_path, "search", [signal.SIGINT, signal.SIGINT])
+    check_interrupted(tmp_path, done)
+    resumed = run_to_end(tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert content(tmp_path) == uninterrupted
+
+
+def test_sigterm_and_sigints_during_the_finals_then_resume_equals_an_uninterrupted_campaign(
+    tmp_path: Path, uninterrupted: dict[str, Any]
+) -> None:
+    done = interrupt(tmp_path, "final", [signal.SIGTERM, signal.SIGINT, signal.SIGINT])
+    check_interrupted(tmp_path, done)
+    resumed = run_to_end(tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert content(tmp_path) == uninterrupted
