@@ -202,3 +202,12 @@ def test_a_report_of_an_interrupted_campaign_is_marked_partial(campaign, tmp_pat
     assert printed[0].startswith("campaign 'test' interrupted: best search validation")
     assert printed[-2].startswith("verdicts: none (partial: the campaign is interrupted")
     assert printed[-1] == f"wrote {tmp_path / 'r.md'}"
+
+
+def test_each_sandboxed_run_records_which_engine_path_made_it(campaign) -> None:
+    """The batched engine path is the default: a sandboxed run says which path ran (why, if per-client)."""
+    directory, result, _, _ = campaign
+    runs = [r for r in Ledger.for_campaign_dir(directory).runs(result.campaign_id) if r.status == "ok"]
+    assert runs
+    paths = {str((r.artifacts or {}).get("engine", "")).split(":")[0] for r in runs}
+    assert paths <= {"batched", "per-client"} and paths, paths

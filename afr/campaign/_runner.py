@@ -239,6 +239,8 @@ class CandidateRunner:
             artifacts = self._save_artifacts(candidate, run_name, outcome)
             if outcome.curve:
                 artifacts["tensorboard"] = self._write_tensorboard(candidate.name, run_name, outcome.curve)
+            if outcome.engine_path:  # how the weights were made: the batched or the per-client engine path
+                artifacts["engine"] = ": ".join(filter(None, (outcome.engine_path, outcome.engine_note)))
         except SandboxClosed:
             # Interrupted (Ctrl-C, SIGTERM): the run has no outcome. It stays started and reserved, never
             # recorded as an end nor settled, and the same command runs it again under its reservation.

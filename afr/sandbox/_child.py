@@ -88,6 +88,8 @@ def encode_result(result: Any) -> bytes:
         "bytes_up": int(result.bytes_up),
         "bytes_down": int(result.bytes_down),
         "seconds": float(result.seconds),
+        "engine_path": str(result.engine_path),
+        "engine_note": str(result.engine_note),
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)

@@ -403,6 +403,8 @@ class SandboxPool:
             bytes_up=data["bytes_up"],
             bytes_down=data["bytes_down"],
             seconds=data["seconds"],
+            engine_path=str(data.get("engine_path", "")),
+            engine_note=str(data.get("engine_note", "")),
             wall_s=wall,
         )
 
