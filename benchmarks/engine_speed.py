@@ -132,11 +132,14 @@ def run_plain(profile, seed: int):
 
 def _sgd_module(model, profile, recipe, lr: float):
     """A ClientModule with FLamby's client optimizer (plain SGD), which Fabric and a Trainer ask for."""
+    import lightning as L
     import torch
 
     from afr.engine import ClientModule
 
-    class SGDClientModule(ClientModule):
+    # ClientModule is a plain nn.Module (the engine does not import lightning): mix LightningModule in
+    # after it, so that ClientModule.__init__'s super().__init__() runs LightningModule's.
+    class SGDClientModule(ClientModule, L.LightningModule):
         def configure_optimizers(self) -> torch.optim.Optimizer:
             return torch.optim.SGD(self.model.parameters(), lr=lr)
 

@@ -1,6 +1,6 @@
-"""Federated engine: a custom, seeded, deterministic loop over LightningModule client steps.
+"""Federated engine: a custom, seeded, deterministic loop over client steps (``ClientModule.training_step``).
 
-:class:`RunResult` is importable without the training stack; the rest (torch, lightning) loads on first use,
+:class:`RunResult` is importable without the training stack; the rest (torch) loads on first use,
 so that processes which only read results start fast.
 """
 

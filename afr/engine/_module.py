@@ -1,8 +1,10 @@
-"""A client's local training step as a LightningModule.
+"""A client's local training step, in LightningModule's shape (``training_step``) but a plain ``nn.Module``.
 
 The engine drives :meth:`ClientModule.training_step` from its own loop, with its own SGD step (see the
-README's design notes for why not ``lightning.Trainer``); ``benchmarks/engine_speed.py`` runs the same
-module under a Trainer and under Fabric (adding the optimizer there) to compare them.
+README's design notes for why not ``lightning.Trainer``). It never used anything of ``LightningModule`` but
+the method's name, and importing lightning cost every sandbox process ~4 s CPU and ~185 MB (it pulls in
+``torch._dynamo``), so the training path does not import it. ``benchmarks/engine_speed.py`` mixes
+``lightning.LightningModule`` back in to run the same module under a Trainer and under Fabric.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-import lightning as L
 from torch import Tensor, nn
 
 from ..recipe import LocalContext, Recipe
@@ -20,7 +21,7 @@ from ._integrity import ParamSeal
 __all__ = ["ClientModule"]
 
 
-class ClientModule(L.LightningModule):
+class ClientModule(nn.Module):
     """Task model + task loss + the recipe's local objective for one client-round."""
 
     def __init__(

@@ -12,7 +12,6 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 
 from ..data import DataSource, profile_dir, require
@@ -438,6 +437,8 @@ class Profile(ABC):
             # Stratifying needs >= 2 of every class and at least one slot per class on both sides.
             if len(counts) < 2 or counts.min() < 2 or len(counts) > min(n_val, n - n_val):
                 labels = None
+        from sklearn.model_selection import train_test_split  # lazy: sklearn costs ~0.5 s to import
+
         fit_idx, val_idx = train_test_split(
             index, test_size=n_val, random_state=self.split_seed + k, shuffle=True, stratify=labels
         )

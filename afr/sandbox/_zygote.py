@@ -440,9 +440,10 @@ def _warm_up(libc: Any) -> None:
 
 def _preload() -> None:
     import lifelines  # noqa: F401
-    import lightning  # noqa: F401
     import numpy  # noqa: F401
     import pandas  # noqa: F401
+    import sklearn.metrics  # noqa: F401  (profiles import it lazily; children and loaders use it)
+    import sklearn.model_selection  # noqa: F401
     import torch
 
     torch.set_num_threads(1)

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
 
 from ...errors import DataError
 from .._base import ClientData
@@ -44,6 +43,8 @@ def split_center(features: np.ndarray, labels: np.ndarray) -> tuple[ClientData, 
     """FLamby's per-center split and per-center normalisation."""
     _, counts = np.unique(labels, return_counts=True)
     stratify = labels if len(counts) == 2 and counts.min() > 2 else None
+    from sklearn.model_selection import train_test_split  # lazy: sklearn costs ~0.5 s to import
+
     x_train, x_test, y_train, y_test = train_test_split(
         features, labels, train_size=0.66, random_state=43, shuffle=True, stratify=stratify
     )

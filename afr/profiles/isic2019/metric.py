@@ -6,7 +6,6 @@ import math
 import warnings
 
 import torch.nn.functional as F
-from sklearn.metrics import balanced_accuracy_score
 from torch import Tensor
 
 __all__ = ["CLASS_WEIGHTS", "focal_loss", "balanced_accuracy"]
@@ -29,4 +28,6 @@ def balanced_accuracy(logits: Tensor, targets: Tensor) -> float:
     predicted = logits.argmax(dim=1).cpu().numpy()
     with warnings.catch_warnings():  # predicted classes absent from the truth are ignored, as intended
         warnings.simplefilter("ignore", UserWarning)
+        from sklearn.metrics import balanced_accuracy_score  # lazy: sklearn costs ~0.5 s to import
+
         return float(balanced_accuracy_score(targets.cpu().numpy(), predicted))
