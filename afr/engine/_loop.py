@@ -7,6 +7,7 @@ evaluated by the caller on the returned weights.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -210,6 +211,9 @@ class _Federation:
         self.model = model = profile.build_model(variant).to(device)
         self.module = ClientModule(model, profile.loss, recipe)
         self.module.train()
+        self.autocast = getattr(profile, "autocast", None)
+        if self.autocast == "bf16":
+            self.module.precision = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
         self.names = [n for n, _ in model.named_parameters()]
         self.params = [p for _, p in model.named_parameters()]
         self.buffers = [b for _, b in model.named_buffers()]
@@ -240,7 +244,9 @@ class _Federation:
         self.stack: StackedParams | None = None
         self.batched_loss: BatchedLoss | None = None
         self.note = "per-client path requested"
-        if batched:
+        if batched and self.autocast:
+            self.note = f"autocast {self.autocast}: the batched path runs in full precision"
+        elif batched:
             mode, self.note = batching_blocker(model, profile, train, budget.batch_size, device)
             self.forward_calls[0] = 0
         if not self.note:

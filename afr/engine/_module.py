@@ -13,6 +13,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..recipe import LocalContext, Recipe
@@ -37,15 +38,20 @@ class ClientModule(nn.Module):
         """Set by the engine: sealed after the forward pass, verified after ``local_objective``."""
         self.model_view: Any = None
         """What ``local_objective`` gets if set (the engine: a read-only ``ModelView``), else the model."""
+        self.precision: Callable[[], AbstractContextManager[Any]] = nullcontext
+        """Set by the engine: ``torch.autocast`` around the forward pass and task loss (``autocast=bf16``)."""
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         inputs, targets = batch
-        with self.forward_window():
-            outputs = self.model(inputs)
-        task_loss = self.task_loss(outputs, targets)
+        with self.precision():
+            with self.forward_window():
+                outputs = self.model(inputs)
+            task_loss = self.task_loss(outputs, targets)
+        if task_loss.dtype in (torch.bfloat16, torch.float16):
+            task_loss = task_loss.float()  # the recipe's objective (and the finite-loss check) in fp32
         assert self.ctx is not None, "the engine sets the local context before training"
         self.ctx.step = batch_idx
         seal, model = self.seal, self.model if self.model_view is None else self.model_view

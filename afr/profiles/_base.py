@@ -28,6 +28,8 @@ __all__ = [
     "TRAINING_PARTS",
     "VerdictSpec",
     "resolve_device",
+    "resolve_autocast",
+    "AUTOCAST_MODES",
 ]
 
 Part = Literal["fit", "val", "train", "test"]
@@ -156,6 +158,19 @@ def _whole(value: Any, key: str) -> int:
     return int(value)
 
 
+AUTOCAST_MODES = ("off", "bf16")
+
+
+def resolve_autocast(spec: Any) -> str | None:
+    """``autocast``: None/``off`` (full precision, the default) or ``bf16`` (local training's forward pass and
+    loss under ``torch.autocast(dtype=bfloat16)`` on the profile's device; meant for the imaging profiles on
+    a GPU; evaluation stays in full precision)."""
+    text = "off" if spec is None or spec is False else str(spec).strip().lower()
+    if text not in AUTOCAST_MODES:
+        raise ValueError(f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got {spec!r}")
+    return None if text == "off" else text
+
+
 def resolve_device(spec: Any) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; ``cpu``, ``cuda``, ``cuda:N`` as given (checked)."""
     text = str(spec).strip().lower()
@@ -214,6 +229,7 @@ class Profile(ABC):
                 cfg.get("eval_batch_size", type(self).eval_batch_size), "eval_batch_size"
             )
             self.device = resolve_device(cfg.get("device", "cpu"))
+            self.autocast = resolve_autocast(cfg.get("autocast"))
             # The recipe a campaign's agents edit and its control tunes: a shipped name or a .py path.
             self.baseline = str(cfg.get("baseline") or DEFAULT_BASELINE)
             block = cfg.get("verdict")
@@ -223,7 +239,8 @@ class Profile(ABC):
                 f"profile {self.name!r} config is malformed: {exc}",
                 where=f"afr/conf/profile/{self.name}.yaml",
                 fix="rounds, local_steps, batch_size must be integers; seeds.search/final lists of integers; "
-                "heldout_clients an integer or a list of integers; device auto, cpu, cuda or cuda:N",
+                "heldout_clients an integer or a list of integers; device auto, cpu, cuda or cuda:N; "
+                "autocast off or bf16",
             ) from exc
         if min(self.budget.rounds, self.budget.local_steps, self.budget.batch_size) < 1:
             raise ConfigError(
