@@ -383,6 +383,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
     """The campaign described by the config (``agent=`` set, or ``agent_cfg`` given, e.g. by ``afr evaluate``;
     ``name`` is the default campaign name then)."""
     from .campaign import CampaignSettings, RunnerSettings
+    from .sandbox import parse_devices
 
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
@@ -408,10 +409,11 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
             workers=int(camp.get("workers", 2)),
             timeout_s=float(camp.get("timeout_s", 600)),
             memory_mb=int(camp.get("memory_mb", 4096)),
+            devices=tuple(parse_devices(camp.get("devices"))),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(
-            f"malformed campaign resources: {exc}", where="campaign.workers/timeout_s/memory_mb"
+            f"malformed campaign resources: {exc}", where="campaign.workers/timeout_s/memory_mb/devices"
         ) from exc
     return CampaignSettings(
         name=str(name),

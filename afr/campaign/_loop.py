@@ -204,7 +204,7 @@ class Campaign:
         # SIGINT/SIGTERM: the sandbox closes (runs in flight return to reserved), the main thread stops at a
         # safe point; a second signal changes nothing (see _signals).
         self._signals = StopSignals(self._stop_sandbox)
-        pool = SandboxPool(settings.runner.workers)
+        pool = SandboxPool(settings.runner.workers, devices=settings.runner.devices or None)
         self._start_pool: SandboxPool | None = pool
         try:
             with self._signals:

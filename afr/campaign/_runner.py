@@ -47,6 +47,8 @@ class RunnerSettings:
     workers: int = 2
     timeout_s: float = 120.0
     memory_mb: int = 4096
+    devices: tuple[str, ...] = ()
+    """``CUDA_VISIBLE_DEVICES`` per worker (worker i: ``devices[i % n]``); empty: the environment's."""
 
 
 class CandidateRunner:
@@ -102,7 +104,7 @@ class CandidateRunner:
             # must find no sandbox, not start one.
             raise SandboxClosed("the campaign's sandbox is closed")
         if self._pool is None:
-            self._pool = SandboxPool(self.settings.workers)
+            self._pool = SandboxPool(self.settings.workers, devices=self.settings.devices or None)
         return self._pool
 
     def close(self) -> None:

@@ -40,11 +40,19 @@ What it does not guarantee
   * A child can forge its own curve (it computes it); the caller evaluates test metrics on the
     returned weights itself.
   * Memory limits bound address space, not resident memory, and apply on top of the zygote's own
-    (copy-on-write) footprint.
+    (copy-on-write) footprint. A run on a CUDA device has no address-space cap (the driver reserves far
+    more virtual memory than any cap would allow); the zygote polls its resident memory instead (every
+    0.2 s: a burst between two polls is not seen). GPU memory is bounded by the device only.
+
+GPUs
+  * Neither the zygote nor the loaders it forks initialise CUDA (``torch.cuda.is_available()`` asks NVML;
+    the ``ready`` report's ``cuda_initialized`` says so); each child initialises it itself after the fork.
+  * The parent's ``CUDA_VISIBLE_DEVICES`` reaches every child; ``SandboxPool(devices=[0, 1])`` (campaign:
+    ``campaign.devices=[0,1]``) gives worker slot i ``devices[i % n]`` instead.
 """
 
 from ._guard import install_audit_hook
 from ._jobs import RunJob
-from ._pool import SandboxClosed, SandboxPool
+from ._pool import SandboxClosed, SandboxPool, parse_devices
 
-__all__ = ["RunJob", "SandboxClosed", "SandboxPool", "install_audit_hook"]
+__all__ = ["RunJob", "SandboxClosed", "SandboxPool", "install_audit_hook", "parse_devices"]

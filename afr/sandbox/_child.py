@@ -18,7 +18,7 @@ import traceback
 import types
 from typing import Any
 
-from ._isolation import die_with_parent, set_limits
+from ._isolation import MemoryCap, die_with_parent, set_limits
 from ._jobs import RunJob
 
 __all__ = [
@@ -180,10 +180,18 @@ def child_main(
     zygote_pid: int,
     libc: Any,
     doomed_modules: list[str],
+    visible_devices: str | None = None,
+    memory_cap: MemoryCap = "address_space",
 ) -> None:
-    """Runs in the forked child; never returns into the zygote's loop (the caller ``os._exit``s)."""
+    """Runs in the forked child; never returns into the zygote's loop (the caller ``os._exit``s).
+
+    ``visible_devices``: this worker's ``CUDA_VISIBLE_DEVICES`` (the zygote never initialised CUDA, so the
+    driver reads it when this child first touches CUDA); None keeps the zygote's environment as it is.
+    """
     from ._guard import install_audit_hook, purge_denied_modules
 
+    if visible_devices is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices
     os.setsid()
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
@@ -196,7 +204,7 @@ def child_main(
     die_with_parent(libc)
     if os.getppid() != zygote_pid:
         os._exit(1)
-    set_limits(job, base_vsz)
+    set_limits(job, base_vsz, memory_cap)
     purge_denied_modules(doomed_modules)
     install_audit_hook(roots)
     header, payload = _run_job(job, profile)

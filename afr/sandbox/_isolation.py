@@ -19,6 +19,7 @@ import site
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Literal
 
 from ._jobs import RunJob
 
@@ -31,6 +32,8 @@ __all__ = [
     "install_seccomp",
     "base_read_roots",
     "vsz_bytes",
+    "memory_cap_mode",
+    "MemoryCap",
     "cpu_limit_s",
     "wall_limit_s",
     "set_limits",
@@ -192,10 +195,28 @@ def wall_limit_s(job: RunJob) -> float:
     return job.timeout_s * WALL_FACTOR + WALL_MARGIN_S
 
 
-def set_limits(job: RunJob, base_vsz: int) -> None:
-    """A child's resource limits: address space, CPU time, no file writes, no core dumps, few files."""
-    address_space = base_vsz + job.memory_mb * MIB
-    resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+MemoryCap = Literal["address_space", "rss"]
+
+
+def memory_cap_mode(device_type: str) -> MemoryCap:
+    """How a child's ``memory_mb`` is enforced, by the device its profile trains on.
+
+    ``address_space`` (CPU): RLIMIT_AS, set by the child itself -- exact, and the allocation that would
+    exceed it fails with a MemoryError the run reports as ``memory``. ``rss`` (CUDA): no RLIMIT_AS, because
+    the CUDA driver reserves tens of GiB of virtual address space at start-up (unified addressing), which
+    any useful cap would refuse; instead the zygote polls the child's resident set (``/proc/<pid>/statm``)
+    and kills it past the same budget (the zygote's pages at the fork + ``memory_mb``), reported as
+    ``memory``. Device memory is the GPU's own business (torch raises OutOfMemoryError: ``memory`` too).
+    """
+    return "rss" if device_type == "cuda" else "address_space"
+
+
+def set_limits(job: RunJob, base_vsz: int, memory_cap: MemoryCap = "address_space") -> None:
+    """A child's resource limits: address space (see :func:`memory_cap_mode`), CPU time, no file writes,
+    no core dumps, few files."""
+    if memory_cap == "address_space":
+        address_space = base_vsz + job.memory_mb * MIB
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     cpu = cpu_limit_s(job)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
@@ -209,10 +230,13 @@ def die_with_parent(libc: ctypes.CDLL | None) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def resident_bytes() -> int:
-    """This process's resident set size (a child forked now starts with these pages mapped)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def resident_bytes(pid: int | str = "self") -> int:
+    """A process's resident set size (a child forked now starts with these pages mapped); 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 _OOM_COUNTERS = (

@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +36,24 @@ _STOP_TIMEOUT_S = 10.0
 MALLOC_PERTURB_BYTE = 0xA5
 _ISOLATION_WANTED = ("user_namespace", "no_network", "readonly_fs", "seccomp")
 _warned_isolation = False
+
+
+def parse_devices(devices: Sequence[int | str] | None) -> list[str]:
+    """``devices`` as ``CUDA_VISIBLE_DEVICES`` values, checked: whole numbers >= 0 (or comma lists)."""
+    if devices is None:
+        return []
+    if isinstance(devices, str | int):
+        devices = [devices]
+    parsed = []
+    for device in devices:
+        text = str(device).strip()
+        if isinstance(device, bool) or not text or not all(p.strip().isdigit() for p in text.split(",")):
+            raise ValueError(
+                f"devices: {device!r} is not a CUDA device index; give whole numbers such as [0, 1] "
+                "(worker i uses devices[i % len(devices)])"
+            )
+        parsed.append(",".join(p.strip() for p in text.split(",")))
+    return parsed
 
 
 @functools.cache
@@ -56,7 +74,9 @@ def _afr_import_root() -> str | None:
 
 
 def clean_environment(home: str, perturb_freed_memory: bool = True) -> dict[str, str]:
-    """The zygote's whole environment: nothing of the parent's but PATH (no keys, tokens, proxies)."""
+    """The zygote's whole environment: nothing of the parent's but PATH and ``CUDA_VISIBLE_DEVICES`` (no
+    keys, tokens, proxies). The device selection is honoured, not stripped: it says which GPUs this
+    campaign may use (a per-worker ``devices`` list of the pool overrides it in each child)."""
     env = {
         "PATH": os.environ.get("PATH") or os.defpath,
         "LANG": "C.UTF-8",
@@ -65,7 +85,12 @@ def clean_environment(home: str, perturb_freed_memory: bool = True) -> dict[str,
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
+        # torch.cuda.is_available() (device=auto) asks NVML instead of initialising the CUDA driver: the
+        # zygote and the loaders it forks must never initialise CUDA, or no forked child could use it.
+        "PYTORCH_NVML_BASED_CUDA_CHECK": "1",
     }
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        env["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
     if perturb_freed_memory:
         # glibc fills every freed heap block with this byte (and new malloc blocks with its complement):
         # defence in depth behind the loader process (see _zygote), so that no uninitialised allocation
@@ -157,6 +182,10 @@ class SandboxPool:
     ``perturb_freed_memory`` (default on) sets ``MALLOC_PERTURB_`` in the zygote and its children; turn it
     off to trade that defence in depth for speed on allocation-heavy profiles (the loader process alone
     keeps test and held-out bytes out of every worker).
+
+    ``devices`` (e.g. ``[0, 1]``): worker slot i runs its children with ``CUDA_VISIBLE_DEVICES`` set to
+    ``devices[i % len(devices)]`` (an entry may itself be a list such as ``"0,1"``); None (the default)
+    leaves the parent's ``CUDA_VISIBLE_DEVICES``, if any, to every child.
     """
 
     def __init__(
@@ -168,9 +197,11 @@ class SandboxPool:
         max_payload_mb: int = 256,
         isolate: bool = True,
         perturb_freed_memory: bool = True,
+        devices: Sequence[int | str] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        self.devices = parse_devices(devices)
         self.workers = workers
         self.start_timeout_s = start_timeout_s
         self._extra_roots = [str(Path(r).resolve()) for r in extra_read_roots]
@@ -290,6 +321,7 @@ class SandboxPool:
             sys.executable, "-s", "-P", "-m", _ZYGOTE_MODULE,
             "--workers", str(self.workers), "--max-payload-mb", str(self._max_payload_mb),
             *(f"--read-root={root}" for root in self._extra_roots),
+            *(f"--device={device}" for device in self.devices),
         ]  # fmt: skip
         if not self._isolate:
             command.append("--no-isolate")

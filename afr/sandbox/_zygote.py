@@ -55,6 +55,7 @@ from ._isolation import (
     install_seccomp,
     isolate,
     load_libc,
+    memory_cap_mode,
     oom_kills,
     resident_bytes,
     vsz_bytes,
@@ -65,6 +66,8 @@ from ._jobs import REQUEST, RunJob, encode_frame
 __all__ = ["classify_sigkill", "load_training_profile", "load_in_loader", "Zygote", "main"]
 
 PROFILE_CACHE_SIZE = 8
+RSS_POLL_S = 0.2
+"""How often the zygote checks the resident memory of a child under the ``rss`` memory cap."""
 
 
 def load_training_profile(
@@ -176,15 +179,29 @@ class _Child:
     """The zygote's resident bytes at the fork: the child starts with them mapped."""
     oom_kills: int | None = None
     """The OOM-kill counters at the fork (``oom_kills``): tell the OOM killer's SIGKILL from another's."""
+    slot: int = 0
+    """The worker slot (0 .. workers-1) it runs in: picks its device from ``--device``."""
+    rss_limit: int = 0
+    """Bytes of resident memory past which the zygote kills it (``rss`` memory cap only; 0: RLIMIT_AS)."""
+    peak_rss: int = 0
 
 
 class Zygote:
     """The fork server's state: the job queue, running children and the profile cache."""
 
     def __init__(
-        self, proto_in: int, proto_out: int, workers: int, roots: list[str], max_payload: int, libc: Any
+        self,
+        proto_in: int,
+        proto_out: int,
+        workers: int,
+        roots: list[str],
+        max_payload: int,
+        libc: Any,
+        devices: list[str] | None = None,
     ) -> None:
         self.proto_in, self.proto_out = proto_in, proto_out
+        self.devices = list(devices or [])
+        """``CUDA_VISIBLE_DEVICES`` per worker slot: slot i gets ``devices[i % len(devices)]``."""
         self.workers, self.roots, self.max_payload, self.libc = max(1, workers), roots, max_payload, libc
         self.queue: deque[tuple[int, RunJob]] = deque()
         self.running: dict[int, _Child] = {}
@@ -230,6 +247,8 @@ class Zygote:
     def _timeout(self) -> float:
         now = time.monotonic()
         deadlines = [c.deadline - now for c in self.running.values() if c.killed is None]
+        if any(c.rss_limit and c.killed is None for c in self.running.values()):
+            deadlines.append(RSS_POLL_S)  # the rss memory cap is a poll
         return max(0.0, min([1.0, *deadlines]))
 
     def _read_parent(self) -> bool:
@@ -272,6 +291,10 @@ class Zygote:
     def _fork(self, key: int, job: RunJob, profile: Any) -> None:
         roots = [*self.roots, *job.import_roots, *(str(d) for d in (job.data_dir, profile.data_dir) if d)]
         base_vsz = vsz_bytes()
+        slot = self._free_slot()
+        visible = self.devices[slot % len(self.devices)] if self.devices else None
+        device = getattr(profile, "device", None)
+        memory_cap = memory_cap_mode(getattr(device, "type", "cpu"))
         doomed = denied_module_names()
         read_fd, write_fd = os.pipe()
         zygote_pid = os.getpid()
@@ -279,7 +302,18 @@ class Zygote:
         if pid == 0:
             code = 70
             try:
-                child_main(job, profile, write_fd, roots, base_vsz, zygote_pid, self.libc, doomed)
+                child_main(
+                    job,
+                    profile,
+                    write_fd,
+                    roots,
+                    base_vsz,
+                    zygote_pid,
+                    self.libc,
+                    doomed,
+                    visible,
+                    memory_cap,
+                )
                 code = 0
             finally:
                 os._exit(code)  # never unwind into the zygote's loop
@@ -287,10 +321,17 @@ class Zygote:
         os.set_blocking(read_fd, False)
         now = time.monotonic()
         child = _Child(key, job, pid, read_fd, now, now + wall_limit_s(job), cpu_limit_s(job))
-        child.base_rss, child.oom_kills = resident_bytes(), oom_kills()
+        child.base_rss, child.oom_kills, child.slot = resident_bytes(), oom_kills(), slot
+        if memory_cap == "rss":
+            child.rss_limit = child.base_rss + job.memory_mb * MIB
         self.running[pid] = child
         self.selector.register(read_fd, selectors.EVENT_READ, child)
         self.send({"type": "started", "key": key, "pid": pid})
+
+    def _free_slot(self) -> int:
+        """The lowest worker slot no running child holds."""
+        taken = {child.slot for child in self.running.values()}
+        return next(i for i in range(len(taken) + 1) if i not in taken)
 
     def _close_pipe(self, child: _Child) -> None:
         if not child.eof:
@@ -327,6 +368,11 @@ class Zygote:
             if child.killed is None and child.status is None and now >= child.deadline:
                 child.killed = "timeout"
                 os.kill(child.pid, signal.SIGKILL)
+            elif child.killed is None and child.status is None and child.rss_limit:
+                rss = resident_bytes(child.pid)
+                if rss > child.rss_limit:
+                    child.killed, child.peak_rss = "memory", rss
+                    os.kill(child.pid, signal.SIGKILL)
 
     def _reap(self) -> None:
         for child in list(self.running.values()):
@@ -351,6 +397,14 @@ class Zygote:
                 "timeout",
                 f"exceeded the wall-clock limit of {wall_limit_s(job):g} s (blocked or starved: "
                 f"{_cpu_s(child):.1f} s of CPU time used of {child.cpu_limit:g} s)",
+            )
+        if child.killed == "memory":
+            return self._result(
+                child,
+                "memory",
+                f"resident memory {child.peak_rss // MIB} MiB exceeded the limit of {child.rss_limit // MIB} "
+                f"MiB (memory_mb {job.memory_mb} + the zygote's {child.base_rss // MIB} MiB; RSS-enforced: "
+                "a CUDA run has no address-space cap)",
             )
         if child.killed == "oversize":
             limit = self.max_payload // MIB
@@ -438,6 +492,19 @@ def _warm_up(libc: Any) -> None:
     json.dumps({"status": "ok"})
 
 
+def _fork_safety() -> dict[str, Any]:
+    """What the children inherit that matters for GPUs and start-up cost: whether CUDA is initialised here
+    (it must not be: a CUDA context does not survive ``fork``, and the children could not use the GPU) and
+    whether lightning is loaded (the training path does not need it)."""
+    import torch
+
+    return {
+        "cuda_initialized": bool(torch.cuda.is_initialized()),
+        "lightning_loaded": any(name == "lightning" or name.startswith("lightning.") for name in sys.modules),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
 def _preload() -> None:
     import lifelines  # noqa: F401
     import numpy  # noqa: F401
@@ -462,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--read-root", action="append", default=[])
     parser.add_argument("--max-payload-mb", type=int, default=256)
     parser.add_argument("--no-isolate", action="store_true")
+    parser.add_argument("--device", action="append", default=[], help="CUDA_VISIBLE_DEVICES per worker slot")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     # Keep the protocol on private descriptors; stray prints from libraries go to stderr.
@@ -488,7 +556,13 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     gc.freeze()  # children then do not dirty (copy) the pages of every long-lived object on collection
     zygote = Zygote(
-        proto_in, proto_out, args.workers, base_read_roots(args.read_root), args.max_payload_mb * MIB, libc
+        proto_in,
+        proto_out,
+        args.workers,
+        base_read_roots(args.read_root),
+        args.max_payload_mb * MIB,
+        libc,
+        args.device,
     )
     zygote.send(
         {
@@ -499,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
             "vsz_mb": vsz_bytes() // MIB,
             "isolation": isolation,
             "read_roots": zygote.roots,
+            **_fork_safety(),
+            "devices": zygote.devices,
         }
     )
     zygote.serve()
