@@ -84,7 +84,7 @@ def main() -> int:
         _, cpu_before, rss_before = rows[before]
         print(
             f"{now}: {cpu_now:.2f} s / {rss_now:.0f} MB now vs {cpu_before:.2f} s / {rss_before:.0f} MB "
-            f"with lightning ({cpu_before - cpu_now:+.2f} s, {rss_before - rss_now:+.0f} MB saved)"
+            f"with lightning ({cpu_before - cpu_now:.2f} s and {rss_before - rss_now:.0f} MB less)"
         )
     if failed:
         print(f"FAIL: lightning loaded by: {', '.join(failed)}")
