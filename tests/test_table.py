@@ -129,7 +129,9 @@ def test_task_config_drops_what_does_not_define_the_task() -> None:
         "seeds": {"final": [42, 43]},
         "grouping": {"rule": "hash", "why": "prose"},
         "verdict": {"margin": 0.01, "why": "prose", "detect": 0.03},
+        "autocast": None,  # an optional key left unset: the same task as a config recorded without it
     }
+    assert task_config(recorded) == task_config({k: v for k, v in recorded.items() if k != "autocast"})
     assert task_config(recorded) == {
         "name": "synthetic",
         "alpha": 0.5,

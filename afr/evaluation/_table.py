@@ -90,8 +90,15 @@ def _neutral(path: str) -> bool:
 
 
 def task_config(profile_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The keys of a recorded profile config that define the task (dotted paths -> values)."""
-    return {path: value for path, value in _flatten(profile_cfg).items() if not _neutral(path)}
+    """The keys of a recorded profile config that define the task (dotted paths -> values).
+
+    A key set to null is the same task as the key absent: a campaign recorded before a profile gained an
+    optional key (e.g. ``autocast: null``) is the same task as one recorded after."""
+    return {
+        path: value
+        for path, value in _flatten(profile_cfg).items()
+        if not _neutral(path) and value is not None
+    }
 
 
 _UNSET = object()
