@@ -473,6 +473,8 @@ def _changes_lines(findings: CampaignFindings) -> list[str]:
     for f in findings.finalists:
         c = f.candidate
         lines += [f"### {f.name} ({f.role})", "", f"- mechanisms: {_mechanisms(findings, f)}"]
+        if f.role == "agent":  # the control's finalists share the baseline's code: their niche is a setting
+            lines.append(f"- niche: {f.niche.label}")
         note = " ".join(str(c.meta.get("note", "")).split())
         if note:
             lines.append(f"- the agent's note: {note}")
