@@ -14,7 +14,7 @@ from afr.campaign import Campaign, CandidateRunner, RunnerSettings
 from afr.evaluation import select_finalists
 from afr.ledger import Ledger
 from afr.profiles import load_profile_config, make_profile
-from afr.recipe.niche import recipe_niche
+from afr.recipe._niche import recipe_niche
 from afr.surface import legacy_ast_hash
 from tests.test_campaign import settings
 from tests.test_evolve import CONFIG, env_for, fake_history, make_ctx

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ledger import CandidateRecord
-from ..recipe.niche import RecipeNiche, recipe_niche
+from ..recipe._niche import RecipeNiche, recipe_niche
 from ._classify import ClassificationRules
 from ._stats import seeds_for_effect
 

@@ -2,7 +2,8 @@
 
 One :class:`SurfaceTable` per profile lists the allowed imports, calls, hooks and limits;
 :func:`validate` checks a candidate's source against it statically (libcst), and
-:func:`normalized_ast_hash` identifies candidates modulo comments, formatting, docstrings and the names of the file's own classes, parameters and local variables.
+:func:`normalized_ast_hash` identifies candidates modulo comments, formatting, docstrings and the names of
+the file's own classes, parameters and local variables.
 ``python -m afr.surface docs`` renders ``docs/surface.md`` from the tables.
 """
 

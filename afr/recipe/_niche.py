@@ -6,8 +6,8 @@ The evolve agent writes its genome into the recipe class's docstring as one line
 the same line are the same mechanism set, whatever their scalar values. A file without that line (an LLM's,
 a user's) has no declared mechanism set: its niche is the hooks it overrides.
 
-Not exported by :mod:`afr.recipe` (whose names candidate files may import): the campaign's finalist
-selection and the report use it.
+A private module of :mod:`afr.recipe` (candidate files may import its public modules, not this one): the
+campaign's finalist selection and the report read it.
 """
 
 from __future__ import annotations
