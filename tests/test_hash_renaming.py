@@ -154,3 +154,13 @@ def test_legacy_hash_is_the_hash_ledgers_stored() -> None:
         ast.dump(tree, annotate_fields=True, include_attributes=False).encode()
     ).hexdigest()
     assert legacy_ast_hash("'''doc'''\nx = 1  # c\n") == expected
+
+
+def test_class_body_names_are_attributes_even_inside_functions() -> None:
+    # b = a + 1 reads the class attribute a in the first file, the function's local in the second
+    first = "def f(a):\n    class K:\n        a = 1\n        b = a + 1\n    return K\n"
+    second = "def f(z):\n    class K:\n        a = 1\n        b = z + 1\n    return K\n"
+    assert normalized_ast_hash(first) != normalized_ast_hash(second)
+    # renaming the function's local (and the nested class, a local too) consistently is a copy
+    third = "def f(y):\n    class Q:\n        a = 1\n        b = y + 1\n    return Q\n"
+    assert normalized_ast_hash(second) == normalized_ast_hash(third)

@@ -160,8 +160,10 @@ class _AlphaRenamer:
                 self._visit(child, scope)
             # A class body's names are attributes (hooks, scalars): never renamed. Its methods see the
             # enclosing function scope, not the class body.
+            attributes = _function_bindings(node.body)[0]
+            body = _Scope(scope, _depth(scope) + 1, attributes, set(attributes))
             for stmt in node.body:
-                self._visit_class_stmt(stmt, scope)
+                self._visit_class_stmt(stmt, scope, body)
             return
         if isinstance(node, _COMPREHENSIONS):
             self._visit_comprehension(node, scope)
@@ -178,25 +180,15 @@ class _AlphaRenamer:
         for child in ast.iter_child_nodes(node):
             self._visit(child, scope)
 
-    def _visit_class_stmt(self, stmt: ast.stmt, scope: _Scope | None) -> None:
-        """A class body statement: names it binds stay; expressions resolve in the enclosing scope."""
+    def _visit_class_stmt(self, stmt: ast.stmt, scope: _Scope | None, body: _Scope) -> None:
+        """A class body statement: the names the body binds are attributes and stay (``body``: a scope that
+        keeps them); methods and nested classes see the enclosing scope, not the class body."""
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             name = stmt.name
             self._visit(stmt, scope)
             stmt.name = name  # a method or nested class name is an attribute
             return
-        if isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            for target in targets:
-                if not isinstance(target, ast.Name):
-                    self._visit(target, scope)
-            value = stmt.value
-            if value is not None:
-                self._visit(value, scope)
-            if isinstance(stmt, ast.AnnAssign):
-                self._visit(stmt.annotation, scope)
-            return
-        self._visit(stmt, scope)
+        self._visit(stmt, body)
 
     def _bind_def_name(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, scope) -> None:
         if scope is not None:
