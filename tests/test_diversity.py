@@ -155,6 +155,8 @@ def test_finalists_are_distinct_mechanisms_and_distinct_curves(tmp_path: Path) -
         ledger, cid, "agent", evolve_file("server_momentum", server_momentum=0.5), 0.89, [0.5, 0.89], "a2"
     )
     _scored(ledger, cid, "agent", llm, 0.88, [0.5, 0.90], "a4")  # behaves as a1
+    # behaves as a2 (a1's clone): a clone of a clone is the same idea
+    _scored(ledger, cid, "agent", evolve_file("server_momentum", "l2"), 0.87, [0.5, 0.89], "a5")
     a3 = _scored(ledger, cid, "agent", evolve_file("prox"), 0.80, [0.4, 0.80], "a3")
     base = _scored(ledger, cid, "control", "baseline", 0.70, [0.3, 0.70], "control-0", scalars={"lr": 0.01})
     _scored(ledger, cid, "control", "baseline", 0.70, [0.3, 0.70], "control-1", scalars={"lr": 0.02})

@@ -62,8 +62,9 @@ def select_finalists(ledger, campaign_id: int, top_k: int, higher_is_better: boo
 
     Candidates that are one idea count once, in either arm: the same validation curve (e.g. a perturbed
     scalar the recipe never reads, or a control trial that behaves as the baseline), or — for files that
-    declare one — the same mechanism set (clones of one lineage that differ only in scalar values). The
-    next distinct candidate takes the slot: copies would only dilute the multiple-testing correction.
+    declare one — the same mechanism set (clones of one lineage that differ only in scalar values), or a
+    chain of those. The next distinct candidate takes the slot: copies would only dilute the
+    multiple-testing correction.
     """
     seen_curves: set[str] = set()
     seen_mechanisms: set[tuple[str, ...]] = set()
@@ -71,12 +72,13 @@ def select_finalists(ledger, campaign_id: int, top_k: int, higher_is_better: boo
     def distinct(candidate: CandidateRecord) -> bool:
         curve = _search_curve(ledger, campaign_id, candidate.id)
         mechanisms = recipe_niche(candidate.source).mechanisms if candidate.arm == "agent" else None
-        if curve in seen_curves or (mechanisms is not None and mechanisms in seen_mechanisms):
-            return False
+        same = curve in seen_curves or (mechanisms is not None and mechanisms in seen_mechanisms)
+        # A skipped candidate's curve and mechanisms join its idea's too: "the same idea" is transitive (a
+        # clone of a finalist's clone is the finalist's clone).
         seen_curves.add(curve)
         if mechanisms is not None:
             seen_mechanisms.add(mechanisms)
-        return True
+        return not same
 
     control = ledger.candidates(campaign_id, arm="control")
     baseline = [c for c in control if c.meta.get("proposal_key") == "control-0" and c.status == "ok"]
