@@ -12,9 +12,12 @@ The rule, at each call (everything drawn from ``random.Random(sha256(seed, step)
    single mechanisms applied to the baseline, in a seeded order that visits every mechanism once
    before any second variant.
 2. **Evolution** — the parent pool is every scored ``ok`` evolve candidate of ``ctx.history`` /
-   ``ctx.best`` plus the baseline (``ctx.baseline_score``). Parents are chosen by tournament among
-   the best ``population_size`` (``tournament_size`` drawn without replacement, the best wins; with
-   probability ``elite_rate`` the best of all), respecting ``ctx.higher_is_better``. A child is made by
+   ``ctx.best`` plus the baseline (``ctx.baseline_score``), kept as a diversity archive: one elite per
+   niche (the set of mechanism families a genome fills, :func:`niche`), so a lineage's clones take one
+   place. Parents are chosen by tournament among the best ``population_size`` elites
+   (``tournament_size`` drawn without replacement, the best wins; with probability ``elite_rate`` the
+   best of all; with probability ``niche_rate`` the elite of a uniformly drawn niche), respecting
+   ``ctx.higher_is_better``. A child is made by
    one operator: *add* a mechanism in a free slot (composition), *swap* a mechanism for another
    variant of its slot, *remove* one, *perturb* one scalar default inside its range, or *crossover*
    two parents' genes slot by slot. With probability ``explore_rate`` a not-yet-tried single
@@ -81,6 +84,8 @@ class EvolveSettings:
     perturb_sigma_linear: float = 0.15
     max_attempts: int = 40
     include_baseline: bool = True
+    archive: bool = True
+    niche_rate: float = 0.2
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> EvolveSettings:
@@ -124,6 +129,20 @@ def _refit(child: Genome, parent: Genome) -> Genome:
         return child
     values = {k: v for k, v in child.values.items() if k != "server_lr"}
     return Genome(child.genes, values)
+
+
+def niche(genome: Genome) -> frozenset[str]:
+    """A genome's cell of the diversity archive: the mechanism families (slots) it fills, whatever the
+    variants and scalar values — a lineage's perturbed clones share one cell."""
+    return frozenset(g.slot for g in genome.genes)
+
+
+def archive_elites(pool: Sequence[Parent]) -> list[Parent]:
+    """The best parent of each niche (``pool`` is sorted best first; so is the result)."""
+    elites: dict[frozenset[str], Parent] = {}
+    for parent in pool:
+        elites.setdefault(niche(parent.genome), parent)
+    return list(elites.values())
 
 
 def _tokens(genome: Genome, env: Environment) -> str:
@@ -296,14 +315,21 @@ class EvolveAgent(Agent):
         )
 
     def _select(self, rng: random.Random, pool: list[Parent], exclude: Parent | None = None) -> Parent:
-        """Tournament among the best ``population_size`` (pool is sorted best first)."""
-        population = [p for p in pool if p is not exclude] or list(pool)
-        population = population[: max(1, self.settings.population_size)]
-        if rng.random() < self.settings.elite_rate:
-            return population[0]
-        drawn = rng.sample(
-            range(len(population)), min(max(1, self.settings.tournament_size), len(population))
+        """A parent from the diversity archive (``settings.archive``): one elite per niche competes, so
+        clones of one lineage fill one place, not the whole population; with probability ``niche_rate`` a
+        uniformly drawn niche's elite, else a tournament among the best ``population_size`` elites
+        (without the archive: among the best candidates). ``pool`` is sorted best first."""
+        settings = self.settings
+        candidates = archive_elites(pool) if settings.archive else list(pool)
+        everyone = (
+            [p for p in candidates if p is not exclude] or [p for p in pool if p is not exclude] or pool
         )
+        population = everyone[: max(1, settings.population_size)]
+        if rng.random() < settings.elite_rate:
+            return population[0]
+        if settings.archive and rng.random() < settings.niche_rate:
+            return rng.choice(everyone)
+        drawn = rng.sample(range(len(population)), min(max(1, settings.tournament_size), len(population)))
         return population[min(drawn)]
 
     def _op_add(

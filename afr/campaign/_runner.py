@@ -28,7 +28,7 @@ from ..ledger import CandidateRecord, Ledger, RunRecord
 from ..profiles import Profile, import_root
 from ..recipe import RecipeSource, recipe_source
 from ..sandbox import RunJob, SandboxClosed, SandboxPool
-from ..surface import SurfaceTable, normalized_ast_hash, surface_table, validate
+from ..surface import SurfaceTable, is_legacy_hash, normalized_ast_hash, surface_table, validate
 
 __all__ = ["CandidateRunner", "RunnerSettings", "run_key"]
 
@@ -93,6 +93,7 @@ class CandidateRunner:
         self._pool: SandboxPool | None = pool
         self._closed = False
         self._heldout_profiles: dict[str, Profile] = {}
+        self._rehashed: dict[int, str] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -176,6 +177,7 @@ class CandidateRunner:
             ast_hash = _raw_hash(text)
         if ast_hash.startswith("raw:") and not ok:
             ast_hash = f"{ast_hash}:{proposal_key}"  # as before for unparsable files: never a duplicate
+        also_match = self._legacy_copies(ast_hash) if not ast_hash.startswith("raw:") else ()
         meta: dict[str, Any] = {"proposal_key": proposal_key}
         if recipe is not None:
             meta.update({"builtin": recipe.shipped} if recipe.shipped else {"class_name": recipe.class_name})
@@ -191,11 +193,31 @@ class CandidateRunner:
             status="accepted" if ok else "rejected",
             reasons=reasons,
             meta=meta,
+            also_match=also_match,
         )
         record = self.ledger.candidate(candidate_id)
         # the diff names the file by the candidate's one name, known only now that the ledger gave its id
         named = diff.replace(f"+++ {_UNNAMED}/", f"+++ {record.name}/", 1)
         return record if named == diff else self.ledger.update_candidate(candidate_id, diff=named)
+
+    def _legacy_copies(self, ast_hash: str) -> list[str]:
+        """The stored (legacy) hashes of earlier candidates whose code hashes to ``ast_hash`` now.
+
+        A ledger written before the hash ignored renaming holds the legacy hash; on resume, each such
+        candidate's code is hashed again (once) so that a copy of it — renamed or not — is still a
+        duplicate. A new ledger holds no legacy hash: nothing to do."""
+        matches = []
+        for row in self.ledger.candidates(self.campaign_id):
+            if row.status == "duplicate" or not is_legacy_hash(row.ast_hash):
+                continue
+            if row.id not in self._rehashed:
+                try:
+                    self._rehashed[row.id] = normalized_ast_hash(row.source)
+                except Exception:  # noqa: BLE001 -- e.g. RecursionError: that row stays matched as it was
+                    self._rehashed[row.id] = ""
+            if self._rehashed[row.id] == ast_hash:
+                matches.append(row.ast_hash)
+        return matches
 
     # --- runs ------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ledger import CandidateRecord
+from ..recipe._niche import RecipeNiche, recipe_niche
 from ._classify import ClassificationRules
 from ._stats import seeds_for_effect
 
@@ -21,6 +22,11 @@ class Finalist:
     role: str
     """``agent`` (a top-k agent candidate), ``control`` (the best control trial) or ``baseline``."""
     candidate: CandidateRecord
+
+    @property
+    def niche(self) -> RecipeNiche:
+        """The hooks its recipe class overrides and the mechanisms it declares (read from its code)."""
+        return recipe_niche(self.candidate.source)
 
     @property
     def name(self) -> str:
@@ -51,28 +57,55 @@ def final_seed_count(
 
 
 def select_finalists(ledger, campaign_id: int, top_k: int, higher_is_better: bool) -> list[Finalist]:
-    """Top-k agent candidates by validation score, the best control trial, and the baseline (trial 0)."""
-    # Candidates the search cannot tell apart (the same validation curve, e.g. a perturbed scalar the
-    # recipe never reads) are one finalist: copies would only dilute the multiple-testing correction.
+    """Top-k distinct agent candidates by validation score, the best control trial, and the baseline
+    (trial 0).
+
+    Candidates that are one idea count once, in either arm: the same validation curve (e.g. a perturbed
+    scalar the recipe never reads, or a control trial that behaves as the baseline), or — for files that
+    declare one — the same mechanism set (clones of one lineage that differ only in scalar values), or a
+    chain of those. The next distinct candidate takes the slot: copies would only dilute the
+    multiple-testing correction.
+    """
+    seen_curves: set[str] = set()
+    seen_mechanisms: set[tuple[str, ...]] = set()
+
+    def distinct(candidate: CandidateRecord) -> bool:
+        curve = _search_curve(ledger, campaign_id, candidate.id)
+        mechanisms = recipe_niche(candidate.source).mechanisms if candidate.arm == "agent" else None
+        same = curve in seen_curves or (mechanisms is not None and mechanisms in seen_mechanisms)
+        # A skipped candidate's curve and mechanisms join its idea's too: "the same idea" is transitive (a
+        # clone of a finalist's clone is the finalist's clone).
+        seen_curves.add(curve)
+        if mechanisms is not None:
+            seen_mechanisms.add(mechanisms)
+        return not same
+
+    control = ledger.candidates(campaign_id, arm="control")
+    baseline = [c for c in control if c.meta.get("proposal_key") == "control-0" and c.status == "ok"]
+    if baseline:
+        seen_curves.add(_search_curve(ledger, campaign_id, baseline[0].id))
+    best_control = ledger.best_candidates(campaign_id, "control", 1, higher_is_better=higher_is_better)
+    # The control's best trial is the baseline itself, or behaves exactly as it does: the baseline stands
+    # for the control (one finalist, not two).
+    control_finalist = [c for c in best_control if not baseline or c.id != baseline[0].id]
+    control_finalist = [c for c in control_finalist if distinct(c)]
+    seen_curves.clear()  # an agent candidate behaving as the baseline is still the agent's finalist
     agent: list[CandidateRecord] = []
-    seen: set[str] = set()
     for candidate in ledger.best_candidates(
         campaign_id, "agent", 10 * top_k, higher_is_better=higher_is_better
     ):
-        runs = ledger.runs(campaign_id, candidate_id=candidate.id, stage="search")
-        behaviour = repr([[round(p.get("val") or 0.0, 6) for p in r.per_round or ()] for r in runs])
-        if behaviour in seen:
-            continue
-        seen.add(behaviour)
-        agent.append(candidate)
+        if distinct(candidate):
+            agent.append(candidate)
         if len(agent) == top_k:
             break
-    control = ledger.candidates(campaign_id, arm="control")
-    baseline = [c for c in control if c.meta.get("proposal_key") == "control-0" and c.status == "ok"]
-    best_control = ledger.best_candidates(campaign_id, "control", 1, higher_is_better=higher_is_better)
     out = [Finalist("agent", c) for c in agent]
-    if best_control and (not baseline or best_control[0].id != baseline[0].id):
-        out.append(Finalist("control", best_control[0]))
+    out += [Finalist("control", c) for c in control_finalist]
     if baseline:
         out.append(Finalist("baseline", baseline[0]))
     return out
+
+
+def _search_curve(ledger, campaign_id: int, candidate_id: int) -> str:
+    """A candidate's search runs' validation curves, rounded: equal strings are indistinguishable runs."""
+    runs = ledger.runs(campaign_id, candidate_id=candidate_id, stage="search")
+    return repr([[round(p.get("val") or 0.0, 6) for p in r.per_round or ()] for r in runs])

@@ -53,7 +53,8 @@ class CampaignFindings:
     partial: str = ""
     """Why the finals are incomplete (then nothing is classified); empty when they are complete."""
     control_is_baseline: bool = False
-    """The tuned control's best trial is the baseline itself (its defaults scored best)."""
+    """The tuned control's best trial is the baseline itself (its defaults scored best, or its best setting
+    ran exactly as the defaults did: the same search curve)."""
 
 
 def _campaign_facts(campaign: CampaignRecord, control: list[CandidateRecord]) -> dict[str, Any]:
@@ -417,7 +418,8 @@ def _report_lines(findings: CampaignFindings) -> list[str]:
     lines += _changes_lines(findings)
     if findings.control_is_baseline:
         lines += [
-            "The tuned control's best trial is the baseline itself (its default scalars scored best), so "
+            "The tuned control's best trial is the baseline itself (its default scalars scored best, or its "
+            "best setting ran exactly as the defaults did), so "
             "the comparison with the control is the comparison with the baseline.",
             "",
         ]
@@ -473,6 +475,8 @@ def _changes_lines(findings: CampaignFindings) -> list[str]:
     for f in findings.finalists:
         c = f.candidate
         lines += [f"### {f.name} ({f.role})", "", f"- mechanisms: {_mechanisms(findings, f)}"]
+        if f.role == "agent":  # the control's finalists share the baseline's code: their niche is a setting
+            lines.append(f"- niche: {f.niche.label}")
         note = " ".join(str(c.meta.get("note", "")).split())
         if note:
             lines.append(f"- the agent's note: {note}")

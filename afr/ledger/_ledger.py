@@ -583,11 +583,13 @@ class Ledger:
         status: str = "proposed",
         reasons: Iterable[str] = (),
         meta: dict[str, Any] | None = None,
+        also_match: Iterable[str] = (),
     ) -> int:
         """Store a candidate and return its id.
 
-        If an earlier, non-duplicate candidate of the campaign has the same ``ast_hash`` and the same
-        ``scalars``, the new row is stored with status ``duplicate`` and ``duplicate_of`` set (check
+        If an earlier, non-duplicate candidate of the campaign has the same ``ast_hash`` (or one of
+        ``also_match``: the same file's hash under an older hash version, for ledgers written before it) and
+        the same ``scalars``, the new row is stored with status ``duplicate`` and ``duplicate_of`` set (check
         ``candidate(id).status``). Scalars are compared too so that control trials, which all share the
         baseline's source, are duplicates only when they repeat a scalar setting.
         """
@@ -600,7 +602,7 @@ class Ledger:
                 select(CandidateRow.id, CandidateRow.scalars)
                 .where(
                     CandidateRow.campaign_id == campaign_id,
-                    CandidateRow.ast_hash == ast_hash,
+                    CandidateRow.ast_hash.in_({ast_hash, *also_match}),
                     CandidateRow.status != "duplicate",
                 )
                 .order_by(CandidateRow.id)

@@ -273,7 +273,8 @@ def _header() -> list[str]:
         "",
         "Each profile's table is the common default plus the optional `surface:` block of its YAML "
         "(`mutable_hooks`, `extra_calls`, `extra_values`, `extra_imports`, size limits). "
-        "`afr.surface.normalized_ast_hash` identifies candidates modulo comments, formatting and docstrings.",
+        "`afr.surface.normalized_ast_hash` identifies candidates modulo comments, formatting, docstrings "
+        "and the names of the file's own classes, parameters and local variables.",
         "",
         "What an AST cannot see is enforced at run time by the engine: only its own SGD step may change the "
         "parameters (they are compared bit for bit with its snapshot after every hook call); "
