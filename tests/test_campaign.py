@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import optuna
@@ -101,6 +103,68 @@ def test_finals_use_fresh_paired_seeds_and_parent_side_metrics(evolve_campaign) 
     assert set(result.evidence) and all(len(e["test"]) == 5 for e in result.evidence.values())
     spend = spend_by_arm(ledger, result.campaign_id)
     assert spend["finals"][0] == len(finals) + len(heldout)
+
+
+def ledger_content(directory: Path, cid: int) -> dict[str, list]:
+    """What a campaign's ledger holds, without timestamps, wall times and row ids (threads order rows)."""
+    ledger = Ledger.for_campaign_dir(directory)
+    candidates = [
+        (c.id, c.name, c.arm, c.source, c.ast_hash, c.scalars, c.status, c.score, c.reasons, c.meta)
+        for c in ledger.candidates(cid)
+    ]
+    runs = sorted(
+        (r.run_key, r.candidate_id, r.seed, r.stage, r.split, r.status, r.final_metric, r.per_round,
+         r.steps, r.artifacts, r.message, r.evaluation)
+        for r in ledger.runs(cid)
+    )  # fmt: skip
+    with ledger.engine.connect() as conn:
+        charges = conn.execute(
+            text(
+                "SELECT run_key, arm, runs, client_steps, status, outcome FROM afr_charges "
+                "WHERE campaign_id = :c ORDER BY run_key"
+            ),
+            {"c": cid},
+        ).all()
+    return {"candidates": candidates, "runs": [repr(r) for r in runs], "charges": [tuple(c) for c in charges]}
+
+
+def hold_first_two_finals(runner) -> None:
+    """Make the runner's first two final runs wait for each other (a BrokenBarrierError after 300 s if the
+    second never starts while the first waits: the finals would be running one at a time)."""
+    run, barrier, lock, calls = runner.run, threading.Barrier(2, timeout=300), threading.Lock(), [0]
+
+    def together(candidate, seed, stage="search", **kw):
+        with lock:
+            calls[0] += stage != "search"
+            hold = stage != "search" and calls[0] <= 2
+        if hold:
+            barrier.wait()
+        return run(candidate, seed, stage, **kw)
+
+    runner.run = together
+
+
+def test_finals_in_parallel_record_and_print_what_finals_one_at_a_time_do(tmp_path: Path) -> None:
+    """Two workers train two finals at once (a barrier holds the first two final runs until both are in
+    flight: finals one after another would break it), and the ledger and the finals' console lines are those
+    of a campaign whose single worker runs them one at a time."""
+    outcomes = {}
+    for workers in (1, 2):
+        base = settings(tmp_path / f"w{workers}", conf("agent", "evolve"), top_k=1, final_seeds=3)
+        lines: list[str] = []
+        campaign = Campaign(
+            dataclasses.replace(base, runner=RunnerSettings(workers=workers, timeout_s=60)), echo=lines.append
+        )
+        if workers == 2:
+            hold_first_two_finals(campaign.runner)
+        result = campaign.run()
+        assert not result.failure
+        content = ledger_content(tmp_path / f"w{workers}", result.campaign_id)
+        outcomes[workers] = (content, [x for x in lines if "[ finals]" in x])
+    (one, one_lines), (two, two_lines) = outcomes[1], outcomes[2]
+    assert sum("/final/" in r for r in two["runs"]) >= 6 and len(two_lines) >= 6
+    assert two == one
+    assert two_lines == one_lines
 
 
 def test_both_studies_load_with_the_optuna_api(evolve_campaign) -> None:

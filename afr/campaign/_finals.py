@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,17 @@ class FinalsPlan:
     """Seeds of the settings that need runs of their own (normally every final seed)."""
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """One planned run of the finals: a finalist on a seed, on the test split or a held-out setting."""
+
+    finalist: Finalist
+    seed: int
+    setting: str = ""
+    """'' for a final run (test split); else the held-out setting with runs of its own."""
+    overrides: Mapping[str, Any] | None = None
+
+
 def run_finals(
     runner: CandidateRunner,
     finalists: list[Finalist],
@@ -43,15 +55,31 @@ def run_finals(
     *,
     echo: Callable[[str], None] = print,
     progress: CampaignProgress | None = None,
+    workers: int | None = None,
 ) -> None:
     """Run and evaluate every finalist on every final seed and held-out setting; results go to the ledger.
 
-    One console line per final run (``[ finals] run 3/25  agent#30  seed 7  test accuracy 0.8123``) and
-    one per finalist when its runs are done; ``progress`` counts the runs (a resume starts part-way)."""
+    The planned runs train in parallel, ``workers`` at a time (default: the runner's sandbox workers), so
+    no worker waits for another finalist or arm. This thread evaluates each run's weights and prints its
+    line in plan order as the results arrive: the console, the ledger's content (run keys, scores,
+    evaluations, charges) and a resume do not depend on which run ended first. One console line per final
+    run (``[ finals] run 3/25  agent#30  seed 7  test accuracy 0.8123``) and one per finalist when its runs
+    are done; ``progress`` counts the runs (a resume starts part-way).
+
+    A stop (Ctrl-C, SIGTERM: the sandbox closes) ends the runs in flight with ``SandboxClosed``: they stay
+    reserved, the queued ones are never started, and the same command runs them again."""
     metric = runner.profile.metric_name
     on_final_runs = any(not overrides for overrides in plan.heldout.values())  # held-out clients
     settings = [(s, o) for s, o in plan.heldout.items() if o]  # settings that need runs of their own
-    total = len(finalists) * (len(plan.seeds) + len(settings) * len(plan.heldout_seeds))
+    planned = [
+        run
+        for f in finalists
+        for run in (
+            *(_Planned(f, seed) for seed in plan.seeds),
+            *(_Planned(f, seed, s, o) for s, o in settings for seed in plan.heldout_seeds),
+        )
+    ]
+    total = len(planned)
     names = {f.candidate.id for f in finalists}
     done = sum(
         r.candidate_id in names and r.status in FINISHED
@@ -79,24 +107,58 @@ def run_finals(
         if progress is not None:
             progress.update("finals", max(count, min(done, total)))
 
-    for finalist in finalists:
-        c = finalist.candidate
-        test = []
-        for seed in plan.seeds:
-            record = runner.run(c, seed, stage="final")
+    test: list[float] = []
+
+    def evaluate(index: int, record: RunRecord | None) -> None:
+        """Evaluate one finished run (this thread only: the parent's data and models stay in one thread)."""
+        run = planned[index]
+        name = run.finalist.name
+        if not run.setting:
             test.append(_evaluate(runner, record, runner.profile, "test"))
             if on_final_runs:
                 _evaluate(runner, record, runner.profile, "heldout")
-            tell(finalist.name, seed, record, "test", test[-1])
-        for setting, overrides in settings:
-            profile = runner.heldout_profile(setting, overrides)
+            tell(name, run.seed, record, "test", test[-1])
+        else:
+            profile = runner.heldout_profile(run.setting, run.overrides or {})
             part = "heldout" if profile.heldout_clients else "test"
-            for seed in plan.heldout_seeds:
-                record = runner.run(c, seed, stage="heldout", setting=setting, profile_overrides=overrides)
-                tell(finalist.name, seed, record, f"{setting}", _evaluate(runner, record, profile, part))
-        finite = [v for v in test if math.isfinite(v)]
-        mean = sum(finite) / len(finite) if finite else math.nan
-        echo(f"[ finals] {finalist.name:<12} test {metric} mean {mean:.4f} over {len(finite)} seeds")
+            tell(name, run.seed, record, run.setting, _evaluate(runner, record, profile, part))
+        if index + 1 == len(planned) or planned[index + 1].finalist is not run.finalist:  # its last run
+            finite = [v for v in test if math.isfinite(v)]
+            mean = sum(finite) / len(finite) if finite else math.nan
+            echo(f"[ finals] {name:<12} test {metric} mean {mean:.4f} over {len(finite)} seeds")
+            test.clear()
+
+    def train(run: _Planned) -> RunRecord | None:
+        c = run.finalist.candidate
+        if not run.setting:
+            return runner.run(c, run.seed, stage="final")
+        return runner.run(c, run.seed, stage="heldout", setting=run.setting, profile_overrides=run.overrides)
+
+    threads = max(1, workers if workers is not None else runner.settings.workers)
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="finals")
+    futures: list[Future[RunRecord | None]] = []
+    try:
+        # Submitted in plan order: the first ``threads`` runs start at once, each next one as a run ends.
+        futures = [pool.submit(train, run) for run in planned]
+        waiting: set[Future[RunRecord | None]] = set(futures)
+        for index in range(len(planned)):
+            while not futures[index].done():
+                finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+                # A run that raised (interrupted: SandboxClosed; a full disk) stops the finals now, not
+                # when its turn in the plan comes.
+                for future in finished:
+                    if future.exception() is not None:
+                        raise future.exception()  # type: ignore[misc]
+            evaluate(index, futures[index].result())
+    except BaseException:
+        # Nothing queued starts any more; the runs in flight end at once (their sandbox closes) and stay
+        # reserved: the same command runs them again. The campaign's own stop does the same.
+        for future in futures:
+            future.cancel()
+        runner.close()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _evaluate(runner: CandidateRunner, record: RunRecord | None, profile: Profile, part: str) -> float:
