@@ -238,7 +238,12 @@ class Campaign:
         return storage_error(exc, where=self.settings.directory)
 
     def _stop_sandbox(self) -> None:
-        """Close the sandbox (the stop helper thread): runs in flight end interrupted, never recorded."""
+        """Close the sandbox (the stop helper thread): runs in flight end interrupted, never recorded; an
+        agent's model call in flight in an arm thread (a run-time repair) is abandoned, else it would hold
+        the arm, hence the stop, until its timeout."""
+        agent = getattr(self, "agent", None)
+        if agent is not None:
+            agent.cancel()
         runner: CandidateRunner | None = getattr(self, "runner", None)
         if runner is not None:
             runner.close()
@@ -533,10 +538,7 @@ class Campaign:
                 self._run_step(arms, steps)
         except BaseException:
             # Stop the runs in flight first: the arm threads then end at once (SandboxClosed), and the
-            # runs they held stay reserved. An agent's model call in flight in an arm thread (a run-time
-            # repair) is abandoned too: it would otherwise hold the arms' pool, hence the exit, until its
-            # timeout.
-            self.agent.cancel()
+            # runs they held stay reserved (and an agent's call in flight is abandoned).
             self._stop_sandbox()
             raise
         finally:

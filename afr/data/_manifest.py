@@ -2,9 +2,9 @@
 
 Downloaded files are held to their md5 (published, or recorded at the first download). A prepared layout
 (LEAF JSON, extracted images) is AFR's own output, so nothing upstream vouches for it: :func:`record_prepared`
-writes the md5s of its files into ``<folder>/.afr-prepared.json`` as it is made, and :func:`check_prepared`
-(called by ``require`` before every load) holds the files to them through the md5 cache, so once hashed a
-check costs a ``stat`` per file.
+writes the md5s of its files into ``<folder>/.afr-prepared-md5.json`` as it is made, and
+:func:`check_prepared` (called by ``require`` before every load) holds the files to them through the md5
+cache, so once hashed a check costs a ``stat`` per file.
 
 Where the folder refuses the write (read-only, shared), the manifest goes to the user cache instead
 (``<user cache>/afr/prepared/<profile>-<hash of the folder>.json``), next to the md5 cache: it is per user
@@ -40,7 +40,7 @@ __all__ = [
     "user_record_path",
 ]
 
-PREPARED_MANIFEST = ".afr-prepared.json"
+PREPARED_MANIFEST = ".afr-prepared-md5.json"  # not isic2019's own ".afr-prepared.json" marker
 _TEMPORARY = (".part", ".tmp")
 
 
@@ -95,7 +95,7 @@ def record_prepared(
     folder: Path | str, *, files: Iterable[str] | None = None, exclude: Iterable[str] = ()
 ) -> Path:
     """Record the md5 of each prepared file (``files``, relative to ``folder``; default: every file of
-    :func:`prepared_files` but ``exclude``) in ``<folder>/.afr-prepared.json``; in the user cache when the
+    :func:`prepared_files` but ``exclude``) in ``<folder>/.afr-prepared-md5.json``; in the user cache when the
     folder refuses the write. Returns where the manifest went."""
     folder = Path(folder).resolve()
     names = sorted(files) if files is not None else prepared_files(folder, exclude)

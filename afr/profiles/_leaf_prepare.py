@@ -12,7 +12,7 @@ chunk, and niid sampling acts per chunk). The steps, in LEAF's order:
 :func:`run_leaf_pipeline` chains them, writes ``train/`` and ``test/`` with :func:`write_leaf_json`
 and records the flags and the explicit seeds in ``meta/`` (``sampling_seed.txt``, ``split_seed.txt``
 as LEAF does, plus ``afr_leaf.json`` with every flag), and the md5 of every file it wrote in
-``.afr-prepared.json`` (checked before each load). Randomness comes from ``numpy``'s
+``.afr-prepared-md5.json`` (checked before each load). Randomness comes from ``numpy``'s
 ``default_rng(seed)``, so with the same seeds our output is reproducible but not byte-identical to
 LEAF's (which uses Python's ``random``). The steps never look inside ``x``: a caller may sample
 cheap references (e.g. image names) and decode only the kept samples (see ``femnist.py``).
