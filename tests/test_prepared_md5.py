@@ -4,8 +4,8 @@ A preparation step (our LEAF pipeline for femnist and shakespeare; any ``afr dat
 records the md5 of every file it wrote in ``<folder>/.afr-prepared-md5.json``; ``require`` holds the files
 to it before each load, through the md5 cache. A tampered, missing or added prepared file stops a run -- a
 single run and a campaign, as a user starts them -- with one line, before anything is trained. Where the data
-folder is read-only the manifest goes to the user cache. A layout placed by hand (the shared LEAF subsets) has no
-manifest: its layout check is all there is, and nothing is written next to it.
+folder is read-only the manifest goes to the user cache. A layout placed by hand (the shared LEAF subsets) has
+no manifest: its layout check is all there is, and nothing is written next to it.
 """
 
 from __future__ import annotations
