@@ -7,14 +7,16 @@ they may know arrives in an :class:`AgentContext`.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..recipe import DEFAULT_BASELINE, RecipeSource, recipe_source
+from ..recipe import DEFAULT_BASELINE, HOOKS, Recipe, RecipeSource, recipe_source
+from ._brief import TaskBrief
 
-__all__ = ["Agent", "AgentContext", "HistoryItem", "Proposal", "Usage"]
+__all__ = ["Agent", "AgentContext", "HistoryItem", "Proposal", "TaskBrief", "Usage"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,27 @@ class AgentContext:
     baseline: RecipeSource = field(default_factory=lambda: recipe_source(DEFAULT_BASELINE))
     """The recipe every candidate builds on: a shipped one (``baseline.shipped``: its class is importable from
     ``afr.recipe``) or a user's file, whose class a candidate cannot import, so it carries the file's code."""
+    brief: TaskBrief | None = None
+    """The campaign's typed task facts (hooks, scalars, contract, ...); None in hand-made contexts, where
+    agents fall back to the texts above (:meth:`task_brief`)."""
+
+    def task_brief(self) -> TaskBrief:
+        """The campaign's brief, or one made from this context's own fields (every hook mutable)."""
+        if self.brief is not None:
+            return self.brief
+        return TaskBrief(
+            profile=self.profile_name,
+            metric=self.metric,
+            higher_is_better=self.higher_is_better,
+            description=self.profile_description,
+            mutable_hooks=_hook_signatures(),
+            baseline=self.baseline,
+            surface_doc=self.surface_doc,
+        )
+
+
+def _hook_signatures() -> dict[str, tuple[str, ...]]:
+    return {h: tuple(inspect.signature(getattr(Recipe, h)).parameters) for h in HOOKS}
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -104,6 +105,13 @@ class LLMAgent(Agent):
                 f"agent {self.label!r}: unknown edit_format {self.edit_format!r}",
                 where=where,
                 fix="agent.edit_format=whole or agent.edit_format=search_replace",
+            )
+        self.prompt = str(self.cfg.get("prompt") or "full")
+        if self.prompt not in _prompt.PROMPTS:
+            raise ConfigError(
+                f"agent {self.label!r}: unknown prompt {self.prompt!r}",
+                where=where,
+                fix="agent.prompt=compact (small local models) or agent.prompt=full",
             )
         self.max_tokens_param = str(self.cfg.get("max_tokens_param", "max_tokens"))
         if self.max_tokens_param not in ("max_tokens", "max_completion_tokens"):
@@ -270,7 +278,7 @@ class LLMAgent(Agent):
             n = min(n, self.proposals_per_step)
         if n <= 0:
             return []
-        system = _prompt.system_message(ctx, self.edit_format, self.history_tokens)
+        opening = _prompt.opening_messages(ctx, self.prompt, self.edit_format, self.history_tokens)
         best = ctx.best[0] if ctx.best and ctx.best[0].source.strip() else None
         if best is not None:
             parent, parent_id = best.source, best.candidate_id
@@ -290,10 +298,7 @@ class LLMAgent(Agent):
                 parent_source=parent,
                 earlier_notes=notes,
             )
-            conv = _Conversation(
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-                parent=parent,
-            )
+            conv = _Conversation(messages=[*opening, {"role": "user", "content": user}], parent=parent)
             outcome = self._ask(conv, "propose", ctx)
             if outcome is None:
                 if conv.calls == 0 or self.outage:
@@ -318,13 +323,13 @@ class LLMAgent(Agent):
         if conv is not None and conv.repairs >= self.max_repairs:
             return None
         if conv is None:  # e.g. a campaign resumed in a new process: start from the file itself
-            system = _prompt.system_message(ctx, self.edit_format, self.history_tokens)
+            opening = _prompt.opening_messages(ctx, self.prompt, self.edit_format, self.history_tokens)
             label = _parent_label(ctx, proposal.parent_id)
             user = _prompt.fresh_repair_message(
                 errors, self.edit_format, proposal.source, proposal.note, label
             )
             conv = _Conversation(
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                messages=[*opening, {"role": "user", "content": user}],
                 parent=proposal.source,
                 note=proposal.note,
             )
@@ -421,6 +426,8 @@ class LLMAgent(Agent):
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
                 raise self._key_error(exc, "was refused") from exc
             except (openai.NotFoundError, openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if _CONTEXT_ERROR.search(_message(exc)):
+                    raise self._context_error(exc, request) from exc
                 raise ConfigError(
                     f"agent {self.label!r}: the endpoint {self._endpoint()} rejected the request for model "
                     f"{self.model!r}: {_message(exc)}",
@@ -522,6 +529,19 @@ class LLMAgent(Agent):
     def _endpoint(self) -> str:
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
 
+    def _context_error(self, exc: Exception, request: Mapping[str, Any]) -> ConfigError:
+        """The server's context cannot hold the prompt plus the completion cap: say both numbers."""
+        prompt = sum(_prompt.approx_tokens(m.get("content") or "") for m in request.get("messages", []))
+        cap = self.max_tokens or 0
+        need = prompt + cap
+        return ConfigError(
+            f"agent {self.label!r}: the server's context is too small for the prompt (~{prompt} tokens) plus "
+            f"agent.max_tokens={cap} ({_message(exc)})",
+            where=f"agent={self.label}",
+            fix=f"start the server with a context of at least {_round_up(need)} tokens (llama.cpp: "
+            f"-c {_round_up(need)}) or lower agent.max_tokens; agent.prompt=compact shrinks the prompt",
+        )
+
     def _key_error(self, exc: Exception, what: str) -> ConfigError:
         if self.api_key_env:
             return ConfigError(
@@ -532,6 +552,18 @@ class LLMAgent(Agent):
             f"agent {self.label!r}: the endpoint {self._endpoint()} {what} without a key ({_message(exc)})",
             fix="set agent.api_key_env=<VARIABLE> naming a variable that holds the server's key",
         )
+
+
+_CONTEXT_ERROR = re.compile(
+    r"context (window|length|size)|n_ctx|maximum context|exceeds? the available context|too many tokens",
+    re.IGNORECASE,
+)
+"""How servers say a request does not fit their context (llama.cpp, llama-cpp-python, vLLM, OpenAI)."""
+
+
+def _round_up(tokens: int) -> int:
+    """``tokens`` rounded up to a multiple of 1024 (context sizes are usually given so)."""
+    return max(1024, -(-tokens // 1024) * 1024)
 
 
 class _Cancelled(Exception):

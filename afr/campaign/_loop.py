@@ -41,6 +41,7 @@ from ..profiles import Profile, import_root, make_profile
 from ..recipe import RecipeSource, recipe_source
 from ..sandbox import RunJob, SandboxPool
 from ..surface import SurfaceTable, render_profile_surface, surface_table, validate
+from ._brief import task_brief
 from ._finals import FinalsPlan, run_finals
 from ._progress import CampaignProgress
 from ._runner import CandidateRunner, RunnerSettings
@@ -252,6 +253,7 @@ class Campaign:
             higher_is_better=self.profile.higher_is_better,
         )
         self.surface_doc = render_profile_surface(self.table, self.baseline)
+        self.brief = task_brief(self.profile, self.table, self.baseline, self.surface_doc)
         self._agent_queue: list[CandidateRecord] = [
             c
             for c in self.runner.ledger.candidates(self.runner.campaign_id, arm="agent")
@@ -660,6 +662,7 @@ class Campaign:
             recent_failures=failures,
             history=history,
             step=step,
+            brief=self.brief,
         )
 
     # --- reporting -------------------------------------------------------------------------------
