@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from afr.agents import AgentContext, make_agent
-from afr.agents import _prompt
+from afr.agents import AgentContext, _prompt, make_agent
 from afr.agents.llm import LLMAgent
 from afr.errors import ConfigError
 from afr.surface import validate

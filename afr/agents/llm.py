@@ -368,7 +368,7 @@ class LLMAgent(Agent):
         if reply is None:
             return None
         try:
-            return parse_reply(reply.text, conv.parent, finish_reason=reply.finish_reason), reply
+            return self._parse(reply, conv, ctx), reply
         except ReplyError as exc:
             error = str(exc)
         if conv.repairs >= self.max_repairs:
@@ -380,10 +380,19 @@ class LLMAgent(Agent):
         if reply is None:
             return None
         try:
-            return parse_reply(reply.text, conv.parent, finish_reason=reply.finish_reason), reply
+            return self._parse(reply, conv, ctx), reply
         except ReplyError as exc:
             log.warning("agent %s: unusable reply after a re-ask, dropping the proposal: %s", self.label, exc)
             return None
+
+    @staticmethod
+    def _parse(reply: _Reply, conv: _Conversation, ctx: AgentContext) -> ParsedReply:
+        """The reply's recipe file: a whole file counts only if Python's parser finds in it a class derived
+        from the baseline or a recipe base (a user's baseline edited in place may derive from ``Recipe``)."""
+        brief = ctx.task_brief()
+        extra = () if brief.baseline.shipped else ("Recipe",)
+        bases = tuple(dict.fromkeys((brief.baseline.class_name, *brief.recipe_bases, *extra)))
+        return parse_reply(reply.text, conv.parent, finish_reason=reply.finish_reason, bases=bases)
 
     def _complete(self, conv: _Conversation, purpose: str, ctx: AgentContext) -> _Reply | None:
         """One chat completion; the reply is appended to the conversation. None when the call gives up.
