@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ._base import Agent, AgentContext, HistoryItem, Proposal, TaskBrief, Usage
+from ._base import Agent, AgentContext, CallLog, HistoryItem, Proposal, TaskBrief, Usage
 
 __all__ = [
     "Agent",
     "AgentContext",
+    "CallLog",
     "HistoryItem",
     "Proposal",
     "TaskBrief",

@@ -11,12 +11,13 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 from ..recipe import DEFAULT_BASELINE, HOOKS, Recipe, RecipeSource, recipe_source
 from ._brief import TaskBrief
 
-__all__ = ["Agent", "AgentContext", "HistoryItem", "Proposal", "TaskBrief", "Usage"]
+__all__ = ["Agent", "AgentContext", "CallLog", "HistoryItem", "Proposal", "TaskBrief", "Usage"]
 
 
 @dataclass(frozen=True)
@@ -98,14 +99,34 @@ class Proposal:
 
 
 @dataclass(frozen=True)
+class CallLog:
+    """One model call as it happened (recorded in the ledger's ``afr_llm_calls`` table)."""
+
+    purpose: str
+    """``propose``, ``retry`` (a re-ask after an unusable reply) or ``repair``."""
+    request: Mapping[str, Any]
+    """The request as sent: model, messages, sampling fields."""
+    reply: str = ""
+    finish_reason: str | None = None
+    latency_s: float = 0.0
+    """From the first attempt's start to the answer or to giving up (retries and pauses included)."""
+    attempts: int = 1
+    error: str = ""
+    """Why the call got no answer ('' when it did)."""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Usage:
-    """What one model call cost (recorded in the ledger's cost table)."""
+    """What one model call cost (recorded in the ledger's cost table) and, for LLM calls, the call itself."""
 
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     money_usd: float = 0.0
     meta: Mapping[str, Any] = field(default_factory=dict)
+    call: CallLog | None = None
 
 
 class Agent(ABC):

@@ -31,16 +31,18 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import openai
 
 from ..errors import ConfigError, EndpointError
 from . import _prompt
-from ._base import Agent, AgentContext, Proposal, Usage
+from ._base import Agent, AgentContext, CallLog, Proposal, Usage
 from ._edits import ParsedReply, ReplyError, parse_reply
 
 __all__ = ["LLMAgent", "DUMMY_API_KEY"]
@@ -413,6 +415,7 @@ class LLMAgent(Agent):
         if self.extra_body:
             request["extra_body"] = dict(self.extra_body)
         last: Exception | None = None
+        clock = _Clock(purpose, request)
         for _ in range(self.max_retries + 1):
             if self._failed_attempts:
                 pause = min(self.backoff_s * 2 ** min(self._failed_attempts - 1, 16), MAX_BACKOFF_S)
@@ -422,6 +425,7 @@ class LLMAgent(Agent):
                 )
                 if self._cancelled.wait(pause):
                     return None
+            clock.attempts += 1
             try:
                 response = self._request(request)
             except _Cancelled:
@@ -448,15 +452,23 @@ class LLMAgent(Agent):
                 # An answer we cannot use (e.g. a 4xx no retry fixes): the model was reached, not an outage.
                 self.outage, self._outage_calls, self._failed_attempts = "", 0, 0
                 log.warning("agent %s: %s call failed, no proposal: %s", self.label, purpose, _message(exc))
+                meta = {"purpose": purpose, "agent": self.label, "step": ctx.step}
+                self.record_usage(Usage(model=self.model, meta=meta, call=clock.log(error=_message(exc))))
                 return None
             conv.calls += 1
             self.outage, self._outage_calls, self._failed_attempts = "", 0, 0
-            return self._accept(conv, response, purpose, ctx)
+            return self._accept(conv, response, purpose, ctx, clock)
         self.outage = _message(last) if last is not None else "unknown error"
         self._outage_calls += 1
         # Booked with no tokens, so the ledger's cost table shows which calls the outage took, and why.
         meta = {"purpose": purpose, "agent": self.label, "step": ctx.step, "outage": self.outage}
-        self.record_usage(Usage(model=self.model, meta={**meta, "attempts": self.max_retries + 1}))
+        self.record_usage(
+            Usage(
+                model=self.model,
+                meta={**meta, "attempts": self.max_retries + 1},
+                call=clock.log(error=self.outage),
+            )
+        )
         log.warning(
             "agent %s: %s call to %s failed after %d tries, no proposal (not counted as fruitless): %s",
             self.label,
@@ -497,11 +509,17 @@ class LLMAgent(Agent):
             raise box["error"]
         return box["response"]
 
-    def _accept(self, conv: _Conversation, response: Any, purpose: str, ctx: AgentContext) -> _Reply:
+    def _accept(
+        self, conv: _Conversation, response: Any, purpose: str, ctx: AgentContext, clock: _Clock
+    ) -> _Reply:
         usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         money = (prompt_tokens * self.price_prompt + completion_tokens * self.price_completion) / 1e6
+        choices = getattr(response, "choices", None) or []
+        message = choices[0].message if choices else None
+        text = (getattr(message, "content", None) or "") if message is not None else ""
+        finish = getattr(choices[0], "finish_reason", None) if choices else None
         self.record_usage(
             Usage(
                 model=self.model,
@@ -509,12 +527,9 @@ class LLMAgent(Agent):
                 completion_tokens=completion_tokens,
                 money_usd=money,
                 meta={"purpose": purpose, "agent": self.label, "step": ctx.step},
+                call=clock.log(reply=text, finish_reason=finish),
             )
         )
-        choices = getattr(response, "choices", None) or []
-        message = choices[0].message if choices else None
-        text = (getattr(message, "content", None) or "") if message is not None else ""
-        finish = getattr(choices[0], "finish_reason", None) if choices else None
         conv.messages.append({"role": "assistant", "content": text})
         return _Reply(text=text, finish_reason=finish)
 
@@ -573,6 +588,30 @@ _CONTEXT_ERROR = re.compile(
 def _round_up(tokens: int) -> int:
     """``tokens`` rounded up to a multiple of 1024 (context sizes are usually given so)."""
     return max(1024, -(-tokens // 1024) * 1024)
+
+
+class _Clock:
+    """Times one call from its first attempt, for its :class:`CallLog`."""
+
+    def __init__(self, purpose: str, request: Mapping[str, Any]) -> None:
+        self.purpose = purpose
+        self.request = dict(request)
+        self.attempts = 0
+        self.started_at = datetime.now(UTC)
+        self._start = time.monotonic()
+
+    def log(self, *, reply: str = "", finish_reason: str | None = None, error: str = "") -> CallLog:
+        return CallLog(
+            purpose=self.purpose,
+            request=self.request,
+            reply=reply,
+            finish_reason=finish_reason,
+            latency_s=time.monotonic() - self._start,
+            attempts=self.attempts,
+            error=error,
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC),
+        )
 
 
 class _Cancelled(Exception):
