@@ -131,3 +131,68 @@ def test_reply_is_usable_after_compact_prompt() -> None:
         agent = make_agent(config(server, prompt="compact"))
         (proposal,) = agent.propose(campaign_context(), 1)
     assert proposal.source == GOOD
+
+
+# --- constrained output ------------------------------------------------------------------------------
+
+
+def _rules(grammar: str) -> tuple[set[str], set[str]]:
+    """(defined, referenced) rule names of a GBNF grammar (string literals and character classes aside)."""
+    import re
+
+    defined, used = set(), set()
+    for line in grammar.splitlines():
+        name, _, body = line.partition(" ::= ")
+        defined.add(name.strip())
+        body = re.sub(r'"(\\.|[^"\\])*"', " ", body)
+        body = re.sub(r"\[(\\.|[^\]\\])*\]", " ", body)
+        used |= set(re.findall(r"[A-Za-z][A-Za-z0-9_-]*", body))
+    return defined, used
+
+
+@pytest.mark.parametrize("shipped", [True, False])
+def test_the_grammar_defines_every_rule_it_uses(shipped: bool) -> None:
+    from dataclasses import replace
+
+    from afr.agents._grammar import reply_grammar
+    from afr.recipe import RecipeSource
+
+    brief = campaign_context().task_brief()
+    if not shipped:
+        user = RecipeSource(
+            text="class Mine(FedAvg):\n    pass\n", class_name="Mine", name="mine", label="m.py"
+        )
+        brief = replace(brief, baseline=user)
+    grammar = reply_grammar(brief)
+    defined, used = _rules(grammar)
+    assert "root" in defined and used <= defined, used - defined
+    base = brief.baseline.class_name
+    assert f'base ::= "{base}"' in grammar and '```python\\n"' in grammar
+
+
+def test_grammar_true_sends_it_with_every_call() -> None:
+    with FakeOpenAI(["Only prose.", whole(GOOD)]) as server:
+        agent = make_agent(config(server, prompt="compact", grammar=True, extra_body={"top_k": 40}))
+        (proposal,) = agent.propose(campaign_context(), 1)
+        bodies = list(server.requests)
+    assert proposal.source == GOOD
+    assert len(bodies) == 2 and all('base ::= "FedAvg"' in b["grammar"] and b["top_k"] == 40 for b in bodies)
+    with FakeOpenAI([whole(GOOD)]) as server:
+        make_agent(config(server, grammar=True, extra_body={"grammar": "root ::= x"})).propose(context_(), 1)
+        assert server.requests[0]["grammar"] == "root ::= x"  # one given in extra_body wins
+    with FakeOpenAI([whole(GOOD)]) as server:
+        make_agent(config(server)).propose(context_(), 1)
+        assert "grammar" not in server.requests[0]
+
+
+def context_() -> AgentContext:
+    return campaign_context()
+
+
+@pytest.mark.parametrize(
+    ("over", "match"),
+    [({"grammar": "yes"}, "true or false"), ({"grammar": True, "edit_format": "search_replace"}, "whole")],
+)
+def test_bad_grammar_settings_are_config_errors(over: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        make_agent(config(**over))

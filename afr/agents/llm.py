@@ -44,6 +44,7 @@ from ..errors import ConfigError, EndpointError
 from . import _prompt
 from ._base import Agent, AgentContext, CallLog, Proposal, Usage
 from ._edits import ParsedReply, ReplyError, parse_reply
+from ._grammar import reply_grammar
 
 __all__ = ["LLMAgent", "DUMMY_API_KEY"]
 
@@ -142,6 +143,20 @@ class LLMAgent(Agent):
         self.proposals_per_step = (
             None if per_step is None else int(self._number("proposals_per_step", per_step))
         )
+        grammar = self.cfg.get("grammar", False)
+        if not isinstance(grammar, bool):
+            raise ConfigError(
+                f"agent {self.label!r}: grammar must be true or false, got {grammar!r}",
+                where="agent.grammar=",
+                fix="agent.grammar=true (llama.cpp-compatible servers) or agent.grammar=false",
+            )
+        if grammar and self.edit_format != "whole":
+            raise ConfigError(
+                f"agent {self.label!r}: agent.grammar=true constrains replies to one whole file",
+                where="agent.grammar=",
+                fix="agent.edit_format=whole with agent.grammar=true",
+            )
+        self.grammar = grammar
         extra = self.cfg.get("extra_body") or {}
         if not isinstance(extra, Mapping):
             raise ConfigError(
@@ -412,8 +427,11 @@ class LLMAgent(Agent):
             request["temperature"] = self.temperature
         if self.max_tokens is not None:
             request[self.max_tokens_param] = self.max_tokens
-        if self.extra_body:
-            request["extra_body"] = dict(self.extra_body)
+        extra_body = dict(self.extra_body)
+        if self.grammar:  # a grammar given in extra_body wins
+            extra_body.setdefault("grammar", reply_grammar(ctx.task_brief()))
+        if extra_body:
+            request["extra_body"] = extra_body
         last: Exception | None = None
         clock = _Clock(purpose, request)
         for _ in range(self.max_retries + 1):
