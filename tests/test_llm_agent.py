@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import logging
 import shutil
 import subprocess
@@ -122,7 +123,10 @@ def test_whole_file_reply_is_one_proposal_with_usage() -> None:
     assert proposal.meta["edit_format"] == "whole"
     assert proposal.meta["raw_reply_chars"] == len(whole(GOOD))
     usage = agent.drain_usage()
-    assert usage == [
+    call = usage[0].call  # the call itself, for the ledger's call log
+    assert call is not None and call.purpose == "propose" and call.reply == whole(GOOD)
+    assert call.request["messages"] == server.requests[0]["messages"] and call.attempts == 1
+    assert [dataclasses.replace(u, call=None) for u in usage] == [
         Usage(
             "test-model",
             1200,

@@ -11,9 +11,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ._base import Agent, AgentContext, HistoryItem, Proposal, Usage
+from ._base import Agent, AgentContext, CallLog, HistoryItem, Proposal, TaskBrief, Usage
 
-__all__ = ["Agent", "AgentContext", "HistoryItem", "Proposal", "Usage", "AGENT_KINDS", "make_agent"]
+__all__ = [
+    "Agent",
+    "AgentContext",
+    "CallLog",
+    "HistoryItem",
+    "Proposal",
+    "TaskBrief",
+    "Usage",
+    "AGENT_KINDS",
+    "make_agent",
+]
 
 AGENT_KINDS: dict[str, str] = {
     "evolve": "afr.agents.evolve:EvolveAgent",

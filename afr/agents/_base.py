@@ -7,14 +7,17 @@ they may know arrives in an :class:`AgentContext`.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
-from ..recipe import DEFAULT_BASELINE, RecipeSource, recipe_source
+from ..recipe import DEFAULT_BASELINE, HOOKS, Recipe, RecipeSource, recipe_source
+from ._brief import TaskBrief
 
-__all__ = ["Agent", "AgentContext", "HistoryItem", "Proposal", "Usage"]
+__all__ = ["Agent", "AgentContext", "CallLog", "HistoryItem", "Proposal", "TaskBrief", "Usage"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,27 @@ class AgentContext:
     baseline: RecipeSource = field(default_factory=lambda: recipe_source(DEFAULT_BASELINE))
     """The recipe every candidate builds on: a shipped one (``baseline.shipped``: its class is importable from
     ``afr.recipe``) or a user's file, whose class a candidate cannot import, so it carries the file's code."""
+    brief: TaskBrief | None = None
+    """The campaign's typed task facts (hooks, scalars, contract, ...); None in hand-made contexts, where
+    agents fall back to the texts above (:meth:`task_brief`)."""
+
+    def task_brief(self) -> TaskBrief:
+        """The campaign's brief, or one made from this context's own fields (every hook mutable)."""
+        if self.brief is not None:
+            return self.brief
+        return TaskBrief(
+            profile=self.profile_name,
+            metric=self.metric,
+            higher_is_better=self.higher_is_better,
+            description=self.profile_description,
+            mutable_hooks=_hook_signatures(),
+            baseline=self.baseline,
+            surface_doc=self.surface_doc,
+        )
+
+
+def _hook_signatures() -> dict[str, tuple[str, ...]]:
+    return {h: tuple(inspect.signature(getattr(Recipe, h)).parameters) for h in HOOKS}
 
 
 @dataclass(frozen=True)
@@ -75,14 +99,34 @@ class Proposal:
 
 
 @dataclass(frozen=True)
+class CallLog:
+    """One model call as it happened (recorded in the ledger's ``afr_llm_calls`` table)."""
+
+    purpose: str
+    """``propose``, ``retry`` (a re-ask after an unusable reply) or ``repair``."""
+    request: Mapping[str, Any]
+    """The request as sent: model, messages, sampling fields."""
+    reply: str = ""
+    finish_reason: str | None = None
+    latency_s: float = 0.0
+    """From the first attempt's start to the answer or to giving up (retries and pauses included)."""
+    attempts: int = 1
+    error: str = ""
+    """Why the call got no answer ('' when it did)."""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Usage:
-    """What one model call cost (recorded in the ledger's cost table)."""
+    """What one model call cost (recorded in the ledger's cost table) and, for LLM calls, the call itself."""
 
     model: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     money_usd: float = 0.0
     meta: Mapping[str, Any] = field(default_factory=dict)
+    call: CallLog | None = None
 
 
 class Agent(ABC):

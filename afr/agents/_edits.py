@@ -4,8 +4,11 @@ Parsing is tolerant of chatter around the code but never guesses: a reply that y
 raises :class:`ReplyError`, whose message is written for the model (it is sent back verbatim so the
 model can try again).
 
-* Whole file: the last fenced code block tagged ``python`` (or ``py``, or untagged) that contains
-  ``class ``; without fences, the reply itself if it parses as Python (leading prose stripped).
+* Whole file: the last fenced code block tagged ``python`` (or ``py``, or untagged) that is a recipe
+  by Python's parser: it parses, and defines a class derived from one of the given ``bases`` (the
+  baseline's class and the recipe bases; directly, or through a class defined earlier in the block).
+  The word ``class`` in a comment or a string makes no recipe. Without fences, the reply itself from its
+  first line of code on, under the same test.
 * SEARCH/REPLACE: blocks ::
 
       <<<<<<< SEARCH
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 __all__ = ["ParsedReply", "ReplyError", "parse_reply", "apply_edits", "extract_file", "extract_note"]
@@ -68,8 +72,11 @@ class _Edit:
     last: int
 
 
-def parse_reply(reply: str, parent: str, *, finish_reason: str | None = None) -> ParsedReply:
-    """The recipe file a reply describes: SEARCH/REPLACE blocks if it has any, else a whole file."""
+def parse_reply(
+    reply: str, parent: str, *, finish_reason: str | None = None, bases: Collection[str] | None = None
+) -> ParsedReply:
+    """The recipe file a reply describes: SEARCH/REPLACE blocks if it has any, else a whole file whose
+    recipe class derives from one of ``bases`` (None: any class; the first is named in errors)."""
     if not reply.strip():
         if finish_reason == "length":
             raise ReplyError(
@@ -85,7 +92,7 @@ def parse_reply(reply: str, parent: str, *, finish_reason: str | None = None) ->
         spans = [(e.first, e.last) for e in edits]
         return ParsedReply(source, extract_note(lines, spans), "search_replace")
     try:
-        source, spans = _whole_file(lines)
+        source, spans = _whole_file(lines, bases)
     except ReplyError as exc:
         if finish_reason == "length":
             raise ReplyError(f"{exc}; your reply was cut off at the token limit: keep it shorter") from exc
@@ -93,9 +100,9 @@ def parse_reply(reply: str, parent: str, *, finish_reason: str | None = None) ->
     return ParsedReply(source, extract_note(lines, spans), "whole")
 
 
-def extract_file(reply: str) -> str:
+def extract_file(reply: str, bases: Collection[str] | None = None) -> str:
     """The whole recipe file in ``reply`` (see the module docstring)."""
-    return _whole_file(reply.splitlines())[0]
+    return _whole_file(reply.splitlines(), bases)[0]
 
 
 def extract_note(lines: list[str], code_spans: list[tuple[int, int]]) -> str:
@@ -148,33 +155,83 @@ def _fenced_blocks(lines: list[str]) -> list[_Fenced]:
     return blocks
 
 
-def _whole_file(lines: list[str]) -> tuple[str, list[tuple[int, int]]]:
+def _whole_file(lines: list[str], bases: Collection[str] | None) -> tuple[str, list[tuple[int, int]]]:
     fenced = _fenced_blocks(lines)
-    usable = [b for b in fenced if b.lang in _PYTHON_TAGS and "class " in b.code]
+    python = [b for b in fenced if b.lang in _PYTHON_TAGS]
+    usable = [b for b in python if _defines_recipe(b.code, bases)]
     if usable:
         block = usable[-1]
-        if not block.closed and not _parses(block.code):
+        return _with_newline(block.code.strip("\n")), [(block.first, block.last)]
+    wanted = _wanted(bases)
+    if python:
+        last = python[-1]
+        problem = _syntax_problem(last.code)
+        if not last.closed and problem:
             raise ReplyError(
                 "the code block of your reply is never closed and is not valid Python (the reply was "
                 "probably cut off): return the complete file in one closed ```python block"
             )
-        return _with_newline(block.code.strip("\n")), [(block.first, block.last)]
-    if not fenced:
-        for start, line in enumerate(lines):
-            if _CODE_START.match(line):
-                code = "\n".join(lines[start:]).strip("\n")
-                if "class " in code and _parses(code):
-                    return _with_newline(code), [(start, len(lines) - 1)]
-                break
+        if problem:
+            raise ReplyError(
+                f"the ```python block of your reply is not valid Python ({problem}): return the complete "
+                f"file in one ```python block that defines {wanted}"
+            )
+        raise ReplyError(
+            f"no code block of your reply defines {wanted}: return the complete file in one ```python "
+            "block that defines it"
+        )
     if fenced:
         raise ReplyError(
-            "no code block of your reply holds a recipe class: return the complete file in one "
-            "```python block that defines the class"
+            f"no code block of your reply is Python: return the complete file in one ```python block "
+            f"that defines {wanted}"
         )
+    for start, line in enumerate(lines):
+        if _CODE_START.match(line):
+            code = "\n".join(lines[start:]).strip("\n")
+            if _defines_recipe(code, bases):
+                return _with_newline(code), [(start, len(lines) - 1)]
+            break
     raise ReplyError(
         "your reply has no ```python code block: return the complete recipe file in one "
         "```python block (or SEARCH/REPLACE blocks against the parent file)"
     )
+
+
+def _wanted(bases: Collection[str] | None) -> str:
+    if not bases:
+        return "a recipe class"
+    first = next(iter(bases))  # the baseline's class comes first
+    return f"a class derived from `{first}`" + (" (or another recipe base)" if len(bases) > 1 else "")
+
+
+def _defines_recipe(code: str, bases: Collection[str] | None) -> bool:
+    """Whether ``code`` parses and defines, at module level, a class derived from one of ``bases``; any
+    class when ``bases`` is None. A class that takes a base's own name (a user's baseline kept in the file)
+    is that base, not the recipe: the class after it that derives from it is."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        if bases is None:
+            return True
+        names = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+        if names & set(bases) and node.name not in bases:
+            return True
+    return False
+
+
+def _syntax_problem(code: str) -> str:
+    """'line N: message' when ``code`` is not valid Python, '' when it is."""
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:
+        return f"line {exc.lineno}: {exc.msg}"
+    except ValueError as exc:
+        return str(exc)
+    return ""
 
 
 def _parses(code: str) -> bool:

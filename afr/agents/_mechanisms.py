@@ -52,6 +52,7 @@ import libcst as cst
 
 from .. import recipe
 from ..recipe import DEFAULT_BASELINE, HOOKS, RecipeSource, Scalar, recipe_source
+from ._brief import TaskBrief
 
 __all__ = [
     "Mechanism",
@@ -62,6 +63,7 @@ __all__ = [
     "SLOTS",
     "HOOK_ORDER",
     "environment",
+    "environment_from_brief",
     "read_genome",
     "write_recipe",
     "normalise_source",
@@ -419,6 +421,31 @@ def environment(
         control_extras=_doc_contract(section),
         enabled=tuple(enabled) if enabled else None,
     )
+
+
+def environment_from_brief(brief: TaskBrief, cfg: Mapping[str, Any] | None = None) -> Environment:
+    """What the agent knows about the profile, read from the campaign's typed brief (no text parsing)."""
+    cfg = dict(cfg or {})
+    variants = cfg.get("model_variants") or brief.model_variants
+    hooks = [h for h in brief.mutable_hooks if h in HOOK_ORDER]
+    enabled = cfg.get("mechanisms")
+    return Environment(
+        profile=brief.profile,
+        baseline=brief.baseline,
+        lr=_unnamed(brief.scalars.get("lr", Environment.lr)),
+        server_lr=_unnamed(brief.scalars.get("server_lr", Environment.server_lr)),
+        adaptive_server_lr=float(cfg.get("adaptive_server_lr", 0.03)),
+        horizon=max(1, int(brief.rounds)),
+        model_variants=tuple(str(v) for v in variants if str(v) != "default"),
+        mutable_hooks=frozenset(hooks) if hooks else frozenset(HOOK_ORDER),
+        control_extras=brief.control_extras,
+        enabled=tuple(enabled) if enabled else None,
+    )
+
+
+def _unnamed(spec: Scalar) -> Scalar:
+    """The spec as the environment keeps it: a range, not bound to a class attribute's name."""
+    return Scalar(spec.default, spec.low, spec.high, spec.log, spec.integer)
 
 
 def _parse_description(text: str) -> dict[str, Any]:

@@ -28,6 +28,10 @@ __all__ = [
     "repair_message",
     "reparse_message",
     "fresh_repair_message",
+    "PROMPTS",
+    "compact_system_message",
+    "compact_example",
+    "opening_messages",
 ]
 
 EDIT_FORMATS = ("whole", "search_replace")
@@ -380,3 +384,159 @@ def reparse_message(error: str, edit_format: str) -> str:
         f"I could not use your reply: {error.rstrip('.')}.\n\n"
         f"Reply again: one short line of rationale, then {_format_short(edit_format)}.\n"
     )
+
+
+# --- the compact prompt (small local models) -------------------------------------------------------
+
+PROMPTS = ("compact", "full")
+"""``agent.prompt``: ``compact`` (< 2k tokens, for small local models) or ``full`` (hosted models)."""
+
+COMPACT_HISTORY_TOKENS = 250
+"""Budget of the compact prompt's history lines (best candidates, latest failure)."""
+
+_EXAMPLE_PROX = '''\
+from afr.recipe import {base}, proximal_term, scalar
+
+
+class ProxStep({base}):
+    """{base} plus a proximal term that keeps each client near the global model."""
+
+    name = "prox_step"
+    mu = scalar(0.01, 1e-4, 1.0, log=True)
+
+    def local_objective(self, task_loss, model, ctx):
+        return task_loss + self.mu / 2 * proximal_term(model, ctx.global_params)
+'''
+
+_EXAMPLE_DAMPED = '''\
+from afr.recipe import {base}, scalar, weighted_mean_delta
+
+
+class DampedStep({base}):
+    """{base} whose server step is damped by a tunable factor."""
+
+    name = "damped_step"
+    damping = scalar(0.5, 0.1, 1.0)
+
+    def aggregate(self, global_params, updates, server_state):
+        delta = weighted_mean_delta(updates)
+        return {{k: global_params[k] + self.damping * self.server_lr * delta[k] for k in global_params}}
+'''
+
+
+def compact_example(ctx: AgentContext) -> tuple[str, str] | None:
+    """One short accepted candidate as (rationale, source), for a hook the profile lets a model touch;
+    None when the baseline is a user's file (its candidates carry its code) or no example hook is open."""
+    brief = ctx.task_brief()
+    if not brief.baseline.shipped:
+        return None
+    base = brief.baseline.class_name
+    if "local_objective" in brief.mutable_hooks and "proximal_term" in (
+        brief.recipe_names or ("proximal_term",)
+    ):
+        return "Adds a proximal term so local training stays near the global model.", _EXAMPLE_PROX.format(
+            base=base
+        )
+    if "aggregate" in brief.mutable_hooks:
+        return "Damps the server step to make aggregation more stable.", _EXAMPLE_DAMPED.format(base=base)
+    return None
+
+
+def _scalar_line(name: str, spec: object) -> str:
+    low, high = getattr(spec, "low", 0.0), getattr(spec, "high", 0.0)
+    default = getattr(spec, "default", 0.0)
+    kind = " log" if getattr(spec, "log", False) else ""
+    kind += " int" if getattr(spec, "integer", False) else ""
+    return f"`{name}` {default:g} [{low:g}, {high:g}]{kind}"
+
+
+def compact_system_message(ctx: AgentContext) -> str:
+    """The compact system prompt: the task in two lines, ten rules, the hooks, the scalars, the baseline
+    once, and a few history lines. Under 2k tokens for a shipped baseline."""
+    brief = ctx.task_brief()
+    base = brief.baseline.class_name
+    score = _score(ctx.baseline_score) if ctx.baseline_score is not None else "not measured yet"
+    helpers = [n for n in brief.recipe_names if n[:1].islower() and n != "scalar"]
+    if brief.baseline.shipped:
+        import_rule = (
+            f"Start with `from afr.recipe import {base}, scalar` (absolute imports only; other modules: "
+            f"{', '.join(brief.allowed_modules) or 'torch, math'})."
+        )
+        class_rule = f'Define ONE class deriving from `{base}`, with a new class name and `name = "..."`.'
+    else:
+        import_rule = (
+            f"Keep the baseline's code (its class `{base}` cannot be imported) and its imports; other "
+            f"modules: {', '.join(brief.allowed_modules) or 'torch, math'}."
+        )
+        class_rule = (
+            f'Add ONE class deriving from `{base}` after it, with a new class name and `name = "..."`.'
+        )
+    rules = [
+        "Reply with one line of rationale, then the complete file in ONE ```python block; nothing after it.",
+        import_rule,
+        class_rule,
+        "Override only hooks listed below, with exactly their parameter names.",
+        "Declare each tunable constant at class level: `x = scalar(default, low, high, log=...)`.",
+        "Never assign attributes on self; keep state in the dict `server_state` or `ctx.client_state`.",
+        "No I/O, no dunder names, no eval/exec/open/getattr; only the imports named above.",
+        f"At most {brief.max_lines} lines. One run: {brief.rounds} rounds x {brief.local_steps} local steps, "
+        f"batch {brief.batch_size}.",
+        f"Helpers in afr.recipe: {', '.join(helpers[:14]) or 'weighted_mean_delta'}.",
+        "Change the algorithm, not just scalar defaults: a control arm already tunes the baseline's scalars.",
+    ]
+    hooks = [f"- `{hook}({', '.join(params)})`" for hook, params in brief.mutable_hooks.items()]
+    scalars = [_scalar_line(name, spec) for name, spec in sorted(brief.scalars.items())]
+    lines = [
+        f"You write one candidate recipe file for AFR, a federated-learning search. Profile "
+        f"`{brief.profile}`: improve validation {brief.metric} ({_direction(ctx)}); the baseline "
+        f"`{base}` scores {score}.",
+        "",
+        "Rules:",
+        *[f"{i}. {rule}" for i, rule in enumerate(rules, 1)],
+        "",
+        "Hooks you may override:",
+        *hooks,
+    ]
+    if scalars:
+        lines += ["", "Baseline scalars (default [low, high]): " + "; ".join(scalars) + "."]
+    lines += ["", f"Baseline `{base}` ({brief.baseline.label}):", _fence(brief.baseline.text, "python")]
+    history = _compact_history(ctx)
+    if history:
+        lines += ["", *history]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _compact_history(ctx: AgentContext) -> list[str]:
+    """A few lines: the best candidates' scores and ideas, the latest failure's first message."""
+    out: list[str] = []
+    for item in ctx.best[:3]:
+        idea = f": {item.note}" if item.note else ""
+        out.append(f"- {item.label} scored {_score(item.score)}{idea}")
+    if out:
+        out.insert(0, "Best so far:")
+    if ctx.recent_failures:
+        item = ctx.recent_failures[0]
+        first = next((r for r in item.reasons if r.strip()), "(no message)")
+        first = _CONTROL.sub(" ", " ".join(first.split()))[:200]
+        idea = f" ({item.note})" if item.note else ""
+        out.append(f"Latest failure, {item.label}{idea}: {first}")
+    text = truncate("\n".join(out), COMPACT_HISTORY_TOKENS)
+    return text.splitlines() if text else []
+
+
+def opening_messages(
+    ctx: AgentContext, prompt: str, edit_format: str, history_tokens: int
+) -> list[dict[str, str]]:
+    """The messages every conversation starts with: the system prompt, and for ``compact`` one short
+    accepted example given as an earlier exchange."""
+    if prompt != "compact":
+        return [{"role": "system", "content": system_message(ctx, edit_format, history_tokens)}]
+    messages = [{"role": "system", "content": compact_system_message(ctx)}]
+    example = compact_example(ctx)
+    if example is not None:
+        note, source = example
+        messages += [
+            {"role": "user", "content": "Propose one new candidate recipe (an example of the reply format)."},
+            {"role": "assistant", "content": f"{note}\n\n{_fence(source, 'python')}\n"},
+        ]
+    return messages

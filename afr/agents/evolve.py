@@ -50,6 +50,7 @@ from ._mechanisms import (
     clip_tidy,
     describe_gene,
     environment,
+    environment_from_brief,
     genome_values,
     normalise_source,
     read_genome,
@@ -162,7 +163,12 @@ class EvolveAgent(Agent):
     # --- the Agent interface ----------------------------------------------------------------------
 
     def propose(self, ctx: AgentContext, n: int) -> list[Proposal]:
-        env = environment(ctx.profile_name, ctx.profile_description, ctx.surface_doc, self.cfg, ctx.baseline)
+        if ctx.brief is not None:  # the campaign's typed facts
+            env = environment_from_brief(ctx.brief, self.cfg)
+        else:  # a hand-made context: the facts are read from its texts
+            env = environment(
+                ctx.profile_name, ctx.profile_description, ctx.surface_doc, self.cfg, ctx.baseline
+            )
         rng = random.Random(derive_seed("evolve", self.seed, ctx.step))
         items = self._items(ctx)
         seen = {normalise_source(item.source) for item in items}

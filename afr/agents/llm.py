@@ -29,18 +29,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import openai
 
 from ..errors import ConfigError, EndpointError
 from . import _prompt
-from ._base import Agent, AgentContext, Proposal, Usage
+from ._base import Agent, AgentContext, CallLog, Proposal, Usage
 from ._edits import ParsedReply, ReplyError, parse_reply
+from ._grammar import reply_grammar
 
 __all__ = ["LLMAgent", "DUMMY_API_KEY"]
 
@@ -105,6 +109,13 @@ class LLMAgent(Agent):
                 where=where,
                 fix="agent.edit_format=whole or agent.edit_format=search_replace",
             )
+        self.prompt = str(self.cfg.get("prompt") or "full")
+        if self.prompt not in _prompt.PROMPTS:
+            raise ConfigError(
+                f"agent {self.label!r}: unknown prompt {self.prompt!r}",
+                where=where,
+                fix="agent.prompt=compact (small local models) or agent.prompt=full",
+            )
         self.max_tokens_param = str(self.cfg.get("max_tokens_param", "max_tokens"))
         if self.max_tokens_param not in ("max_tokens", "max_completion_tokens"):
             raise ConfigError(
@@ -132,6 +143,20 @@ class LLMAgent(Agent):
         self.proposals_per_step = (
             None if per_step is None else int(self._number("proposals_per_step", per_step))
         )
+        grammar = self.cfg.get("grammar", False)
+        if not isinstance(grammar, bool):
+            raise ConfigError(
+                f"agent {self.label!r}: grammar must be true or false, got {grammar!r}",
+                where="agent.grammar=",
+                fix="agent.grammar=true (llama.cpp-compatible servers) or agent.grammar=false",
+            )
+        if grammar and self.edit_format != "whole":
+            raise ConfigError(
+                f"agent {self.label!r}: agent.grammar=true constrains replies to one whole file",
+                where="agent.grammar=",
+                fix="agent.edit_format=whole with agent.grammar=true",
+            )
+        self.grammar = grammar
         extra = self.cfg.get("extra_body") or {}
         if not isinstance(extra, Mapping):
             raise ConfigError(
@@ -270,7 +295,7 @@ class LLMAgent(Agent):
             n = min(n, self.proposals_per_step)
         if n <= 0:
             return []
-        system = _prompt.system_message(ctx, self.edit_format, self.history_tokens)
+        opening = _prompt.opening_messages(ctx, self.prompt, self.edit_format, self.history_tokens)
         best = ctx.best[0] if ctx.best and ctx.best[0].source.strip() else None
         if best is not None:
             parent, parent_id = best.source, best.candidate_id
@@ -290,10 +315,7 @@ class LLMAgent(Agent):
                 parent_source=parent,
                 earlier_notes=notes,
             )
-            conv = _Conversation(
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-                parent=parent,
-            )
+            conv = _Conversation(messages=[*opening, {"role": "user", "content": user}], parent=parent)
             outcome = self._ask(conv, "propose", ctx)
             if outcome is None:
                 if conv.calls == 0 or self.outage:
@@ -318,13 +340,13 @@ class LLMAgent(Agent):
         if conv is not None and conv.repairs >= self.max_repairs:
             return None
         if conv is None:  # e.g. a campaign resumed in a new process: start from the file itself
-            system = _prompt.system_message(ctx, self.edit_format, self.history_tokens)
+            opening = _prompt.opening_messages(ctx, self.prompt, self.edit_format, self.history_tokens)
             label = _parent_label(ctx, proposal.parent_id)
             user = _prompt.fresh_repair_message(
                 errors, self.edit_format, proposal.source, proposal.note, label
             )
             conv = _Conversation(
-                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                messages=[*opening, {"role": "user", "content": user}],
                 parent=proposal.source,
                 note=proposal.note,
             )
@@ -363,7 +385,7 @@ class LLMAgent(Agent):
         if reply is None:
             return None
         try:
-            return parse_reply(reply.text, conv.parent, finish_reason=reply.finish_reason), reply
+            return self._parse(reply, conv, ctx), reply
         except ReplyError as exc:
             error = str(exc)
         if conv.repairs >= self.max_repairs:
@@ -375,10 +397,19 @@ class LLMAgent(Agent):
         if reply is None:
             return None
         try:
-            return parse_reply(reply.text, conv.parent, finish_reason=reply.finish_reason), reply
+            return self._parse(reply, conv, ctx), reply
         except ReplyError as exc:
             log.warning("agent %s: unusable reply after a re-ask, dropping the proposal: %s", self.label, exc)
             return None
+
+    @staticmethod
+    def _parse(reply: _Reply, conv: _Conversation, ctx: AgentContext) -> ParsedReply:
+        """The reply's recipe file: a whole file counts only if Python's parser finds in it a class derived
+        from the baseline or a recipe base (a user's baseline edited in place may derive from ``Recipe``)."""
+        brief = ctx.task_brief()
+        extra = () if brief.baseline.shipped else ("Recipe",)
+        bases = tuple(dict.fromkeys((brief.baseline.class_name, *brief.recipe_bases, *extra)))
+        return parse_reply(reply.text, conv.parent, finish_reason=reply.finish_reason, bases=bases)
 
     def _complete(self, conv: _Conversation, purpose: str, ctx: AgentContext) -> _Reply | None:
         """One chat completion; the reply is appended to the conversation. None when the call gives up.
@@ -396,9 +427,13 @@ class LLMAgent(Agent):
             request["temperature"] = self.temperature
         if self.max_tokens is not None:
             request[self.max_tokens_param] = self.max_tokens
-        if self.extra_body:
-            request["extra_body"] = dict(self.extra_body)
+        extra_body = dict(self.extra_body)
+        if self.grammar:  # a grammar given in extra_body wins
+            extra_body.setdefault("grammar", reply_grammar(ctx.task_brief()))
+        if extra_body:
+            request["extra_body"] = extra_body
         last: Exception | None = None
+        clock = _Clock(purpose, request)
         for _ in range(self.max_retries + 1):
             if self._failed_attempts:
                 pause = min(self.backoff_s * 2 ** min(self._failed_attempts - 1, 16), MAX_BACKOFF_S)
@@ -408,6 +443,7 @@ class LLMAgent(Agent):
                 )
                 if self._cancelled.wait(pause):
                     return None
+            clock.attempts += 1
             try:
                 response = self._request(request)
             except _Cancelled:
@@ -421,6 +457,8 @@ class LLMAgent(Agent):
             except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
                 raise self._key_error(exc, "was refused") from exc
             except (openai.NotFoundError, openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if _CONTEXT_ERROR.search(_message(exc)):
+                    raise self._context_error(exc, request) from exc
                 raise ConfigError(
                     f"agent {self.label!r}: the endpoint {self._endpoint()} rejected the request for model "
                     f"{self.model!r}: {_message(exc)}",
@@ -432,15 +470,23 @@ class LLMAgent(Agent):
                 # An answer we cannot use (e.g. a 4xx no retry fixes): the model was reached, not an outage.
                 self.outage, self._outage_calls, self._failed_attempts = "", 0, 0
                 log.warning("agent %s: %s call failed, no proposal: %s", self.label, purpose, _message(exc))
+                meta = {"purpose": purpose, "agent": self.label, "step": ctx.step}
+                self.record_usage(Usage(model=self.model, meta=meta, call=clock.log(error=_message(exc))))
                 return None
             conv.calls += 1
             self.outage, self._outage_calls, self._failed_attempts = "", 0, 0
-            return self._accept(conv, response, purpose, ctx)
+            return self._accept(conv, response, purpose, ctx, clock)
         self.outage = _message(last) if last is not None else "unknown error"
         self._outage_calls += 1
         # Booked with no tokens, so the ledger's cost table shows which calls the outage took, and why.
         meta = {"purpose": purpose, "agent": self.label, "step": ctx.step, "outage": self.outage}
-        self.record_usage(Usage(model=self.model, meta={**meta, "attempts": self.max_retries + 1}))
+        self.record_usage(
+            Usage(
+                model=self.model,
+                meta={**meta, "attempts": self.max_retries + 1},
+                call=clock.log(error=self.outage),
+            )
+        )
         log.warning(
             "agent %s: %s call to %s failed after %d tries, no proposal (not counted as fruitless): %s",
             self.label,
@@ -481,11 +527,17 @@ class LLMAgent(Agent):
             raise box["error"]
         return box["response"]
 
-    def _accept(self, conv: _Conversation, response: Any, purpose: str, ctx: AgentContext) -> _Reply:
+    def _accept(
+        self, conv: _Conversation, response: Any, purpose: str, ctx: AgentContext, clock: _Clock
+    ) -> _Reply:
         usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         money = (prompt_tokens * self.price_prompt + completion_tokens * self.price_completion) / 1e6
+        choices = getattr(response, "choices", None) or []
+        message = choices[0].message if choices else None
+        text = (getattr(message, "content", None) or "") if message is not None else ""
+        finish = getattr(choices[0], "finish_reason", None) if choices else None
         self.record_usage(
             Usage(
                 model=self.model,
@@ -493,12 +545,9 @@ class LLMAgent(Agent):
                 completion_tokens=completion_tokens,
                 money_usd=money,
                 meta={"purpose": purpose, "agent": self.label, "step": ctx.step},
+                call=clock.log(reply=text, finish_reason=finish),
             )
         )
-        choices = getattr(response, "choices", None) or []
-        message = choices[0].message if choices else None
-        text = (getattr(message, "content", None) or "") if message is not None else ""
-        finish = getattr(choices[0], "finish_reason", None) if choices else None
         conv.messages.append({"role": "assistant", "content": text})
         return _Reply(text=text, finish_reason=finish)
 
@@ -522,6 +571,19 @@ class LLMAgent(Agent):
     def _endpoint(self) -> str:
         return self.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
 
+    def _context_error(self, exc: Exception, request: Mapping[str, Any]) -> ConfigError:
+        """The server's context cannot hold the prompt plus the completion cap: say both numbers."""
+        prompt = sum(_prompt.approx_tokens(m.get("content") or "") for m in request.get("messages", []))
+        cap = self.max_tokens or 0
+        need = prompt + cap
+        return ConfigError(
+            f"agent {self.label!r}: the server's context is too small for the prompt (~{prompt} tokens) plus "
+            f"agent.max_tokens={cap} ({_message(exc)})",
+            where=f"agent={self.label}",
+            fix=f"start the server with a context of at least {_round_up(need)} tokens (llama.cpp: "
+            f"-c {_round_up(need)}) or lower agent.max_tokens; agent.prompt=compact shrinks the prompt",
+        )
+
     def _key_error(self, exc: Exception, what: str) -> ConfigError:
         if self.api_key_env:
             return ConfigError(
@@ -531,6 +593,42 @@ class LLMAgent(Agent):
         return ConfigError(
             f"agent {self.label!r}: the endpoint {self._endpoint()} {what} without a key ({_message(exc)})",
             fix="set agent.api_key_env=<VARIABLE> naming a variable that holds the server's key",
+        )
+
+
+_CONTEXT_ERROR = re.compile(
+    r"context (window|length|size)|n_ctx|maximum context|exceeds? the available context|too many tokens",
+    re.IGNORECASE,
+)
+"""How servers say a request does not fit their context (llama.cpp, llama-cpp-python, vLLM, OpenAI)."""
+
+
+def _round_up(tokens: int) -> int:
+    """``tokens`` rounded up to a multiple of 1024 (context sizes are usually given so)."""
+    return max(1024, -(-tokens // 1024) * 1024)
+
+
+class _Clock:
+    """Times one call from its first attempt, for its :class:`CallLog`."""
+
+    def __init__(self, purpose: str, request: Mapping[str, Any]) -> None:
+        self.purpose = purpose
+        self.request = dict(request)
+        self.attempts = 0
+        self.started_at = datetime.now(UTC)
+        self._start = time.monotonic()
+
+    def log(self, *, reply: str = "", finish_reason: str | None = None, error: str = "") -> CallLog:
+        return CallLog(
+            purpose=self.purpose,
+            request=self.request,
+            reply=reply,
+            finish_reason=finish_reason,
+            latency_s=time.monotonic() - self._start,
+            attempts=self.attempts,
+            error=error,
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC),
         )
 
 

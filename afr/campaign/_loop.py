@@ -46,6 +46,7 @@ from ..profiles import Profile, import_root, make_profile
 from ..recipe import RecipeSource, recipe_source
 from ..sandbox import RunJob, SandboxClosed, SandboxPool
 from ..surface import SurfaceTable, render_profile_surface, surface_table, validate
+from ._brief import record_usage, task_brief
 from ._finals import FinalsPlan, run_finals
 from ._progress import CampaignProgress
 from ._runner import CandidateRunner, RunnerSettings
@@ -275,6 +276,7 @@ class Campaign:
             higher_is_better=self.profile.higher_is_better,
         )
         self.surface_doc = render_profile_surface(self.table, self.baseline)
+        self.brief = task_brief(self.profile, self.table, self.baseline, self.surface_doc)
         self._agent_queue: list[CandidateRecord] = [
             c
             for c in self.runner.ledger.candidates(self.runner.campaign_id, arm="agent")
@@ -529,6 +531,9 @@ class Campaign:
                     if isinstance(candidate_or_stop, str):
                         stopped = candidate_or_stop
                         self.echo(f"agent arm stopped: {stopped}")
+                        self.runner.ledger.add_note(
+                            self.runner.campaign_id, arm="agent", kind="stopped", text=stopped
+                        )
                         spent = self.runner.accountant.spent("agent").runs
                         self.progress.update("agent", spent, total=spent)
                     else:
@@ -710,24 +715,13 @@ class Campaign:
             proposal_key=key,
             parent_id=proposal.parent_id if proposal.parent_id is not None else parent,
         )
-        if proposal.note and "note" not in candidate.meta:
-            candidate = self.runner.ledger.update_candidate(
-                candidate.id, meta={**candidate.meta, "note": proposal.note, **dict(proposal.meta)}
-            )
+        extra = {**({"note": proposal.note} if proposal.note else {}), **dict(proposal.meta)}
+        if extra and not extra.keys() <= candidate.meta.keys():  # the meta too when there is no rationale
+            candidate = self.runner.ledger.update_candidate(candidate.id, meta={**candidate.meta, **extra})
         return candidate
 
     def _record_costs(self) -> None:
-        for usage in self.agent.drain_usage():
-            self.runner.ledger.add_cost(
-                self.runner.campaign_id,
-                arm="agent",
-                kind="llm",
-                model=usage.model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                money_usd=usage.money_usd,
-                meta=dict(usage.meta),
-            )
+        record_usage(self.runner.ledger, self.runner.campaign_id, self.agent_name, self.agent.drain_usage())
 
     # --- what the agent is told ------------------------------------------------------------------
 
@@ -758,6 +752,7 @@ class Campaign:
             recent_failures=failures,
             history=history,
             step=step,
+            brief=self.brief,
         )
 
     # --- reporting -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,10 @@ class CampaignFindings:
     control_is_baseline: bool = False
     """The tuned control's best trial is the baseline itself (its defaults scored best, or its best setting
     ran exactly as the defaults did: the same search curve)."""
+    agent_calls: dict[str, Any] = field(default_factory=dict)
+    """The agent's model calls (:func:`_call_summary`); empty for agents that call no model."""
+    agent_stopped: str = ""
+    """Why the agent arm stopped before spending its budget ('' if it did not)."""
 
 
 def _campaign_facts(campaign: CampaignRecord, control: list[CandidateRecord]) -> dict[str, Any]:
@@ -187,7 +191,48 @@ def collect_findings(campaign_dir: str | Path, campaign_id: int = 1) -> Campaign
         status=campaign.status,
         partial=partial,
         control_is_baseline=bool(finalists) and not any(f.role == "control" for f in finalists),
+        agent_calls=_call_summary(ledger.llm_calls(campaign.id, arm="agent")),
+        agent_stopped=next((t for _, _, t in reversed(ledger.notes(campaign.id, kind="stopped"))), ""),
     )
+
+
+def _call_summary(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """Calls by purpose, tokens, latency (total, median, max) and calls that got no answer."""
+    if not calls:
+        return {}
+    latencies = sorted(float(c["latency_s"]) for c in calls)
+    purposes: dict[str, int] = {}
+    for c in calls:
+        purposes[c["purpose"] or "?"] = purposes.get(c["purpose"] or "?", 0) + 1
+    return {
+        "calls": len(calls),
+        "purposes": purposes,
+        "prompt_tokens": sum(int(c["prompt_tokens"]) for c in calls),
+        "completion_tokens": sum(int(c["completion_tokens"]) for c in calls),
+        "latency_total_s": sum(latencies),
+        "latency_median_s": latencies[len(latencies) // 2],
+        "latency_max_s": latencies[-1],
+        "unanswered": sum(bool(c["error"]) for c in calls),
+    }
+
+
+def _agent_lines(findings: CampaignFindings) -> list[str]:
+    """The agent's model calls and early stop, when there is anything to say."""
+    calls, lines = findings.agent_calls, []
+    if calls:
+        purposes = ", ".join(f"{k} {v}" for k, v in sorted(calls["purposes"].items()))
+        lines += [
+            "## Agent model calls (every call is in the ledger's afr_llm_calls table)",
+            "",
+            f"{calls['calls']} calls ({purposes}; {calls['unanswered']} without an answer), "
+            f"{calls['prompt_tokens']} prompt + {calls['completion_tokens']} completion tokens; latency "
+            f"{calls['latency_total_s']:.1f} s in all, median {calls['latency_median_s']:.1f} s, "
+            f"max {calls['latency_max_s']:.1f} s.",
+            "",
+        ]
+    if findings.agent_stopped:
+        lines += [f"The agent arm stopped early: {findings.agent_stopped}.", ""]
+    return lines
 
 
 def _evidence(finalists: list[Finalist], runs: list[RunRecord]) -> dict[str, FinalistEvidence]:
@@ -402,6 +447,7 @@ def _report_lines(findings: CampaignFindings) -> list[str]:
         "",
         "![search scores](plots/search_scores.png) ![budget spend](plots/budget_spend.png)",
         "",
+        *_agent_lines(findings),
         "## Finalists",
         "",
         "| finalist | search validation | test mean ± std (seeds) | held-out mean |",

@@ -2,7 +2,8 @@
 
 ``Ledger.for_campaign_dir(path)`` opens ``<path>/ledger.db`` (SQLite, WAL mode); ``Ledger(url)`` takes any
 SQLAlchemy URL (e.g. PostgreSQL). All tables are prefixed ``afr_`` so Optuna can share the database.
-A new ledger records its schema version; an existing one is checked on open and never altered.
+A new ledger records its schema version; an existing one is checked on open and never altered, except
+that a ledger of an older schema version gets the (empty) tables added since (``ADDED_TABLES``).
 ``campaign_lock(path)`` keeps a second process off a running campaign and names the one that holds it.
 """
 
@@ -33,7 +34,9 @@ from ._models import (
     CandidateRow,
     ChargeRow,
     CostRow,
+    LlmCallRow,
     MetaRow,
+    NoteRow,
     RunRow,
 )
 from ._names import BASELINE_KEY, candidate_name
@@ -44,6 +47,8 @@ __all__ = [
     "candidate_name",
     "SCHEMA_VERSION",
     "MetaRow",
+    "LlmCallRow",
+    "NoteRow",
     "LOCK_FILE",
     "CampaignLock",
     "CampaignLockedError",

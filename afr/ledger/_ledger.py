@@ -37,7 +37,19 @@ from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, Prog
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import AFRError, ConfigError, storage_error
-from ._models import SCHEMA_VERSION, Base, CampaignRow, CandidateRow, CostRow, MetaRow, RunRow, utcnow
+from ._models import (
+    ADDED_TABLES,
+    SCHEMA_VERSION,
+    Base,
+    CampaignRow,
+    CandidateRow,
+    CostRow,
+    LlmCallRow,
+    MetaRow,
+    NoteRow,
+    RunRow,
+    utcnow,
+)
 from ._names import candidate_name
 
 __all__ = [
@@ -107,6 +119,11 @@ if hasattr(os, "register_at_fork"):
 
 class LedgerError(AFRError):
     """The ledger was asked for something it does not hold, or its database failed."""
+
+
+def _added_since(version: int) -> list[str]:
+    """Tables added by the schema versions after ``version``."""
+    return [name for v, names in sorted(ADDED_TABLES.items()) if v > version for name in names]
 
 
 # --- snapshots ------------------------------------------------------------------------------------
@@ -296,7 +313,8 @@ class Ledger:
 
     ``url`` is any SQLAlchemy URL; SQLite files get WAL mode and a busy timeout so that several
     threads and processes can share one file. A database without any ledger table gets them all (prefixed
-    ``afr_``) and the schema version; an existing ledger is checked instead and never altered: a missing
+    ``afr_``) and the schema version; an existing ledger is checked instead and never altered (but for the
+    tables an older schema version lacks, added empty: ``ADDED_TABLES``): a missing
     table or column, another schema version or a damaged file is a ``LedgerError`` saying so.
     Every method is one short transaction on its own session and returns plain frozen snapshots.
     A ledger may be shared by threads, and survives ``fork`` (the child opens its own connections).
@@ -443,7 +461,10 @@ class Ledger:
                         state = self._schema_state(connection)
                         if state == "new":
                             Base.metadata.create_all(connection)
-                        if state in ("new", "unversioned"):
+                        if state in ("unversioned", "older"):  # additive upgrade: the added tables
+                            for name in _added_since(1):
+                                Base.metadata.tables[name].create(connection, checkfirst=True)
+                        if state in ("new", "unversioned", "older"):
                             MetaRow.__table__.create(connection, checkfirst=True)
                             session.merge(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
                             session.merge(MetaRow(key="created_at", value=utcnow().isoformat()))
@@ -458,14 +479,24 @@ class Ledger:
             ) from None
 
     def _schema_state(self, connection: Connection) -> str:
-        """``new`` (no ledger table), ``unversioned`` (complete, made before versions were recorded) or
-        ``ok``; a ``LedgerError`` for anything inconsistent."""
+        """``new`` (no ledger table), ``unversioned`` (complete, made before versions were recorded),
+        ``older`` (an older version's complete schema: it gets the tables added since) or ``ok``; a
+        ``LedgerError`` for anything inconsistent."""
         inspector = inspect(connection)
         present = set(inspector.get_table_names())
         ours = set(Base.metadata.tables)
         data = ours - {MetaRow.__tablename__}
         if not present & ours:
             return "new"
+        version = None
+        if MetaRow.__tablename__ in present:
+            version = connection.execute(
+                select(MetaRow.value).where(MetaRow.key == "schema_version")
+            ).scalar_one_or_none()
+        known = int(version) if version is not None and version.isdigit() else None
+        older = version is None or (known is not None and known < SCHEMA_VERSION)
+        if older:  # the tables added since that version may be missing; they come on open
+            data -= set(_added_since(known or 1))
         missing = sorted(data - present)
         if missing:
             raise self._damaged(
@@ -479,12 +510,7 @@ class Ledger:
                 raise self._damaged(
                     f"table {name} lacks column(s) {', '.join(lacking)} (made by another AFR version?)"
                 )
-        version = None
-        if MetaRow.__tablename__ in present:
-            version = connection.execute(
-                select(MetaRow.value).where(MetaRow.key == "schema_version")
-            ).scalar_one_or_none()
-        if version is not None and version != str(SCHEMA_VERSION):
+        if version is not None and version != str(SCHEMA_VERSION) and not older:
             newer = version.isdigit() and int(version) > SCHEMA_VERSION
             raise LedgerError(
                 f"the ledger has schema version {version}; this AFR reads version {SCHEMA_VERSION}",
@@ -497,7 +523,9 @@ class Ledger:
             problem = connection.exec_driver_sql("PRAGMA quick_check(1)").scalar()
             if problem != "ok":
                 raise self._damaged(f"SQLite's integrity check failed: {problem}")
-        return "ok" if version is not None else "unversioned"
+        if version is None:
+            return "unversioned"
+        return "older" if older else "ok"
 
     def schema_version(self) -> int:
         """The schema version recorded in the ledger."""
@@ -870,6 +898,89 @@ class Ledger:
             session.add(row)
             session.flush()
             return row.id
+
+    def add_llm_call(
+        self,
+        campaign_id: int,
+        *,
+        arm: str,
+        agent: str = "",
+        model: str | None = None,
+        purpose: str = "",
+        step: int | None = None,
+        request: Any = None,
+        reply: str = "",
+        finish_reason: str | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        latency_s: float = 0.0,
+        attempts: int = 1,
+        error: str = "",
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        cost_id: int | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Record one model call (request, reply, tokens, latency, timestamps, purpose); its id."""
+        _check(arm, ACCOUNTS, "call account")
+        now = utcnow()
+        with self.write_session() as session:
+            row = LlmCallRow(
+                campaign_id=campaign_id,
+                cost_id=cost_id,
+                arm=arm,
+                agent=agent,
+                model=model,
+                purpose=purpose,
+                step=step,
+                request=_jsonable(request if request is not None else {}),
+                reply=reply,
+                finish_reason=finish_reason,
+                prompt_tokens=int(prompt_tokens),
+                completion_tokens=int(completion_tokens),
+                latency_s=_finite(latency_s) or 0.0,
+                attempts=int(attempts),
+                error=error,
+                started_at=started_at or now,
+                finished_at=finished_at or now,
+                meta=_jsonable(meta or {}),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def llm_calls(self, campaign_id: int, arm: str | None = None) -> list[dict[str, Any]]:
+        """Every recorded model call of the campaign (of ``arm`` if given), oldest first, as dicts."""
+        query = select(LlmCallRow).where(LlmCallRow.campaign_id == campaign_id)
+        if arm is not None:
+            query = query.where(LlmCallRow.arm == arm)
+        with self.read_session() as session:
+            rows = session.scalars(query.order_by(LlmCallRow.id)).all()
+            return [
+                {
+                    **{c.name: getattr(row, c.name) for c in LlmCallRow.__table__.columns},
+                    "started_at": _utc(row.started_at),
+                    "finished_at": _utc(row.finished_at),
+                }
+                for row in rows
+            ]
+
+    def add_note(self, campaign_id: int, *, arm: str, kind: str, text: str) -> int:
+        """Record something the report tells about an arm (``kind="stopped"``: why it stopped early)."""
+        _check(arm, ACCOUNTS, "note account")
+        with self.write_session() as session:
+            row = NoteRow(campaign_id=campaign_id, arm=arm, kind=kind, text=text)
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def notes(self, campaign_id: int, kind: str | None = None) -> list[tuple[str, str, str]]:
+        """``(arm, kind, text)`` of the campaign's notes (of ``kind`` if given), oldest first."""
+        query = select(NoteRow).where(NoteRow.campaign_id == campaign_id)
+        if kind is not None:
+            query = query.where(NoteRow.kind == kind)
+        with self.read_session() as session:
+            return [(r.arm, r.kind, r.text) for r in session.scalars(query.order_by(NoteRow.id))]
 
     def cost_totals(self, campaign_id: int) -> dict[str, dict[str, Any]]:
         """Per arm: ``entries``, ``llm_calls``, ``prompt_tokens``, ``completion_tokens``, ``money_usd``."""

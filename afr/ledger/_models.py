@@ -35,14 +35,23 @@ __all__ = [
     "RunRow",
     "CostRow",
     "ChargeRow",
+    "LlmCallRow",
+    "NoteRow",
     "TABLE_PREFIX",
     "SCHEMA_VERSION",
 ]
 
 TABLE_PREFIX = "afr_"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The ledger schema these models describe; recorded in ``afr_meta`` when a ledger is created, checked on
-every open. Bump it (and teach ``Ledger`` to migrate or refuse) whenever a table or column changes."""
+every open. Bump it (and teach ``Ledger`` to migrate or refuse) whenever a table or column changes.
+
+History: 1 — campaigns, candidates, runs, costs, charges; 2 — adds ``afr_llm_calls`` and ``afr_notes`` (a
+version-1 ledger gets them, empty, on open: :data:`ADDED_TABLES`)."""
+
+ADDED_TABLES: dict[int, tuple[str, ...]] = {2: ("afr_llm_calls", "afr_notes")}
+"""Tables each schema version added. A ledger of an older version lacks only these, and gets them (empty)
+when opened: an additive upgrade, nothing existing is changed."""
 
 # Named constraints keep DDL identical across backends and make later migrations (Alembic) addressable.
 _NAMING = {
@@ -174,3 +183,46 @@ class ChargeRow(Base):
     outcome: Mapped[str | None] = mapped_column(String(16), default=None)
     reserved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class LlmCallRow(Base):
+    """One model call of an agent: what was sent, what came back, tokens, latency and why it was made."""
+
+    __tablename__ = "afr_llm_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("afr_campaigns.id"), index=True)
+    cost_id: Mapped[int | None] = mapped_column(ForeignKey("afr_costs.id"), default=None)
+    arm: Mapped[str] = mapped_column(String(16))
+    agent: Mapped[str] = mapped_column(String(64), default="")
+    model: Mapped[str | None] = mapped_column(String(255), default=None)
+    purpose: Mapped[str] = mapped_column(String(16), default="")
+    """``propose``, ``retry`` (a re-ask after an unusable reply) or ``repair``."""
+    step: Mapped[int | None] = mapped_column(Integer, default=None)
+    request: Mapped[Any] = mapped_column(JSON, default=dict)
+    """The request as sent (model, messages, sampling fields)."""
+    reply: Mapped[str] = mapped_column(Text, default="")
+    finish_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_s: Mapped[float] = mapped_column(Float, default=0.0)
+    """From the first attempt's start to the answer (or to giving up), retries and pauses included."""
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    error: Mapped[str] = mapped_column(Text, default="")
+    """Why the call got no answer ('' when it did)."""
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class NoteRow(Base):
+    """Something that happened to an arm that the report tells, e.g. why the agent arm stopped early."""
+
+    __tablename__ = "afr_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("afr_campaigns.id"), index=True)
+    arm: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
