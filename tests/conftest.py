@@ -23,3 +23,18 @@ def shared_data() -> Path:
             f"real data not found at {SHARED_DATA}: clone the project beside ../shared or set AFR_SHARED_DATA"
         )
     return SHARED_DATA
+
+
+# The suite runs on two processes (pytest-xdist, `--dist loadgroup` in pyproject.toml). Each test file stays
+# on one process, so module fixtures (a campaign several tests read) are built once; the files that write
+# the adversarial suite's fixed canary path (/tmp/afr_adversarial_canary) share one group so that they never
+# run at the same time.
+_SHARED_CANARY = {"tests/adversarial/test_adversarial.py", "tests/adversarial/test_run_file.py"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        group = "adversarial-canary" if path in _SHARED_CANARY else path
+        item.add_marker(pytest.mark.xdist_group(group))
