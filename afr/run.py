@@ -404,6 +404,12 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
     name = camp.get("name") or name or f"{profile_name}-{agent_name}-seed{seed}"
     # Resolved here, against the folder the command was started from: the sandbox runs elsewhere.
     directory = Path(camp.get("dir") or Path("afr_campaigns") / name).expanduser().resolve()
+    storage = camp.get("storage")
+    if storage is not None:
+        from .ledger import check_storage_url
+
+        # Checked now, before any folder or record is made: a typo or a server out of reach is one line.
+        storage = check_storage_url(str(storage), where="campaign.storage=")
     try:
         runner = RunnerSettings(
             workers=int(camp.get("workers", 2)),
@@ -433,6 +439,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
         final_seeds=_optional_count(camp.get("final_seeds"), "campaign.final_seeds", at_least=2),
         heldout_seeds=_optional_count(camp.get("heldout_seeds"), "campaign.heldout_seeds", at_least=1),
         evaluation_cfg=dict(container.get("evaluation") or {}),
+        storage=storage,
     )
 
 
@@ -451,7 +458,7 @@ def run_campaign(cfg: DictConfig) -> Any:
     from .campaign import Campaign, archive_failed_attempt, attempt_number
 
     settings = campaign_settings(cfg)
-    archived = archive_failed_attempt(settings.directory, settings.name)
+    archived = archive_failed_attempt(settings.directory, settings.name, storage=settings.storage)
     settings = dataclasses.replace(settings, attempt=attempt_number(settings.directory))
     if archived is not None:
         print(
@@ -462,7 +469,7 @@ def run_campaign(cfg: DictConfig) -> Any:
     agent_name = settings.agent_cfg.get("name", settings.agent_cfg.get("kind"))
     print(
         f"campaign {settings.name!r}: agent {agent_name} vs control (optuna), "
-        f"{settings.runs_per_arm} runs per arm on {settings.profile}; records in {settings.directory}",
+        f"{settings.runs_per_arm} runs per arm on {settings.profile}; {settings.where()}",
         flush=True,
     )
     campaign = Campaign(settings)  # checks the inputs and runs the preflight
@@ -489,7 +496,7 @@ def print_summary(campaign: Any, result: Any) -> None:
             f"  {arm:<8} runs {status.runs:>3}  failed {status.failures:>3}  rejected {status.rejected:>3}  "
             f"duplicates {status.duplicates:>3}  best val {campaign.profile.metric_name} {best}"
         )
-    url = campaign.runner.ledger.url
+    url = campaign.runner.ledger.shown_url  # a password hidden: the console is no place for it
     print(f"  ledger: {url}\n  dashboard: optuna-dashboard {url}")
     print(f"  curves: tensorboard --logdir {result.directory / 'tb'}")
 

@@ -84,6 +84,9 @@ class CampaignSettings:
     """Classification thresholds over ``afr/conf/evaluation/default.yaml`` (the margin is the profile's)."""
     max_agent_calls: int | None = None
     """Give up on the agent arm after this many proposal calls in a row that yield nothing runnable (10)."""
+    storage: str | None = None
+    """The database URL of the ledger and both Optuna studies (``campaign.storage=``); None: the SQLite file
+    ``<directory>/ledger.db``. The campaign is found there by its name; artifacts stay in ``directory``."""
     attempt: int = 1
     """Which attempt of the campaign this is: a failed one is retried under its name as attempt n + 1
     (``afr/campaign/_retry.py``); recorded in the config from the second attempt on."""
@@ -95,6 +98,15 @@ class CampaignSettings:
         object.__setattr__(self, "directory", Path(self.directory).expanduser().resolve())
         folder = Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
         object.__setattr__(self, "data_dir", str(folder.resolve()))
+
+    def where(self) -> str:
+        """Where the campaign keeps its records, for the console."""
+        if self.storage is None:
+            return f"records in {self.directory}"
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(self.storage).render_as_string(hide_password=True)
+        return f"records in {shown} (campaign {self.name!r}), artifacts in {self.directory}"
 
     def as_config(self) -> dict[str, Any]:
         # The profile's config as built (every override, the held-out clients set aside) is recorded by
@@ -265,6 +277,7 @@ class Campaign:
             settings=settings.runner,
             config={**settings.as_config(), **self._facts()},
             pool=pool,
+            ledger=Ledger(settings.storage) if settings.storage else None,
         )
         self.profile.data("val")  # missing data is reported now, with the fetch hint
         self.control: ScalarControl = make_control(
@@ -461,7 +474,7 @@ class Campaign:
                 self.run_finals()
             self._signals.check()
             ledger.finish_campaign(cid, "finished")
-        findings = collect_findings(self.runner.dir)
+        findings = collect_findings(ledger, cid)
         self.findings = findings
         self.report_path = write_report(self.runner.dir, findings=findings)
         return stopped, failure, findings

@@ -6,6 +6,9 @@ recorded ``failed`` in its ledger. Running the same command again after fixing t
 curves, report) move, untouched, to ``<campaign dir>/attempts/<n>/``, where ``afr report`` still reads them,
 and the new attempt records its number in its config (``attempt``). Nothing of a failed attempt is
 rewritten or deleted: its failed runs stay recorded as they ran.
+
+A campaign whose records are in a database (``campaign.storage=``) cannot move them into a folder: a failed
+one there is not retried under its name (one line says so; a new ``campaign.name`` starts afresh).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..ledger import LEDGER_FILE, LOCK_FILE, Ledger, campaign_lock
 
 __all__ = ["ATTEMPTS_DIR", "attempt_number", "archive_failed_attempt"]
@@ -48,8 +52,28 @@ def _status(directory: Path, name: str) -> str | None:
     return None if record is None else record.status
 
 
+def _refuse_failed_in_database(storage: str, name: str) -> None:
+    """A ``ConfigError`` if campaign ``name`` is recorded ``failed`` in the database at ``storage``."""
+    ledger = Ledger(storage)
+    try:
+        record = ledger.campaign_by_name(name)
+    finally:
+        ledger.close()
+    if record is not None and record.status == "failed":
+        raise ConfigError(
+            f"campaign {name!r} failed last time; a failed campaign whose records are in a database is not "
+            "retried under its name (its records cannot move to attempts/ as a ledger.db can)",
+            where=repr(ledger),
+            fix="run it under a new campaign.name=... (the failed one stays recorded, `afr report` reads it)",
+        )
+
+
 def archive_failed_attempt(
-    directory: str | Path, name: str, *, echo: Callable[[str], None] = print
+    directory: str | Path,
+    name: str,
+    *,
+    echo: Callable[[str], None] = print,
+    storage: str | None = None,
 ) -> Path | None:
     """If campaign ``name`` in ``directory`` ended ``failed``, move its records to ``attempts/<n>/`` (so the
     same command starts attempt n + 1) and return that folder; else (new, running, interrupted, finished)
@@ -57,7 +81,11 @@ def archive_failed_attempt(
 
     The move is done under the campaign lock (a second process on the campaign stops here with the owner's
     name); a campaign that did not fail is not locked here at all (the campaign takes its lock itself).
+    With ``storage`` (a database URL) nothing moves: a failed campaign there is a ``ConfigError``.
     """
+    if storage is not None:
+        _refuse_failed_in_database(storage, name)
+        return None
     folder = Path(directory).expanduser().resolve()
     if _status(folder, name) != "failed":
         return None
