@@ -398,7 +398,7 @@ def open_ledger(source: str | os.PathLike[str], *, where: str = "the ledger") ->
     """The ledger at ``source``: a database URL (checked with :func:`check_storage_url`), or a campaign
     directory that holds ``ledger.db`` (never created here: a wrong path is a ``LedgerError``)."""
     if is_database_url(source):
-        return Ledger(check_storage_url(str(source), where=where))
+        return Ledger(check_storage_url(str(source), where=where), create=False)
     directory = Path(source).expanduser()
     if not (directory / LEDGER_FILE).is_file():
         raise LedgerError(
@@ -450,9 +450,13 @@ class Ledger:
     table or column, another schema version or a damaged file is a ``LedgerError`` saying so.
     Every method is one short transaction on its own session and returns plain frozen snapshots.
     A ledger may be shared by threads, and survives ``fork`` (the child opens its own connections).
+    ``create=False`` (readers: the report, the table) refuses a database without a ledger instead of
+    creating one in it.
     """
 
-    def __init__(self, url: str | URL, *, busy_timeout_s: float = 60.0, echo: bool = False) -> None:
+    def __init__(
+        self, url: str | URL, *, busy_timeout_s: float = 60.0, echo: bool = False, create: bool = True
+    ) -> None:
         parsed = make_url(url)
         self._sqlite = parsed.get_backend_name() == "sqlite"
         if (
@@ -470,6 +474,7 @@ class Ledger:
         self._lock_key = parsed.render_as_string(hide_password=False)
         self._where = str(parsed.database) if self._sqlite else parsed.render_as_string(hide_password=True)
         _LEDGERS.add(self)
+        self._create = create
         self._open_schema()
 
     @classmethod
@@ -598,6 +603,12 @@ class Ledger:
                         state = self._schema_state(session.connection())
                     if state == "ok":
                         return
+                    if state == "new" and not self._create:
+                        raise LedgerError(
+                            "the database holds no AFR ledger (no afr_ tables)",
+                            where=self._where,
+                            fix="give the database of a campaign (its campaign.storage=)",
+                        )
                     with self.write_session() as session:  # again under the write lock: another
                         connection = session.connection()  # process may have created them meanwhile
                         state = self._schema_state(connection)
