@@ -9,6 +9,7 @@ database (``campaign.storage=``); the report goes to ``afr_campaigns/<name>/repo
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from .errors import AFRError
@@ -51,12 +52,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m afr.report") -> i
     args = parser.parse_args(argv)
     from pathlib import Path
 
-    from .ledger import LEDGER_FILE, is_database_url
-
-    from_url = is_database_url(args.campaign_dir)
-    if not from_url and not (Path(args.campaign_dir) / LEDGER_FILE).is_file():
+    # "scheme://": a database URL (afr.ledger.is_database_url, not imported here: SQLAlchemy is slow to load)
+    from_url = re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", args.campaign_dir) is not None
+    if not from_url and not (Path(args.campaign_dir) / "ledger.db").is_file():
         print(
-            f"error: no {LEDGER_FILE} in {args.campaign_dir}\n  fix: give the directory of a campaign, or "
+            f"error: no ledger.db in {args.campaign_dir}\n  fix: give the directory of a campaign, or "
             "the database URL of its campaign.storage= (with --campaign NAME)",
             file=sys.stderr,
         )
