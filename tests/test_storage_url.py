@@ -22,6 +22,7 @@ import optuna
 import pytest
 import sqlalchemy as sa
 
+from afr.campaign import archive_failed_attempt
 from afr.cli import main as afr_main
 from afr.errors import ConfigError
 from afr.ledger import LEDGER_FILE, Ledger, LedgerError, check_storage_url, open_ledger
@@ -52,14 +53,8 @@ def _afr(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]
     )
 
 
-@pytest.fixture(scope="module")
-def pg_campaign(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """A finished evolve campaign named ``pg`` whose records are in PostgreSQL; (URL, campaign dir)."""
-    root = tmp_path_factory.mktemp("pg")
-    folder = root / "campaign"
-    # Quoted for Hydra: the URL's query (?host=...&port=...) holds '='.
-    done = _afr(
-        "afr.run",
+def _campaign_args(url: str, root: Path) -> list[str]:
+    return [
         "agent=evolve",
         *SMALL,
         "campaign.runs_per_arm=2",
@@ -67,11 +62,19 @@ def pg_campaign(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         "campaign.final_seeds=2",
         "campaign.heldout_seeds=1",
         "campaign.name=pg",
-        f"campaign.dir={folder}",
-        f"campaign.storage='{postgres_url}'",
+        f"campaign.dir={root / 'campaign'}",
+        # Quoted for Hydra: the URL's query (?host=...&port=...) holds '='.
+        f"campaign.storage='{url}'",
         f"hydra.run.dir={root / 'hydra'}",
-        cwd=root,
-    )
+    ]
+
+
+@pytest.fixture(scope="module")
+def pg_campaign(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A finished evolve campaign named ``pg`` whose records are in PostgreSQL; (URL, campaign dir)."""
+    root = tmp_path_factory.mktemp("pg")
+    folder = root / "campaign"
+    done = _afr("afr.run", *_campaign_args(postgres_url, root), cwd=root)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "records in postgresql+psycopg://" in done.stdout
     return postgres_url, folder
@@ -134,6 +137,16 @@ def test_a_campaign_on_postgresql_end_to_end(pg_campaign: tuple[str, Path], tmp_
             if r[0] == "final"
         ]
         assert len(tests) == 2 and f"{statistics.fmean(tests):.4f}" == shown_test
+
+
+def test_the_same_command_resumes_from_the_database(pg_campaign: tuple[str, Path]) -> None:
+    url, folder = pg_campaign
+    before = _rows(url, "SELECT count(*) FROM afr_runs")[0][0]
+    done = _afr("afr.run", *_campaign_args(url, folder.parent), cwd=folder.parent)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "[  agent] run" not in done.stdout, "a finished campaign runs nothing again"
+    assert _rows(url, "SELECT count(*) FROM afr_runs")[0][0] == before
+    assert _rows(url, "SELECT count(*) FROM afr_campaigns WHERE name = 'pg'")[0][0] == 1
 
 
 def test_evaluate_and_table_take_the_url_and_a_campaign_name(
@@ -222,17 +235,40 @@ def test_check_storage_url_says_what_is_wrong(tmp_path: Path, postgres_url: str)
     assert not (tmp_path / "x.db").exists(), "the check creates no file"
 
 
+def _new_database(url: str, name: str) -> str:
+    """A new empty database on the test server; its URL."""
+    engine = sa.create_engine(url.replace("/afr?", "/postgres?"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    finally:
+        engine.dispose()
+    return url.replace("/afr?", f"/{name}?")
+
+
 def test_readers_never_create_a_ledger(postgres_url: str, tmp_path: Path) -> None:
     # An empty database (no afr_ tables): the report refuses it and leaves it empty.
-    empty = postgres_url.replace("/afr?", "/empty?")
-    _rows(postgres_url.replace("/afr?", "/postgres?"), "SELECT 1")  # the server answers
-    engine = sa.create_engine(postgres_url.replace("/afr?", "/postgres?"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.exec_driver_sql("CREATE DATABASE empty")
-    engine.dispose()
+    empty = _new_database(postgres_url, "empty")
     with pytest.raises(LedgerError, match="holds no AFR ledger"):
         open_ledger(empty)
     assert _rows(empty, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == []
     # A writer (the campaign) does create it.
     Ledger(empty).close()
     assert _rows(empty, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'afr_%'")[0][0] > 0
+
+
+def test_a_failed_campaign_in_a_database_is_not_retried_under_its_name(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    url = _new_database(postgres_url, "retry")
+    with Ledger(url) as ledger:
+        cid = ledger.start_campaign("broken", "synthetic", "evolve", {"x": 1})
+        ledger.finish_campaign(cid, "failed")
+        ledger.start_campaign("fine", "synthetic", "evolve", {"x": 1})
+    assert archive_failed_attempt(tmp_path / "fine", "fine", storage=url) is None
+    with pytest.raises(ConfigError, match="failed last time") as caught:
+        archive_failed_attempt(tmp_path / "broken", "broken", storage=url)
+    assert "new campaign.name" in (caught.value.fix or "")
+    assert not (tmp_path / "broken").exists() and not (tmp_path / "fine").exists(), "nothing moved or made"
+    with Ledger(url) as ledger:
+        assert [c.status for c in ledger.campaigns()] == ["failed", "running"], "the records are untouched"
