@@ -455,15 +455,17 @@ def run_campaign(cfg: DictConfig) -> Any:
     """Run (or resume) the configured campaign and print where its records are."""
     import dataclasses
 
-    from .campaign import Campaign, archive_failed_attempt, attempt_number
+    from .campaign import Campaign, archive_failed_attempt, attempt_name, attempt_number
 
     settings = campaign_settings(cfg)
     archived = archive_failed_attempt(settings.directory, settings.name, storage=settings.storage)
     settings = dataclasses.replace(settings, attempt=attempt_number(settings.directory))
     if archived is not None:
+        renamed = attempt_name(settings.name, int(archived.name))
+        kept = f" (its files; in the database it is campaign {renamed!r})" if settings.storage else ""
         print(
-            f"campaign {settings.name!r} failed last time: that attempt's records are kept in {archived}; "
-            f"starting attempt {settings.attempt}",
+            f"campaign {settings.name!r} failed last time: that attempt's records are kept in {archived}"
+            f"{kept}; starting attempt {settings.attempt}",
             flush=True,
         )
     agent_name = settings.agent_cfg.get("name", settings.agent_cfg.get("kind"))
@@ -481,7 +483,12 @@ def run_campaign(cfg: DictConfig) -> Any:
             where=str(settings.directory),
             fix="the runs' reasons are above and in the ledger; fix the cause, run the same command again: "
             f"attempt {settings.attempt + 1} starts, this attempt's records move to "
-            f"{settings.directory / 'attempts' / str(settings.attempt)}",
+            f"{settings.directory / 'attempts' / str(settings.attempt)}"
+            + (
+                f" (in the database: renamed {attempt_name(settings.name, settings.attempt)!r})"
+                if settings.storage
+                else ""
+            ),
         )
     return result
 

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from afr.campaign import archive_failed_attempt
 from afr.cli import main as afr_main
 from afr.errors import ConfigError
-from afr.ledger import LEDGER_FILE, Ledger, LedgerError, check_storage_url, open_ledger
+from afr.ledger import LEDGER_FILE, Ledger, LedgerError, check_storage_url, find_campaign, open_ledger
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = [
@@ -257,7 +257,7 @@ def test_readers_never_create_a_ledger(postgres_url: str, tmp_path: Path) -> Non
     assert _rows(empty, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'afr_%'")[0][0] > 0
 
 
-def test_a_failed_campaign_in_a_database_is_not_retried_under_its_name(
+def test_a_failed_campaign_in_a_database_is_archived_under_a_new_name(
     postgres_url: str, tmp_path: Path
 ) -> None:
     url = _new_database(postgres_url, "retry")
@@ -265,10 +265,27 @@ def test_a_failed_campaign_in_a_database_is_not_retried_under_its_name(
         cid = ledger.start_campaign("broken", "synthetic", "evolve", {"x": 1})
         ledger.finish_campaign(cid, "failed")
         ledger.start_campaign("fine", "synthetic", "evolve", {"x": 1})
+    for arm in ("control", "agent"):
+        study = optuna.create_study(storage=url, study_name=f"broken/{arm}")
+        study.add_trial(optuna.trial.create_trial(value=0.5))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "report.md").write_text("attempt 1")
+
     assert archive_failed_attempt(tmp_path / "fine", "fine", storage=url) is None
-    with pytest.raises(ConfigError, match="failed last time") as caught:
-        archive_failed_attempt(tmp_path / "broken", "broken", storage=url)
-    assert "new campaign.name" in (caught.value.fix or "")
-    assert not (tmp_path / "broken").exists() and not (tmp_path / "fine").exists(), "nothing moved or made"
+    assert not (tmp_path / "fine").exists(), "a campaign that did not fail: nothing made or moved"
+    target = archive_failed_attempt(tmp_path / "broken", "broken", storage=url)
+    assert target == (tmp_path / "broken" / "attempts" / "1").resolve()
+    assert (target / "report.md").read_text() == "attempt 1" and not (
+        tmp_path / "broken" / "report.md"
+    ).exists()
     with Ledger(url) as ledger:
-        assert [c.status for c in ledger.campaigns()] == ["failed", "running"], "the records are untouched"
+        assert [(c.name, c.status) for c in ledger.campaigns()] == [
+            ("broken/attempt-1", "failed"),
+            ("fine", "running"),
+        ]
+        assert ledger.campaign_by_name("broken") is None, "the name is free for attempt 2"
+    studies = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage=url)}
+    assert studies == {"broken/attempt-1/control": 1, "broken/attempt-1/agent": 1}
+    # the archived attempt reads back under its new name (as `afr report <url> --campaign ...` finds it)
+    with open_ledger(url) as ledger:
+        assert find_campaign(ledger, "broken/attempt-1").status == "failed"

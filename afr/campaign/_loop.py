@@ -49,6 +49,7 @@ from ..surface import SurfaceTable, render_profile_surface, surface_table, valid
 from ._brief import record_usage, task_brief
 from ._finals import FinalsPlan, run_finals
 from ._progress import CampaignProgress
+from ._retry import study_name
 from ._runner import CandidateRunner, RunnerSettings
 from ._signals import StopSignals
 
@@ -283,7 +284,7 @@ class Campaign:
         self.control: ScalarControl = make_control(
             settings.control_cfg,
             storage_url=self.runner.ledger.url,
-            study_name=f"{settings.name}/control",
+            study_name=study_name(settings.name, "control"),
             space=self.table.tunable_scalars,
             seed=settings.seed,
             higher_is_better=self.profile.higher_is_better,
@@ -668,7 +669,7 @@ class Campaign:
             self._repair_runtime_failure(candidate, record.message or record.status)
         record_agent_candidate(
             self.runner.ledger.url,
-            f"{self.settings.name}/agent",
+            study_name(self.settings.name, "agent"),
             candidate_id=candidate.id,
             score=score,
             diff=candidate.diff,

@@ -25,14 +25,14 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -736,6 +736,30 @@ class Ledger:
             row = self._get(session, CampaignRow, campaign_id, "campaign")
             row.status = status
             row.finished_at = None if status == "running" else utcnow()
+
+    def rename_campaign(
+        self, campaign_id: int, new_name: str, *, studies: Mapping[str, str] | None = None
+    ) -> CampaignRecord:
+        """Give the campaign another name, and rename Optuna's ``studies`` (old -> new name) of the same
+        database in the same transaction: a failed campaign in a shared database is archived this way, so
+        that its name (and its studies' names) are free for the next attempt. Nothing else changes."""
+        if len(new_name.encode("utf-8")) > 255:
+            raise LedgerError(f"the name {new_name[:40]!r}… would be over 255 bytes", where=repr(self))
+        with self.write_session(campaign_id) as session:
+            taken = session.scalars(select(CampaignRow.id).where(CampaignRow.name == new_name)).first()
+            if taken is not None:
+                raise LedgerError(f"a campaign named {new_name!r} exists already", where=repr(self))
+            row = self._get(session, CampaignRow, campaign_id, "campaign")
+            row.name = new_name
+            connection = session.connection()
+            if studies and "studies" in inspect(connection).get_table_names():
+                for old, new in studies.items():
+                    connection.execute(
+                        text("UPDATE studies SET study_name = :new WHERE study_name = :old"),
+                        {"new": new, "old": old},
+                    )
+            session.flush()
+            return _campaign_record(row)
 
     def campaign(self, campaign_id: int) -> CampaignRecord:
         """The campaign with this id."""
