@@ -131,7 +131,7 @@ class TabledCampaign:
     """One campaign of the table: where it is, which row it adds to, and the verdicts the table counts."""
 
     directory: Path | str
-    """The campaign directory, or the database URL (password hidden) its records are in."""
+    """The campaign directory, or the database URL its records are in (labels show it password hidden)."""
     campaign_id: int
     label: str
     """How notes and errors name it: the directory (and the campaign's name when its ledger holds several)."""
@@ -225,7 +225,8 @@ def _read_campaigns(
                 fix="give each campaign once: its counts would add up twice",
             )
         seen[key] = str(given)
-    # Every source checked (read-only) before any is read: a bad input must not be written to.
+    # Every directory checked read-only before any ledger is opened: a bad input must not be written to (a
+    # database URL is checked as it is opened, and a database without a ledger is refused, not given one).
     found: list[tuple[str | Path, list[int] | None]] = [
         (str(given), None) if is_database_url(given) else (Path(given), _campaign_ids(Path(given)))
         for given in campaign_dirs
