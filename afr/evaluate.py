@@ -65,7 +65,7 @@ def evaluate(cfg: DictConfig) -> Any:
     print(
         f"evaluate {label} on {settings.profile}: 1 search run against {settings.runs_per_arm} control runs "
         f"on the baseline {campaign.baseline.class_name}, then {len(campaign.final_seeds)} final seeds; "
-        f"records in {settings.directory}",
+        f"{settings.where()}",
         flush=True,
     )
     result = campaign.run()

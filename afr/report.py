@@ -1,11 +1,15 @@
 """``python -m afr.report <campaign dir>``: write the campaign's report (Markdown + PNG plots).
 
+``python -m afr.report <database URL> --campaign NAME``: the same for a campaign whose records are in a
+database (``campaign.storage=``); the report goes to ``afr_campaigns/<name>/report.md`` unless ``--output``.
+
 ``python -m afr.report table <campaign dirs…>``: the survival table across campaigns (Markdown on stdout).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 from .errors import AFRError
@@ -25,8 +29,21 @@ def main(argv: list[str] | None = None, prog: str = "python -m afr.report") -> i
 
         return table_command(argv[1:], prog=f"{prog} table")
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, epilog=TABLE_EPILOG)
-    parser.add_argument("campaign_dir", help="the campaign directory (holds ledger.db)")
-    parser.add_argument("--output", help="where to write the Markdown (default: <campaign dir>/report.md)")
+    parser.add_argument(
+        "campaign_dir",
+        metavar="CAMPAIGN",
+        help="the campaign directory (holds ledger.db), or the database URL of its campaign.storage=",
+    )
+    parser.add_argument(
+        "--campaign",
+        metavar="NAME",
+        help="which campaign of the ledger (needed for a database that holds several)",
+    )
+    parser.add_argument(
+        "--output",
+        help="where to write the Markdown (default: <campaign dir>/report.md; for a database URL: "
+        "afr_campaigns/<name>/report.md, the default campaign.dir)",
+    )
     parser.add_argument(
         "--worked-example",
         action="store_true",
@@ -35,26 +52,36 @@ def main(argv: list[str] | None = None, prog: str = "python -m afr.report") -> i
     args = parser.parse_args(argv)
     from pathlib import Path
 
-    if not (Path(args.campaign_dir) / "ledger.db").is_file():
+    # "scheme://": a database URL (afr.ledger.is_database_url, not imported here: SQLAlchemy is slow to load)
+    from_url = re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", args.campaign_dir) is not None
+    if not from_url and not (Path(args.campaign_dir) / "ledger.db").is_file():
         print(
-            f"error: no ledger.db in {args.campaign_dir}\n  fix: give the directory of a campaign",
+            f"error: no ledger.db in {args.campaign_dir}\n  fix: give the directory of a campaign, or "
+            "the database URL of its campaign.storage= (with --campaign NAME)",
             file=sys.stderr,
         )
         return 2
     # after the input check: a slow import
+    from contextlib import closing
+
     from .evaluation import closing_summary, collect_findings, render_worked_example, write_report
+    from .ledger import find_campaign, open_ledger
 
     summary: list[str] = []
     try:
-        if args.worked_example:
-            path = Path(args.output) if args.output else Path(args.campaign_dir) / "worked_example.md"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(render_worked_example(args.campaign_dir))
-        else:
-            findings = collect_findings(args.campaign_dir)
-            path = write_report(args.campaign_dir, args.output, findings=findings)
-            # what the campaign found (a running or interrupted one: marked partial, nothing classified)
-            summary = closing_summary(findings)
+        with closing(open_ledger(args.campaign_dir, where=prog)) as ledger:
+            name = find_campaign(ledger, args.campaign).name
+            folder = Path("afr_campaigns") / name if from_url else Path(args.campaign_dir)
+            if args.worked_example:
+                path = Path(args.output) if args.output else folder / "worked_example.md"
+                text = render_worked_example(ledger, name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+            else:
+                findings = collect_findings(ledger, name)
+                path = write_report(folder, args.output, findings=findings)
+                # what the campaign found (a running or interrupted one: marked partial, nothing classified)
+                summary = closing_summary(findings)
     except AFRError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2

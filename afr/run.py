@@ -404,6 +404,12 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
     name = camp.get("name") or name or f"{profile_name}-{agent_name}-seed{seed}"
     # Resolved here, against the folder the command was started from: the sandbox runs elsewhere.
     directory = Path(camp.get("dir") or Path("afr_campaigns") / name).expanduser().resolve()
+    storage = camp.get("storage")
+    if storage is not None:
+        from .ledger import check_storage_url
+
+        # Checked now, before any folder or record is made: a typo or a server out of reach is one line.
+        storage = check_storage_url(str(storage), where="campaign.storage=")
     try:
         runner = RunnerSettings(
             workers=int(camp.get("workers", 2)),
@@ -433,6 +439,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
         final_seeds=_optional_count(camp.get("final_seeds"), "campaign.final_seeds", at_least=2),
         heldout_seeds=_optional_count(camp.get("heldout_seeds"), "campaign.heldout_seeds", at_least=1),
         evaluation_cfg=dict(container.get("evaluation") or {}),
+        storage=storage,
     )
 
 
@@ -448,21 +455,23 @@ def run_campaign(cfg: DictConfig) -> Any:
     """Run (or resume) the configured campaign and print where its records are."""
     import dataclasses
 
-    from .campaign import Campaign, archive_failed_attempt, attempt_number
+    from .campaign import Campaign, archive_failed_attempt, attempt_name, attempt_number
 
     settings = campaign_settings(cfg)
-    archived = archive_failed_attempt(settings.directory, settings.name)
+    archived = archive_failed_attempt(settings.directory, settings.name, storage=settings.storage)
     settings = dataclasses.replace(settings, attempt=attempt_number(settings.directory))
     if archived is not None:
+        renamed = attempt_name(settings.name, int(archived.name))
+        kept = f" (its files; in the database it is campaign {renamed!r})" if settings.storage else ""
         print(
-            f"campaign {settings.name!r} failed last time: that attempt's records are kept in {archived}; "
-            f"starting attempt {settings.attempt}",
+            f"campaign {settings.name!r} failed last time: that attempt's records are kept in {archived}"
+            f"{kept}; starting attempt {settings.attempt}",
             flush=True,
         )
     agent_name = settings.agent_cfg.get("name", settings.agent_cfg.get("kind"))
     print(
         f"campaign {settings.name!r}: agent {agent_name} vs control (optuna), "
-        f"{settings.runs_per_arm} runs per arm on {settings.profile}; records in {settings.directory}",
+        f"{settings.runs_per_arm} runs per arm on {settings.profile}; {settings.where()}",
         flush=True,
     )
     campaign = Campaign(settings)  # checks the inputs and runs the preflight
@@ -474,7 +483,12 @@ def run_campaign(cfg: DictConfig) -> Any:
             where=str(settings.directory),
             fix="the runs' reasons are above and in the ledger; fix the cause, run the same command again: "
             f"attempt {settings.attempt + 1} starts, this attempt's records move to "
-            f"{settings.directory / 'attempts' / str(settings.attempt)}",
+            f"{settings.directory / 'attempts' / str(settings.attempt)}"
+            + (
+                f" (in the database: renamed {attempt_name(settings.name, settings.attempt)!r})"
+                if settings.storage
+                else ""
+            ),
         )
     return result
 
@@ -489,7 +503,7 @@ def print_summary(campaign: Any, result: Any) -> None:
             f"  {arm:<8} runs {status.runs:>3}  failed {status.failures:>3}  rejected {status.rejected:>3}  "
             f"duplicates {status.duplicates:>3}  best val {campaign.profile.metric_name} {best}"
         )
-    url = campaign.runner.ledger.url
+    url = campaign.runner.ledger.shown_url  # a password hidden: the console is no place for it
     print(f"  ledger: {url}\n  dashboard: optuna-dashboard {url}")
     print(f"  curves: tensorboard --logdir {result.directory / 'tb'}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,19 @@ def shared_data() -> Path:
             f"real data not found at {SHARED_DATA}: clone the project beside ../shared or set AFR_SHARED_DATA"
         )
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The SQLAlchemy URL of an empty database on a throwaway PostgreSQL server (tests/_postgres.py),
+    stopped and removed at the end of the session; a skip naming the package when the server is missing."""
+    from tests._postgres import postgres_missing, throwaway_postgres
+
+    missing = postgres_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    with throwaway_postgres() as url:
+        yield url
 
 
 # The suite runs on two processes (pytest-xdist, `--dist loadgroup` in pyproject.toml). Each test file stays

@@ -1,7 +1,7 @@
 """Campaigns: both search arms, one accountant, one ledger, sandboxed runs, resumable."""
 
 from ._loop import Campaign, CampaignFailure, CampaignResult, CampaignSettings, check_candidate
-from ._retry import ATTEMPTS_DIR, archive_failed_attempt, attempt_number
+from ._retry import ATTEMPTS_DIR, archive_failed_attempt, attempt_name, attempt_number, study_name
 from ._runner import CandidateRunner, RunnerSettings, run_key
 
 __all__ = [
@@ -16,4 +16,6 @@ __all__ = [
     "ATTEMPTS_DIR",
     "archive_failed_attempt",
     "attempt_number",
+    "attempt_name",
+    "study_name",
 ]

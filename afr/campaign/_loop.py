@@ -49,6 +49,7 @@ from ..surface import SurfaceTable, render_profile_surface, surface_table, valid
 from ._brief import record_usage, task_brief
 from ._finals import FinalsPlan, run_finals
 from ._progress import CampaignProgress
+from ._retry import study_name
 from ._runner import CandidateRunner, RunnerSettings
 from ._signals import StopSignals
 
@@ -84,6 +85,9 @@ class CampaignSettings:
     """Classification thresholds over ``afr/conf/evaluation/default.yaml`` (the margin is the profile's)."""
     max_agent_calls: int | None = None
     """Give up on the agent arm after this many proposal calls in a row that yield nothing runnable (10)."""
+    storage: str | None = None
+    """The database URL of the ledger and both Optuna studies (``campaign.storage=``); None: the SQLite file
+    ``<directory>/ledger.db``. The campaign is found there by its name; artifacts stay in ``directory``."""
     attempt: int = 1
     """Which attempt of the campaign this is: a failed one is retried under its name as attempt n + 1
     (``afr/campaign/_retry.py``); recorded in the config from the second attempt on."""
@@ -95,6 +99,15 @@ class CampaignSettings:
         object.__setattr__(self, "directory", Path(self.directory).expanduser().resolve())
         folder = Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
         object.__setattr__(self, "data_dir", str(folder.resolve()))
+
+    def where(self) -> str:
+        """Where the campaign keeps its records, for the console."""
+        if self.storage is None:
+            return f"records in {self.directory}"
+        from sqlalchemy.engine import make_url
+
+        shown = make_url(self.storage).render_as_string(hide_password=True)
+        return f"records in {shown} (campaign {self.name!r}), artifacts in {self.directory}"
 
     def as_config(self) -> dict[str, Any]:
         # The profile's config as built (every override, the held-out clients set aside) is recorded by
@@ -265,12 +278,13 @@ class Campaign:
             settings=settings.runner,
             config={**settings.as_config(), **self._facts()},
             pool=pool,
+            ledger=Ledger(settings.storage) if settings.storage else None,
         )
         self.profile.data("val")  # missing data is reported now, with the fetch hint
         self.control: ScalarControl = make_control(
             settings.control_cfg,
             storage_url=self.runner.ledger.url,
-            study_name=f"{settings.name}/control",
+            study_name=study_name(settings.name, "control"),
             space=self.table.tunable_scalars,
             seed=settings.seed,
             higher_is_better=self.profile.higher_is_better,
@@ -461,7 +475,7 @@ class Campaign:
                 self.run_finals()
             self._signals.check()
             ledger.finish_campaign(cid, "finished")
-        findings = collect_findings(self.runner.dir)
+        findings = collect_findings(ledger, cid)
         self.findings = findings
         self.report_path = write_report(self.runner.dir, findings=findings)
         return stopped, failure, findings
@@ -655,7 +669,7 @@ class Campaign:
             self._repair_runtime_failure(candidate, record.message or record.status)
         record_agent_candidate(
             self.runner.ledger.url,
-            f"{self.settings.name}/agent",
+            study_name(self.settings.name, "agent"),
             candidate_id=candidate.id,
             score=score,
             diff=candidate.diff,

@@ -6,12 +6,13 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..budget import BudgetAccountant
-from ..ledger import CampaignRecord, CandidateRecord, Ledger, RunRecord
+from ..ledger import CampaignRecord, CandidateRecord, Ledger, RunRecord, find_campaign, open_ledger
 from ..recipe import Scalar
 from ._classify import (
     ClassificationRules,
@@ -59,6 +60,8 @@ class CampaignFindings:
     """The agent's model calls (:func:`_call_summary`); empty for agents that call no model."""
     agent_stopped: str = ""
     """Why the agent arm stopped before spending its budget ('' if it did not)."""
+    campaign_id: int = 0
+    """The campaign's id in its ledger (a database may hold many campaigns)."""
 
 
 def _campaign_facts(campaign: CampaignRecord, control: list[CandidateRecord]) -> dict[str, Any]:
@@ -138,14 +141,22 @@ def _incomplete(
     return ""
 
 
-def collect_findings(campaign_dir: str | Path, campaign_id: int = 1) -> CampaignFindings:
+def collect_findings(source: str | Path | Ledger, campaign: int | str | None = None) -> CampaignFindings:
     """Read a campaign's ledger and classify its agent finalists (no training happens here).
 
-    Nothing is classified while the finals are incomplete (a running or interrupted campaign, missing final
-    runs): ``partial`` says why.
+    ``source`` is a campaign directory (its ``ledger.db``), a database URL (``campaign.storage=``) or an open
+    ledger; ``campaign`` is the campaign's id or name (None: the only campaign there; in a directory's own
+    ledger, the first). Nothing is classified while the finals are incomplete (a running or interrupted
+    campaign, missing final runs): ``partial`` says why.
     """
-    ledger = Ledger.for_campaign_dir(campaign_dir)
-    campaign = ledger.campaign(campaign_id)
+    if isinstance(source, Ledger):
+        return _collect(source, campaign)
+    with closing(open_ledger(source)) as ledger:
+        return _collect(ledger, campaign)
+
+
+def _collect(ledger: Ledger, which: int | str | None) -> CampaignFindings:
+    campaign = ledger.campaign(which) if isinstance(which, int) else find_campaign(ledger, which)
     control_candidates = ledger.candidates(campaign.id, arm="control")
     facts = _campaign_facts(campaign, control_candidates)
     finals_cfg = campaign.config.get("finals") or [True, 3]
@@ -193,6 +204,7 @@ def collect_findings(campaign_dir: str | Path, campaign_id: int = 1) -> Campaign
         control_is_baseline=bool(finalists) and not any(f.role == "control" for f in finalists),
         agent_calls=_call_summary(ledger.llm_calls(campaign.id, arm="agent")),
         agent_stopped=next((t for _, _, t in reversed(ledger.notes(campaign.id, kind="stopped"))), ""),
+        campaign_id=campaign.id,
     )
 
 
@@ -327,12 +339,22 @@ def _mean_std(values: list[float]) -> str:
 
 
 def write_report(
-    campaign_dir: str | Path, output: str | Path | None = None, *, findings: CampaignFindings | None = None
+    campaign_dir: str | Path | None,
+    output: str | Path | None = None,
+    *,
+    findings: CampaignFindings | None = None,
 ) -> Path:
-    """Write ``report.md`` and its PNG plots into the campaign dir (or ``output``); return the path."""
-    campaign_dir = Path(campaign_dir)
-    findings = findings if findings is not None else collect_findings(campaign_dir)
-    out = Path(output) if output else campaign_dir / "report.md"
+    """Write ``report.md`` and its PNG plots into the campaign dir (or ``output``); return the path.
+
+    Without ``findings`` they are read from the campaign dir's ledger; a campaign whose records are in a
+    database gives its ``findings`` (:func:`collect_findings` on the URL) and an ``output`` or its dir."""
+    if findings is None:
+        if campaign_dir is None:
+            raise ValueError("give the campaign dir or the findings")
+        findings = collect_findings(campaign_dir)
+    if output is None and campaign_dir is None:
+        raise ValueError("give the campaign dir or the output path")
+    out = Path(output) if output else Path(campaign_dir) / "report.md"  # type: ignore[arg-type]
     plots = out.parent / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     _plot_search_scores(findings, plots / "search_scores.png")
@@ -576,22 +598,23 @@ def _power_lines(findings: CampaignFindings) -> list[str]:
     return [*lines, ""]
 
 
-def render_worked_example(campaign_dir: str | Path) -> str:
+def render_worked_example(source: str | Path | Ledger, campaign: int | str | None = None) -> str:
     """``docs/worked_example.md``: how the control baseline is built and one candidate's path to its verdict.
 
     Everything comes from the campaign's ledger; candidates go by their one name (``agent#30``: the ledger
     numbers them in the same order on every machine) and no timings are printed, so a seeded campaign
     gives the same text on every run.
     """
-    campaign_dir = Path(campaign_dir)
-    findings = collect_findings(campaign_dir)
-    ledger = Ledger.for_campaign_dir(campaign_dir)
-    lines = _worked_baseline(findings) + _worked_control(findings, ledger)
+    if not isinstance(source, Ledger):
+        with closing(open_ledger(source)) as ledger:
+            return render_worked_example(ledger, campaign)
+    findings = collect_findings(source, campaign)
+    lines = _worked_baseline(findings) + _worked_control(findings, source)
     verdict = findings.verdicts[0] if findings.verdicts else None
     if verdict is None:
         lines += ["", "No agent finalist was classified (finals were not run)."]
         return "\n".join(lines) + "\n"
-    lines += _worked_candidate(findings, ledger, verdict)
+    lines += _worked_candidate(findings, source, verdict)
     return "\n".join(lines)
 
 
@@ -644,7 +667,7 @@ def _worked_baseline(findings: CampaignFindings) -> list[str]:
 
 def _worked_control(findings: CampaignFindings, ledger: Ledger) -> list[str]:
     """Section 4: the control arm's trials and its best."""
-    campaign = ledger.campaign(1)
+    campaign = ledger.campaign(findings.campaign_id)
     control = ledger.candidates(campaign.id, arm="control")
     best = ledger.best_candidates(campaign.id, "control", 1, higher_is_better=findings.higher_is_better)
     lines = [

@@ -1,5 +1,8 @@
 """The survival table across campaigns: ``python -m afr.report table <campaign dirs…>`` (also ``afr table``).
 
+A database URL (``campaign.storage=``) may stand for a directory: it adds every campaign it holds, or those
+named with ``--campaign NAME`` (repeatable; the names filter every source given).
+
 One row per task (a profile; several campaigns of one profile add up) and a ``total`` row, with the columns
 of :func:`survival_table`: proposed, rejected by the validator, duplicates, failed, run, finalists, gains in
 search, surviving repeats, surviving the control, surviving held-out. Read from the ledgers alone.
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AFRError, ConfigError
-from ..ledger import LEDGER_FILE, CampaignRow, Ledger, LedgerError
+from ..ledger import LEDGER_FILE, CampaignRow, LedgerError, is_database_url, open_ledger
 from ._classify import SURVIVAL_COLUMNS, Verdict, classify_all, render_table_markdown, survival_table
 from ._report import CampaignFindings, collect_findings
 
@@ -127,7 +130,8 @@ def _describe(config: Mapping[str, Any], keys: Sequence[str]) -> str:
 class TabledCampaign:
     """One campaign of the table: where it is, which row it adds to, and the verdicts the table counts."""
 
-    directory: Path
+    directory: Path | str
+    """The campaign directory, or the database URL its records are in (labels show it password hidden)."""
     campaign_id: int
     label: str
     """How notes and errors name it: the directory (and the campaign's name when its ledger holds several)."""
@@ -207,29 +211,51 @@ def _campaign_ids(directory: Path) -> list[int]:
     return ids
 
 
-def _read_campaigns(campaign_dirs: Sequence[str | Path]) -> list[TabledCampaign]:
+def _read_campaigns(
+    campaign_dirs: Sequence[str | Path], names: Sequence[str] | None = None
+) -> list[TabledCampaign]:
     if not campaign_dirs:
         raise ConfigError("no campaign directory given", fix=_FIX_DIR)
-    seen: dict[Path, str] = {}
+    seen: dict[Path | str, str] = {}
     for given in campaign_dirs:
-        resolved = Path(given).expanduser().resolve()
-        if resolved in seen:
+        key = str(given) if is_database_url(given) else Path(given).expanduser().resolve()
+        if key in seen:
             raise ConfigError(
-                f"the campaign directory {given} is given twice (also as {seen[resolved]})",
+                f"the campaign directory {given} is given twice (also as {seen[key]})",
                 fix="give each campaign once: its counts would add up twice",
             )
-        seen[resolved] = str(given)
-    found = [(Path(given), _campaign_ids(Path(given))) for given in campaign_dirs]
+        seen[key] = str(given)
+    # Every directory checked read-only before any ledger is opened: a bad input must not be written to (a
+    # database URL is checked as it is opened, and a database without a ledger is refused, not given one).
+    found: list[tuple[str | Path, list[int] | None]] = [
+        (str(given), None) if is_database_url(given) else (Path(given), _campaign_ids(Path(given)))
+        for given in campaign_dirs
+    ]
     campaigns = []
-    for directory, ids in found:
-        with closing(Ledger.for_campaign_dir(directory)) as ledger:
-            for campaign_id in ids:
-                record = ledger.campaign(campaign_id)
-                label = str(directory) if len(ids) == 1 else f"{directory} (campaign {record.name!r})"
+    wanted, named = set(names or ()), set()
+    for source, ids in found:
+        with closing(open_ledger(source, where="afr table")) as ledger:
+            records = ledger.campaigns() if ids is None else [ledger.campaign(i) for i in ids]
+            shown = ledger.shown_url if ids is None else str(source)
+            if wanted:
+                records = [r for r in records if r.name in wanted]
+            elif not records:
+                raise LedgerError(f"{shown} holds no campaign", fix="give a database a campaign ran in")
+            for record in records:
+                named.add(record.name)
+                # a database is named with the campaign always: it is no campaign's own, as a directory is
+                one = len(records) == 1 and ids is not None
+                label = shown if one else f"{shown} (campaign {record.name!r})"
                 profile_cfg = record.config.get("profile_cfg") or {}
                 campaigns.append(
-                    TabledCampaign(directory, campaign_id, label, record.profile, task_config(profile_cfg))
+                    TabledCampaign(source, record.id, label, record.profile, task_config(profile_cfg))
                 )
+    missing = sorted(wanted - named)
+    if missing:
+        raise LedgerError(
+            f"no campaign named {', '.join(map(repr, missing))} in {', '.join(map(str, campaign_dirs))}",
+            fix="give the names the campaigns ran under (campaign.name=...)",
+        )
     return campaigns
 
 
@@ -278,15 +304,20 @@ def _reclassify(findings: CampaignFindings, n_comparisons: int) -> list[Verdict]
 
 
 def collect_survival_table(
-    campaign_dirs: Sequence[str | Path], *, correct: bool = False, by_config: bool = False
+    campaign_dirs: Sequence[str | Path],
+    *,
+    correct: bool = False,
+    by_config: bool = False,
+    names: Sequence[str] | None = None,
 ) -> SurvivalTable:
-    """The survival table of the campaigns in ``campaign_dirs`` (see the module docstring).
+    """The survival table of the campaigns in ``campaign_dirs`` (see the module docstring): directories or
+    database URLs; ``names`` keeps only the campaigns of those names.
 
     Raises ``LedgerError`` for a directory that is not a campaign's or a ledger that is not AFR's, and
     ``ConfigError`` for campaigns of one profile whose tasks differ (unless ``by_config``); nothing is
     written to any of them.
     """
-    campaigns = _read_campaigns(campaign_dirs)
+    campaigns = _read_campaigns(campaign_dirs, names)
     _assign_rows(campaigns, by_config)
     for c in campaigns:
         c.findings = collect_findings(c.directory, c.campaign_id)
@@ -351,7 +382,19 @@ _DESCRIPTION = (
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=_DESCRIPTION)
-    parser.add_argument("campaign_dirs", nargs="+", metavar="CAMPAIGN_DIR", help="campaign directories")
+    parser.add_argument(
+        "campaign_dirs",
+        nargs="+",
+        metavar="CAMPAIGN_DIR",
+        help="campaign directories, or database URLs of campaign.storage= (each adds all its campaigns)",
+    )
+    parser.add_argument(
+        "--campaign",
+        action="append",
+        metavar="NAME",
+        dest="names",
+        help="only the campaign of this name (repeatable): to pick campaigns out of a database",
+    )
     parser.add_argument("--markdown", metavar="PATH", help="also write the Markdown table (and notes) here")
     parser.add_argument("--csv", metavar="PATH", help="also write the table as CSV here")
     parser.add_argument(
@@ -383,7 +426,9 @@ def table_command(argv: Sequence[str], prog: str = "python -m afr.report table")
     except SystemExit as exc:  # --help, or bad usage (argparse printed why)
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        table = collect_survival_table(args.campaign_dirs, correct=args.correct, by_config=args.by_config)
+        table = collect_survival_table(
+            args.campaign_dirs, correct=args.correct, by_config=args.by_config, names=args.names
+        )
     except AFRError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2

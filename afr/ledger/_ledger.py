@@ -22,18 +22,26 @@ import hashlib
 import json
 import math
 import os
+import re
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import AFRError, ConfigError, storage_error
@@ -69,6 +77,10 @@ __all__ = [
     "COST_KINDS",
     "config_hash",
     "LEDGER_FILE",
+    "is_database_url",
+    "check_storage_url",
+    "open_ledger",
+    "find_campaign",
 ]
 
 CAMPAIGN_STATUSES = ("running", "finished", "interrupted", "failed")
@@ -305,6 +317,126 @@ def _as_tuple(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+# --- where a ledger lives ---------------------------------------------------------------------------
+
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_STORAGE_FIX = (
+    "give a SQLAlchemy URL such as sqlite:///path/to/ledger.db or postgresql+psycopg://user@host/dbname "
+    "(PostgreSQL needs: pip install -e '.[postgres]')"
+)
+
+
+def is_database_url(text: str | os.PathLike[str]) -> bool:
+    """Whether ``text`` is a database URL (``scheme://...``) rather than a campaign directory."""
+    return isinstance(text, str) and _URL_SCHEME.match(text) is not None
+
+
+def _shown(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def check_storage_url(url: str, *, where: str = "campaign.storage=") -> str:
+    """``url`` checked before anything is created: a SQLAlchemy URL whose driver is installed and whose
+    server answers (a SQLite file: its folder exists; the file itself is not made here). Returns the URL
+    (a SQLite path made absolute); a ``ConfigError`` saying what is wrong and how to fix it otherwise."""
+    shown = _shown(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"{url!r} is not a database URL", where=where, fix=_STORAGE_FIX) from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:") or str(parsed.database).startswith("file:"):
+            raise ConfigError(
+                f"{shown} is not a SQLite file: a campaign's records must outlive the process",
+                where=where,
+                fix=_STORAGE_FIX,
+            )
+        path = Path(parsed.database).expanduser().resolve()  # type: ignore[arg-type]
+        if not path.parent.is_dir():
+            raise ConfigError(
+                f"the folder of the SQLite file {path} does not exist", where=where, fix="create it first"
+            )
+        return parsed.set(database=str(path)).render_as_string(hide_password=False)
+    try:
+        # A short connect timeout where the driver knows one: an unreachable host must not hang the start.
+        args = {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
+        engine = create_engine(parsed, connect_args=args)
+    except NoSuchModuleError:
+        driver = parsed.drivername
+        raise ConfigError(
+            f"unknown database driver {driver!r} in {shown}", where=where, fix=_STORAGE_FIX
+        ) from None
+    except ImportError as exc:  # the dialect is known, its DB-API module is not installed
+        module = exc.name or str(exc)
+        fix = (
+            "pip install -e '.[postgres]' (psycopg 3)"
+            if parsed.get_backend_name() == "postgresql"
+            else f"install the Python package that provides {module}"
+        )
+        raise ConfigError(
+            f"the database driver for {shown} is not installed (no module {module!r})", where=where, fix=fix
+        ) from None
+    try:
+        with engine.connect():
+            pass
+    except DatabaseError as exc:
+        reason = " ".join(str(exc.orig or exc).split())[:300]
+        raise ConfigError(
+            f"cannot connect to {shown}: {reason}",
+            where=where,
+            fix="check the host, port, user, password and database name, and that the server is running",
+        ) from None
+    finally:
+        engine.dispose()
+    return url
+
+
+def open_ledger(source: str | os.PathLike[str], *, where: str = "the ledger") -> Ledger:
+    """The ledger at ``source``: a database URL (checked with :func:`check_storage_url`), or a campaign
+    directory that holds ``ledger.db`` (never created here: a wrong path is a ``LedgerError``)."""
+    if is_database_url(source):
+        return Ledger(check_storage_url(str(source), where=where), create=False)
+    directory = Path(source).expanduser()
+    if not (directory / LEDGER_FILE).is_file():
+        raise LedgerError(
+            f"no {LEDGER_FILE} in {source}",
+            where=where,
+            fix="give the directory of a campaign, or the database URL of its campaign.storage= "
+            "(with --campaign NAME)",
+        )
+    return Ledger.for_campaign_dir(directory)
+
+
+def find_campaign(ledger: Ledger, name: str | None) -> CampaignRecord:
+    """The campaign called ``name`` in ``ledger``; without a name, the only one (or, in a campaign
+    directory's own ledger, the first: earlier AFR kept one campaign per directory)."""
+    campaigns = ledger.campaigns()
+    names = ", ".join(repr(c.name) for c in campaigns[:20]) + (" ..." if len(campaigns) > 20 else "")
+    if name is not None:
+        found = next((c for c in campaigns if c.name == name), None)
+        if found is None:
+            raise LedgerError(
+                f"no campaign named {name!r}" + (f" (it holds {names})" if campaigns else " (it holds none)"),
+                where=repr(ledger),
+                fix="give one of the names it holds" if campaigns else "give the database a campaign ran in",
+            )
+        return found
+    if not campaigns:
+        raise LedgerError(
+            "the ledger holds no campaign", where=repr(ledger), fix="give a campaign that started"
+        )
+    if len(campaigns) > 1 and not ledger.is_sqlite_file:
+        raise LedgerError(
+            f"the database holds {len(campaigns)} campaigns ({names})",
+            where=repr(ledger),
+            fix="name one with --campaign NAME",
+        )
+    return campaigns[0]
+
+
 # --- the ledger -----------------------------------------------------------------------------------
 
 
@@ -318,9 +450,13 @@ class Ledger:
     table or column, another schema version or a damaged file is a ``LedgerError`` saying so.
     Every method is one short transaction on its own session and returns plain frozen snapshots.
     A ledger may be shared by threads, and survives ``fork`` (the child opens its own connections).
+    ``create=False`` (readers: the report, the table) refuses a database without a ledger instead of
+    creating one in it.
     """
 
-    def __init__(self, url: str | URL, *, busy_timeout_s: float = 60.0, echo: bool = False) -> None:
+    def __init__(
+        self, url: str | URL, *, busy_timeout_s: float = 60.0, echo: bool = False, create: bool = True
+    ) -> None:
         parsed = make_url(url)
         self._sqlite = parsed.get_backend_name() == "sqlite"
         if (
@@ -338,6 +474,7 @@ class Ledger:
         self._lock_key = parsed.render_as_string(hide_password=False)
         self._where = str(parsed.database) if self._sqlite else parsed.render_as_string(hide_password=True)
         _LEDGERS.add(self)
+        self._create = create
         self._open_schema()
 
     @classmethod
@@ -348,12 +485,22 @@ class Ledger:
         return cls(URL.create("sqlite", database=str(directory / LEDGER_FILE)), **kwargs)
 
     @property
+    def shown_url(self) -> str:
+        """The database URL with any password hidden (``***``), for the console and reports."""
+        return self._url.render_as_string(hide_password=True)
+
+    @property
+    def is_sqlite_file(self) -> bool:
+        """Whether the ledger is a SQLite file (a campaign directory's ``ledger.db``, or another file)."""
+        return self._sqlite
+
+    @property
     def url(self) -> str:
         """The database URL, password included (e.g. for Optuna's RDB storage on the same database)."""
         return self._url.render_as_string(hide_password=False)
 
     def __repr__(self) -> str:
-        return f"Ledger({self._url.render_as_string(hide_password=True)!r})"
+        return f"Ledger({self.shown_url!r})"
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -456,6 +603,12 @@ class Ledger:
                         state = self._schema_state(session.connection())
                     if state == "ok":
                         return
+                    if state == "new" and not self._create:
+                        raise LedgerError(
+                            "the database holds no AFR ledger (no afr_ tables)",
+                            where=self._where,
+                            fix="give the database of a campaign (its campaign.storage=)",
+                        )
                     with self.write_session() as session:  # again under the write lock: another
                         connection = session.connection()  # process may have created them meanwhile
                         state = self._schema_state(connection)
@@ -584,10 +737,41 @@ class Ledger:
             row.status = status
             row.finished_at = None if status == "running" else utcnow()
 
+    def rename_campaign(
+        self, campaign_id: int, new_name: str, *, studies: Mapping[str, str] | None = None
+    ) -> CampaignRecord:
+        """Give the campaign another name, and rename Optuna's ``studies`` (old -> new name) of the same
+        database in the same transaction: a failed campaign in a shared database is archived this way, so
+        that its name (and its studies' names) are free for the next attempt. Nothing else changes."""
+        if len(new_name.encode("utf-8")) > 255:
+            raise LedgerError(f"the name {new_name[:40]!r}… would be over 255 bytes", where=repr(self))
+        with self.write_session(campaign_id) as session:
+            taken = session.scalars(select(CampaignRow.id).where(CampaignRow.name == new_name)).first()
+            if taken is not None:
+                raise LedgerError(f"a campaign named {new_name!r} exists already", where=repr(self))
+            row = self._get(session, CampaignRow, campaign_id, "campaign")
+            row.name = new_name
+            connection = session.connection()
+            if studies and "studies" in inspect(connection).get_table_names():
+                for old, new in studies.items():
+                    connection.execute(
+                        text("UPDATE studies SET study_name = :new WHERE study_name = :old"),
+                        {"new": new, "old": old},
+                    )
+            session.flush()
+            return _campaign_record(row)
+
     def campaign(self, campaign_id: int) -> CampaignRecord:
         """The campaign with this id."""
         with self.read_session() as session:
             return _campaign_record(self._get(session, CampaignRow, campaign_id, "campaign"))
+
+    def campaigns(self) -> list[CampaignRecord]:
+        """Every campaign of the database, oldest first."""
+        with self.read_session() as session:
+            return [
+                _campaign_record(r) for r in session.scalars(select(CampaignRow).order_by(CampaignRow.id))
+            ]
 
     def campaign_by_name(self, name: str) -> CampaignRecord | None:
         """The campaign with this name, or None."""
