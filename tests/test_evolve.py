@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-import afr.agents._mechanisms as mechanisms_module
 import afr.agents.evolve as evolve_module
+import afr.agents.mechanisms as mechanisms_module
 from afr.agents import AgentContext, HistoryItem, Proposal, make_agent
-from afr.agents._mechanisms import (
+from afr.agents.evolve import EvolveAgent
+from afr.agents.mechanisms import (
     MECHANISMS,
     Gene,
     Genome,
@@ -24,7 +25,6 @@ from afr.agents._mechanisms import (
     read_genome,
     write_recipe,
 )
-from afr.agents.evolve import EvolveAgent
 from afr.engine import run_federation
 from afr.profiles import make_profile
 from afr.recipe import FedAvg, RecipeSource, Scalar, recipe_source
@@ -387,7 +387,7 @@ def test_mini_search_beats_fedavg_on_tcga_brca(shared_data):
 
 
 def test_rounding_a_scalar_never_leaves_its_range() -> None:
-    from afr.agents._mechanisms import clip_tidy, render_scalar
+    from afr.agents.mechanisms import clip_tidy, render_scalar
 
     spec = Scalar(0.999, 0.9, 0.99999)
     assert clip_tidy(spec, 0.999995) <= 0.99999
