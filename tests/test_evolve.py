@@ -18,13 +18,16 @@ from afr.agents import AgentContext, HistoryItem, Proposal, make_agent
 from afr.agents.evolve import EvolveAgent
 from afr.agents.mechanisms import (
     MECHANISMS,
+    SLOTS,
     Gene,
     Genome,
+    Mechanism,
     environment,
     normalise_source,
     read_genome,
     write_recipe,
 )
+from afr.agents.mechanisms._base import register
 from afr.engine import run_federation
 from afr.profiles import make_profile
 from afr.recipe import FedAvg, RecipeSource, Scalar, recipe_source
@@ -124,6 +127,24 @@ def test_library_has_at_least_twelve_mechanisms():
         "sample_weighting",
         "client_sampling",
     } <= set(MECHANISMS)
+
+
+def test_the_registry_is_in_slot_order_and_every_slot_has_a_mechanism():
+    """Each family module registers its own mechanisms; the library's order (options, first generation,
+    the genes of a Mechanisms line) is SLOTS' whatever the order the modules are imported in."""
+    assert tuple(dict.fromkeys(m.slot for m in MECHANISMS.values())) == SLOTS
+    # within a slot, the family module's declaration order
+    assert [k for k, m in MECHANISMS.items() if m.slot == "server"] == [
+        "server_momentum",
+        "server_adam",
+        "server_yogi",
+        "server_adagrad",
+    ]
+    with pytest.raises(ValueError, match="unknown slot 'nope'"):
+        register(Mechanism("made_up", "nope", ("aggregate",), "Made up."))
+    with pytest.raises(ValueError, match="'prox' is registered twice"):
+        register(MECHANISMS["prox"])
+    assert "made_up" not in MECHANISMS and len(MECHANISMS) == 16
 
 
 @pytest.mark.parametrize("gene", all_single_genes(), ids=lambda g: g.token)
