@@ -12,6 +12,7 @@ from ._genome_io import marker_lines
 
 
 def describe_gene(gene: Gene) -> str:
+    """The gene's sentence for the class docstring (its mechanism's summary with the variant filled in)."""
     mech = gene.mechanism
     variant = mech.variant_words.get(gene.variant, gene.variant)
     return mech.summary.replace("{variant!r}", repr(gene.variant)).replace("{variant}", variant)

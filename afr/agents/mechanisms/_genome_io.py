@@ -23,6 +23,7 @@ MARKER = "Mechanisms:"
 
 
 def has_marker(docstring: str | None) -> bool:
+    """Whether a class docstring carries the genome line (the evolve class is found by it)."""
     return docstring is not None and MARKER in docstring
 
 
