@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 
 from afr.agents import AgentContext, TaskBrief
-from afr.agents._mechanisms import environment, environment_from_brief
+from afr.agents.mechanisms import environment, environment_from_brief
 from afr.campaign._brief import task_brief
 from afr.profiles import make_profile, profile_names
 from afr.recipe import recipe_source

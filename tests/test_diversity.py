@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 import afr.agents as agents_module
-from afr.agents._mechanisms import MECHANISMS, Gene, Genome, write_recipe
 from afr.agents.evolve import EvolveAgent, niche
+from afr.agents.mechanisms import MECHANISMS, Gene, Genome, write_recipe
 from afr.budget import ArmBudget
 from afr.campaign import Campaign, CandidateRunner, RunnerSettings
 from afr.evaluation import select_finalists

@@ -12,19 +12,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-import afr.agents._mechanisms as mechanisms_module
 import afr.agents.evolve as evolve_module
+import afr.agents.mechanisms as mechanisms_module
 from afr.agents import AgentContext, HistoryItem, Proposal, make_agent
-from afr.agents._mechanisms import (
+from afr.agents.evolve import EvolveAgent
+from afr.agents.mechanisms import (
     MECHANISMS,
+    SLOTS,
     Gene,
     Genome,
+    Mechanism,
     environment,
     normalise_source,
     read_genome,
     write_recipe,
 )
-from afr.agents.evolve import EvolveAgent
+from afr.agents.mechanisms._base import register
 from afr.engine import run_federation
 from afr.profiles import make_profile
 from afr.recipe import FedAvg, RecipeSource, Scalar, recipe_source
@@ -124,6 +127,24 @@ def test_library_has_at_least_twelve_mechanisms():
         "sample_weighting",
         "client_sampling",
     } <= set(MECHANISMS)
+
+
+def test_the_registry_is_in_slot_order_and_every_slot_has_a_mechanism():
+    """Each family module registers its own mechanisms; the library's order (options, first generation,
+    the genes of a Mechanisms line) is SLOTS' whatever the order the modules are imported in."""
+    assert tuple(dict.fromkeys(m.slot for m in MECHANISMS.values())) == SLOTS
+    # within a slot, the family module's declaration order
+    assert [k for k, m in MECHANISMS.items() if m.slot == "server"] == [
+        "server_momentum",
+        "server_adam",
+        "server_yogi",
+        "server_adagrad",
+    ]
+    with pytest.raises(ValueError, match="unknown slot 'nope'"):
+        register(Mechanism("made_up", "nope", ("aggregate",), "Made up."))
+    with pytest.raises(ValueError, match="'prox' is registered twice"):
+        register(MECHANISMS["prox"])
+    assert "made_up" not in MECHANISMS and len(MECHANISMS) == 16
 
 
 @pytest.mark.parametrize("gene", all_single_genes(), ids=lambda g: g.token)
@@ -387,7 +408,7 @@ def test_mini_search_beats_fedavg_on_tcga_brca(shared_data):
 
 
 def test_rounding_a_scalar_never_leaves_its_range() -> None:
-    from afr.agents._mechanisms import clip_tidy, render_scalar
+    from afr.agents.mechanisms import clip_tidy, render_scalar
 
     spec = Scalar(0.999, 0.9, 0.99999)
     assert clip_tidy(spec, 0.999995) <= 0.99999

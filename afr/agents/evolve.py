@@ -2,7 +2,7 @@
 
 Candidates are subclasses of the campaign's baseline recipe (``ctx.baseline``, FedAvg by
 default; a user's baseline file is copied into each candidate) written by libcst edits from the
-mechanism library (:mod:`afr.agents._mechanisms`); each file carries its own genome (the
+mechanism library (:mod:`afr.agents.mechanisms`); each file carries its own genome (the
 ``Mechanisms:`` line of the evolve class's docstring and its ``scalar(...)`` declarations), so the
 agent keeps no hidden state between calls.
 
@@ -40,23 +40,22 @@ from typing import Any, ClassVar
 
 from ..recipe import Scalar
 from ._base import Agent, AgentContext, HistoryItem, Proposal
-from ._mechanisms import (
-    ADAPTIVE_SERVERS,
+from .mechanisms import (
     MECHANISMS,
     Environment,
     Gene,
     Genome,
-    bound,
     clip_tidy,
     describe_gene,
     environment,
     environment_from_brief,
-    genome_values,
     normalise_source,
     read_genome,
-    tidy,
     write_recipe,
 )
+from .mechanisms._base import bound, tidy
+from .mechanisms._environment import genome_values
+from .mechanisms.server import ADAPTIVE_SERVERS
 
 __all__ = ["EvolveAgent", "EvolveSettings"]
 

@@ -2,7 +2,7 @@
 mechanisms it composes — read statically (nothing is run or imported).
 
 The evolve agent writes its genome into the recipe class's docstring as one line
-(``Mechanisms: server_adam(beta1, beta2, tau), prox(mu)``; ``afr/agents/_mechanisms.py``); two files with
+(``Mechanisms: server_adam(beta1, beta2, tau), prox(mu)``; ``afr/agents/mechanisms/``); two files with
 the same line are the same mechanism set, whatever their scalar values. A file without that line (an LLM's,
 a user's) has no declared mechanism set: its niche is the hooks it overrides.
 
