@@ -22,7 +22,10 @@ __all__ = ["export_flower"]
 APP_PACKAGE = "flower_app"
 _APP_DIR = Path(__file__).resolve().parent / APP_PACKAGE
 
-RUN_SCRIPT = '''"""Run this export as a Flower federation: python run_simulation.py [--backend ray|inprocess] [--seed N]."""
+RUN_SCRIPT = '''"""Run this export as a Flower federation.
+
+python run_simulation.py [--backend ray|inprocess] [--seed N] [--rounds R] [--out result.json]
+"""
 
 import sys
 from pathlib import Path
@@ -65,7 +68,9 @@ def export_flower(
     profile_cfg = record.config.get("profile_cfg")
     if not isinstance(profile_cfg, dict):
         raise LedgerError(
-            f"campaign {record.name!r} recorded no profile config", where=str(source), fix="export from a campaign"
+            f"campaign {record.name!r} recorded no profile config",
+            where=str(source),
+            fix="export from a campaign",
         )
     if seed is None:
         finals = (profile_cfg.get("seeds") or {}).get("final") or [0]
@@ -129,7 +134,10 @@ def _recipe_file(candidate: CandidateRecord, campaign: str, profile: str) -> tup
         from ..recipe import RECIPES
 
         cls = RECIPES[builtin]
-        return header + f"\nfrom afr.recipe import {cls.__name__}  # the shipped recipe {builtin!r}\n", cls.__name__
+        return (
+            header + f"\nfrom afr.recipe import {cls.__name__}  # the shipped recipe {builtin!r}\n",
+            cls.__name__,
+        )
     return header + "\n" + candidate.source, candidate.meta.get("class_name")
 
 

@@ -77,7 +77,7 @@ class RecipeClient(NumPyClient):
 
     def _restore(self) -> None:
         batch_size = self.profile.budget.batch_size
-        record = self.state[STATE_KEY] if STATE_KEY in self.state else None
+        record = self.state.get(STATE_KEY)
         if record is None:  # the first round: AFR's streams for (seed, client), the model's initial buffers
             self.batches = _Batches(self.data, batch_size, client_generator(self.seed, self.client))
             self.augment = client_generator(self.seed, self.client, stream=2)

@@ -59,10 +59,14 @@ class _InProcessProxy(ClientProxy):
     def _client(self) -> Any:
         return RecipeClient(self.task, self.client, self.seed, self.state).to_client()
 
-    def get_properties(self, ins: GetPropertiesIns, timeout: float | None, group_id: int | None) -> GetPropertiesRes:
+    def get_properties(
+        self, ins: GetPropertiesIns, timeout: float | None, group_id: int | None
+    ) -> GetPropertiesRes:
         return self._client().get_properties(ins)
 
-    def get_parameters(self, ins: GetParametersIns, timeout: float | None, group_id: int | None) -> GetParametersRes:
+    def get_parameters(
+        self, ins: GetParametersIns, timeout: float | None, group_id: int | None
+    ) -> GetParametersRes:
         return self._client().get_parameters(ins)
 
     def fit(self, ins: FitIns, timeout: float | None, group_id: int | None) -> FitRes:
@@ -75,7 +79,9 @@ class _InProcessProxy(ClientProxy):
         return DisconnectRes(reason="")
 
 
-def run_inprocess(task: Task, seed: int, rounds: int | None = None, **strategy_options: Any) -> RecipeStrategy:
+def run_inprocess(
+    task: Task, seed: int, rounds: int | None = None, **strategy_options: Any
+) -> RecipeStrategy:
     """The federation through ``flwr.server.Server``'s round loop, clients in this process one at a time."""
     strategy = RecipeStrategy(task, seed, **strategy_options)
     manager = SimpleClientManager()
@@ -175,11 +181,12 @@ def main(folder: str | Path, argv: list[str] | None = None) -> int:
         strategy = run_ray(task, seed, args.rounds, data_dir=args.data_dir, num_cpus=args.num_cpus)
     else:
         strategy = run_inprocess(task, seed, args.rounds)
-    text = json.dumps(summary(strategy), indent=2)
+    result = summary(strategy)
+    text = json.dumps(result, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
-        print(f"{task.profile.metric_name}: val {json.loads(text)['val']:.4f}, test {json.loads(text)['test']:.4f}"
-              f" -> {args.out}")
+        metric = task.profile.metric_name
+        print(f"{metric}: val {result['val']:.4f}, test {result['test']:.4f} -> {args.out}")
     else:
         print(text)
     return 0

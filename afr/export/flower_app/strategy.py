@@ -119,7 +119,12 @@ class RecipeStrategy(Strategy):
             lr = float(self.recipe.client_lr(round_idx, client))
             if not math.isfinite(lr) or lr < 0:
                 raise RuntimeError(f"client_lr returned {lr!r} in round {round_idx}")
-            config: dict[str, Scalar] = {"round": round_idx, "steps": steps, "lr": lr, "extras": json.dumps(keys)}
+            config: dict[str, Scalar] = {
+                "round": round_idx,
+                "steps": steps,
+                "lr": lr,
+                "extras": json.dumps(keys),
+            }
             instructions.append((proxies[client], FitIns(payload, config)))
         return instructions
 

@@ -87,9 +87,13 @@ def _recipe_class(path: Path, class_name: str | None) -> type[Recipe]:
         module = importlib.util.module_from_spec(spec)
         sys.modules[_RECIPE_MODULE] = module  # dataclasses and pickling look classes' modules up here
         spec.loader.exec_module(module)
-    found = getattr(module, class_name, None) if class_name else find_recipe_class(vars(module), _RECIPE_MODULE)
+    found = (
+        getattr(module, class_name, None) if class_name else find_recipe_class(vars(module), _RECIPE_MODULE)
+    )
     if not (isinstance(found, type) and issubclass(found, Recipe)):
-        raise ValueError(f"{path} defines no Recipe subclass" + (f" named {class_name!r}" if class_name else ""))
+        raise ValueError(
+            f"{path} defines no Recipe subclass" + (f" named {class_name!r}" if class_name else "")
+        )
     return found
 
 
