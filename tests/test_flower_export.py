@@ -196,6 +196,14 @@ def test_export_folder_and_cli(campaign, tmp_path: Path) -> None:
     control = json.loads((tmp_path / "fedavg" / "export.json").read_text())
     assert done.returncode == 0 and control["scalars"] == {"lr": 0.02} and control["class_name"] == "FedAvg"
 
+    # A database URL (campaign.storage=) and the campaign's name, as for `afr report`.
+    url = f"sqlite:///{folder / 'ledger.db'}"
+    done = afr(
+        "export", "flower", url, names["scaffold"], "--campaign", "flower", "--out", str(tmp_path / "url")
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "url" / "export.json").read_text())["class_name"] == "Scaffold"
+
     for args, what in [
         ((str(folder), "agent#999", "--out", str(tmp_path / "x")), "no candidate named 'agent#999'"),
         ((str(folder), "best", "--out", str(tmp_path / "x")), "'best' is not a candidate name"),
