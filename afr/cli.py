@@ -6,12 +6,14 @@
 * ``afr table <campaign dirs…>``: the survival table across campaigns, as ``python -m afr.report table``;
 * ``afr validate <recipe.py> [profile=<name>] [baseline=<recipe>]``: the validator's violations (exit 1
   if any);
-* ``afr data fetch|verify|path <profile> [--searchpath DIR]``: a profile's data.
+* ``afr data fetch|verify|path <profile> [--searchpath DIR]``: a profile's data;
+* ``afr export flower <campaign dir or URL> <candidate> --out DIR``: a candidate as a Flower federation.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -115,6 +117,42 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+CANDIDATE_NAME = re.compile(r"^(agent|control|baseline)#[0-9]+$")
+"""A candidate's one name (``afr/ledger/_names.py``), checked before the ledger is opened."""
+
+
+def _export_flower(args: argparse.Namespace) -> int:
+    """Write the Flower export of one candidate (``afr.export``); a bad name or path fails before imports."""
+    from pathlib import Path
+
+    from afr.errors import ConfigError
+
+    if not CANDIDATE_NAME.match(args.candidate):
+        raise ConfigError(
+            f"{args.candidate!r} is not a candidate name",
+            where="afr export flower",
+            fix="give a name as the report shows it: agent#30, control#12 or baseline#1 (quote the #)",
+        )
+    if "://" not in args.campaign and not (Path(args.campaign).expanduser() / "ledger.db").is_file():
+        raise ConfigError(
+            f"no ledger.db in {args.campaign}",
+            where="afr export flower",
+            fix="give the directory of a campaign, or its database URL (with --campaign NAME)",
+        )
+    out = Path(args.out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(
+            f"{out} already exists and is not an empty folder", where="--out", fix="give a new folder"
+        )
+    from afr.export import export_flower
+
+    folder = export_flower(
+        args.campaign, args.candidate, out, campaign=args.campaign_name, seed=args.seed, stage=args.stage
+    )
+    print(f"{args.candidate}: Flower export in {folder} (run: cd {folder} && python run_simulation.py)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``afr`` argument parser (sub-commands set ``func``)."""
     parser = argparse.ArgumentParser(
@@ -174,6 +212,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help=data_dir_help)
     p.add_argument("--searchpath", action="append", default=[], metavar="DIR", help=searchpath_help)
     p.set_defaults(func=_data_path)
+
+    export = commands.add_parser("export", help="a campaign's candidate as code for another FL framework")
+    targets = export.add_subparsers(dest="target", metavar="TARGET", required=True)
+    p = targets.add_parser(
+        "flower",
+        help="a Flower (flwr) Strategy + client running the candidate's recipe, with a simulation script",
+    )
+    p.add_argument("campaign", help="the campaign directory, or the database URL of its campaign.storage=")
+    p.add_argument("candidate", help="the candidate's name as the report shows it: agent#30, control#12, ...")
+    p.add_argument("--out", required=True, metavar="DIR", help="the folder to write (new or empty)")
+    p.add_argument(
+        "--campaign", dest="campaign_name", metavar="NAME", help="the campaign's name in a database"
+    )
+    p.add_argument(
+        "--seed", type=int, help="the simulation's default seed (default: the profile's first final seed)"
+    )
+    p.add_argument(
+        "--stage",
+        choices=("final", "search"),
+        default="final",
+        help="train on the whole train split (final, as afr run) or on train minus validation (search)",
+    )
+    p.set_defaults(func=_export_flower)
 
     # The table's own parser (afr.evaluation's table_command) reads every word after `table`: its import
     # is too slow for every `afr` command, so main() hands the words over before this parser sees them.

@@ -351,7 +351,7 @@ def test_fetch_checksum_mismatch(shared_data: Path, tmp_path: Path, capsys: pyte
 
 # --- the `afr` command ---------------------------------------------------------------------------------
 
-AFR_COMMANDS = ("run", "evaluate", "report", "table", "validate", "data")
+AFR_COMMANDS = ("run", "evaluate", "report", "table", "validate", "data", "export")
 
 
 def afr(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -385,7 +385,9 @@ def test_afr_help_and_bad_input_import_nothing_heavy(tmp_path: Path) -> None:
     probe = (
         "import sys, contextlib, io\n"
         "from afr.cli import main\n"
-        "for argv in (['--help'], ['validate', 'missing.py'], ['report', 'no_campaign'], ['data']):\n"
+        "for argv in (['--help'], ['validate', 'missing.py'], ['report', 'no_campaign'], ['data'],\n"
+        "             ['export', 'flower', 'no_campaign', 'agent#1', '--out', 'x'],\n"
+        "             ['export', 'flower', '.', 'x', '--out', 'x']):\n"
         "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
         "        code = main(argv)\n"
         "    assert code != 0 or argv == ['--help'], (argv, code)\n"

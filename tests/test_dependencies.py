@@ -31,6 +31,11 @@ USED_WITHOUT_IMPORT = {
 """Declared dependencies no ``import`` in afr names, and why they are declared."""
 
 
+OPTIONAL_IMPORTS = {"flwr": ("flower", "afr/export/flower_app/")}
+"""Modules only an optional extra provides: module -> (the extra that declares it, the one folder of afr that
+may import it; ``afr export flower`` copies that folder out and never imports it)."""
+
+
 def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -39,6 +44,13 @@ def declared() -> set[str]:
     """The normalized distribution names of [project] dependencies."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     return {_normalize(re.split(r"[\s<>=!~;\[]", spec, maxsplit=1)[0]) for spec in project["dependencies"]}
+
+
+def declared_extra(extra: str) -> set[str]:
+    """The normalized distribution names of one [project.optional-dependencies] extra."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    specs = project["optional-dependencies"][extra]
+    return {_normalize(re.split(r"[\s<>=!~;\[]", spec, maxsplit=1)[0]) for spec in specs}
 
 
 def imported() -> dict[str, set[str]]:
@@ -65,8 +77,21 @@ def test_every_imported_package_is_declared() -> None:
         module: sorted(files)
         for module, files in imported().items()
         if _normalize(MODULE_TO_DISTRIBUTION.get(module, module)) not in deps
+        and module not in OPTIONAL_IMPORTS
     }
     assert not missing, f"imported but not declared in pyproject.toml [project] dependencies: {missing}"
+
+
+def test_optional_imports_are_declared_in_their_extra_and_stay_in_their_folder() -> None:
+    found = imported()
+    for module, (extra, folder) in OPTIONAL_IMPORTS.items():
+        assert found.get(module), f"{module} is listed as an optional import but nothing imports it"
+        assert _normalize(MODULE_TO_DISTRIBUTION.get(module, module)) in declared_extra(extra), (
+            module,
+            extra,
+        )
+        outside = sorted(f for f in found[module] if not f.startswith(folder))
+        assert not outside, f"{module} (the optional extra {extra!r}) imported outside {folder}: {outside}"
 
 
 def test_every_declared_package_is_imported_or_explained() -> None:
