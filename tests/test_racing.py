@@ -195,6 +195,29 @@ def test_finalists_rank_by_rung_then_mean_and_the_report_shows_their_rungs(raced
     assert any("rung 1 (seed 1)" in line for line in lines), "promotion runs are named on the console"
 
 
+def test_a_promoted_control_trial_keeps_its_value_and_carries_its_rungs(raced) -> None:
+    import optuna
+
+    directory, result, _ = raced
+    ledger = Ledger.for_campaign_dir(directory)
+    study = optuna.load_study(study_name="test/control", storage=ledger.url)
+    hs = rung_histories(
+        ledger.candidates(result.campaign_id, arm="control"),
+        ledger.runs(result.campaign_id, stage="search"),
+        SEEDS,
+    )
+    promoted = {h.name: h for h in hs.values() if h.rung >= 1}
+    assert promoted
+    for trial in study.trials:
+        h = promoted.get(trial.user_attrs.get("candidate"))
+        rungs = study.user_attrs.get(f"afr_racing/{trial.number}")
+        if h is None:
+            assert rungs is None
+            continue
+        assert trial.value == h.scores[0], "the sampler's value is the first seed's"
+        assert rungs == {"seeds": list(h.seeds), "scores": list(h.scores), "mean": h.mean()}
+
+
 def test_racing_off_is_the_campaign_as_before(tmp_path: Path) -> None:
     plain = dataclasses.replace(racing_settings(tmp_path / "c"), racing=None)
     assert "racing" not in plain.as_config()

@@ -625,6 +625,11 @@ class Campaign:
         status = record.status if record is not None else "not run"
         reason = record.message if record is not None and record.status != "ok" else ""
         rung = self.racing_seeds.index(seed)
+        key = str(candidate.meta.get("proposal_key", ""))
+        if candidate.arm == "control" and key.startswith("control-"):
+            # The trial keeps its first seed's value (what the sampler learnt from); its rungs go beside it.
+            rungs = {"seeds": list(history.seeds), "scores": list(history.scores), "mean": history.mean()}
+            self.control.annotate(int(key.removeprefix("control-")), "afr_racing", rungs)
         self._report(
             candidate.arm,
             candidate.name,

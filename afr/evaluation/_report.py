@@ -462,7 +462,13 @@ def _report_lines(findings: CampaignFindings) -> list[str]:
         f"Profile `{findings.profile}`, agent `{findings.agent}` against the scalar-only control (Optuna) "
         f"on the baseline `{baseline.get('class_name')}` (`{baseline.get('label')}`). "
         f"Metric: {findings.metric} ({'higher' if findings.higher_is_better else 'lower'} is better). "
-        "Validation scores come from the search (one run each); test and held-out metrics from the finals "
+        "Validation scores come from the search ("
+        + (
+            "first search seed; seed racing's further seeds below"
+            if findings.racing_seeds
+            else "one run each"
+        )
+        + "); test and held-out metrics from the finals "
         "(fresh paired seeds), computed by the parent process on returned weights. "
         f"Practical margin: {findings.rules.margin:g} {findings.metric} (a gain must exceed it).",
         "",
