@@ -231,21 +231,31 @@ class Stop(KeyboardInterrupt):
     """Ctrl-C, raised in an arm thread as a promotion run starts."""
 
 
-def test_a_campaign_stopped_during_a_promotion_resumes_to_the_uninterrupted_ledger(raced, tmp_path) -> None:
+def stopped_at_first_promotion(directory: Path, arm: str) -> None:
+    """Run (or resume) the racing campaign until the first promotion run of ``arm`` that is not a re-run
+    of an interrupted step: it raises Ctrl-C in its arm thread instead of running."""
+    campaign = Campaign(racing_settings(directory), echo=lambda _: None)
+    real = campaign._promotion_run
+    resumed = {c.id for c in campaign._in_flight()}
+
+    def stop(seed: int, candidate) -> None:
+        if candidate.arm == arm and candidate.id not in resumed:
+            raise Stop
+        real(seed, candidate)
+
+    campaign._promotion_run = stop
+    with pytest.raises(KeyboardInterrupt):
+        campaign.run()
+    ledger = Ledger.for_campaign_dir(directory)
+    pending = [c for c in ledger.candidates(1, arm=arm) if c.meta.get("racing_pending_seed") is not None]
+    assert len(pending) == 1 and pending[0].status == "running", "the promotion is recorded as pending"
+    assert ledger.campaign(1).status == "interrupted"
+
+
+def test_a_campaign_stopped_during_promotions_resumes_to_the_uninterrupted_ledger(raced, tmp_path) -> None:
     directory, _, _ = raced
     folder = tmp_path / "stopped"
-    first = Campaign(racing_settings(folder / "campaign"), echo=lambda _: None)
-    real = first._promotion_run
-
-    def stop(seed, candidate):
-        raise Stop
-
-    first._promotion_run = stop  # the first promotion ends the process's campaign, as Ctrl-C would
-    with pytest.raises(KeyboardInterrupt):
-        first.run()
-    ledger = Ledger.for_campaign_dir(folder / "campaign")
-    pending = [c for c in ledger.candidates(1) if c.meta.get("racing_pending_seed") is not None]
-    assert len(pending) == 1 and pending[0].status == "running", "the promotion is recorded as pending"
-    assert real is not None
+    stopped_at_first_promotion(folder / "campaign", "control")
+    stopped_at_first_promotion(folder / "campaign", "agent")  # the control's promotion is re-run first
     Campaign(racing_settings(folder / "campaign"), echo=lambda _: None).run()
     assert content(folder) == content(directory.parent)

@@ -315,7 +315,7 @@ class Campaign:
         self._agent_queue: list[CandidateRecord] = [
             c
             for c in self.runner.ledger.candidates(self.runner.campaign_id, arm="agent")
-            if c.status in ("accepted", "running")
+            if c.status in ("accepted", "running") and c.meta.get(PENDING_KEY) is None  # not a promotion
         ]
         self._agent_calls = len(
             {
@@ -542,6 +542,7 @@ class Campaign:
             trials = {f"control-{trial.number}": trial for trial in self.control.pending()}
             for candidate in self._in_flight():
                 if candidate.meta.get(PENDING_KEY) is not None:  # a seed-racing promotion, run again as one
+                    self._agent_queue = [c for c in self._agent_queue if c.id != candidate.id]
                     resumed.append((self._promotion_run, (int(candidate.meta[PENDING_KEY]), candidate)))
                 elif candidate.arm == "control":
                     trial = trials.get(str(candidate.meta.get("proposal_key")))
