@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -257,5 +258,9 @@ def test_a_campaign_stopped_during_promotions_resumes_to_the_uninterrupted_ledge
     folder = tmp_path / "stopped"
     stopped_at_first_promotion(folder / "campaign", "control")
     stopped_at_first_promotion(folder / "campaign", "agent")  # the control's promotion is re-run first
-    Campaign(racing_settings(folder / "campaign"), echo=lambda _: None).run()
+    lines: list[str] = []
+    Campaign(racing_settings(folder / "campaign"), echo=lines.append).run()
     assert content(folder) == content(directory.parent)
+    for arm in ("agent", "control"):  # every line of the resumed search is a run charged once, none again
+        counts = [int(m[1]) for m in (re.match(rf"\[\s*{arm}\] run\s+(\d+)/", line) for line in lines) if m]
+        assert counts == sorted(set(counts)), f"{arm}: {counts}"
