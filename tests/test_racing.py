@@ -9,7 +9,6 @@ A campaign stopped during a promotion run resumes to exactly the ledger of an un
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from pathlib import Path
@@ -219,10 +218,25 @@ def test_a_promoted_control_trial_keeps_its_value_and_carries_its_rungs(raced) -
         assert rungs == {"seeds": list(h.seeds), "scores": list(h.scores), "mean": h.mean()}
 
 
-def test_racing_off_is_the_campaign_as_before(tmp_path: Path) -> None:
-    plain = dataclasses.replace(racing_settings(tmp_path / "c"), racing=None)
-    assert "racing" not in plain.as_config()
-    assert racing_settings(tmp_path / "c").as_config()["racing"] == {"eta": 2, "rungs": 3}
+def test_racing_is_off_by_default_and_set_from_the_command_line(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_module
+
+    from afr.run import campaign_settings
+
+    def parsed(*overrides: str):
+        with initialize_config_module(config_module="afr.conf", version_base="1.3"):
+            cfg = compose(
+                config_name="config", overrides=["agent=evolve", f"campaign.dir={tmp_path}", *overrides]
+            )
+        return campaign_settings(cfg)
+
+    default = parsed()
+    assert default.racing is None and "racing" not in default.as_config(), "a campaign's config as before"
+    on = parsed("campaign.racing.enabled=true", "campaign.racing.eta=4")
+    assert on.racing == RacingSettings(eta=4, rungs=3)
+    assert on.as_config()["racing"] == {"eta": 4, "rungs": 3}
+    with pytest.raises(ConfigError, match="rungs must be an integer >= 2"):
+        parsed("campaign.racing.enabled=true", "campaign.racing.rungs=1")
 
 
 # --- resume -------------------------------------------------------------------------------------------
