@@ -2,7 +2,9 @@
 
 Each step of the loop runs one FL run of each arm that still has budget — side by side when two
 workers are available — so neither arm gets more runs or more wall time. Everything is recorded in
-the ledger as it happens; the same command after a crash or Ctrl-C continues where it stopped.
+the ledger as it happens; the same command after a crash or Ctrl-C continues where it stopped. With seed
+racing (``campaign.racing``) an arm's run in a step may be a promotion of one of its earlier candidates to the
+next search seed instead of a new candidate, by the same rule for both arms (``afr/evaluation/_racing.py``).
 
 SIGINT and SIGTERM (any number of them) stop the campaign without recording the runs in flight: they stay
 reserved, and the same command first re-runs them, as the step they belonged to, so that a resumed seeded
