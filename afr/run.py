@@ -383,6 +383,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
     """The campaign described by the config (``agent=`` set, or ``agent_cfg`` given, e.g. by ``afr evaluate``;
     ``name`` is the default campaign name then)."""
     from .campaign import CampaignSettings, RunnerSettings
+    from .evaluation import RacingSettings
     from .sandbox import parse_devices
 
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -440,6 +441,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
         heldout_seeds=_optional_count(camp.get("heldout_seeds"), "campaign.heldout_seeds", at_least=1),
         evaluation_cfg=dict(container.get("evaluation") or {}),
         storage=storage,
+        racing=RacingSettings.from_config(camp.get("racing")),
     )
 
 

@@ -2,7 +2,9 @@
 
 Each step of the loop runs one FL run of each arm that still has budget — side by side when two
 workers are available — so neither arm gets more runs or more wall time. Everything is recorded in
-the ledger as it happens; the same command after a crash or Ctrl-C continues where it stopped.
+the ledger as it happens; the same command after a crash or Ctrl-C continues where it stopped. With seed
+racing (``campaign.racing``) an arm's run in a step may be a promotion of one of its earlier candidates to the
+next search seed instead of a new candidate, by the same rule for both arms (``afr/evaluation/_racing.py``).
 
 SIGINT and SIGTERM (any number of them) stop the campaign without recording the runs in flight: they stay
 reserved, and the same command first re-runs them, as the step they belonged to, so that a resumed seeded
@@ -30,14 +32,18 @@ from ..controls import ScalarControl, make_control, record_agent_candidate
 from ..data import default_data_dir
 from ..errors import AFRError, CampaignFailure, ConfigError, StorageError, storage_error
 from ..evaluation import (
+    PENDING_KEY,
     CampaignFindings,
     ClassificationRules,
+    RacingSettings,
     arm_failures,
     closing_summary,
     collect_findings,
     final_seed_count,
     finals_runs_needed,
     load_rules,
+    next_promotion,
+    rung_histories,
     select_finalists,
     write_report,
 )
@@ -88,6 +94,9 @@ class CampaignSettings:
     storage: str | None = None
     """The database URL of the ledger and both Optuna studies (``campaign.storage=``); None: the SQLite file
     ``<directory>/ledger.db``. The campaign is found there by its name; artifacts stay in ``directory``."""
+    racing: RacingSettings | None = None
+    """Seed racing (``campaign.racing``): promote the best ``1/eta`` of each arm's candidates to further
+    search seeds, the same rule for both arms (``afr/evaluation/_racing.py``); None: one search seed."""
     attempt: int = 1
     """Which attempt of the campaign this is: a failed one is retried under its name as attempt n + 1
     (``afr/campaign/_retry.py``); recorded in the config from the second attempt on."""
@@ -122,6 +131,8 @@ class CampaignSettings:
             "max_repairs": self.max_repairs,
             "finals": [self.finals, self.top_k, self.final_seeds, self.heldout_seeds],
             "evaluation_cfg": dict(self.evaluation_cfg),
+            # Only with racing on: a campaign without it keeps the config (and hash) it always had.
+            **({"racing": {"eta": self.racing.eta, "rungs": self.racing.rungs}} if self.racing else {}),
             # Only from the second attempt on: the first attempt's config (and hash) is as it always was.
             **({"attempt": self.attempt} if self.attempt > 1 else {}),
         }
@@ -208,6 +219,18 @@ class Campaign:
             )
         )
         self.heldout_seeds = self.final_seeds[: settings.heldout_seeds or len(self.final_seeds)]
+        # Seed racing's rungs: search seed r for rung r, never a final (hence held-out) seed.
+        self.racing_seeds: list[int] = (
+            self.profile.search_seed_list(settings.racing.rungs) if settings.racing else []
+        )
+        if clash := sorted(set(self.racing_seeds) & set(self.final_seeds)):
+            raise ConfigError(
+                f"seed racing's search seeds {self.racing_seeds} overlap the final seeds {self.final_seeds} "
+                f"(seed {', '.join(map(str, clash))})",
+                where=f"campaign.racing.rungs={settings.racing.rungs if settings.racing else ''} with "
+                f"afr/conf/profile/{self.profile.name}.yaml: seeds",
+                fix="use fewer rungs, or declare seeds.search/seeds.final that are disjoint",
+            )
         self._preflight(settings)  # a missing key or missing data fails here, before anything is written
         # One process per campaign: a second one stops here, naming the owner, before it opens the ledger
         # or Optuna's study. Released at the end of run() (or when this object is collected).
@@ -294,7 +317,7 @@ class Campaign:
         self._agent_queue: list[CandidateRecord] = [
             c
             for c in self.runner.ledger.candidates(self.runner.campaign_id, arm="agent")
-            if c.status in ("accepted", "running")
+            if c.status in ("accepted", "running") and c.meta.get(PENDING_KEY) is None  # not a promotion
         ]
         self._agent_calls = len(
             {
@@ -322,6 +345,7 @@ class Campaign:
             "final_seeds": self.final_seeds,
             "heldout_seeds": self.heldout_seeds,
             "heldout_settings": sorted(self.profile.heldout_settings()),
+            **({"racing_seeds": self.racing_seeds} if self.racing_seeds else {}),
         }
 
     def _preflight(self, settings: CampaignSettings) -> None:
@@ -519,7 +543,10 @@ class Campaign:
             resumed: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
             trials = {f"control-{trial.number}": trial for trial in self.control.pending()}
             for candidate in self._in_flight():
-                if candidate.arm == "control":
+                if candidate.meta.get(PENDING_KEY) is not None:  # a seed-racing promotion, run again as one
+                    self._agent_queue = [c for c in self._agent_queue if c.id != candidate.id]
+                    resumed.append((self._promotion_run, (int(candidate.meta[PENDING_KEY]), candidate)))
+                elif candidate.arm == "control":
                     trial = trials.get(str(candidate.meta.get("proposal_key")))
                     if trial is not None:
                         resumed.append((self._control_run, (trial, candidate)))
@@ -536,11 +563,16 @@ class Campaign:
                 # ledger numbers candidates in the same order on every machine, so "agent#7" in
                 # an agent's note or a report means the same candidate wherever the campaign is rerun.
                 steps: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+                # Seed racing: an arm's step is a promotion when its own history calls for one (the same
+                # rule for both arms, decided here from the ledger, so a resume decides the same).
                 if self._remaining("control"):
-                    trial_candidate = self._control_propose()
-                    if trial_candidate is not None:
+                    if (promotion := self._promotion("control")) is not None:
+                        steps.append((self._promotion_run, promotion))
+                    elif (trial_candidate := self._control_propose()) is not None:
                         steps.append((self._control_run, trial_candidate))
-                if self._remaining("agent") and not stopped:
+                if self._remaining("agent") and not stopped and (promotion := self._promotion("agent")):
+                    steps.append((self._promotion_run, promotion))
+                elif self._remaining("agent") and not stopped:
                     candidate_or_stop = self._agent_propose()
                     if isinstance(candidate_or_stop, str):
                         stopped = candidate_or_stop
@@ -567,6 +599,49 @@ class Campaign:
     def _search_run(self, candidate: CandidateRecord) -> None:
         self.runner.run(candidate, self.search_seed)
 
+    def _promotion(self, arm: str) -> tuple[int, CandidateRecord] | None:
+        """The arm's next seed-racing promotion, ``(search seed, candidate)``, from its own search runs in the
+        ledger; None when racing is off or no candidate is due (the arm proposes a new one)."""
+        racing = self.settings.racing
+        if racing is None:
+            return None
+        ledger, cid = self.runner.ledger, self.runner.campaign_id
+        candidates = ledger.candidates(cid, arm=arm)
+        histories = rung_histories(candidates, ledger.runs(cid, stage="search"), self.racing_seeds)
+        found = next_promotion(histories, self.racing_seeds, racing.eta, self.profile.higher_is_better)
+        if found is None:
+            return None
+        candidate_id, seed = found
+        return seed, ledger.candidate(candidate_id)
+
+    def _promotion_run(self, seed: int, candidate: CandidateRecord) -> None:
+        """A promoted candidate's run on the next search seed: an ordinary search run, charged to its arm; the
+        candidate keeps its first seed's score (and a control trial its Optuna value)."""
+        record = self.runner.run(candidate, seed, promotion=True)
+        ledger, cid = self.runner.ledger, self.runner.campaign_id
+        history = rung_histories(
+            [ledger.candidate(candidate.id)],
+            ledger.runs(cid, stage="search", candidate_id=candidate.id),
+            self.racing_seeds,
+        )[candidate.id]
+        score = record.final_metric if record is not None and record.status == "ok" else None
+        status = record.status if record is not None else "not run"
+        reason = record.message if record is not None and record.status != "ok" else ""
+        rung = self.racing_seeds.index(seed)
+        key = str(candidate.meta.get("proposal_key", ""))
+        if candidate.arm == "control" and key.startswith("control-"):
+            # The trial keeps its first seed's value (what the sampler learnt from); its rungs go beside it.
+            rungs = {"seeds": list(history.seeds), "scores": list(history.scores), "mean": history.mean()}
+            self.control.annotate(int(key.removeprefix("control-")), "afr_racing", rungs)
+        self._report(
+            candidate.arm,
+            candidate.name,
+            score,
+            status,
+            f"rung {rung} (seed {seed}); {history.line()}",
+            reason,
+        )
+
     def _run_step(
         self, arms: ThreadPoolExecutor, steps: list[tuple[Callable[..., None], tuple[Any, ...]]]
     ) -> None:
@@ -575,8 +650,13 @@ class Campaign:
         Every candidate of the step is marked ``running`` before any run starts (no signal cuts this
         thread in between): an interrupted step is then known whole on resume, even a run that had not
         started yet, and the resumed campaign runs that step again as it was (see ``_in_flight``)."""
-        for _, args in steps:
-            self.runner.ledger.update_candidate(args[-1].id, status="running")
+        for fn, args in steps:
+            candidate = args[-1]
+            if fn == self._promotion_run:  # marked as one, in the same write: a resume re-runs the promotion
+                meta = {**candidate.meta, PENDING_KEY: args[0]}
+                self.runner.ledger.update_candidate(candidate.id, status="running", meta=meta)
+            else:
+                self.runner.ledger.update_candidate(candidate.id, status="running")
         futures = [arms.submit(fn, *args) for fn, args in steps]
         for future in futures:
             future.result()
@@ -584,7 +664,11 @@ class Campaign:
     def run_finals(self) -> None:
         """Finalists of both arms and the baseline on fresh paired seeds: test split and held-out data."""
         finalists = select_finalists(
-            self.runner.ledger, self.runner.campaign_id, self.settings.top_k, self.profile.higher_is_better
+            self.runner.ledger,
+            self.runner.campaign_id,
+            self.settings.top_k,
+            self.profile.higher_is_better,
+            racing_seeds=self.racing_seeds or None,
         )
         plan = FinalsPlan(self.final_seeds, self.profile.heldout_settings(), self.heldout_seeds)
         run_finals(self.runner, finalists, plan, echo=self.echo, progress=self.progress)

@@ -24,6 +24,7 @@ import torch
 from ..budget import ArmBudget, BudgetAccountant
 from ..engine import RunResult
 from ..errors import storage_error
+from ..evaluation import PENDING_KEY
 from ..ledger import CandidateRecord, Ledger, RunRecord
 from ..profiles import Profile, import_root
 from ..recipe import RecipeSource, recipe_source
@@ -229,12 +230,17 @@ class CandidateRunner:
         *,
         setting: str = "",
         profile_overrides: Mapping[str, Any] | None = None,
+        promotion: bool = False,
     ) -> RunRecord | None:
         """Run an accepted candidate once (sandboxed); None for rejected or duplicate candidates.
 
         ``stage``: ``search`` (train on fit, score on validation; charged to the candidate's arm),
         ``final`` (whole train split, fresh seed) or ``heldout`` (``profile_overrides`` name a held-out
         ``setting``); the last two are charged to the ``finals`` account.
+
+        ``promotion``: a seed-racing search run of a candidate that already has its first search run (see
+        ``afr/evaluation/_racing.py``); charged like any search run, it leaves the candidate's status (``ok``)
+        and score (its first seed's) as they were, and clears its pending-promotion mark.
         """
         if candidate.status not in ("accepted", "running", "ok", "failed"):
             return None
@@ -245,7 +251,7 @@ class CandidateRunner:
             self.accountant.settle(key, _outcome(done.status))  # idempotent; settles a crash leftover
             if stage == "search" and self.ledger.candidate(candidate.id).status == "running":
                 # the run ended but its candidate was never told (the process stopped in between)
-                self._record_search(candidate, done.status, done.final_metric, done.message or "")
+                self._record_search(candidate, done.status, done.final_metric, done.message or "", promotion)
             return done
         if self._closed or (self._pool is not None and self._pool.closed):
             raise SandboxClosed("the campaign's sandbox is closed")  # stopping: reserve nothing more
@@ -293,13 +299,18 @@ class CandidateRunner:
         )
         self.accountant.settle(key, _outcome(outcome.status))
         if stage == "search":
-            self._record_search(candidate, outcome.status, final, outcome.message)
+            self._record_search(candidate, outcome.status, final, outcome.message, promotion)
         return self.ledger.run(run_id)
 
     def _record_search(
-        self, candidate: CandidateRecord, status: str, final: float | None, message: str
+        self, candidate: CandidateRecord, status: str, final: float | None, message: str, promotion: bool
     ) -> None:
-        """The candidate's status and score from its search run."""
+        """The candidate's status and score from its search run (a promotion run: back to ``ok``, unmarked;
+        its outcome is its run's, read by the racing rule from the runs)."""
+        if promotion:
+            meta = {k: v for k, v in self.ledger.candidate(candidate.id).meta.items() if k != PENDING_KEY}
+            self.ledger.update_candidate(candidate.id, status="ok", meta=meta)
+            return
         ok = status == "ok" and final is not None and math.isfinite(final)
         reasons = list(candidate.reasons) + ([] if ok else [f"{status}: {message}"])
         self.ledger.update_candidate(

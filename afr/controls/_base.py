@@ -57,6 +57,12 @@ class ScalarControl(ABC):
         ``candidate``: the campaign's name of the candidate the trial ran as (``control#12``), kept with
         the trial so a dashboard shows the same name as the console and the report."""
 
+    def annotate(self, number: int, key: str, value: object) -> None:
+        """Keep ``value`` for trial ``number`` under ``key`` (e.g. its seed-racing rungs); its score stays.
+
+        The default keeps nothing: a control without a store of its own has nowhere to put it."""
+        del number, key, value
+
     @abstractmethod
     def trials(self) -> list[ControlTrial]:
         """Every trial asked so far (pending, ok and failed), in trial-number order."""

@@ -315,6 +315,13 @@ class OptunaControl(ScalarControl):
             else:
                 self._study.tell(number, value)
 
+    def annotate(self, number: int, key: str, value: Any) -> None:
+        """The study's user attr ``<key>/<number>``: Optuna keeps a finished trial's own attrs fixed, and the
+        trial's value (what the sampler learns from) stays as told."""
+        with self._lock:
+            self._find(number)  # an unknown trial fails here
+            self._study.set_user_attr(f"{key}/{number}", value)
+
     def trials(self) -> list[ControlTrial]:
         with self._lock:
             frozen = self._study.get_trials(deepcopy=False)

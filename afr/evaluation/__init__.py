@@ -17,6 +17,7 @@ from ._classify import (
     survival_table,
 )
 from ._finals import Finalist, final_seed_count, finals_runs_needed, select_finalists
+from ._racing import PENDING_KEY, RacingSettings, RungHistory, next_promotion, race_order, rung_histories
 from ._report import (
     CampaignFindings,
     arm_failures,
@@ -37,6 +38,12 @@ from ._table import (
 )
 
 __all__ = [
+    "PENDING_KEY",
+    "RacingSettings",
+    "RungHistory",
+    "next_promotion",
+    "race_order",
+    "rung_histories",
     "arm_failures",
     "closing_summary",
     "Finalist",

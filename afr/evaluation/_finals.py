@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..ledger import CandidateRecord
 from ..recipe._niche import RecipeNiche, recipe_niche
 from ._classify import ClassificationRules
+from ._racing import race_order, rung_histories
 from ._stats import seeds_for_effect
 
 __all__ = ["Finalist", "select_finalists", "finals_runs_needed", "final_seed_count"]
@@ -56,9 +57,14 @@ def final_seed_count(
     return seeds_for_effect(paired_sd, detect - margin, rules.alpha / max(1, top_k), rules.power)
 
 
-def select_finalists(ledger, campaign_id: int, top_k: int, higher_is_better: bool) -> list[Finalist]:
+def select_finalists(
+    ledger, campaign_id: int, top_k: int, higher_is_better: bool, racing_seeds: list[int] | None = None
+) -> list[Finalist]:
     """Top-k distinct agent candidates by validation score, the best control trial, and the baseline
     (trial 0).
+
+    With seed racing (``racing_seeds``: the search seeds in rung order) candidates rank by the highest rung
+    they reached, then by their mean over its seeds (:func:`race_order`); without, by their one search score.
 
     Candidates that are one idea count once, in either arm: the same validation curve (e.g. a perturbed
     scalar the recipe never reads, or a control trial that behaves as the baseline), or — for files that
@@ -84,16 +90,27 @@ def select_finalists(ledger, campaign_id: int, top_k: int, higher_is_better: boo
     baseline = [c for c in control if c.meta.get("proposal_key") == "control-0" and c.status == "ok"]
     if baseline:
         seen_curves.add(_search_curve(ledger, campaign_id, baseline[0].id))
-    best_control = ledger.best_candidates(campaign_id, "control", 1, higher_is_better=higher_is_better)
+    if racing_seeds:
+        runs = ledger.runs(campaign_id, stage="search")
+        by_id = {c.id: c for c in ledger.candidates(campaign_id)}
+
+        def ranked(arm: str, k: int) -> list[CandidateRecord]:
+            histories = rung_histories([c for c in by_id.values() if c.arm == arm], runs, racing_seeds)
+            return [by_id[i] for i in race_order(histories, higher_is_better)][:k]
+
+    else:
+
+        def ranked(arm: str, k: int) -> list[CandidateRecord]:
+            return ledger.best_candidates(campaign_id, arm, k, higher_is_better=higher_is_better)
+
+    best_control = ranked("control", 1)
     # The control's best trial is the baseline itself, or behaves exactly as it does: the baseline stands
     # for the control (one finalist, not two).
     control_finalist = [c for c in best_control if not baseline or c.id != baseline[0].id]
     control_finalist = [c for c in control_finalist if distinct(c)]
     seen_curves.clear()  # an agent candidate behaving as the baseline is still the agent's finalist
     agent: list[CandidateRecord] = []
-    for candidate in ledger.best_candidates(
-        campaign_id, "agent", 10 * top_k, higher_is_better=higher_is_better
-    ):
+    for candidate in ranked("agent", 10 * top_k):
         if distinct(candidate):
             agent.append(candidate)
         if len(agent) == top_k:

@@ -24,6 +24,7 @@ from ._classify import (
     survival_table,
 )
 from ._finals import Finalist, select_finalists
+from ._racing import RungHistory, rung_histories
 
 __all__ = ["CampaignFindings", "collect_findings", "write_report", "arm_failures", "closing_summary"]
 
@@ -62,6 +63,10 @@ class CampaignFindings:
     """Why the agent arm stopped before spending its budget ('' if it did not)."""
     campaign_id: int = 0
     """The campaign's id in its ledger (a database may hold many campaigns)."""
+    racing: dict[str, RungHistory] = field(default_factory=dict)
+    """With seed racing on: each finalist's rung history (its search seeds, scores, mean, spread)."""
+    racing_seeds: list[int] = field(default_factory=list)
+    """With seed racing on: the search seeds in rung order; empty when it was off."""
 
 
 def _campaign_facts(campaign: CampaignRecord, control: list[CandidateRecord]) -> dict[str, Any]:
@@ -162,8 +167,10 @@ def _collect(ledger: Ledger, which: int | str | None) -> CampaignFindings:
     finals_cfg = campaign.config.get("finals") or [True, 3]
     top_k = int(finals_cfg[1])
     hib = bool(facts["higher_is_better"])
-    finalists = select_finalists(ledger, campaign.id, top_k, hib)
+    racing_seeds = [int(s) for s in campaign.config.get("racing_seeds") or ()]
+    finalists = select_finalists(ledger, campaign.id, top_k, hib, racing_seeds=racing_seeds or None)
     runs = ledger.runs(campaign.id)
+    histories = rung_histories([f.candidate for f in finalists], runs, racing_seeds) if racing_seeds else {}
     evidence = _evidence(finalists, runs)
     failures = arm_failures(ledger, campaign.id) if campaign.status == "failed" else {}
     partial = _incomplete(campaign, bool(finals_cfg[0]), evidence, facts["final_seeds"], failures)
@@ -205,6 +212,8 @@ def _collect(ledger: Ledger, which: int | str | None) -> CampaignFindings:
         agent_calls=_call_summary(ledger.llm_calls(campaign.id, arm="agent")),
         agent_stopped=next((t for _, _, t in reversed(ledger.notes(campaign.id, kind="stopped"))), ""),
         campaign_id=campaign.id,
+        racing={f.name: histories[f.candidate.id] for f in finalists if f.candidate.id in histories},
+        racing_seeds=racing_seeds,
     )
 
 
@@ -453,7 +462,13 @@ def _report_lines(findings: CampaignFindings) -> list[str]:
         f"Profile `{findings.profile}`, agent `{findings.agent}` against the scalar-only control (Optuna) "
         f"on the baseline `{baseline.get('class_name')}` (`{baseline.get('label')}`). "
         f"Metric: {findings.metric} ({'higher' if findings.higher_is_better else 'lower'} is better). "
-        "Validation scores come from the search (one run each); test and held-out metrics from the finals "
+        "Validation scores come from the search ("
+        + (
+            "first search seed; seed racing's further seeds below"
+            if findings.racing_seeds
+            else "one run each"
+        )
+        + "); test and held-out metrics from the finals "
         "(fresh paired seeds), computed by the parent process on returned weights. "
         f"Practical margin: {findings.rules.margin:g} {findings.metric} (a gain must exceed it).",
         "",
@@ -483,6 +498,7 @@ def _report_lines(findings: CampaignFindings) -> list[str]:
             f"{_mean_std(held)} |"
         )
     lines += ["", "![finalist curves](plots/finalist_curves.png) ![paired seeds](plots/paired_seeds.png)", ""]
+    lines += _racing_lines(findings)
     lines += _changes_lines(findings)
     if findings.control_is_baseline:
         lines += [
@@ -511,6 +527,22 @@ def _report_lines(findings: CampaignFindings) -> list[str]:
 
 DIFF_LINES = 300
 """A finalist's diff is cut to this many lines in the report (its whole file is saved with its weights)."""
+
+
+def _racing_lines(findings: CampaignFindings) -> list[str]:
+    """Each finalist's rung history under seed racing (nothing when racing was off)."""
+    if not findings.racing_seeds:
+        return []
+    seeds = ", ".join(map(str, findings.racing_seeds))
+    lines = [
+        "## Seed racing: each finalist's rungs (search seeds, validation scores, mean ± sd)",
+        "",
+        f"Search seeds by rung: {seeds}. Finalists rank by the highest rung reached, then by the mean over "
+        "its seeds; both arms were raced by the same rule.",
+        "",
+    ]
+    lines += [f"- {name}: {history.line()}" for name, history in findings.racing.items()]
+    return [*lines, ""]
 
 
 def _mechanisms(findings: CampaignFindings, finalist: Finalist) -> str:

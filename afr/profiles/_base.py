@@ -402,6 +402,14 @@ class Profile(ABC):
             )
         return seeds
 
+    def search_seed_list(self, count: int) -> list[int]:
+        """The first ``count`` search seeds (seed racing's rungs): the YAML's ``seeds.search``, continued by
+        +1 past its end."""
+        seeds = list(self.search_seeds[:count])
+        while len(seeds) < count:
+            seeds.append(seeds[-1] + 1)
+        return seeds
+
     def heldout_settings(self) -> dict[str, dict[str, Any]]:
         """Named profile-config overrides for held-out evaluation (from the YAML's ``heldout`` block).
 
