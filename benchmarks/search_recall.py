@@ -1,0 +1,171 @@
+"""Does seed racing make the search find what is there? Recall and winner's-curse rate, racing off vs on.
+
+For each profile and campaign seed, two default campaigns (evolve vs the Optuna control, the profile's
+``campaign_runs`` per arm, finals and held-out runs) that differ only in ``campaign.racing``; side by side:
+
+* **recall** — the share of campaigns whose agent finalists include a ``repeated FL mechanism`` (a gain that
+  survives the baseline's seeds, the tuned control and the held-out data);
+* **winner's-curse rate** — the share of agent finalists classified ``single-run artifact`` (chosen on a
+  search score their final seeds do not repeat);
+* the runs each arm spent, checked against its budget from the ledger (racing's promotions are charged too).
+
+    .venv/bin/python benchmarks/search_recall.py [synthetic tcga_brca] [--seeds 3] [--eta 3 --rungs 3]
+        [--runs-per-arm N] [--final-seeds N] [--set key=value ...] [--workers 2] [--data-dir DIR] [--keep DIR]
+
+Defaults: synthetic (alpha = beta = 1, i.e. synthetic(1,1)) and tcga_brca, 3 campaign seeds, each profile's
+own budget — 12 campaigns, on the order of an hour or more on 2 cores. ``--runs-per-arm``, ``--final-seeds``
+and ``--set profile_key=value`` (e.g. ``--set rounds=5``) shrink it for a quick check of the script itself;
+numbers from a shrunk run say nothing about the search. Exit 1 if a campaign failed or an arm overspent
+its budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from _common import data_dir_from  # benchmarks/ is on sys.path when run as a script
+
+from afr.campaign import Campaign, CampaignSettings, RunnerSettings
+from afr.evaluation import RacingSettings, collect_findings
+from afr.evaluation._classify import MECHANISM, SINGLE_RUN
+from afr.ledger import Ledger
+from afr.profiles import apply_budget, load_profile_config
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = ["synthetic", "tcga_brca"]
+
+
+def one_campaign(
+    profile: str,
+    seed: int,
+    racing: RacingSettings | None,
+    args: argparse.Namespace,
+    folder: Path,
+) -> dict[str, Any]:
+    """Run one default campaign; what its agent finalists were classified as, and its spend per arm."""
+    from omegaconf import OmegaConf
+
+    conf = ROOT / "afr" / "conf"
+    agent_cfg = OmegaConf.to_container(OmegaConf.load(conf / "agent" / "evolve.yaml"), resolve=True)
+    control_cfg = OmegaConf.to_container(OmegaConf.load(conf / "control" / "optuna.yaml"), resolve=True)
+    profile_cfg = dict(apply_budget(load_profile_config(profile), None))
+    for item in args.set:
+        key, _, value = item.partition("=")
+        profile_cfg[key] = yaml.safe_load(value)
+    runs_per_arm = args.runs_per_arm or int(profile_cfg.get("campaign_runs", 24))
+    name = f"recall-{profile}-seed{seed}-{'racing' if racing else 'plain'}"
+    settings = CampaignSettings(
+        name=name,
+        directory=folder / name,
+        profile=profile,
+        profile_cfg=profile_cfg,
+        agent_cfg=agent_cfg,
+        control_cfg=control_cfg,
+        runs_per_arm=runs_per_arm,
+        seed=seed,
+        data_dir=str(args.data_dir),
+        runner=RunnerSettings(workers=args.workers),
+        racing=racing,
+        final_seeds=args.final_seeds,
+    )
+    start = time.perf_counter()
+    result = Campaign(settings, echo=lambda _line: None).run()
+    wall = time.perf_counter() - start
+    ledger = Ledger.for_campaign_dir(settings.directory)
+    try:
+        findings = collect_findings(ledger, result.campaign_id)
+        search = [r for r in ledger.runs(result.campaign_id) if r.stage == "search"]
+        spent = {arm: 0 for arm in ("agent", "control")}
+        first_seed = min((run.seed for run in search), default=0)
+        promoted = 0
+        for run in search:
+            spent[ledger.candidate(run.candidate_id).arm] += 1
+            promoted += run.seed != first_seed  # a promotion: a further search seed
+    finally:
+        ledger.close()
+    labels = [v.label for v in findings.verdicts if v.arm == "agent"]
+    return {
+        "labels": labels,
+        "spent": spent,
+        "promoted": promoted,
+        "budget": runs_per_arm,
+        "wall_s": wall,
+        "failure": result.failure or findings.partial,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("profiles", nargs="*", help=f"default: {' '.join(DEFAULT)}")
+    parser.add_argument("--seeds", type=int, default=3, help="campaign seeds per profile (default 3)")
+    parser.add_argument("--eta", type=int, default=3)
+    parser.add_argument("--rungs", type=int, default=3)
+    parser.add_argument("--runs-per-arm", type=int, help="default: the profile's campaign_runs")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a profile key")
+    parser.add_argument("--final-seeds", type=int, help="default: power-sized by the profile's verdict block")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--keep", help="keep the campaigns in this folder (default: a temporary one)")
+    args = parser.parse_args()
+    args.data_dir = data_dir_from(args.data_dir)
+    racing = RacingSettings(eta=args.eta, rungs=args.rungs)
+    names = list(args.profiles or DEFAULT)
+    print(
+        f"search recall, {args.seeds} campaign seeds per profile, racing eta {args.eta} rungs {args.rungs}, "
+        f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+        + (
+            f"; SHRUNK: {args.set}, runs/arm {args.runs_per_arm}, final seeds {args.final_seeds}"
+            if args.set or args.runs_per_arm or args.final_seeds
+            else ""
+        )
+    )
+    print(
+        f"  {'profile':<12} {'racing':<6} {'recall':>9} {'curse':>9} {'finalists':>9} "
+        f"{'agent runs':>10} {'control runs':>12} {'promoted':>8} {'min':>6}"
+    )
+    bad: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.keep).resolve() if args.keep else Path(tmp)
+        for profile in names:
+            for label, setting in (("off", None), ("on", racing)):
+                rows = [one_campaign(profile, s, setting, args, folder) for s in range(args.seeds)]
+                for seed, row in enumerate(rows):
+                    if row["failure"]:
+                        bad.append(f"{profile} seed {seed} racing {label}: {row['failure']}")
+                    for arm, runs in row["spent"].items():
+                        if runs > row["budget"]:
+                            where = f"{profile} seed {seed} racing {label}"
+                            bad.append(f"{where}: {arm} ran {runs} > {row['budget']}")
+                found = sum(MECHANISM in row["labels"] for row in rows)
+                finalists = sum(len(row["labels"]) for row in rows)
+                cursed = sum(row["labels"].count(SINGLE_RUN) for row in rows)
+                agent_runs = "/".join(str(row["spent"]["agent"]) for row in rows)
+                control_runs = "/".join(str(row["spent"]["control"]) for row in rows)
+                promoted = sum(row["promoted"] for row in rows)
+                minutes = sum(row["wall_s"] for row in rows) / 60
+                print(
+                    f"  {profile:<12} {label:<6} {found:>4}/{len(rows):<4} {cursed:>4}/{finalists:<4} "
+                    f"{finalists:>9} {agent_runs:>10} {control_runs:>12} {promoted:>8} {minutes:>6.1f}",
+                    flush=True,
+                )
+    print(
+        "  recall: campaigns whose agent finalists include a repeated FL mechanism; curse: agent finalists "
+        "classified single-run artifact; runs: search runs per campaign seed; promoted: runs on a "
+        "further search seed (both arms)"
+    )
+    for line in bad:
+        print(f"  FAILED: {line}")
+    if bad:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
