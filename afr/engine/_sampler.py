@@ -27,13 +27,14 @@ class BatchStream:
         if len(data) < 1:
             raise ValueError("a client needs at least one training sample")
         self.data, self.batch_size, self.generator = data, batch_size, generator
+        self._n = len(data)
         self._perm: torch.Tensor | None = None
         self._epoch: ClientData | None = None  # the data in this epoch's order, gathered on first use
         self._start = len(data)
 
     def _advance(self) -> None:
-        if self._start >= len(self.data):
-            self._perm = torch.randperm(len(self.data), generator=self.generator)
+        if self._start >= self._n:
+            self._perm = torch.randperm(self._n, generator=self.generator)
             self._epoch = None
             self._start = 0
 
@@ -42,7 +43,7 @@ class BatchStream:
         if self._epoch is None:
             assert self._perm is not None
             self._epoch = self.data.subset(self._perm)
-        stop = min(self._start + self.batch_size, len(self.data))
+        stop = min(self._start + self.batch_size, self._n)
         batch = self._epoch.slice(self._start, stop)
         self._start = stop
         return batch
@@ -51,7 +52,7 @@ class BatchStream:
         """The sample indices of the next ``count`` batches, as :meth:`next` would give them (the same
         random draws): ``[count, batch_size]`` indices into the data (a short batch padded with 0) and
         ``[count]`` batch lengths. One call per epoch instead of one per batch."""
-        size, n = self.batch_size, len(self.data)
+        size, n = self.batch_size, self._n
         indices, lengths = [], []
         while count > 0:
             self._advance()
@@ -59,12 +60,11 @@ class BatchStream:
             left = n - self._start  # the epoch's remaining samples: whole batches, maybe a short last one
             batches = min(-(-left // size), count)
             stop = min(self._start + batches * size, n)
-            chunk = self._perm[self._start : stop]
-            padded = torch.zeros(batches * size, dtype=chunk.dtype)
-            padded[: len(chunk)] = chunk
+            padded = torch.zeros(batches * size, dtype=torch.long)
+            padded[: stop - self._start] = self._perm[self._start : stop]
             indices.append(padded.view(batches, size))
             sizes = torch.full((batches,), size, dtype=torch.long)
-            sizes[-1] = len(chunk) - (batches - 1) * size
+            sizes[-1] = stop - self._start - (batches - 1) * size
             lengths.append(sizes)
             self._start = stop
             count -= batches
