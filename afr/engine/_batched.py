@@ -473,6 +473,11 @@ def fused_head(
     """
     if type(profile).train_batch is not Profile.train_batch:
         return None, "the profile transforms training batches"
+    owners = {
+        name: next(k for k in type(profile).__mro__ if name in vars(k)) for name in ("linear_head", "loss")
+    }
+    if owners["loss"] not in owners["linear_head"].__mro__:
+        return None, f"{owners['loss'].__name__} changes the task loss, not its linear head"
     head = profile.linear_head(model)
     if head is None:
         return None, "the profile declares no linear head for this model"
