@@ -12,7 +12,11 @@ The local objective is not vmapped: the engine calls it once per client on ordin
 ``ctx``, its own parameter rows, its own global-RNG stream), so any objective the per-client path accepts —
 ``.item()``, data-dependent Python control flow, per-client state — computes the same thing here. Two shipped
 objectives are computed for all clients at once without calling the hook: FedAvg's (the task loss) and
-FedProx's (task loss + mu/2 ||θ - x||²), when a recipe inherits them unchanged.
+FedProx's (task loss + mu/2 ||θ - x||²), when a recipe inherits them unchanged. For those two, a model the
+profile declares a :class:`~afr.profiles.LinearHead` (one ``nn.Linear`` + a per-sample loss with its
+derivative: heart_disease's logistic regression, synthetic's softmax regression) trains in closed form
+without autograd (:class:`FusedLinear`, checked against autograd on real data before round 0 by
+:func:`fused_head`); ``engine_note`` still says ``stacked``.
 
 What cannot be batched falls back to the per-client loop, with the reason recorded in the result
 (:func:`batching_blocker`): a non-CPU device, a model with buffers (per-client running statistics), more
