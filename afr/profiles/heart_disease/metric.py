@@ -31,8 +31,8 @@ def sigmoid_bce_sample_grad(z: Tensor, targets: Tensor, scale: Tensor) -> Tensor
     so a saturated probability gets what autograd gives it (zero), not the textbook p - y."""
     p = torch.sigmoid(z)
     scale = scale.expand_as(p) if p.shape[-1] == 1 else scale.expand_as(p) / p.shape[-1]  # mean over outputs
-    grad = torch.ops.aten.binary_cross_entropy_backward(scale, p, targets, None, 0)
-    return torch.ops.aten.sigmoid_backward(grad, p)
+    grad = torch.ops.aten.binary_cross_entropy_backward.default(scale, p, targets, None, 0)
+    return torch.ops.aten.sigmoid_backward.default(grad, p)
 
 
 def accuracy(outputs: Tensor, targets: Tensor) -> float:

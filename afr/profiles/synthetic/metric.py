@@ -36,7 +36,7 @@ def cross_entropy_sample_grad(z: Tensor, targets: Tensor, scale: Tensor) -> Tens
     autograd's own backward of nll_loss (-scale at the label) and of log_softmax."""
     log_probs = torch.log_softmax(z, dim=-1)
     grad = torch.zeros_like(z).scatter_(-1, targets.unsqueeze(-1), -scale.to(z.dtype))
-    return torch.ops.aten._log_softmax_backward_data(grad, log_probs, -1, z.dtype)
+    return torch.ops.aten._log_softmax_backward_data.default(grad, log_probs, -1, z.dtype)
 
 
 def accuracy(outputs: Tensor, targets: Tensor) -> float:
