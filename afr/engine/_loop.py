@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..errors import TrainingFailure
 from ..profiles import Profile
 from ..recipe import ClientUpdate, FedAvg, FedProx, LocalContext, Params, Recipe
-from ._batched import BatchedLoss, FallBack, StackedParams, batching_blocker
+from ._batched import BatchedLoss, FallBack, FusedLinear, StackedParams, batching_blocker, fused_head
 from ._guard import ForwardGuard
 from ._integrity import ModelView, ParamSeal, changed_entries, private_copies
 from ._module import ClientModule
@@ -221,7 +221,10 @@ class _Federation:
             n: p.detach().clone() for n, p in zip(self.names, self.params, strict=True)
         }
         self.client_buffers = [[b.detach().clone() for b in self.buffers] for _ in range(num_clients)]
-        self.next_batch = _batch_source(profile, train, budget.batch_size, seed, device)
+        self.streams = [
+            BatchStream(d, budget.batch_size, client_generator(seed, c)) for c, d in enumerate(train)
+        ]
+        self.next_batch = _batch_source(profile, train, self.streams, seed, device)
         self.select_rng = client_generator(seed, num_clients, stream=1)
         self.client_states: list[dict[str, Any]] = [{} for _ in range(num_clients)]
         self.server_state: dict[str, Any] = {}
@@ -248,6 +251,9 @@ class _Federation:
             self.note = f"autocast {self.autocast}: the batched path runs in full precision"
         elif batched:
             mode, self.note = batching_blocker(model, profile, train, budget.batch_size, device)
+            head, self.fused_note = None, ""
+            if not self.note and mode == "stacked":
+                head, self.fused_note = fused_head(model, profile, train, budget.batch_size, self.params)
             self.forward_calls[0] = 0
         if not self.note:
             self.stack = StackedParams(self.names, self.params, num_clients, integrity)
@@ -261,6 +267,9 @@ class _Federation:
             objective = type(recipe).local_objective
             self.plain_objective = objective is FedAvg.local_objective
             self.proximal_objective = objective is FedProx.local_objective
+            self.fused: FusedLinear | None = None
+            if head is not None and (self.plain_objective or self.proximal_objective):
+                self.fused = FusedLinear(head, self.stack, self.names, model, train)
 
     def set_where(self, where: str) -> None:
         """Context for integrity messages (``client 3, round 2``)."""
@@ -477,13 +486,19 @@ class _Federation:
         for client, lr in zip(selected, lrs, strict=True):
             row_lrs[client] = lr
         last: list[Tensor | None] = [None] * len(selected)
-        step_lrs = row_lrs if len(set(lrs)) > 1 else lrs[0]
-        one = torch.ones((), dtype=stack.dtype)
-        for step in range(max(steps, default=0)):
-            active = [i for i, n in enumerate(steps) if n > step]
-            total = self._batched_step(round_idx, step, active, selected, ctxs, rng_states, last)
-            _backward(total, one)
-            stack.sgd_step(step_lrs)
+        if self.fused is not None:  # FedAvg's or FedProx's objective on a linear head: no hook until the end
+            batches = [self.streams[c].take(n) for c, n in zip(selected, steps, strict=True)]
+            mu = float(self.recipe.mu) if self.proximal_objective else None
+            last = self.fused.train(selected, batches, lrs, steps, mu, global_params)
+            stack.refresh()
+        else:
+            step_lrs = row_lrs if len(set(lrs)) > 1 else lrs[0]
+            one = torch.ones((), dtype=stack.dtype)
+            for step in range(max(steps, default=0)):
+                active = [i for i, n in enumerate(steps) if n > step]
+                total = self._batched_step(round_idx, step, active, selected, ctxs, rng_states, last)
+                _backward(total, one)
+                stack.sgd_step(step_lrs)
         out = []
         rows = {c: [leaf.detach()[c] for leaf in stack.leaves] for c in selected}
         for i, client in enumerate(selected):
@@ -677,10 +692,10 @@ def _backward(loss: Tensor, one: Tensor) -> None:
 
 
 def _batch_source(
-    profile: Profile, train: Sequence[Any], batch_size: int, seed: int, device: torch.device
+    profile: Profile, train: Sequence[Any], streams: list[BatchStream], seed: int, device: torch.device
 ) -> Callable[[int], tuple[Tensor, Tensor]]:
-    """``next_batch(client)``: the client's next training batch, transformed and on the device."""
-    streams = [BatchStream(d, batch_size, client_generator(seed, c)) for c, d in enumerate(train)]
+    """``next_batch(client)``: the client's next training batch from its stream, transformed and on the
+    device."""
     augment_rngs = [client_generator(seed, c, stream=2) for c in range(len(train))]
     # Skipping the identity transform and the CPU->CPU move keeps tiny models' steps as cheap as before.
     transforms = type(profile).train_batch is not Profile.train_batch

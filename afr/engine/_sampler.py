@@ -27,16 +27,47 @@ class BatchStream:
         if len(data) < 1:
             raise ValueError("a client needs at least one training sample")
         self.data, self.batch_size, self.generator = data, batch_size, generator
-        self._epoch: ClientData | None = None
+        self._n = len(data)
+        self._perm: torch.Tensor | None = None
+        self._epoch: ClientData | None = None  # the data in this epoch's order, gathered on first use
         self._start = len(data)
 
-    def next(self) -> tuple[Any, Any]:
-        n = len(self.data)
-        if self._start >= n:
-            self._epoch = self.data.subset(torch.randperm(n, generator=self.generator))
+    def _advance(self) -> None:
+        if self._start >= self._n:
+            self._perm = torch.randperm(self._n, generator=self.generator)
+            self._epoch = None
             self._start = 0
-        assert self._epoch is not None
-        stop = min(self._start + self.batch_size, n)
+
+    def next(self) -> tuple[Any, Any]:
+        self._advance()
+        if self._epoch is None:
+            assert self._perm is not None
+            self._epoch = self.data.subset(self._perm)
+        stop = min(self._start + self.batch_size, self._n)
         batch = self._epoch.slice(self._start, stop)
         self._start = stop
         return batch
+
+    def take(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sample indices of the next ``count`` batches, as :meth:`next` would give them (the same
+        random draws): ``[count, batch_size]`` indices into the data (a short batch padded with 0) and
+        ``[count]`` batch lengths. One call per epoch instead of one per batch."""
+        size, n = self.batch_size, self._n
+        indices, lengths = [], []
+        while count > 0:
+            self._advance()
+            assert self._perm is not None
+            left = n - self._start  # the epoch's remaining samples: whole batches, maybe a short last one
+            batches = min(-(-left // size), count)
+            stop = min(self._start + batches * size, n)
+            padded = torch.zeros(batches * size, dtype=torch.long)
+            padded[: stop - self._start] = self._perm[self._start : stop]
+            indices.append(padded.view(batches, size))
+            sizes = torch.full((batches,), size, dtype=torch.long)
+            sizes[-1] = stop - self._start - (batches - 1) * size
+            lengths.append(sizes)
+            self._start = stop
+            count -= batches
+        if not indices:
+            return torch.zeros(0, size, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+        return torch.cat(indices), torch.cat(lengths)

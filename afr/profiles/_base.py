@@ -22,6 +22,7 @@ from ._contract import CommunicationContract
 __all__ = [
     "Profile",
     "ClientData",
+    "LinearHead",
     "Budget",
     "Evaluation",
     "Part",
@@ -73,6 +74,22 @@ class ClientData:
             indices if isinstance(indices, Tensor) else torch.as_tensor(np.asarray(indices), dtype=torch.long)
         )
         return ClientData(self.inputs[index], self.targets[index])
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    """A model that is one ``nn.Linear`` with a fixed output function after it, and a task loss that is the
+    mean over samples of a per-sample loss of the linear layer's output ``z`` (``Profile.linear_head``).
+
+    Shapes: ``z`` is ``[clients, batch, out]``, ``targets`` the stacked targets ``[clients, batch, ...]``.
+    """
+
+    linear: nn.Linear
+    sample_loss: Callable[[Tensor, Tensor], Tensor]
+    """``(z, targets) -> [clients, batch]``: each sample's loss (the task loss is their mean)."""
+    sample_grad: Callable[[Tensor, Tensor, Tensor], Tensor]
+    """``(z, targets, scale) -> [clients, batch, out]``: d/dz of the sum over samples of ``scale``
+    (``[clients, batch, 1]``) times each sample's loss; scale 1/n gives the gradient of the mean."""
 
 
 @dataclass
@@ -497,6 +514,15 @@ class Profile(ABC):
         :meth:`loss` on real data before a run), else it runs :meth:`loss` under ``torch.func.vmap``.
         """
         raise NotImplementedError
+
+    def linear_head(self, model: nn.Module) -> LinearHead | None:
+        """``model`` as a linear layer + a per-sample loss with its derivative, optional (``None``: not such a
+        model, e.g. another variant). The engine's batched path then takes local steps of recipes whose
+        local objective is FedAvg's or FedProx's in closed form, without autograd — for tiny models, where
+        autograd's per-step cost is most of a step. The engine checks it against :meth:`loss` and autograd
+        on real data before a run (and uses autograd when they differ).
+        """
+        return None
 
     eval_batch_size: ClassVar[int] = 4096
     """Default chunk size of :meth:`evaluate` (YAML ``eval_batch_size`` overrides it per profile)."""

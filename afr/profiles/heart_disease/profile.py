@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from torch import Tensor
+from torch import Tensor, nn
 
-from .._base import ClientData, Profile
+from .._base import ClientData, LinearHead, Profile
 from .dataset import CENTERS, load_centers
 from .fetch import SOURCE
-from .metric import accuracy, batched_bce_loss, bce_loss
+from .metric import accuracy, batched_bce_loss, bce_loss, sigmoid_bce_sample_grad, sigmoid_bce_sample_loss
 from .model import LogisticRegression, SmallMLP
 
 __all__ = ["HeartDisease"]
@@ -41,6 +41,11 @@ class HeartDisease(Profile):
 
     def batched_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return batched_bce_loss(outputs, targets)
+
+    def linear_head(self, model: nn.Module) -> LinearHead | None:
+        if type(model) is not LogisticRegression:  # the MLP variant trains with autograd
+            return None
+        return LinearHead(model.linear, sigmoid_bce_sample_loss, sigmoid_bce_sample_grad)
 
     def metric(self, outputs: Tensor, targets: Tensor) -> float:
         return accuracy(outputs, targets)

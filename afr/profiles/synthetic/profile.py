@@ -6,13 +6,19 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from torch import Tensor
+from torch import Tensor, nn
 
 from ...errors import ConfigError
-from .._base import ClientData, Profile
+from .._base import ClientData, LinearHead, Profile
 from .dataset import client_splits, device_groups, generate_devices
 from .fetch import SOURCE
-from .metric import accuracy, batched_cross_entropy, cross_entropy
+from .metric import (
+    accuracy,
+    batched_cross_entropy,
+    cross_entropy,
+    cross_entropy_sample_grad,
+    cross_entropy_sample_loss,
+)
 from .model import MultinomialLogisticRegression, SmallMLP
 
 __all__ = ["Synthetic"]
@@ -88,6 +94,11 @@ class Synthetic(Profile):
 
     def batched_loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         return batched_cross_entropy(outputs, targets)
+
+    def linear_head(self, model: nn.Module) -> LinearHead | None:
+        if type(model) is not MultinomialLogisticRegression:  # the MLP variant trains with autograd
+            return None
+        return LinearHead(model.linear, cross_entropy_sample_loss, cross_entropy_sample_grad)
 
     def metric(self, outputs: Tensor, targets: Tensor) -> float:
         return accuracy(outputs, targets)
