@@ -124,11 +124,15 @@ def test_linear_heads_train_in_closed_form_as_autograd_does(
     extra = {"num_clients": 5} if name == "synthetic" else {}
     profile = make_profile(name, data_dir=shared_data, rounds=3, local_steps=45, **extra)
     for seed in (0, 1):
-        assert_same(*runs(profile, cls, seed))
+        batched, per_client = runs(profile, cls, seed)
+        assert_same(batched, per_client)
+        # the run's record says which path made its weights
+        assert batched.engine_note == ("stacked, closed-form linear steps" if fused else "stacked")
     assert bool(fused_calls) == fused
     fused_calls.clear()
-    assert_same(*runs(profile, mlp(cls)))  # no head for the MLP: autograd
-    assert not fused_calls
+    batched, per_client = runs(profile, mlp(cls))
+    assert_same(batched, per_client)  # no head for the MLP: autograd
+    assert not fused_calls and batched.engine_note == "stacked"
 
 
 def test_saturated_sigmoids_get_autograds_gradient(shared_data: Path, fused_calls: list[int]) -> None:

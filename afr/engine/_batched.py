@@ -16,7 +16,7 @@ FedProx's (task loss + mu/2 ||θ - x||²), when a recipe inherits them unchanged
 profile declares a :class:`~afr.profiles.LinearHead` (one ``nn.Linear`` + a per-sample loss with its
 derivative: heart_disease's logistic regression, synthetic's softmax regression) trains in closed form
 without autograd (:class:`FusedLinear`, checked against autograd on real data before round 0 by
-:func:`fused_head`); ``engine_note`` still says ``stacked``.
+:func:`fused_head`); ``engine_note`` then says ``stacked, closed-form linear steps``.
 
 What cannot be batched falls back to the per-client loop, with the reason recorded in the result
 (:func:`batching_blocker`): a non-CPU device, a model with buffers (per-client running statistics), more

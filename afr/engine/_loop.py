@@ -173,8 +173,15 @@ def _run(
         if writer is not None:
             writer.close()
     run.result.engine_path = "per-client" if note else "batched"
-    run.result.engine_note = note or (run.batched_loss.mode if run.batched_loss is not None else "")
+    mode = run.batched_loss.mode if run.batched_loss is not None else ""
+    if mode and getattr(run, "fused", None) is not None:
+        mode += FUSED_NOTE  # recorded: its weights differ from autograd's at rounding level only
+    run.result.engine_note = note or mode
     return run.finish(start)
+
+
+FUSED_NOTE = ", closed-form linear steps"
+"""Appended to ``engine_note`` (``stacked, closed-form linear steps``) when :class:`FusedLinear` trained."""
 
 
 class _Federation:
