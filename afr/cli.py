@@ -125,6 +125,7 @@ def _export_flower(args: argparse.Namespace) -> int:
     """Write the Flower export of one candidate (``afr.export``); a bad name or path fails before imports."""
     from pathlib import Path
 
+    from afr._url import is_database_url
     from afr.errors import ConfigError
 
     if not CANDIDATE_NAME.match(args.candidate):
@@ -133,7 +134,7 @@ def _export_flower(args: argparse.Namespace) -> int:
             where="afr export flower",
             fix="give a name as the report shows it: agent#30, control#12 or baseline#1 (quote the #)",
         )
-    if "://" not in args.campaign and not (Path(args.campaign).expanduser() / "ledger.db").is_file():
+    if not is_database_url(args.campaign) and not (Path(args.campaign).expanduser() / "ledger.db").is_file():
         raise ConfigError(
             f"no ledger.db in {args.campaign}",
             where="afr export flower",

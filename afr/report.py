@@ -9,7 +9,6 @@ database (``campaign.storage=``); the report goes to ``afr_campaigns/<name>/repo
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from .errors import AFRError
@@ -52,8 +51,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m afr.report") -> i
     args = parser.parse_args(argv)
     from pathlib import Path
 
-    # "scheme://": a database URL (afr.ledger.is_database_url, not imported here: SQLAlchemy is slow to load)
-    from_url = re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://", args.campaign_dir) is not None
+    from ._url import is_database_url  # not afr.ledger's re-export: SQLAlchemy is slow to load
+
+    from_url = is_database_url(args.campaign_dir)
     if not from_url and not (Path(args.campaign_dir) / "ledger.db").is_file():
         print(
             f"error: no ledger.db in {args.campaign_dir}\n  fix: give the directory of a campaign, or "

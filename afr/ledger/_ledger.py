@@ -22,7 +22,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
@@ -44,6 +43,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from .._url import is_database_url
 from ..errors import AFRError, ConfigError, storage_error
 from ._models import (
     ADDED_TABLES,
@@ -319,16 +319,10 @@ def _as_tuple(value: str | Iterable[str] | None) -> tuple[str, ...] | None:
 
 # --- where a ledger lives ---------------------------------------------------------------------------
 
-_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _STORAGE_FIX = (
     "give a SQLAlchemy URL such as sqlite:///path/to/ledger.db or postgresql+psycopg://user@host/dbname "
     "(PostgreSQL needs: pip install -e '.[postgres]')"
 )
-
-
-def is_database_url(text: str | os.PathLike[str]) -> bool:
-    """Whether ``text`` is a database URL (``scheme://...``) rather than a campaign directory."""
-    return isinstance(text, str) and _URL_SCHEME.match(text) is not None
 
 
 def _shown(url: str) -> str:
