@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -106,15 +107,21 @@ def test_finals_use_fresh_paired_seeds_and_parent_side_metrics(evolve_campaign) 
 
 
 def ledger_content(directory: Path, cid: int) -> dict[str, list]:
-    """What a campaign's ledger holds, without timestamps, wall times and row ids (threads order rows)."""
+    """What a campaign's ledger holds, without timestamps, wall times and row ids: the arms search side by
+    side, so rows of the two interleave by timing; a candidate is known by its name (number in its arm)."""
     ledger = Ledger.for_campaign_dir(directory)
-    candidates = [
-        (c.id, c.name, c.arm, c.source, c.ast_hash, c.scalars, c.status, c.score, c.reasons, c.meta)
+    names = {c.id: c.name for c in ledger.candidates(cid)}
+
+    def named(key: str) -> str:
+        return re.sub(r"cand-(\d+)", lambda m: f"cand-{names[int(m[1])]}", key)
+
+    candidates = sorted(
+        (c.name, c.arm, c.source, c.ast_hash, c.scalars, c.status, c.score, c.reasons, c.meta)
         for c in ledger.candidates(cid)
-    ]
+    )
     runs = sorted(
-        (r.run_key, r.candidate_id, r.seed, r.stage, r.split, r.status, r.final_metric, r.per_round,
-         r.steps, r.artifacts, r.message, r.evaluation)
+        (named(r.run_key), names[r.candidate_id], r.seed, r.stage, r.split, r.status, r.final_metric,
+         r.per_round, r.steps, r.artifacts, r.message, r.evaluation)
         for r in ledger.runs(cid)
     )  # fmt: skip
     with ledger.engine.connect() as conn:
@@ -125,7 +132,11 @@ def ledger_content(directory: Path, cid: int) -> dict[str, list]:
             ),
             {"c": cid},
         ).all()
-    return {"candidates": candidates, "runs": [repr(r) for r in runs], "charges": [tuple(c) for c in charges]}
+    return {
+        "candidates": [repr(c) for c in candidates],
+        "runs": [repr(r) for r in runs],
+        "charges": sorted((named(key), *rest) for key, *rest in charges),
+    }
 
 
 def hold_first_two_finals(runner) -> None:

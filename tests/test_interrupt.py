@@ -4,9 +4,10 @@
 flight, the test sends SIGINT twice (then, in the second test, SIGTERM among them, during the finals). The
 command must exit 130 with its one-line message, record no run as crashed, leave every interrupted run
 reserved (started, not settled), and the same command must then finish the campaign so that its ledger holds
-exactly what an uninterrupted campaign with the same seed holds: the same candidates (numbers, sources,
+exactly what an uninterrupted campaign with the same seed holds: the same candidates (names, sources,
 hashes, statuses, scores), runs (keys, statuses, scores, curves, evaluations), charges and Optuna trials.
-Only timestamps, wall times and row ids of tables written by two threads at once may differ.
+Only timestamps, wall times and row ids may differ: the two arms search side by side, each at its own pace,
+so their rows interleave by timing (a candidate is known by its number within its arm).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -64,42 +66,72 @@ def query(folder: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 def content(folder: Path) -> dict[str, Any]:
-    """What the ledger says happened, without timestamps, wall times, pids or thread-ordered row ids."""
+    """What the ledger says happened, without timestamps, wall times, pids or row ids: the two arms search
+    side by side at their own pace, so rows of different arms interleave by timing; candidates are named
+    by their number within their arm (``agent#3``), which is what must be reproducible."""
+    names: dict[int, str] = {}
+    for cid, arm, meta in query(folder, "SELECT id, arm, meta FROM afr_candidates"):
+        names[cid] = f"{arm}#{json.loads(meta)['number']}"
+
+    def named(
+        text: str | None,
+    ) -> str | None:  # ids inside run keys: agent/cand-17/... -> agent/cand-agent#3/...
+        return None if text is None else re.sub(r"cand-(\d+)", lambda m: f"cand-{names[int(m[1])]}", text)
+
     runs = []
     for row in query(
         folder,
         "SELECT run_key, candidate_id, seed, stage, split, status, per_round, final_metric, steps, bytes_up, "
-        "bytes_down, artifacts, message, evaluation FROM afr_runs ORDER BY run_key",
+        "bytes_down, artifacts, message, evaluation FROM afr_runs",
     ):
-        *head, per_round, final, steps, up, down, artifacts, message, evaluation = row
-        runs.append([*head, json.loads(per_round or "null"), final, steps, up, down, artifacts, message,
-                     json.loads(evaluation or "null")])  # fmt: skip
-    trials = query(
+        key, candidate, *head, per_round, final, steps, up, down, artifacts, message, evaluation = row
+        runs.append([named(key), names[candidate], *head, json.loads(per_round or "null"), final, steps, up,
+                     down, named(artifacts), message, json.loads(evaluation or "null")])  # fmt: skip
+    candidates = []
+    for row in query(
+        folder,
+        "SELECT id, arm, agent, parent_id, source, diff, ast_hash, scalars, status, reasons, duplicate_of, "
+        "score, meta FROM afr_candidates",
+    ):
+        cid, arm, agent, parent, *middle, duplicate_of, score, meta = row
+        fields = json.loads(meta)
+        if "parents" in fields:
+            fields["parents"] = [names[p] for p in fields["parents"]]
+        candidates.append([names[cid], arm, agent, names.get(parent), *middle, names.get(duplicate_of), score,
+                           fields])  # fmt: skip
+    trials = []
+    for study, number, state, params, values, trial_id in query(
         folder,
         "SELECT s.study_name, t.number, t.state, "
         "(SELECT group_concat(p.param_name || '=' || p.param_value, ',') FROM trial_params p "
         " WHERE p.trial_id = t.trial_id), "
-        "(SELECT group_concat(v.value, ',') FROM trial_values v WHERE v.trial_id = t.trial_id), "
-        "(SELECT group_concat(u.key || '=' || u.value_json, ',') FROM trial_user_attributes u "
-        " WHERE u.trial_id = t.trial_id) "
-        "FROM trials t JOIN studies s ON s.study_id = t.study_id ORDER BY s.study_name, t.number",
-    )
+        "(SELECT group_concat(v.value, ',') FROM trial_values v WHERE v.trial_id = t.trial_id), t.trial_id "
+        "FROM trials t JOIN studies s ON s.study_id = t.study_id",
+    ):
+        attrs = {
+            key: names[json.loads(value)] if key == "candidate_id" else value
+            for key, value in query(
+                folder, f"SELECT key, value_json FROM trial_user_attributes WHERE trial_id = {trial_id}"
+            )
+        }
+        trials.append([study, number, state, params, values, attrs])
     return {
         "campaigns": query(folder, "SELECT id, name, profile, agent, config_hash, status FROM afr_campaigns"),
-        "candidates": query(
-            folder,
-            "SELECT id, arm, agent, parent_id, source, diff, ast_hash, scalars, status, reasons, "
-            "duplicate_of, score, meta FROM afr_candidates ORDER BY id",
+        "candidates": sorted(candidates, key=repr),
+        "runs": sorted(runs, key=repr),
+        "charges": sorted(
+            [named(key), *rest]
+            for key, *rest in query(
+                folder, "SELECT run_key, arm, runs, client_steps, status, outcome FROM afr_charges"
+            )
         ),
-        "runs": runs,
-        "charges": query(
-            folder,
-            "SELECT run_key, arm, runs, client_steps, status, outcome FROM afr_charges ORDER BY run_key",
+        "costs": sorted(
+            (names.get(candidate), *rest)
+            for candidate, *rest in query(
+                folder, "SELECT candidate_id, arm, kind, model, prompt_tokens FROM afr_costs"
+            )
         ),
-        "costs": query(
-            folder, "SELECT candidate_id, arm, kind, model, prompt_tokens FROM afr_costs ORDER BY id"
-        ),
-        "trials": trials,
+        "trials": sorted(trials, key=repr),
     }
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from afr.errors import ConfigError
 from afr.ledger import CandidateRecord, Ledger, LedgerError
@@ -78,13 +79,52 @@ def test_duplicate_detection_by_ast_hash(ledger: Ledger) -> None:
     assert [c.id for c in ledger.candidates(cid, arm="control")] == [t1, t2, t3]
 
 
+def test_candidates_are_numbered_within_their_arm(ledger: Ledger) -> None:
+    """Names come from per-arm numbers (the arms search side by side: row ids interleave by timing)."""
+    cid = ledger.start_campaign("c", "p", "evolve", CONFIG)
+    base = add(
+        ledger,
+        cid,
+        "b",
+        arm="control",
+        agent="optuna",
+        scalars={"lr": 0.1},
+        meta={"proposal_key": "control-0"},
+    )
+    a1 = add(ledger, cid, "h1", meta={"number": 99})  # a caller cannot choose the number
+    t1 = add(ledger, cid, "b", arm="control", agent="optuna", scalars={"lr": 0.2})
+    a2 = add(ledger, cid, "h2")
+    dup = add(ledger, cid, "h1")
+    names = [ledger.candidate(c).name for c in (base, a1, t1, a2, dup)]
+    assert names == ["baseline#1", "agent#1", "control#2", "agent#2", "agent#3"]
+    assert ledger.candidate(dup).reasons == ("duplicate of candidate agent#1 (same ast_hash and scalars)",)
+    # the number is the candidate's identity: a new meta keeps it
+    assert ledger.update_candidate(a2, meta={"note": "x"}).meta == {"note": "x", "number": 2}
+    assert ledger.update_candidate(a2, meta={"number": 7}).name == "agent#2"
+
+
+def test_a_campaign_begun_before_per_arm_numbers_keeps_naming_by_row_id(ledger: Ledger) -> None:
+    cid = ledger.start_campaign("old", "p", "evolve", CONFIG)
+    old = add(ledger, cid, "h1")
+    with ledger.write_session() as session:  # as an older AFR wrote it: no number in the meta
+        session.execute(text("UPDATE afr_candidates SET meta = '{}' WHERE id = :i"), {"i": old})
+    later = [add(ledger, cid, "h2"), add(ledger, cid, "h3", arm="control", agent="optuna")]
+    assert [ledger.candidate(c).name for c in (old, *later)] == [
+        f"agent#{old}",
+        *(f"{arm}#{c}" for arm, c in zip(("agent", "control"), later, strict=True)),
+    ]
+    other = ledger.start_campaign("new", "p", "evolve", CONFIG)  # a new campaign of the same ledger: numbered
+    assert ledger.candidate(add(ledger, other, "h9")).name == "agent#1"
+
+
 def test_candidate_snapshot_and_update(ledger: Ledger) -> None:
     cid = ledger.start_campaign("c", "p", "evolve", CONFIG)
     can = add(ledger, cid, "h", meta={"prompt": "x"})
     rec = ledger.update_candidate(can, status="rejected", reasons=["uses torch.load"], score=float("nan"))
     assert isinstance(rec, CandidateRecord) and rec.status == "rejected" and rec.score is None
     assert ledger.candidate(can).reasons == ("uses torch.load",) and ledger.candidate(can).meta == {
-        "prompt": "x"
+        "prompt": "x",
+        "number": 1,
     }
     with pytest.raises(dataclasses.FrozenInstanceError):
         rec.status = "ok"  # type: ignore[misc]

@@ -251,7 +251,7 @@ def stopped_at_first_promotion(directory: Path, arm: str) -> None:
     of an interrupted step: it raises Ctrl-C in its arm thread instead of running."""
     campaign = Campaign(racing_settings(directory), echo=lambda _: None)
     real = campaign._promotion_run
-    resumed = {c.id for c in campaign._in_flight()}
+    resumed = {c.id for a in ("control", "agent") for c in campaign._in_flight(a)}
 
     def stop(seed: int, candidate) -> None:
         if candidate.arm == arm and candidate.id not in resumed:

@@ -1,25 +1,28 @@
-"""The campaign: an agent arm and a scalar-only control arm, interleaved under one accountant.
+"""The campaign: an agent arm and a scalar-only control arm, side by side under one accountant.
 
-Each step of the loop runs one FL run of each arm that still has budget — side by side when two
-workers are available — so neither arm gets more runs or more wall time. Everything is recorded in
-the ledger as it happens; the same command after a crash or Ctrl-C continues where it stopped. With seed
-racing (``campaign.racing``) an arm's run in a step may be a promotion of one of its earlier candidates to the
-next search seed instead of a new candidate, by the same rule for both arms (``afr/evaluation/_racing.py``).
+Each arm searches in its own thread, one FL run at a time, until it has spent its run budget: equal runs,
+not equal wall time, so an agent that thinks for minutes never holds the control (and with two sandbox
+workers neither arm waits for the other's runs). An arm decides its next run from its own history only, and
+the ledger numbers candidates within their arm, so a seeded campaign records the same candidates under the
+same names (``agent#7``) whatever the timing. Everything is recorded in the ledger as it happens; the same
+command after a crash or Ctrl-C continues where it stopped. With seed racing (``campaign.racing``) an arm's
+next run may be a promotion of one of its earlier candidates to the next search seed instead of a new
+candidate, by the same rule for both arms (``afr/evaluation/_racing.py``).
 
 SIGINT and SIGTERM (any number of them) stop the campaign without recording the runs in flight: they stay
-reserved, and the same command first re-runs them, as the step they belonged to, so that a resumed seeded
-campaign records what an uninterrupted one records (see ``_signals``). A signal during an agent's proposal
-call (an LLM request: interruptible) stops the step before any of its runs was scheduled; the resumed
-campaign proposes that step again.
+reserved, and the same command first re-runs them, each in its arm, so that a resumed seeded campaign
+records what an uninterrupted one records (see ``_signals``). A signal during an agent's proposal call (an
+LLM request) abandons the call and records nothing of it; the resumed campaign makes that call again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,6 +243,7 @@ class Campaign:
         self.search_seed = self.profile.search_seeds[0]
         # SIGINT/SIGTERM: the sandbox closes (runs in flight return to reserved), the main thread stops at a
         # safe point; a second signal changes nothing (see _signals).
+        self._halted = threading.Event()  # set when the campaign stops: the arm threads write nothing more
         self._signals = StopSignals(self._stop_sandbox)
         pool = SandboxPool(settings.runner.workers, devices=settings.runner.devices or None)
         self._start_pool: SandboxPool | None = pool
@@ -278,6 +282,7 @@ class Campaign:
         """Close the sandbox (the stop helper thread): runs in flight end interrupted, never recorded; an
         agent's model call in flight in an arm thread (a run-time repair) is abandoned, else it would hold
         the arm, hence the stop, until its timeout."""
+        self._halted.set()
         agent = getattr(self, "agent", None)
         if agent is not None:
             agent.cancel()
@@ -522,79 +527,99 @@ class Campaign:
         """Control trial 0 (the baseline) was asked but not told: its run was interrupted."""
         return any(trial.number == 0 for trial in self.control.pending())
 
-    def _in_flight(self) -> list[CandidateRecord]:
-        """Candidates of an interrupted step: scheduled (``running``) and not ended, oldest first."""
-        return [
-            c
-            for arm in ("control", "agent")
-            for c in self.runner.ledger.candidates(self.runner.campaign_id, arm=arm)
-            if c.status == "running"
-        ]
+    def _in_flight(self, arm: str) -> list[CandidateRecord]:
+        """The arm's candidates scheduled (``running``) and not ended when the campaign stopped, oldest
+        first."""
+        return self.runner.ledger.candidates(self.runner.campaign_id, arm=arm, status="running")
 
     def _search(self) -> str:
-        """Both arms' search, step by step, until each has spent its budget; why the agent arm stopped early
-        ('' if it did not)."""
+        """Both arms' search until each has spent its budget; why the agent arm stopped early ('' if not).
+
+        Each arm runs in its own thread, at its own pace: it decides its next run from its own history only
+        (the agent also sees the baseline's score, recorded before either starts), so a slow agent — an LLM
+        thinking for minutes — never holds the control, and a seeded campaign still records the same
+        candidates under the same names (numbered within their arm) whatever the timing. The arms get equal
+        run budgets, not equal wall time."""
         stopped = ""
         arms = ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm")
+        futures: list[Future[str]] = []
         try:
-            # A resumed campaign first finishes the step that was interrupted, and only it: the runs it had
-            # scheduled, side by side as before. The next step then proposes exactly what the
-            # uninterrupted campaign proposed at that point, in the same order (same candidate numbers).
-            resumed: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
-            trials = {f"control-{trial.number}": trial for trial in self.control.pending()}
-            for candidate in self._in_flight():
-                if candidate.meta.get(PENDING_KEY) is not None:  # a seed-racing promotion, run again as one
-                    self._agent_queue = [c for c in self._agent_queue if c.id != candidate.id]
-                    resumed.append((self._promotion_run, (int(candidate.meta[PENDING_KEY]), candidate)))
-                elif candidate.arm == "control":
-                    trial = trials.get(str(candidate.meta.get("proposal_key")))
-                    if trial is not None:
-                        resumed.append((self._control_run, (trial, candidate)))
-                    else:  # its trial was told already: only the run's record is missing
-                        resumed.append((self._search_run, (candidate,)))
-                else:
-                    self._agent_queue = [c for c in self._agent_queue if c.id != candidate.id]
-                    resumed.append((self._agent_run, (candidate,)))
-            if resumed:
-                self._run_step(arms, resumed)
-            while True:
-                self._signals.check()
-                # Each step proposes in this thread, control first, and only then runs side by side: the
-                # ledger numbers candidates in the same order on every machine, so "agent#7" in
-                # an agent's note or a report means the same candidate wherever the campaign is rerun.
-                steps: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
-                # Seed racing: an arm's step is a promotion when its own history calls for one (the same
-                # rule for both arms, decided here from the ledger, so a resume decides the same).
-                if self._remaining("control"):
-                    if (promotion := self._promotion("control")) is not None:
-                        steps.append((self._promotion_run, promotion))
-                    elif (trial_candidate := self._control_propose()) is not None:
-                        steps.append((self._control_run, trial_candidate))
-                if self._remaining("agent") and not stopped and (promotion := self._promotion("agent")):
-                    steps.append((self._promotion_run, promotion))
-                elif self._remaining("agent") and not stopped:
-                    candidate_or_stop = self._agent_propose()
-                    if isinstance(candidate_or_stop, str):
-                        stopped = candidate_or_stop
-                        self.echo(f"agent arm stopped: {stopped}")
-                        self.runner.ledger.add_note(
-                            self.runner.campaign_id, arm="agent", kind="stopped", text=stopped
-                        )
-                        spent = self.runner.accountant.spent("agent").runs
-                        self.progress.update("agent", spent, total=spent)
-                    else:
-                        steps.append((self._agent_run, (candidate_or_stop,)))
-                if not steps and not self._remaining("control") and (stopped or not self._remaining("agent")):
-                    break
-                self._run_step(arms, steps)
+            futures = [arms.submit(self._control_search), arms.submit(self._agent_search)]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            if any(f.exception() is not None for f in done):
+                # One arm failed (or the campaign is stopping): the other stops at once too, its run in
+                # flight staying reserved (and an agent's call in flight abandoned).
+                self._stop_sandbox()
+            wait(futures)
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            if errors:  # the cause, not the other arm's SandboxClosed that it brought about
+                raise next((e for e in errors if not isinstance(e, SandboxClosed)), errors[0])
+            stopped = futures[1].result()
         except BaseException:
-            # Stop the runs in flight first: the arm threads then end at once (SandboxClosed), and the
-            # runs they held stay reserved (and an agent's call in flight is abandoned).
             self._stop_sandbox()
             raise
         finally:
             arms.shutdown(wait=True)
         return stopped
+
+    def _halt_check(self) -> None:
+        """Raise :class:`SandboxClosed` in an arm thread once the campaign is stopping (a signal, or the
+        other arm's failure): it writes nothing more."""
+        if self._halted.is_set():
+            raise SandboxClosed("the campaign is stopping")
+
+    def _resume_arm(self, arm: str) -> None:
+        """Re-run what the arm had scheduled when the campaign stopped, as it was scheduled: the arm then
+        proposes exactly what an uninterrupted campaign proposed next (same candidates, same numbers)."""
+        trials = (
+            {f"control-{trial.number}": trial for trial in self.control.pending()} if arm == "control" else {}
+        )
+        for candidate in self._in_flight(arm):
+            self._halt_check()
+            if candidate.meta.get(PENDING_KEY) is not None:  # a seed-racing promotion, run again as one
+                self._agent_queue = [c for c in self._agent_queue if c.id != candidate.id]
+                self._promotion_run(int(candidate.meta[PENDING_KEY]), candidate)
+            elif arm == "control":
+                trial = trials.get(str(candidate.meta.get("proposal_key")))
+                if trial is not None:
+                    self._control_run(trial, candidate)
+                else:  # its trial was told already: only the run's record is missing
+                    self._search_run(candidate)
+            else:
+                self._agent_queue = [c for c in self._agent_queue if c.id != candidate.id]
+                self._agent_run(candidate)
+
+    def _control_search(self) -> str:
+        """The control arm's thread: promotions (seed racing) or new Optuna trials, one run at a time."""
+        self._resume_arm("control")
+        while self._remaining("control"):
+            self._halt_check()
+            if (promotion := self._promotion("control")) is not None:
+                self._start(self._promotion_run, promotion)
+            elif (trial_candidate := self._control_propose()) is not None:
+                self._start(self._control_run, trial_candidate)
+        return ""
+
+    def _agent_search(self) -> str:
+        """The agent arm's thread: promotions (seed racing) or the agent's candidates, one run at a time;
+        why it stopped early ('' if it spent its budget)."""
+        self._resume_arm("agent")
+        while self._remaining("agent"):
+            self._halt_check()
+            if (promotion := self._promotion("agent")) is not None:
+                self._start(self._promotion_run, promotion)
+                continue
+            candidate_or_stop = self._agent_propose()
+            if isinstance(candidate_or_stop, CandidateRecord):
+                self._start(self._agent_run, (candidate_or_stop,))
+                continue
+            stopped = candidate_or_stop
+            self.echo(f"agent arm stopped: {stopped}")
+            self.runner.ledger.add_note(self.runner.campaign_id, arm="agent", kind="stopped", text=stopped)
+            spent = self.runner.accountant.spent("agent").runs
+            self.progress.update("agent", spent, total=spent)
+            return stopped
+        return ""
 
     def _search_run(self, candidate: CandidateRecord) -> None:
         self.runner.run(candidate, self.search_seed)
@@ -642,24 +667,19 @@ class Campaign:
             reason,
         )
 
-    def _run_step(
-        self, arms: ThreadPoolExecutor, steps: list[tuple[Callable[..., None], tuple[Any, ...]]]
-    ) -> None:
-        """Run one step's runs side by side and wait for them.
+    def _start(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        """Mark the run's candidate ``running`` (a promotion with its seed, in the same write), then run it.
 
-        Every candidate of the step is marked ``running`` before any run starts (no signal cuts this
-        thread in between): an interrupted step is then known whole on resume, even a run that had not
-        started yet, and the resumed campaign runs that step again as it was (see ``_in_flight``)."""
-        for fn, args in steps:
-            candidate = args[-1]
-            if fn == self._promotion_run:  # marked as one, in the same write: a resume re-runs the promotion
-                meta = {**candidate.meta, PENDING_KEY: args[0]}
-                self.runner.ledger.update_candidate(candidate.id, status="running", meta=meta)
-            else:
-                self.runner.ledger.update_candidate(candidate.id, status="running")
-        futures = [arms.submit(fn, *args) for fn, args in steps]
-        for future in futures:
-            future.result()
+        A stop between the two leaves a candidate marked and not run: the resumed campaign runs it, as the
+        run it was to be (see :meth:`_resume_arm`)."""
+        candidate = args[-1]
+        self._halt_check()
+        if fn == self._promotion_run:  # marked as one, in the same write: a resume re-runs the promotion
+            meta = {**candidate.meta, PENDING_KEY: args[0]}
+            self.runner.ledger.update_candidate(candidate.id, status="running", meta=meta)
+        else:
+            self.runner.ledger.update_candidate(candidate.id, status="running")
+        fn(*args)
 
     def run_finals(self) -> None:
         """Finalists of both arms and the baseline on fresh paired seeds: test split and held-out data."""
@@ -771,8 +791,8 @@ class Campaign:
         step = self._agent_calls
         self._agent_calls += 1
         ctx = self._context(step)
-        with self._signals.interruptible():  # an LLM call may take long; nothing is written during it
-            proposals = self.agent.propose(ctx, self.settings.proposals_per_step)
+        proposals = self.agent.propose(ctx, self.settings.proposals_per_step)  # an LLM call may take long
+        self._halt_check()  # stopped meanwhile (the call was abandoned): nothing of it is recorded
         queued = False
         for i, proposal in enumerate(proposals):
             key = f"agent-{step}-{i}"
@@ -781,6 +801,7 @@ class Campaign:
             while candidate.status == "rejected" and tries < self.settings.max_repairs:
                 tries += 1
                 fixed = self.agent.repair(ctx, proposal, list(candidate.reasons))
+                self._halt_check()
                 if fixed is None:
                     break
                 proposal = fixed

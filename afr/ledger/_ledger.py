@@ -58,7 +58,7 @@ from ._models import (
     RunRow,
     utcnow,
 )
-from ._names import candidate_name
+from ._names import NUMBER_KEY, candidate_name
 
 __all__ = [
     "Ledger",
@@ -177,9 +177,14 @@ class CandidateRecord:
     meta: dict[str, Any]
 
     @property
+    def number(self) -> int:
+        """The candidate's number within its arm (its row id in a ledger written before those numbers)."""
+        return int(self.meta.get(NUMBER_KEY, self.id))
+
+    @property
     def name(self) -> str:
         """The candidate's one name everywhere (``agent#30``, ``control#12``, ``baseline#1``)."""
-        return candidate_name(self.arm, self.id, self.meta.get("proposal_key"))
+        return candidate_name(self.arm, self.number, self.meta.get("proposal_key"))
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,10 @@ class RunRecord:
     started_at: datetime
     finished_at: datetime | None
     evaluation: dict[str, Any] | None = None
+
+
+def _kept_number(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {NUMBER_KEY: meta[NUMBER_KEY]} if meta and NUMBER_KEY in meta else {}
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -816,7 +825,12 @@ class Ledger:
             original = next((cid for cid, s in earlier if s == scalars_json), None)
             if original is not None:
                 status = "duplicate"
-                reason_list.append(f"duplicate of candidate {original} (same ast_hash and scalars)")
+                first = _candidate_record(self._get(session, CandidateRow, original, "candidate"))
+                reason_list.append(f"duplicate of candidate {first.name} (same ast_hash and scalars)")
+            meta = dict(meta or {})
+            meta.pop(NUMBER_KEY, None)  # the ledger's to give, never the caller's
+            if number := self._next_number(session, campaign_id, arm):
+                meta[NUMBER_KEY] = number
             row = CandidateRow(
                 campaign_id=campaign_id,
                 arm=arm,
@@ -829,11 +843,30 @@ class Ledger:
                 status=status,
                 reasons=reason_list,
                 duplicate_of=original,
-                meta=_jsonable(meta or {}),
+                meta=_jsonable(meta),
             )
             session.add(row)
             session.flush()
             return row.id
+
+    @staticmethod
+    def _next_number(session: Session, campaign_id: int, arm: str) -> int | None:
+        """The next candidate's number within ``arm`` (1, 2, ...); None in a campaign begun before those
+        numbers existed, whose candidates keep their names from row ids (mixing would clash)."""
+        first = session.execute(
+            select(CandidateRow.meta)
+            .where(CandidateRow.campaign_id == campaign_id)
+            .order_by(CandidateRow.id)
+            .limit(1)
+        ).scalar_one_or_none()
+        if first is not None and NUMBER_KEY not in (first or {}):
+            return None
+        count = session.execute(
+            select(func.count())
+            .select_from(CandidateRow)
+            .where(CandidateRow.campaign_id == campaign_id, CandidateRow.arm == arm)
+        ).scalar_one()
+        return int(count) + 1
 
     _CANDIDATE_FIELDS = frozenset(
         {"status", "reasons", "score", "meta", "scalars", "source", "diff", "ast_hash", "parent_id"}
@@ -852,8 +885,8 @@ class Ledger:
             for name, value in fields.items():
                 if name == "reasons":
                     value = [str(r) for r in value]
-                elif name == "meta":
-                    value = _jsonable(value or {})
+                elif name == "meta":  # the number within the arm is the candidate's identity: it stays
+                    value = _jsonable({**dict(value or {}), **_kept_number(row.meta)})
                 elif name == "scalars":
                     value = None if value is None else _jsonable(value)
                 elif name == "score":
