@@ -215,6 +215,24 @@ class BudgetAccountant:
             row.runs, row.client_steps = 0, 0
             row.status, row.outcome, row.settled_at = "settled", CANCELLED, utcnow()
 
+    def rekey(self, old_key: str, new_key: str) -> Reservation:
+        """Move the outstanding reservation ``old_key`` (a shared campaign's slot, taken before its candidate
+        was proposed) to the run key ``new_key``, in one write: the budget was held throughout, so no other
+        worker could take it meanwhile."""
+        with self.ledger.write_session(self.campaign_id) as session:
+            row = self._charge(session, old_key)
+            if row is None or row.status != "reserved":
+                raise self._unknown(old_key)
+            if self._charge(session, new_key) is not None:
+                raise LedgerError(
+                    f"run {new_key!r} already holds a charge; slot {old_key!r} cannot move to it",
+                    where=f"campaign {self.campaign_id} budget",
+                    fix="a run key is charged once: reserve the run itself",
+                )
+            row.run_key = new_key
+            session.flush()
+            return _reservation(row)
+
     # -- reading -------------------------------------------------------------------------------------
 
     def spent(self, arm: str) -> ArmBudget:
@@ -237,6 +255,12 @@ class BudgetAccountant:
             max(0, limit.runs - sum(u.runs for u in used)),
             max(0, limit.client_steps - sum(u.client_steps for u in used)),
         )
+
+    def holds(self, run_key: str) -> bool:
+        """Whether ``run_key`` holds a charge (reserved or settled; a cancelled one holds nothing)."""
+        with self.ledger.read_session() as session:
+            row = self._charge(session, run_key)
+            return row is not None and row.outcome != CANCELLED
 
     def pending(self, arm: str | None = None) -> list[Reservation]:
         """Reservations not yet settled, oldest first: what a resumed campaign must re-run or settle."""

@@ -7,7 +7,8 @@
 * ``afr validate <recipe.py> [profile=<name>] [baseline=<recipe>]``: the validator's violations (exit 1
   if any);
 * ``afr data fetch|verify|path <profile> [--searchpath DIR]``: a profile's data;
-* ``afr export flower <campaign dir or URL> <candidate> --out DIR``: a candidate as a Flower federation.
+* ``afr export flower <campaign dir or URL> <candidate> --out DIR``: a candidate as a Flower federation;
+* ``afr worker <URL> <campaign>``: one more worker searching a shared campaign (``campaign.shared=true``).
 """
 
 from __future__ import annotations
@@ -154,6 +155,44 @@ def _export_flower(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    """Join a shared campaign as one more worker (``afr.campaign``): search until its budget is spent."""
+    from pathlib import Path
+
+    from afr._url import is_database_url
+    from afr.errors import ConfigError
+
+    if not is_database_url(args.url):
+        raise ConfigError(
+            f"{args.url!r} is not a database URL",
+            where="afr worker",
+            fix="give the campaign's campaign.storage URL, e.g. postgresql+psycopg://user@host/db",
+        )
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}", where="afr worker")
+    from afr.campaign import Campaign, join_settings
+
+    directory = Path(args.dir or Path("afr_campaigns") / f"{args.campaign}-worker").expanduser().resolve()
+    # Resolved here, against the folder the command was started from (None: $AFR_DATA_DIR or the default)
+    data_dir = str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else None
+    settings = join_settings(
+        args.url, args.campaign, directory=directory, data_dir=data_dir, workers=args.workers
+    )
+    try:
+        campaign = Campaign(settings)
+        print(
+            f"worker {campaign.worker} joins campaign {args.campaign!r} (artifacts in {directory})",
+            flush=True,
+        )
+        result = campaign.run()
+    except KeyboardInterrupt:
+        print("interrupted: this worker's runs in flight are taken over by the others", file=sys.stderr)
+        return 130
+    runs = ", ".join(f"{arm} {status.runs}" for arm, status in result.arms.items())
+    print(f"worker {campaign.worker} done: the campaign's search runs so far: {runs}", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``afr`` argument parser (sub-commands set ``func``)."""
     parser = argparse.ArgumentParser(
@@ -236,6 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on the whole train split (final, as afr run) or on train minus validation (search)",
     )
     p.set_defaults(func=_export_flower)
+
+    p = commands.add_parser("worker", help="join a shared campaign (campaign.shared=true) as one more worker")
+    p.add_argument("url", help="the campaign's database URL (its campaign.storage=)")
+    p.add_argument("campaign", help="the campaign's name (its campaign.name=)")
+    p.add_argument("--dir", help="this worker's folder for artifacts (default: afr_campaigns/<name>-worker)")
+    p.add_argument(
+        "--data-dir", dest="data_dir", help="the data folder on this machine (default: as afr run)"
+    )
+    p.add_argument("--workers", type=int, default=2, help="sandboxed runs at once (one per arm: 2)")
+    p.set_defaults(func=_worker)
 
     # The table's own parser (afr.evaluation's table_command) reads every word after `table`: its import
     # is too slow for every `afr` command, so main() hands the words over before this parser sees them.

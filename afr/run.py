@@ -442,7 +442,23 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
         evaluation_cfg=dict(container.get("evaluation") or {}),
         storage=storage,
         racing=RacingSettings.from_config(camp.get("racing")),
+        shared=_flag(camp.get("shared", False), "campaign.shared"),
+        stale_after_s=_seconds(camp.get("stale_after_s", 60), "campaign.stale_after_s"),
+        await_workers=_optional_count(camp.get("await_workers", 0), "campaign.await_workers", at_least=0)
+        or 0,
     )
+
+
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}", where=f"{key}=")
+    return value
+
+
+def _seconds(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}", where=f"{key}=")
+    return float(value)
 
 
 def _optional_count(value: Any, key: str, *, at_least: int) -> int | None:

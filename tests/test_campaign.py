@@ -178,6 +178,41 @@ def test_finals_in_parallel_record_and_print_what_finals_one_at_a_time_do(tmp_pa
     assert two_lines == one_lines
 
 
+def test_a_slow_agent_does_not_hold_the_control_and_the_ledger_does_not_depend_on_timing(
+    tmp_path: Path,
+) -> None:
+    """The agent's first proposal call 'thinks' until the control arm has spent its whole budget: were the
+    arms in lockstep, the control would wait for that call and the call for the control (a deadlock, failed
+    after 300 s). The ledger then holds exactly what the same seeded campaign holds when the agent is quick:
+    same candidates under the same names, same runs, same charges — only their interleaving differs."""
+    outcomes = {}
+    for slow in (False, True):
+        campaign = Campaign(settings(tmp_path / f"slow{slow}", conf("agent", "evolve"), runs=4, finals=False))
+        control_spent = threading.Event()
+        control_run, propose = campaign._control_run, campaign.agent.propose
+
+        def run_and_signal(trial, candidate, control_run=control_run, campaign=campaign, done=control_spent):
+            control_run(trial, candidate)
+            if not campaign._remaining("control"):
+                done.set()
+
+        def think(ctx, n, propose=propose, done=control_spent):
+            assert done.wait(300), "the control arm waited for the agent's proposal call"
+            return propose(ctx, n)
+
+        campaign._control_run = run_and_signal
+        if slow:
+            campaign.agent.propose = think
+        result = campaign.run()
+        assert not result.failure and result.arms["agent"].runs == result.arms["control"].runs == 4
+        ledger = Ledger.for_campaign_dir(tmp_path / f"slow{slow}")
+        order = [c.arm for c in ledger.candidates(result.campaign_id)]  # in the order they were recorded
+        outcomes[slow] = (ledger_content(tmp_path / f"slow{slow}", result.campaign_id), order)
+    (quick, _), (slow, slow_order) = outcomes[False], outcomes[True]
+    assert slow_order[:4] == ["control"] * 4, slow_order  # the control went on while the agent thought
+    assert slow == quick
+
+
 def test_both_studies_load_with_the_optuna_api(evolve_campaign) -> None:
     directory, result = evolve_campaign
     url = Ledger.for_campaign_dir(directory).url

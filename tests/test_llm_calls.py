@@ -20,6 +20,7 @@ def _as_version_1(path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("DROP TABLE afr_llm_calls")
         db.execute("DROP TABLE afr_notes")
+        db.execute("DROP TABLE afr_workers")
         db.execute("UPDATE afr_meta SET value = '1' WHERE key = 'schema_version'")
 
 
@@ -36,7 +37,7 @@ def test_a_version_1_ledger_opens_and_gets_the_call_log(tmp_path: Path) -> None:
     _as_version_1(path)
     assert "afr_llm_calls" not in _tables(path)
     with Ledger(f"sqlite:///{path}") as ledger:
-        assert ledger.schema_version() == SCHEMA_VERSION == 2
+        assert ledger.schema_version() == SCHEMA_VERSION == 3
         assert ledger.campaign(cid).name == "c"
         assert ledger.cost_totals(cid)["agent"]["prompt_tokens"] == 7  # old records untouched
         assert ledger.llm_calls(cid) == [] and ledger.notes(cid) == []

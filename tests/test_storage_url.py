@@ -25,7 +25,15 @@ import sqlalchemy as sa
 from afr.campaign import archive_failed_attempt
 from afr.cli import main as afr_main
 from afr.errors import ConfigError
-from afr.ledger import LEDGER_FILE, Ledger, LedgerError, check_storage_url, find_campaign, open_ledger
+from afr.ledger import (
+    LEDGER_FILE,
+    Ledger,
+    LedgerError,
+    candidate_name,
+    check_storage_url,
+    find_campaign,
+    open_ledger,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = [
@@ -89,8 +97,9 @@ def _rows(url: str, query: str, **params: Any) -> list[Any]:
         engine.dispose()
 
 
-def _name(arm: str, candidate_id: int, meta: dict[str, Any]) -> str:
-    return f"baseline#{candidate_id}" if meta.get("proposal_key") == "control-0" else f"{arm}#{candidate_id}"
+def _name(arm: str, candidate_id: int, meta: dict[str, Any] | str) -> str:
+    fields = meta if isinstance(meta, dict) else json.loads(meta)
+    return candidate_name(arm, fields.get("number", candidate_id), fields.get("proposal_key"))
 
 
 def test_a_campaign_on_postgresql_end_to_end(pg_campaign: tuple[str, Path], tmp_path: Path, capsys) -> None:

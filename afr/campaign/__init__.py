@@ -1,6 +1,13 @@
 """Campaigns: both search arms, one accountant, one ledger, sandboxed runs, resumable."""
 
-from ._loop import Campaign, CampaignFailure, CampaignResult, CampaignSettings, check_candidate
+from ._loop import (
+    Campaign,
+    CampaignFailure,
+    CampaignResult,
+    CampaignSettings,
+    check_candidate,
+    join_settings,
+)
 from ._retry import ATTEMPTS_DIR, archive_failed_attempt, attempt_name, attempt_number, study_name
 from ._runner import CandidateRunner, RunnerSettings, run_key
 
@@ -18,4 +25,5 @@ __all__ = [
     "attempt_number",
     "attempt_name",
     "study_name",
+    "join_settings",
 ]

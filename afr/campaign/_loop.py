@@ -18,6 +18,7 @@ LLM request) abandons the call and records nothing of it; the resumed campaign m
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import threading
 import time
@@ -30,7 +31,7 @@ from typing import Any
 import yaml
 
 from ..agents import Agent, AgentContext, HistoryItem, Proposal, make_agent
-from ..budget import ArmBudget
+from ..budget import ArmBudget, BudgetExhausted
 from ..controls import ScalarControl, make_control, record_agent_candidate
 from ..data import default_data_dir
 from ..errors import AFRError, CampaignFailure, ConfigError, StorageError, storage_error
@@ -50,7 +51,7 @@ from ..evaluation import (
     select_finalists,
     write_report,
 )
-from ..ledger import CandidateRecord, Ledger, campaign_lock
+from ..ledger import BASELINE_KEY, WORKER_KEY, CandidateRecord, Ledger, campaign_lock
 from ..profiles import Profile, import_root, make_profile
 from ..recipe import RecipeSource, recipe_source
 from ..sandbox import RunJob, SandboxClosed, SandboxPool
@@ -59,10 +60,18 @@ from ._brief import record_usage, task_brief
 from ._finals import FinalsPlan, run_finals
 from ._progress import CampaignProgress
 from ._retry import study_name
-from ._runner import CandidateRunner, RunnerSettings
+from ._runner import CandidateRunner, RunnerSettings, run_key
+from ._shared import Heartbeat, LocalWorkers, joined_campaign, worker_name
 from ._signals import StopSignals
 
-__all__ = ["CampaignSettings", "CampaignResult", "Campaign", "CampaignFailure", "check_candidate"]
+__all__ = [
+    "CampaignSettings",
+    "CampaignResult",
+    "Campaign",
+    "CampaignFailure",
+    "check_candidate",
+    "join_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,18 @@ class CampaignSettings:
     attempt: int = 1
     """Which attempt of the campaign this is: a failed one is retried under its name as attempt n + 1
     (``afr/campaign/_retry.py``); recorded in the config from the second attempt on."""
+    shared: bool = False
+    """Several processes search this campaign at once (``campaign.shared``; ``campaign.workers`` > 2 starts
+    the extra ones on this machine, ``afr worker <URL> <campaign>`` joins from others): see ``_shared``."""
+    join: bool = False
+    """This process joins a shared campaign another process started (``afr worker``): it searches, and leaves
+    the baseline, the finals and the report to that process."""
+    stale_after_s: float = 60.0
+    """A shared campaign's worker silent (no heartbeat) for this long has stopped: its runs are taken over."""
+    await_workers: int = 0
+    """A shared campaign's first process starts the search once this many other workers have joined (its
+    own extra processes of ``campaign.workers`` > 2 are always awaited): a worker that is still starting when
+    the search ends would take no part in it."""
 
     def __post_init__(self) -> None:
         check_campaign_name(self.name)  # before any folder is made
@@ -111,6 +132,20 @@ class CampaignSettings:
         object.__setattr__(self, "directory", Path(self.directory).expanduser().resolve())
         folder = Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
         object.__setattr__(self, "data_dir", str(folder.resolve()))
+        if self.runner.workers > 2 and not self.join:
+            object.__setattr__(self, "shared", True)  # the extra workers are processes of their own
+        if self.shared and self.racing is not None:
+            raise ConfigError(
+                "seed racing and a shared campaign do not go together (two workers would promote the same "
+                "candidate)",
+                where="campaign.racing.enabled=true with campaign.shared/campaign.workers > 2",
+                fix="turn one of them off",
+            )
+        if self.shared and not 0 < float(self.stale_after_s) < math.inf:
+            raise ConfigError(
+                f"campaign.stale_after_s must be a positive number of seconds, got {self.stale_after_s!r}",
+                where="campaign.stale_after_s=",
+            )
 
     def where(self) -> str:
         """Where the campaign keeps its records, for the console."""
@@ -138,6 +173,16 @@ class CampaignSettings:
             **({"racing": {"eta": self.racing.eta, "rungs": self.racing.rungs}} if self.racing else {}),
             # Only from the second attempt on: the first attempt's config (and hash) is as it always was.
             **({"attempt": self.attempt} if self.attempt > 1 else {}),
+            # Only for a shared campaign: what a joining worker needs besides the above.
+            **(
+                {
+                    "shared": True,
+                    "stale_after_s": self.stale_after_s,
+                    "runner_limits": {"timeout_s": self.runner.timeout_s, "memory_mb": self.runner.memory_mb},
+                }
+                if self.shared
+                else {}
+            ),
         }
 
 
@@ -199,7 +244,13 @@ class Campaign:
         self.settings = settings
         self.echo = echo
         self.progress = progress if progress is not None else CampaignProgress()
-        self.agent: Agent = make_agent(settings.agent_cfg, settings.seed)
+        # A shared campaign's worker has a name of its own (its claims, trials and slots carry it); a joining
+        # worker's agent draws from a seed of its own, or it would repeat the first worker's proposals.
+        self.worker: str | None = worker_name() if settings.shared else None
+        agent_seed = settings.seed
+        if settings.join:
+            agent_seed = int(hashlib.sha256(f"{settings.seed}:{self.worker}".encode()).hexdigest()[:8], 16)
+        self.agent: Agent = make_agent(settings.agent_cfg, agent_seed)
         # The one profile of this campaign, every override applied: the surface table, the agents' view, the
         # control's space, the runs and the finals all read it.
         self.profile: Profile = make_profile(
@@ -244,6 +295,7 @@ class Campaign:
         # SIGINT/SIGTERM: the sandbox closes (runs in flight return to reserved), the main thread stops at a
         # safe point; a second signal changes nothing (see _signals).
         self._halted = threading.Event()  # set when the campaign stops: the arm threads write nothing more
+        self._local: LocalWorkers | None = None
         self._signals = StopSignals(self._stop_sandbox)
         pool = SandboxPool(settings.runner.workers, devices=settings.runner.devices or None)
         self._start_pool: SandboxPool | None = pool
@@ -272,7 +324,7 @@ class Campaign:
         command resumes it. A ledger that cannot be written any more is left exactly as it was (SQLite
         rolled the failed write back), so resuming works just the same."""
         runner = getattr(self, "runner", None)
-        if runner is not None:
+        if runner is not None and not self.settings.join:  # a joining worker leaves the campaign as it is
             with contextlib.suppress(Exception):
                 if runner.ledger.campaign(runner.campaign_id).status == "running":
                     runner.ledger.finish_campaign(runner.campaign_id, "interrupted")
@@ -307,6 +359,7 @@ class Campaign:
             config={**settings.as_config(), **self._facts()},
             pool=pool,
             ledger=Ledger(settings.storage) if settings.storage else None,
+            campaign_id=self._joined(settings) if settings.join else None,
         )
         self.profile.data("val")  # missing data is reported now, with the fetch hint
         self.control: ScalarControl = make_control(
@@ -316,23 +369,41 @@ class Campaign:
             space=self.table.tunable_scalars,
             seed=settings.seed,
             higher_is_better=self.profile.higher_is_better,
+            worker=self.worker,
         )
         self.surface_doc = render_profile_surface(self.table, self.baseline)
         self.brief = task_brief(self.profile, self.table, self.baseline, self.surface_doc)
         self._agent_queue: list[CandidateRecord] = [
             c
             for c in self.runner.ledger.candidates(self.runner.campaign_id, arm="agent")
-            if c.status in ("accepted", "running") and c.meta.get(PENDING_KEY) is None  # not a promotion
+            if c.status in ("accepted", "running")
+            and c.meta.get(PENDING_KEY) is None  # not a promotion
+            and not settings.shared  # a shared campaign's worker starts afresh; orphans are taken over
         ]
-        self._agent_calls = len(
-            {
-                str(c.meta.get("proposal_key", "")).split("/")[0].rsplit("-", 1)[0]
-                for c in self._agent_history_records()
-            }
+        self._agent_calls = (
+            0
+            if settings.shared
+            else len(
+                {
+                    str(c.meta.get("proposal_key", "")).split("/")[0].rsplit("-", 1)[0]
+                    for c in self._agent_history_records()
+                }
+            )
         )
         self._fruitless_calls = 0
         self.report_path: Path | None = None
         self.findings: CampaignFindings | None = None
+
+    def _joined(self, settings: CampaignSettings) -> int:
+        """The id of the shared campaign this worker joins (``afr worker``)."""
+        record = Ledger(str(settings.storage), create=False).campaign_by_name(settings.name)
+        if record is None or record.status != "running" or not record.config.get("shared"):
+            raise ConfigError(
+                f"campaign {settings.name!r} is not a shared campaign that is running",
+                where=f"afr worker {settings.storage} {settings.name}",
+                fix="join a campaign started with campaign.shared=true while its first process runs it",
+            )
+        return record.id
 
     def _facts(self) -> dict[str, Any]:
         """What the report needs without rebuilding the profile: the baseline, metric and control space."""
@@ -443,6 +514,9 @@ class Campaign:
     def run(self) -> CampaignResult:
         start = time.perf_counter()
         ledger, cid = self.runner.ledger, self.runner.campaign_id
+        beat = None
+        if self.worker is not None:
+            beat = Heartbeat(ledger, cid, self.worker, every_s=max(0.2, self.settings.stale_after_s / 6))
         try:
             self._start_progress()
             with self._signals:
@@ -456,16 +530,25 @@ class Campaign:
                     # Later signals are ignored from here on, so this clean-up always completes.
                     self._signals.request()
                     self._signals.wait_stopped()
-                    ledger.finish_campaign(cid, "interrupted")
+                    if not self.settings.join:  # a joining worker leaves; the campaign goes on
+                        ledger.finish_campaign(cid, "interrupted")
                     raise KeyboardInterrupt from None
         except Exception as exc:
             if (found := self._stopped_by(exc)) is None:
                 raise
             raise found from exc
         finally:
+            if self._local is not None:
+                self._local.stop()
             self.progress.close()
             self.runner.close()
+            if beat is not None:
+                beat.stop()
             self._lock.release()
+        if findings is None:  # a joining worker: the finals and the report are the first process's
+            result = CampaignResult(cid, self.runner.dir, self.status(), self.runner.spent(), 0.0, stopped)
+            result.seconds = time.perf_counter() - start
+            return result
         for line in closing_summary(findings, self.report_path, failure):
             self.echo(line)
         result = CampaignResult(
@@ -478,19 +561,38 @@ class Campaign:
         result.seconds = time.perf_counter() - start
         return result
 
-    def _run(self, ledger: Ledger, cid: int) -> tuple[str, str, CampaignFindings]:
+    def _run(self, ledger: Ledger, cid: int) -> tuple[str, str, CampaignFindings | None]:
         """The search, the finals and the report: why the agent arm stopped early, why the campaign failed
-        ('' each if not), and the findings."""
+        ('' each if not), and the findings (None for a joining worker: it only searches)."""
         stopped = failure = ""
         self._signals.check()  # a signal during the start: stop before anything runs
         self.runner.pool.warm()
+        if self.settings.join:
+            failure = self._await_baseline()
+            if failure:
+                self.echo(f"worker {self.worker}: nothing to search: {failure}")
+                return "", failure, None
+            return self._search(), "", None
         if self._remaining("control") and (not self.control.trials() or self._baseline_pending()):
             # The baseline (control trial 0) runs first, so every agent step sees its score: the
             # agent's context, and hence a seeded campaign, does not depend on thread timing.
             self._control_step()
         failure = self._baseline_failure()
         if not failure:
+            if self.settings.shared and (extra := math.ceil(self.settings.runner.workers / 2) - 1) > 0:
+                self._local = LocalWorkers(
+                    extra,
+                    url=ledger.url,
+                    campaign=self.settings.name,
+                    directory=self.runner.dir,
+                    data_dir=str(self.settings.data_dir),
+                )
+                self.echo(f"{extra} more worker process(es) search this campaign (logs in workers/)")
+            self._await_workers()
             stopped = self._search()
+            if self._local is not None:
+                for problem in self._local.wait():
+                    self.echo(f"warning: {problem}; its runs were taken over")
             searched = [arm for arm in ("agent", "control") if self.runner.accountant.limits[arm].runs]
             failure = "; ".join(arm_failures(ledger, cid, searched).values())
         self._signals.check()
@@ -508,6 +610,38 @@ class Campaign:
         self.findings = findings
         self.report_path = write_report(self.runner.dir, findings=findings)
         return stopped, failure, findings
+
+    def _await_workers(self) -> None:
+        """The first process of a shared campaign waits until the workers it expects have joined (its own
+        extra processes, plus ``await_workers``); a local worker that ends meanwhile is not waited for."""
+        if not self.settings.shared:
+            return
+        local = self._local.procs if self._local is not None else []
+        expected = self.settings.await_workers + len(local)
+        if expected:
+            self.echo(f"waiting for {expected} worker(s) to join before the search starts")
+        while expected:
+            live = self._live() - {str(self.worker)}
+            ended = sum(p.poll() is not None for p in local)
+            if len(live) + ended >= expected:
+                return
+            self._halted.wait(0.5)
+            self._signals.check()
+
+    def _await_baseline(self) -> str:
+        """A joining worker waits for the baseline's search run (the first process runs it first); why the
+        search must not go on ('' if it may)."""
+        while True:
+            for candidate in self.runner.ledger.candidates(self.runner.campaign_id, arm="control"):
+                if candidate.meta.get("proposal_key") == BASELINE_KEY and candidate.status in (
+                    "ok",
+                    "failed",
+                ):
+                    return self._baseline_failure()
+            if self.runner.ledger.campaign(self.runner.campaign_id).status != "running":
+                return "the campaign is not running any more"
+            self._halted.wait(1.0)
+            self._signals.check()
 
     def _baseline_failure(self) -> str:
         """Why the search must not go on: the baseline (control trial 0) failed its search run ('' if not).
@@ -544,7 +678,10 @@ class Campaign:
         arms = ThreadPoolExecutor(max_workers=2, thread_name_prefix="arm")
         futures: list[Future[str]] = []
         try:
-            futures = [arms.submit(self._control_search), arms.submit(self._agent_search)]
+            if self.settings.shared:
+                futures = [arms.submit(self._shared_search, arm) for arm in ("control", "agent")]
+            else:
+                futures = [arms.submit(self._control_search), arms.submit(self._agent_search)]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             if any(f.exception() is not None for f in done):
                 # One arm failed (or the campaign is stopping): the other stops at once too, its run in
@@ -620,6 +757,159 @@ class Campaign:
             self.progress.update("agent", spent, total=spent)
             return stopped
         return ""
+
+    # --- a shared campaign's search (several processes; see _shared) --------------------------------
+
+    def _shared_search(self, arm: str) -> str:
+        """One arm's search in a worker of a shared campaign; why the agent arm stopped early ('' if not).
+
+        Each round: take over a run of a worker that stopped (its charge is already held), or reserve a
+        budget slot, propose, claim the candidate and move the slot's charge to its run. When the budget
+        is all spent or held, a joining worker leaves; the first process waits until no run is held any
+        more (taking over those of workers that stop meanwhile), so that its finals see the whole search."""
+        slot = f"{arm}/slot/{self.worker}"
+        stopped = ""
+        try:
+            while True:
+                self._halt_check()
+                live = self._live()
+                self._reap(arm, live)
+                if self._take_over(arm, slot, live):
+                    continue
+                if not stopped and self._take_slot(arm, slot):
+                    if arm == "control":
+                        self._shared_control_step(slot, live)
+                        continue
+                    candidate_or_stop = self._agent_propose()
+                    if isinstance(candidate_or_stop, CandidateRecord):
+                        self._claim_and_run(
+                            candidate_or_stop, slot, live, self._agent_run, (candidate_or_stop,)
+                        )
+                        continue
+                    stopped = candidate_or_stop
+                    self._agent_stopped(stopped)
+                    self.runner.accountant.cancel(slot)
+                    continue
+                if self.settings.join or not self._held(arm):
+                    return stopped
+                self._halted.wait(min(1.0, self.settings.stale_after_s / 4))
+        finally:
+            if not self._halted.is_set():  # a stop keeps it reserved: it is reaped once this worker is stale
+                with contextlib.suppress(Exception):
+                    if self.runner.accountant.holds(slot):
+                        self.runner.accountant.cancel(slot)
+
+    def _live(self) -> set[str]:
+        return self.runner.ledger.live_workers(self.runner.campaign_id, self.settings.stale_after_s) | {
+            str(self.worker)
+        }
+
+    def _take_slot(self, arm: str, slot: str) -> bool:
+        """Hold one run of the arm's budget under this worker's slot (kept if already held)."""
+        try:
+            self.runner.accountant.reserve(arm, slot, self.runner.run_client_steps)
+        except BudgetExhausted:
+            return False
+        return True
+
+    def _claim_and_run(
+        self,
+        candidate: CandidateRecord,
+        slot: str,
+        live: set[str],
+        fn: Callable[..., None],
+        args: tuple[Any, ...],
+        *,
+        statuses: tuple[str, ...] = ("accepted",),
+    ) -> bool:
+        """Claim the candidate for this worker and run it, its charge moved from the slot if its run holds
+        none yet; False if another worker claimed it first (the slot stays held)."""
+        claimed = self.runner.ledger.claim_candidate(
+            candidate.id, str(self.worker), statuses=statuses, live=live
+        )
+        if claimed is None:
+            return False
+        key = run_key(claimed.arm, claimed.id, "search", self.search_seed)
+        if not self.runner.accountant.holds(key):
+            self.runner.accountant.rekey(slot, key)
+        fn(*args[:-1], claimed)
+        return True
+
+    def _shared_control_step(self, slot: str, live: set[str]) -> None:
+        """A new trial (asked with constant liar), proposed, claimed and run; a duplicate keeps the slot."""
+        trial_candidate = self._control_propose()
+        if trial_candidate is not None:
+            trial, candidate = trial_candidate
+            self._claim_and_run(candidate, slot, live, self._control_run, (trial, candidate))
+
+    def _orphans(self, arm: str, live: set[str]) -> list[CandidateRecord]:
+        """The arm's candidates held by workers that stopped: running, or queued by an agent."""
+        return [
+            c
+            for c in self.runner.ledger.candidates(
+                self.runner.campaign_id, arm=arm, status=("running", "accepted")
+            )
+            if c.meta.get(WORKER_KEY) is not None and c.meta.get(WORKER_KEY) not in live
+        ]
+
+    def _take_over(self, arm: str, slot: str, live: set[str]) -> bool:
+        """Run one candidate of a stopped worker under its own run key (its charge if it held one, else this
+        worker's slot); False if there is none this worker can take now."""
+        for candidate in self._orphans(arm, live):
+            key = run_key(arm, candidate.id, "search", self.search_seed)
+            if not self.runner.accountant.holds(key) and not self._take_slot(arm, slot):
+                continue  # nothing left to charge it to: it stays queued, never run
+            if arm == "agent":
+                fn, args = self._agent_run, (candidate,)
+            else:
+                pending = {f"control-{t.number}": t for t in self.control.pending()}
+                trial = pending.get(str(candidate.meta.get("proposal_key")))
+                fn, args = (
+                    (self._control_run, (trial, candidate)) if trial else (self._search_run, (candidate,))
+                )
+            if self._claim_and_run(candidate, slot, live, fn, args, statuses=("running", "accepted")):
+                self.echo(
+                    f"[{arm:>7}] took over {candidate.name} from stopped worker {candidate.meta[WORKER_KEY]}"
+                )
+                return True
+        return False
+
+    def _reap(self, arm: str, live: set[str]) -> None:
+        """Free what stopped workers held and no run uses: their budget slots (cancelled) and, in the
+        control, trials they asked but never proposed (failed)."""
+        prefix = f"{arm}/slot/"
+        for reservation in self.runner.accountant.pending(arm):
+            holder = reservation.run_key.removeprefix(prefix)
+            if reservation.run_key.startswith(prefix) and holder not in live:
+                with contextlib.suppress(Exception):  # another worker may reap it at the same moment
+                    self.runner.accountant.cancel(reservation.run_key)
+        if arm != "control":
+            return
+        proposed = {
+            str(c.meta.get("proposal_key"))
+            for c in self.runner.ledger.candidates(self.runner.campaign_id, arm="control")
+        }
+        for trial in self.control.pending():
+            owner = trial.meta.get("worker")
+            if owner is not None and owner not in live and f"control-{trial.number}" not in proposed:
+                self.control.tell(trial.number, None, message=f"asked by worker {owner}, which stopped")
+
+    def _held(self, arm: str) -> bool:
+        """Whether any run of the arm is still held: a candidate running, or a budget slot reserved."""
+        cid = self.runner.campaign_id
+        return bool(
+            self.runner.ledger.candidates(cid, arm=arm, status="running")
+            or any("/slot/" in r.run_key for r in self.runner.accountant.pending(arm))
+        )
+
+    def _agent_stopped(self, stopped: str) -> None:
+        """Say (once per campaign in the ledger) why the agent arm stopped early."""
+        self.echo(f"agent arm stopped: {stopped}")
+        cid = self.runner.campaign_id
+        if not any(arm == "agent" for arm, _, _ in self.runner.ledger.notes(cid, kind="stopped")):
+            self.runner.ledger.add_note(cid, arm="agent", kind="stopped", text=stopped)
+        spent = self.runner.accountant.spent("agent").runs
+        self.progress.update("agent", spent, total=spent)
 
     def _search_run(self, candidate: CandidateRecord) -> None:
         self.runner.run(candidate, self.search_seed)
@@ -707,13 +997,21 @@ class Campaign:
 
     def _control_step(self) -> None:
         """One control trial, proposed and run in this thread."""
-        trial_candidate = self._control_propose()
+        trial_candidate = self._control_propose(baseline=True)
         if trial_candidate is not None:
             self._control_run(*trial_candidate)
 
-    def _control_propose(self) -> tuple[Any, CandidateRecord] | None:
-        """The next trial's candidate; None when it duplicates an earlier trial (told, nothing to run)."""
+    def _control_propose(self, *, baseline: bool = False) -> tuple[Any, CandidateRecord] | None:
+        """The next trial's candidate; None when it duplicates an earlier trial (told, nothing to run).
+
+        A trial asked and not told is proposed again first (a resume); in a shared campaign only this
+        worker's (other workers' are theirs, or taken over as candidates), and the baseline's trial 0 by
+        the first process (``baseline``)."""
         pending = self.control.pending()
+        if self.settings.shared:
+            pending = [
+                t for t in pending if (baseline and t.number == 0) or t.meta.get("worker") == self.worker
+            ]
         trial = pending[0] if pending else self.control.ask()
         candidate = self.runner.propose(
             "control",
@@ -795,7 +1093,8 @@ class Campaign:
         self._halt_check()  # stopped meanwhile (the call was abandoned): nothing of it is recorded
         queued = False
         for i, proposal in enumerate(proposals):
-            key = f"agent-{step}-{i}"
+            # In a shared campaign every worker numbers its own calls: its name keeps the keys apart.
+            key = f"agent-{step}-{i}" if self.worker is None else f"agent-{self.worker}-{step}-{i}"
             candidate = self._propose(proposal, key)
             tries = 0
             while candidate.status == "rejected" and tries < self.settings.max_repairs:
@@ -834,7 +1133,11 @@ class Campaign:
             proposal_key=key,
             parent_id=proposal.parent_id if proposal.parent_id is not None else parent,
         )
-        extra = {**({"note": proposal.note} if proposal.note else {}), **dict(proposal.meta)}
+        extra = {
+            **({"note": proposal.note} if proposal.note else {}),
+            **dict(proposal.meta),
+            **({WORKER_KEY: self.worker} if self.worker is not None else {}),  # queued by this worker
+        }
         if extra and not extra.keys() <= candidate.meta.keys():  # the meta too when there is no rationale
             candidate = self.runner.ledger.update_candidate(candidate.id, meta={**candidate.meta, **extra})
         return candidate
@@ -927,6 +1230,51 @@ def _history_item(c: CandidateRecord) -> HistoryItem:
 
 def _scalars(values: Mapping[str, float]) -> str:
     return ", ".join(f"{k}={v:.3g}" for k, v in sorted(values.items()))
+
+
+def join_settings(
+    url: str,
+    campaign: str,
+    *,
+    directory: Path,
+    data_dir: str | None,
+    workers: int = 2,
+) -> CampaignSettings:
+    """The settings of a worker joining the shared campaign ``campaign`` in the database at ``url`` (``afr
+    worker``), read from what the campaign recorded when it started: profile as built, agent, control,
+    budgets, seeds and run limits. ``directory`` holds this worker's artifacts; ``data_dir`` is this
+    machine's data folder (None: the default)."""
+    config = joined_campaign(url, campaign)
+    finals, top_k, final_seeds, heldout_seeds = config["finals"]
+    limits = config.get("runner_limits") or {}
+    return CampaignSettings(
+        name=campaign,
+        directory=directory,
+        profile=str(config["profile"]),
+        profile_cfg=dict(config["profile_cfg"]),
+        agent_cfg=dict(config["agent_cfg"]),
+        control_cfg=dict(config["control_cfg"]),
+        runs_per_arm=int(config["runs_per_arm"]),
+        agent_runs=config.get("agent_runs"),
+        seed=int(config["seed"]),
+        data_dir=data_dir,
+        runner=RunnerSettings(
+            workers=workers,
+            timeout_s=float(limits.get("timeout_s", 600)),
+            memory_mb=int(limits.get("memory_mb", 4096)),
+        ),
+        proposals_per_step=int(config["proposals_per_step"]),
+        max_repairs=int(config["max_repairs"]),
+        finals=bool(finals),
+        top_k=int(top_k),
+        final_seeds=final_seeds,
+        heldout_seeds=heldout_seeds,
+        evaluation_cfg=dict(config.get("evaluation_cfg") or {}),
+        storage=url,
+        shared=True,
+        join=True,
+        stale_after_s=float(config.get("stale_after_s", 60.0)),
+    )
 
 
 def check_candidate(settings: CampaignSettings, source: str, label: str) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,27 @@ __all__ = ["CandidateRunner", "RunnerSettings", "run_key"]
 
 _UNHASHABLE = frozenset({"syntax", "size-bytes", "size-nodes", "size-depth", "unverifiable"})
 FINISHED = ("ok", "failed", "timeout", "crashed", "memory")
+
+
+def _quiet_tensorboard_threads() -> None:
+    """TensorBoard writes event files in a thread of its own, which re-raises a failed write (a full disk)
+    and so prints a traceback; the same error then reaches the caller, which reports it in one line. Only
+    that thread's errors are silenced, once per process."""
+    global _TB_HOOKED
+    if _TB_HOOKED:
+        return
+    _TB_HOOKED = True
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if type(args.thread).__name__ == "_AsyncWriterThread" and isinstance(args.exc_value, OSError):
+            return
+        previous(args)
+
+    threading.excepthook = hook
+
+
+_TB_HOOKED = False
 
 
 def run_key(arm: str, candidate_id: int, stage: str, seed: int) -> str:
@@ -69,11 +91,13 @@ class CandidateRunner:
         config: Mapping[str, Any] | None = None,
         ledger: Ledger | None = None,
         pool: SandboxPool | None = None,
+        campaign_id: int | None = None,
     ) -> None:
         """``profile`` is the campaign's, built once with every override applied; ``baseline`` (default: the
         profile's) is what the control arm runs and what candidates are diffed against; ``table`` (default:
         built from both) is what every candidate is validated against; ``pool`` (default: one started on first
-        use) is a sandbox pool of ``settings.workers`` workers, closed with the runner."""
+        use) is a sandbox pool of ``settings.workers`` workers, closed with the runner; ``campaign_id``: join
+        that (shared) campaign of the ledger, instead of starting or resuming ``name`` by its config."""
         self.dir = Path(campaign_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.profile = profile
@@ -88,7 +112,11 @@ class CandidateRunner:
             "limits": {arm: vars(b) for arm, b in limits.items()},
             **dict(config or {}),
         }
-        self.campaign_id = self.ledger.start_campaign(name, profile.name, agent, full_config)
+        self.campaign_id = (
+            campaign_id
+            if campaign_id is not None
+            else self.ledger.start_campaign(name, profile.name, agent, full_config)
+        )
         self.accountant = BudgetAccountant(self.ledger, self.campaign_id, dict(limits))
         self.run_client_steps = self.profile.client_steps_per_run
         self._pool: SandboxPool | None = pool
@@ -378,6 +406,8 @@ class CandidateRunner:
     def _write_tensorboard(self, name: str, run_name: str, curve: list[dict[str, Any]]) -> str:
         """``tb/<candidate name>/<run>``: TensorBoard lists each run under the candidate's one name."""
         from torch.utils.tensorboard import SummaryWriter
+
+        _quiet_tensorboard_threads()
 
         relative = Path("tb") / name / run_name
         with SummaryWriter(log_dir=str(self.dir / relative)) as writer:

@@ -54,8 +54,10 @@ def make_control(
     space: Mapping[str, Scalar],
     seed: int,
     higher_is_better: bool,
+    worker: str | None = None,
 ) -> ScalarControl:
-    """The control arm described by ``cfg`` (the ``control:`` config group; empty means Optuna defaults)."""
+    """The control arm described by ``cfg`` (the ``control:`` config group; empty means Optuna defaults);
+    ``worker``: this process's name in a shared campaign (see :class:`OptunaControl`)."""
     cfg = dict(cfg or {})
     kind = cfg.get("kind", "optuna")
     if kind not in CONTROL_KINDS:
@@ -81,4 +83,5 @@ def make_control(
         n_startup_trials=cfg.get("n_startup_trials", 8),
         enqueue_defaults=enqueue,
         sampler=str(cfg.get("sampler", "tpe")),
+        worker=worker,
     )

@@ -67,6 +67,8 @@ CANDIDATE_ATTR = "candidate"
 DIFF_CHARS = 8000  # an agent candidate's diff is cut to this many characters in the dashboard study
 MESSAGE_CHARS = 2000
 _SPACE_ATTR = "afr_space"
+WORKER_ATTR = "afr_worker"
+"""User attr of a shared campaign's control trial: the worker that asked it."""
 _ARM_ATTR = "afr_arm"
 
 
@@ -202,7 +204,11 @@ class OptunaControl(ScalarControl):
         n_startup_trials: int = 8,
         enqueue_defaults: bool = True,
         sampler: str = "tpe",
+        worker: str | None = None,
     ) -> None:
+        """``worker``: this process's name in a shared campaign, where several processes ask trials of one
+        study at once: TPE then treats their running trials as constant lies (so concurrent asks differ),
+        each worker's sampler seed includes its name, and every trial records the worker that asked it."""
         super().__init__(space, higher_is_better=higher_is_better)
         if not self.space:
             raise ConfigError("the control arm needs at least one declared scalar", where="space")
@@ -232,13 +238,15 @@ class OptunaControl(ScalarControl):
         self.n_startup_trials = n_startup_trials
         self.sampler_name = sampler
         self.enqueue_defaults = bool(enqueue_defaults)
+        self.worker = worker
         self._distributions = {name: _distribution(s) for name, s in self.space.items()}
         self._lock = _study_lock(storage_url, study_name)
         self._storage = open_storage(storage_url)
         with self._lock:
             self._study = _open_study(self._storage, study_name, self.higher_is_better, self._sampler(0))
             self._check_space()
-            self._abandon_half_asked()
+            if worker is None:  # shared: a trial half-asked now may be another live worker's ask
+                self._abandon_half_asked()
             if self.enqueue_defaults and not self._study.get_trials(deepcopy=False):
                 self._study.enqueue_trial(
                     self.defaults(), user_attrs={"afr_baseline_defaults": True}, skip_if_exists=True
@@ -254,11 +262,14 @@ class OptunaControl(ScalarControl):
 
     def _sampler(self, n_stored: int) -> optuna.samplers.BaseSampler:
         # A fresh sampler per ask, seeded from (seed, trials stored): see the module docstring.
-        digest = hashlib.sha256(f"afr-control:{self.seed}:{n_stored}".encode()).hexdigest()
+        salt = f":{self.worker}" if self.worker is not None else ""
+        digest = hashlib.sha256(f"afr-control:{self.seed}:{n_stored}{salt}".encode()).hexdigest()
         seed = int(digest[:8], 16)
         if self.sampler_name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.n_startup_trials)
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=self.n_startup_trials, constant_liar=self.worker is not None
+        )
 
     def _check_space(self) -> None:
         record = _space_record(self.space)
@@ -289,7 +300,9 @@ class OptunaControl(ScalarControl):
         with self._lock:
             self._study.sampler = self._sampler(len(self._study.get_trials(deepcopy=False)))
             trial = self._study.ask(dict(self._distributions))
-            return ControlTrial(trial.number, self._scalars(trial.params))
+            if self.worker is not None:
+                trial.set_user_attr(WORKER_ATTR, self.worker)
+            return ControlTrial(trial.number, self._scalars(trial.params), meta={"worker": self.worker})
 
     def tell(self, number: int, score: float | None, *, message: str = "", candidate: str = "") -> None:
         """Report trial ``number``'s score; ``None`` or a non-finite score is stored as FAIL. ``candidate``
@@ -371,7 +384,10 @@ class OptunaControl(ScalarControl):
             state=state,  # type: ignore[arg-type]
             score=score,
             message=str(frozen.user_attrs.get("message", "")),
-            meta={"baseline_defaults": bool(frozen.user_attrs.get("afr_baseline_defaults", False))},
+            meta={
+                "baseline_defaults": bool(frozen.user_attrs.get("afr_baseline_defaults", False)),
+                "worker": frozen.user_attrs.get(WORKER_ATTR),
+            },
         )
 
     def __repr__(self) -> str:

@@ -18,6 +18,7 @@ from ._ledger import (
     LEDGER_FILE,
     RUN_STAGES,
     RUN_STATUSES,
+    WORKER_KEY,
     Account,
     Arm,
     CampaignRecord,
@@ -44,6 +45,7 @@ from ._models import (
     MetaRow,
     NoteRow,
     RunRow,
+    WorkerRow,
 )
 from ._names import BASELINE_KEY, candidate_name
 
@@ -55,6 +57,8 @@ __all__ = [
     "MetaRow",
     "LlmCallRow",
     "NoteRow",
+    "WorkerRow",
+    "WORKER_KEY",
     "LOCK_FILE",
     "CampaignLock",
     "CampaignLockedError",

@@ -56,9 +56,13 @@ from ._models import (
     MetaRow,
     NoteRow,
     RunRow,
+    WorkerRow,
     utcnow,
 )
 from ._names import NUMBER_KEY, candidate_name
+
+WORKER_KEY = "worker"
+"""The candidate meta key naming the worker that runs it (shared campaigns only)."""
 
 __all__ = [
     "Ledger",
@@ -81,6 +85,7 @@ __all__ = [
     "check_storage_url",
     "open_ledger",
     "find_campaign",
+    "WORKER_KEY",
 ]
 
 CAMPAIGN_STATUSES = ("running", "finished", "interrupted", "failed")
@@ -1175,6 +1180,62 @@ class Ledger:
                 }
                 for row in rows
             ]
+
+    # -- workers of a shared campaign ----------------------------------------------------------------
+
+    def join_worker(self, campaign_id: int, name: str) -> None:
+        """Register (or re-register) the worker ``name`` of a shared campaign, alive as of now."""
+        with self.write_session(campaign_id) as session:
+            row = session.scalars(
+                select(WorkerRow).where(WorkerRow.campaign_id == campaign_id, WorkerRow.name == name)
+            ).one_or_none()
+            if row is None:
+                session.add(WorkerRow(campaign_id=campaign_id, name=name))
+            else:
+                row.heartbeat_at, row.status = utcnow(), "active"
+
+    def heartbeat(self, campaign_id: int, name: str, status: str = "active") -> None:
+        """The worker is alive (``status`` ``left``: it ended, holding nothing)."""
+        with self.write_session() as session:
+            row = session.scalars(
+                select(WorkerRow).where(WorkerRow.campaign_id == campaign_id, WorkerRow.name == name)
+            ).one_or_none()
+            if row is not None:
+                row.heartbeat_at, row.status = utcnow(), status
+
+    def live_workers(self, campaign_id: int, stale_after_s: float) -> set[str]:
+        """Workers whose last heartbeat is at most ``stale_after_s`` old and that have not left."""
+        with self.read_session() as session:
+            rows = session.scalars(select(WorkerRow).where(WorkerRow.campaign_id == campaign_id)).all()
+            beats = [(r.name, _utc(r.heartbeat_at), r.status) for r in rows]
+        now = utcnow()
+        return {
+            name
+            for name, beat, status in beats
+            if status == "active" and beat is not None and (now - beat).total_seconds() <= stale_after_s
+        }
+
+    def claim_candidate(
+        self,
+        candidate_id: int,
+        worker: str,
+        *,
+        statuses: Iterable[str],
+        live: set[str],
+        meta: Mapping[str, Any] | None = None,
+    ) -> CandidateRecord | None:
+        """Mark the candidate ``running`` as ``worker``'s, in one write, if its status is one of
+        ``statuses`` and it is not held by another worker in ``live``; None if it is not this worker's to
+        take (another claimed it first). ``meta`` entries are set in the same write."""
+        with self.write_session() as session:
+            row = self._get(session, CandidateRow, candidate_id, "candidate")
+            holder = (row.meta or {}).get(WORKER_KEY)
+            if row.status not in set(statuses) or (holder not in (None, worker) and holder in live):
+                return None
+            row.meta = _jsonable({**dict(row.meta or {}), **dict(meta or {}), WORKER_KEY: worker})
+            row.status = "running"
+            session.flush()
+            return _candidate_record(row)
 
     def add_note(self, campaign_id: int, *, arm: str, kind: str, text: str) -> int:
         """Record something the report tells about an arm (``kind="stopped"``: why it stopped early)."""

@@ -37,19 +37,20 @@ __all__ = [
     "ChargeRow",
     "LlmCallRow",
     "NoteRow",
+    "WorkerRow",
     "TABLE_PREFIX",
     "SCHEMA_VERSION",
 ]
 
 TABLE_PREFIX = "afr_"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The ledger schema these models describe; recorded in ``afr_meta`` when a ledger is created, checked on
 every open. Bump it (and teach ``Ledger`` to migrate or refuse) whenever a table or column changes.
 
-History: 1 — campaigns, candidates, runs, costs, charges; 2 — adds ``afr_llm_calls`` and ``afr_notes`` (a
-version-1 ledger gets them, empty, on open: :data:`ADDED_TABLES`)."""
+History: 1 — campaigns, candidates, runs, costs, charges; 2 — adds ``afr_llm_calls`` and ``afr_notes``; 3 —
+adds ``afr_workers`` (an older ledger gets the added tables, empty, on open: :data:`ADDED_TABLES`)."""
 
-ADDED_TABLES: dict[int, tuple[str, ...]] = {2: ("afr_llm_calls", "afr_notes")}
+ADDED_TABLES: dict[int, tuple[str, ...]] = {2: ("afr_llm_calls", "afr_notes"), 3: ("afr_workers",)}
 """Tables each schema version added. A ledger of an older version lacks only these, and gets them (empty)
 when opened: an additive upgrade, nothing existing is changed."""
 
@@ -226,3 +227,18 @@ class NoteRow(Base):
     kind: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WorkerRow(Base):
+    """A process searching a shared campaign (``campaign.workers`` > 2 or ``afr worker``): its heartbeat
+    tells the others whether the runs it holds are still its own, or a crashed worker's to take over."""
+
+    __tablename__ = "afr_workers"
+    __table_args__ = (UniqueConstraint("campaign_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("afr_campaigns.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="active")
