@@ -9,19 +9,21 @@ worker's run taken over under its own run key, and the finals and report written
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.pool import NullPool
 
 from afr.campaign import join_settings
 from afr.errors import ConfigError
@@ -37,14 +39,20 @@ def environment() -> dict[str, str]:
     return env
 
 
-def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    if not path.exists():
+def query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of the campaign's database (SQLite or PostgreSQL); none while its tables are not there yet."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql))]
+    except (OperationalError, ProgrammingError):
         return []
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as conn:
-        try:
-            return conn.execute(sql).fetchall()
-        except sqlite3.OperationalError:
-            return []
+    finally:
+        engine.dispose()
+
+
+def worker_of(meta: Any) -> str | None:
+    return (meta if isinstance(meta, dict) else json.loads(meta or "{}")).get("worker")
 
 
 def start(command: list[str], cwd: Path, log: Path) -> subprocess.Popen:
@@ -62,13 +70,26 @@ def wait_for(condition, what: str, procs: list[subprocess.Popen]) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A shared campaign searched by three processes, one of them killed while it holds a run."""
-    folder = tmp_path_factory.mktemp("shared")
-    ledger = folder / "campaign" / "ledger.db"
-    ledger.parent.mkdir()
-    url = f"sqlite:///{ledger}"
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """A shared campaign searched by three processes, one of them killed while it holds a run: on SQLite
+    (one machine) and on a throwaway PostgreSQL server (what several machines share)."""
+    folder = tmp_path_factory.mktemp(f"shared-{request.param}")
+    (folder / "campaign").mkdir()
+    if request.param == "sqlite":
+        yield run_shared(folder, f"sqlite:///{folder / 'campaign' / 'ledger.db'}")
+        return
+    from tests._postgres import postgres_missing, throwaway_postgres
+
+    if (missing := postgres_missing()) is not None:
+        pytest.skip(missing)
+    with throwaway_postgres() as url:
+        yield run_shared(folder, url)
+
+
+def run_shared(folder: Path, url: str) -> dict[str, Any]:
     main = start(
         [
             sys.executable,
@@ -80,7 +101,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "profile.local_steps=60",
             f"campaign.runs_per_arm={RUNS}",
             "campaign.shared=true",
-            f"campaign.storage={url}",
+            f"campaign.storage='{url}'",
             "campaign.stale_after_s=3",
             "campaign.await_workers=2",
             "campaign.top_k=1",
@@ -95,7 +116,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
     procs = [main]
     try:
-        wait_for(lambda: query(ledger, "SELECT id FROM afr_campaigns"), "the campaign to be recorded", procs)
+        wait_for(lambda: query(url, "SELECT id FROM afr_campaigns"), "the campaign to be recorded", procs)
         workers = [
             start(
                 [sys.executable, "-m", "afr.cli", "worker", url, "shared", "--dir", str(folder / f"w{n}")],
@@ -108,13 +129,14 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         # The worker to kill: once it holds a search run (its name is in its log once it joined).
         wait_for(lambda: "joins campaign" in (folder / "w1.log").read_text(), "worker 1 to join", procs)
         name = (folder / "w1.log").read_text().split("worker ", 1)[1].split(" joins", 1)[0]
-        held = (
-            "SELECT id FROM afr_candidates WHERE status = 'running' "
-            f"AND json_extract(meta, '$.worker') = '{name}'"
-        )
-        wait_for(lambda: query(ledger, held), "worker 1 to hold a run", procs[:1] + workers[1:])
+
+        def held() -> set[int]:
+            rows = query(url, "SELECT id, meta FROM afr_candidates WHERE status = 'running'")
+            return {cid for cid, meta in rows if worker_of(meta) == name}
+
+        wait_for(held, "worker 1 to hold a run", procs[:1] + workers[1:])
         os.killpg(workers[0].pid, signal.SIGKILL)
-        killed_candidates = {row[0] for row in query(ledger, held)}
+        killed_candidates = held()
         for proc in (main, workers[1]):
             proc.wait(timeout=TIMEOUT)
         workers[0].wait(timeout=60)
@@ -125,7 +147,6 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 proc.wait()
     return {
         "folder": folder,
-        "ledger": ledger,
         "url": url,
         "main": main.returncode,
         "survivor": workers[1].returncode,
@@ -136,7 +157,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_three_processes_charge_exactly_the_budget_and_run_nothing_twice(shared) -> None:
-    ledger, logs = shared["ledger"], shared["logs"]
+    ledger, logs = shared["url"], shared["logs"]
     assert shared["main"] == 0 and shared["survivor"] == 0, logs
     assert query(ledger, "SELECT status FROM afr_campaigns") == [("finished",)]
     charges = query(ledger, "SELECT run_key, arm, runs, status, outcome FROM afr_charges")
@@ -157,21 +178,19 @@ def test_three_processes_charge_exactly_the_budget_and_run_nothing_twice(shared)
 
 
 def test_the_work_was_shared_and_the_killed_workers_run_taken_over(shared) -> None:
-    ledger = shared["ledger"]
+    ledger = shared["url"]
     by_worker = Counter(
-        row[0]
-        for row in query(
+        worker_of(meta)
+        for (meta,) in query(
             ledger,
-            "SELECT json_extract(c.meta, '$.worker') FROM afr_runs r JOIN afr_candidates c "
-            "ON c.id = r.candidate_id WHERE r.stage = 'search'",
+            "SELECT c.meta FROM afr_runs r JOIN afr_candidates c ON c.id = r.candidate_id "
+            "WHERE r.stage = 'search'",
         )
     )
     assert len([w for w in by_worker if w]) >= 2, by_worker  # at least the first process and the survivor ran
     for candidate in shared["killed_candidates"]:
-        ((status, worker),) = query(
-            ledger,
-            f"SELECT status, json_extract(meta, '$.worker') FROM afr_candidates WHERE id = {candidate}",
-        )
+        ((status, meta),) = query(ledger, f"SELECT status, meta FROM afr_candidates WHERE id = {candidate}")
+        worker = worker_of(meta)
         assert status in ("ok", "failed") and worker != shared["killed"], (status, worker)
     assert "took over" in shared["logs"]["main.log"] + shared["logs"]["w2.log"]
     workers = dict(query(ledger, "SELECT name, status FROM afr_workers"))
@@ -180,9 +199,9 @@ def test_the_work_was_shared_and_the_killed_workers_run_taken_over(shared) -> No
 
 
 def test_the_control_trials_are_distinct_and_the_finals_and_report_are_the_first_process(shared) -> None:
-    ledger = shared["ledger"]
+    ledger = shared["url"]
     scalars = [
-        json.dumps(json.loads(s), sort_keys=True)
+        json.dumps(s if isinstance(s, dict) else json.loads(s), sort_keys=True)
         for (s,) in query(
             ledger, "SELECT scalars FROM afr_candidates WHERE arm = 'control' AND status != 'duplicate'"
         )
