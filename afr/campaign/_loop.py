@@ -59,7 +59,7 @@ from ._brief import record_usage, task_brief
 from ._finals import FinalsPlan, run_finals
 from ._progress import CampaignProgress
 from ._retry import study_name
-from ._runner import CandidateRunner, RunnerSettings
+from ._runner import CandidateRunner, RunnerSettings, make_pool
 from ._signals import StopSignals
 
 __all__ = ["CampaignSettings", "CampaignResult", "Campaign", "CampaignFailure", "check_candidate"]
@@ -245,7 +245,7 @@ class Campaign:
         # safe point; a second signal changes nothing (see _signals).
         self._halted = threading.Event()  # set when the campaign stops: the arm threads write nothing more
         self._signals = StopSignals(self._stop_sandbox)
-        pool = SandboxPool(settings.runner.workers, devices=settings.runner.devices or None)
+        pool = make_pool(settings.runner)  # campaign.executor: local, or a Ray cluster
         self._start_pool: SandboxPool | None = pool
         try:
             with self._signals:
