@@ -143,17 +143,23 @@ def test_executor_ray_without_ray_is_one_line(tmp_path: Path, monkeypatch: pytes
 # --- a local Ray instance (ray.init()) ----------------------------------------------------------------
 
 
+@pytest.fixture(scope="class")
+def local_ray_pool() -> Iterator[RayPool]:
+    """A pool on a local Ray instance, for one class: closed (and Ray shut down) before the cluster test."""
+    assert not ray.is_initialized()
+    sandbox = RayPool(workers=2)  # address None: starts a local Ray, shut down by close()
+    sandbox.warm()
+    yield sandbox
+    pids = sandbox.zygote_pids
+    sandbox.close()
+    assert not ray.is_initialized()
+    assert wait_until(lambda: not any(alive(pid) for pid in pids), timeout=30)
+
+
 class TestLocalRay:
-    @pytest.fixture(scope="class")
-    def pool(self) -> Iterator[RayPool]:
-        assert not ray.is_initialized()
-        sandbox = RayPool(workers=2)  # address None: starts a local Ray, shut down by close()
-        sandbox.warm()
-        yield sandbox
-        pids = sandbox.zygote_pids
-        sandbox.close()
-        assert not ray.is_initialized()
-        assert wait_until(lambda: not any(alive(pid) for pid in pids), timeout=30)
+    @pytest.fixture
+    def pool(self, local_ray_pool: RayPool) -> RayPool:
+        return local_ray_pool
 
     def test_same_job_same_metrics_as_the_local_sandbox(self, pool: RayPool) -> None:
         cfg = synthetic_cfg()
