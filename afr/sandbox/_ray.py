@@ -32,7 +32,7 @@ from typing import Any
 from ..engine import RunResult
 from ..errors import ConfigError
 from ._jobs import RunJob
-from ._pool import SandboxClosed, SandboxPool
+from ._pool import _ISOLATION_WANTED, SandboxClosed, SandboxPool
 
 __all__ = ["RayPool", "import_ray", "slot_devices", "node_slots"]
 
@@ -121,6 +121,7 @@ class NodeSandbox:
             "host": platform.node(),
             "slots": self.pool.workers,
             "devices": list(self.pool.devices),
+            "euid": os.geteuid(),
         }
 
     def run(self, job: RunJob) -> RunResult:
@@ -418,6 +419,18 @@ class RayPool:
             if not node.dead:
                 node.info, node.ready = info, True
             self._changed.notify_all()
+        # The node's own pool logs what its zygote could not apply, but in the actor's process: say it here.
+        missing = [k for k in _ISOLATION_WANTED if not (info.get("isolation") or {}).get(k)]
+        if info.get("euid") == 0 and missing == ["user_namespace"]:
+            missing = []  # root needs no user namespace to unshare the others
+        if missing and self._pool_kwargs["isolate"]:
+            log.warning(
+                "afr.sandbox: the sandbox on Ray node %s (%s) runs without %s; the audit hook and resource "
+                "limits remain",
+                node_id[:12],
+                info.get("host", "?"),
+                ", ".join(missing),
+            )
 
     def _mark_dead(self, node: _Node, reason: str) -> None:
         with self._changed:
