@@ -384,7 +384,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
     ``name`` is the default campaign name then)."""
     from .campaign import CampaignSettings, RunnerSettings
     from .evaluation import RacingSettings
-    from .sandbox import check_num_gpus, import_ray, parse_devices
+    from .sandbox import check_num_gpus, check_ray_address, import_ray, parse_devices
 
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
@@ -427,7 +427,8 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
             where="campaign.workers/timeout_s/memory_mb/devices/executor/ray_address/num_gpus",
         ) from exc
     if runner.executor == "ray":
-        import_ray()  # not installed: one line now, before any folder or record is made
+        import_ray()  # not installed, or no cluster at the address: one line now, before any folder is made
+        check_ray_address(runner.ray_address)
     return CampaignSettings(
         name=str(name),
         directory=directory,

@@ -7,6 +7,7 @@ Skipped without Ray (``pip install 'afr[ray]'``, ~240 MB: not in the test extra)
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import textwrap
 import threading
@@ -30,7 +31,7 @@ from afr.errors import ConfigError  # noqa: E402
 from afr.ledger import Ledger  # noqa: E402
 from afr.profiles import load_profile_config  # noqa: E402
 from afr.run import campaign_settings  # noqa: E402
-from afr.sandbox import RayPool, RunJob, SandboxPool  # noqa: E402
+from afr.sandbox import RayPool, RunJob, SandboxPool, check_ray_address  # noqa: E402
 from afr.sandbox._ray import node_slots, slot_devices  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "afr" / "conf"
@@ -138,6 +139,19 @@ def test_executor_ray_without_ray_is_one_line(tmp_path: Path, monkeypatch: pytes
     assert "pip install 'afr[ray]'" in str(caught.value)
     with pytest.raises(ConfigError, match="needs Ray"):
         RayPool(workers=1)
+
+
+def test_a_cluster_address_nothing_answers_at_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConfigError, match="no Ray cluster answers at '127.0.0.1:") as caught:
+        composed(tmp_path / "c", "campaign.executor=ray", f"campaign.ray_address=127.0.0.1:{port}")
+    assert "campaign.ray_address" in str(caught.value)
+    with pytest.raises(ConfigError, match="is not HOST:PORT"):
+        check_ray_address("head-node")
+    check_ray_address(None)  # a local Ray: nothing to probe
+    assert not (tmp_path / "c").exists()  # refused before any folder is made
 
 
 # --- a local Ray instance (ray.init()) ----------------------------------------------------------------

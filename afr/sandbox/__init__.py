@@ -61,7 +61,7 @@ Ray (``campaign.executor=ray``, ``pip install 'afr[ray]'``)
 from ._guard import install_audit_hook
 from ._jobs import RunJob
 from ._pool import SandboxClosed, SandboxPool, parse_devices
-from ._ray import RayPool, check_num_gpus, import_ray
+from ._ray import RayPool, check_num_gpus, check_ray_address, import_ray
 
 __all__ = [
     "RayPool",
@@ -69,6 +69,7 @@ __all__ = [
     "SandboxClosed",
     "SandboxPool",
     "check_num_gpus",
+    "check_ray_address",
     "import_ray",
     "install_audit_hook",
     "parse_devices",

@@ -21,6 +21,7 @@ import math
 import os
 import platform
 import queue
+import socket
 import threading
 import time
 from collections import deque
@@ -34,7 +35,7 @@ from ..errors import ConfigError
 from ._jobs import RunJob
 from ._pool import _ISOLATION_WANTED, SandboxClosed, SandboxPool
 
-__all__ = ["RayPool", "import_ray", "slot_devices", "node_slots"]
+__all__ = ["RayPool", "check_num_gpus", "check_ray_address", "import_ray", "node_slots", "slot_devices"]
 
 log = logging.getLogger("afr.sandbox")
 
@@ -52,6 +53,31 @@ def import_ray() -> Any:
             fix="pip install 'afr[ray]' (on the driver and on every node), or use campaign.executor=local",
         ) from exc
     return ray
+
+
+def check_ray_address(address: str | None, timeout_s: float = 10.0) -> None:
+    """Refuse, in one line, a cluster address nothing answers at: ``ray.init`` itself would retry for minutes.
+
+    ``None`` (a local Ray) and ``auto`` (the cluster this machine belongs to; Ray fails fast without one) are
+    not probed; ``HOST:PORT`` and ``ray://HOST:PORT`` get one TCP connection attempt."""
+    if address is None or address == "auto":
+        return
+    host, _, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(
+            f"the Ray address {address!r} is not HOST:PORT",
+            where="campaign.ray_address=",
+            fix="give the head node's address, e.g. campaign.ray_address=10.0.0.1:6379 (or auto, or null)",
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"no Ray cluster answers at {address!r} ({exc})",
+            where="campaign.ray_address=",
+            fix="start the cluster (`ray start --head --port=6379` on the head node) or fix the address; "
+            "campaign.ray_address=null runs a local Ray",
+        ) from exc
 
 
 def check_num_gpus(num_gpus: float) -> float:
@@ -203,6 +229,7 @@ class RayPool:
         self._ray = ray = import_ray()
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
+            check_ray_address(address)
             options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
             if address is None:
                 options["include_dashboard"] = False
