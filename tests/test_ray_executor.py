@@ -215,6 +215,36 @@ class TestLocalRay:
         assert env.status == "ok", env.message
         assert after.status == "ok"
 
+    def test_a_cluster_without_the_gpus_asked_for_is_one_line(self, pool: RayPool) -> None:
+        if ray.cluster_resources().get("GPU"):
+            pytest.skip("this machine has GPUs")
+        with pytest.raises(ConfigError, match="no node of the Ray cluster can take a run") as caught:
+            RayPool(workers=1, num_gpus=1)
+        assert "0 GPU" in str(caught.value) and "campaign.num_gpus" in str(caught.value)
+        assert ray.is_initialized()  # the session was not this pool's to stop
+
+
+def test_each_run_sees_the_gpus_ray_gave_its_slot() -> None:
+    """GPU plumbing without a GPU: Ray is told the node has 2 (it does not check), each run asks for 1; each
+    worker slot's children see their own device in CUDA_VISIBLE_DEVICES (they train on the CPU here)."""
+    assert not ray.is_initialized()
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        pool = RayPool(workers=2, num_gpus=1)
+        try:
+            info = pool.warm()
+            assert sorted(info["devices"]) == ["0", "1"] and info["slots"] == 2
+            report = hostile("raise RuntimeError('CVD=' + os.environ.get('CUDA_VISIBLE_DEVICES', '-') + '=')")
+            seen = pool.map([job(synthetic_cfg(), report) for _ in range(4)])
+        finally:
+            pool.close()
+        values = {r.message.split("CVD=")[1].split("=")[0] for r in seen if "CVD=" in r.message}
+        assert len(seen) == 4 and all(r.status == "failed" for r in seen), [r.message for r in seen]
+        assert values and values <= {"0", "1"}, values
+        assert ray.is_initialized()  # joined, not owned: left running
+    finally:
+        ray.shutdown()
+
 
 # --- a two-node cluster, one node removed mid-campaign ----------------------------------------------
 

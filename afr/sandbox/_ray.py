@@ -243,6 +243,17 @@ class RayPool:
                     "`ray start --address=<head>:6379` on the others) and give its address, "
                     "or campaign.ray_address=null for a local Ray",
                 ) from exc
+        totals = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if not any(node_slots(resources, workers, self.num_gpus) for resources in totals):
+            if self._owns_ray:
+                ray.shutdown()
+            seen = ", ".join(f"{r.get('CPU', 0):g} CPU + {r.get('GPU', 0):g} GPU" for r in totals) or "none"
+            raise ConfigError(
+                f"no node of the Ray cluster can take a run: each needs 1 CPU and num_gpus={num_gpus:g} "
+                f"GPU(s) per run; its nodes have {seen}",
+                where="campaign.num_gpus= / campaign.ray_address=",
+                fix="start nodes with GPUs (`ray start ... --num-gpus=N`) or lower campaign.num_gpus",
+            )
         self._remote_class = ray.remote(NodeSandbox)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
