@@ -31,7 +31,7 @@ from afr.errors import ConfigError  # noqa: E402
 from afr.ledger import Ledger  # noqa: E402
 from afr.profiles import load_profile_config  # noqa: E402
 from afr.run import campaign_settings  # noqa: E402
-from afr.sandbox import RayPool, RunJob, SandboxPool, check_ray_address  # noqa: E402
+from afr.sandbox import RayPool, RunJob, SandboxClosed, SandboxPool, check_ray_address  # noqa: E402
 from afr.sandbox._ray import node_slots, slot_devices  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "afr" / "conf"
@@ -342,6 +342,34 @@ def test_a_campaign_survives_a_node_removed_mid_run(tmp_path: Path, monkeypatch:
         assert all(n == 1 and status == "settled" for _, _, n, status in charges)
         per_arm = {arm: sum(n for a, _, n, _ in charges if a == arm) for arm in ("agent", "control")}
         assert per_arm == {"agent": runs, "control": runs}
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
+
+
+def test_with_no_node_left_a_run_ends_unrun_not_with_a_status() -> None:
+    """The only node that can run anything is removed while it runs a job, and none comes back: the job ends
+    SandboxClosed (no outcome: a campaign keeps it reserved and re-runs it), never a recorded status."""
+    from ray.cluster_utils import Cluster
+
+    assert not ray.is_initialized()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # the head takes no runs
+    try:
+        worker = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        pool = RayPool(workers=1, address=cluster.address, node_wait_s=1.0)
+        try:
+            pool.warm()
+            future = pool.submit(job(synthetic_cfg(rounds=100, local_steps=200)))
+            assert wait_until(lambda: bool(pool.in_flight()), timeout=60, step=0.01)
+            cluster.remove_node(worker, allow_graceful=False)
+            with pytest.raises(SandboxClosed, match="no Ray node could take a run"):
+                future.result(timeout=300)
+            assert pool.requeued == 1 and pool.nodes()[worker.node_id]["dead"]
+        finally:
+            pool.close()
+        assert not ray.is_initialized()  # the pool started this session: close() ends it
     finally:
         if ray.is_initialized():
             ray.shutdown()
