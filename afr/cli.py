@@ -175,9 +175,19 @@ def _worker(args: argparse.Namespace) -> int:
     directory = Path(args.dir or Path("afr_campaigns") / f"{args.campaign}-worker").expanduser().resolve()
     # Resolved here, against the folder the command was started from (None: $AFR_DATA_DIR or the default)
     data_dir = str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else None
-    settings = join_settings(
-        args.url, args.campaign, directory=directory, data_dir=data_dir, workers=args.workers
-    )
+    try:
+        settings = join_settings(
+            args.url,
+            args.campaign,
+            directory=directory,
+            data_dir=data_dir,
+            workers=args.workers,
+            executor=args.executor,
+            ray_address=args.ray_address,
+            num_gpus=args.num_gpus,
+        )
+    except ValueError as exc:  # the runner's checks (e.g. --num-gpus without --executor ray)
+        raise ConfigError(str(exc), where="afr worker") from None
     try:
         campaign = Campaign(settings)
         print(
@@ -284,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", dest="data_dir", help="the data folder on this machine (default: as afr run)"
     )
     p.add_argument("--workers", type=int, default=2, help="sandboxed runs at once (one per arm: 2)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="where the runs execute")
+    p.add_argument("--ray-address", dest="ray_address", help="executor ray: the cluster (default: local Ray)")
+    p.add_argument("--num-gpus", dest="num_gpus", type=float, default=0.0, help="executor ray: GPUs per run")
     p.set_defaults(func=_worker)
 
     # The table's own parser (afr.evaluation's table_command) reads every word after `table`: its import

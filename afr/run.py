@@ -384,7 +384,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
     ``name`` is the default campaign name then)."""
     from .campaign import CampaignSettings, RunnerSettings
     from .evaluation import RacingSettings
-    from .sandbox import parse_devices
+    from .sandbox import check_num_gpus, check_ray_address, import_ray, parse_devices
 
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
@@ -417,11 +417,18 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
             timeout_s=float(camp.get("timeout_s", 600)),
             memory_mb=int(camp.get("memory_mb", 4096)),
             devices=tuple(parse_devices(camp.get("devices"))),
+            executor=str(camp.get("executor") or "local"),
+            ray_address=None if camp.get("ray_address") is None else str(camp["ray_address"]),
+            num_gpus=check_num_gpus(camp.get("num_gpus") or 0),
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(
-            f"malformed campaign resources: {exc}", where="campaign.workers/timeout_s/memory_mb/devices"
+            f"malformed campaign resources: {exc}",
+            where="campaign.workers/timeout_s/memory_mb/devices/executor/ray_address/num_gpus",
         ) from exc
+    if runner.executor == "ray":
+        import_ray()  # not installed, or no cluster at the address: one line now, before any folder is made
+        check_ray_address(runner.ray_address)
     return CampaignSettings(
         name=str(name),
         directory=directory,

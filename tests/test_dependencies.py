@@ -31,9 +31,10 @@ USED_WITHOUT_IMPORT = {
 """Declared dependencies no ``import`` in afr names, and why they are declared."""
 
 
-OPTIONAL_IMPORTS = {"flwr": ("flower", "afr/export/flower_app/")}
-"""Modules only an optional extra provides: module -> (the extra that declares it, the one folder of afr that
-may import it; ``afr export flower`` copies that folder out and never imports it)."""
+OPTIONAL_IMPORTS = {"flwr": ("flower", "afr/export/flower_app/"), "ray": ("ray", "afr/sandbox/_ray.py")}
+"""Modules only an optional extra provides: module -> (the extra that declares it, the one folder (or file) of
+afr that may import it; ``afr export flower`` copies its folder out and never imports it; Ray is imported
+only when ``campaign.executor=ray`` makes a RayPool)."""
 
 
 def _normalize(name: str) -> str:

@@ -60,7 +60,7 @@ from ._brief import record_usage, task_brief
 from ._finals import FinalsPlan, run_finals
 from ._progress import CampaignProgress
 from ._retry import study_name
-from ._runner import CandidateRunner, RunnerSettings, run_key
+from ._runner import CandidateRunner, RunnerSettings, make_pool, run_key
 from ._shared import Heartbeat, LocalWorkers, joined_campaign, worker_name
 from ._signals import StopSignals
 
@@ -297,7 +297,7 @@ class Campaign:
         self._halted = threading.Event()  # set when the campaign stops: the arm threads write nothing more
         self._local: LocalWorkers | None = None
         self._signals = StopSignals(self._stop_sandbox)
-        pool = SandboxPool(settings.runner.workers, devices=settings.runner.devices or None)
+        pool = make_pool(settings.runner)  # campaign.executor: local, or a Ray cluster
         self._start_pool: SandboxPool | None = pool
         try:
             with self._signals:
@@ -586,6 +586,7 @@ class Campaign:
                     campaign=self.settings.name,
                     directory=self.runner.dir,
                     data_dir=str(self.settings.data_dir),
+                    runner=self.settings.runner,
                 )
                 self.echo(f"{extra} more worker process(es) search this campaign (logs in workers/)")
             self._await_workers()
@@ -1239,6 +1240,9 @@ def join_settings(
     directory: Path,
     data_dir: str | None,
     workers: int = 2,
+    executor: str = "local",
+    ray_address: str | None = None,
+    num_gpus: float = 0.0,
 ) -> CampaignSettings:
     """The settings of a worker joining the shared campaign ``campaign`` in the database at ``url`` (``afr
     worker``), read from what the campaign recorded when it started: profile as built, agent, control,
@@ -1262,6 +1266,9 @@ def join_settings(
             workers=workers,
             timeout_s=float(limits.get("timeout_s", 600)),
             memory_mb=int(limits.get("memory_mb", 4096)),
+            executor=executor,
+            ray_address=ray_address,
+            num_gpus=num_gpus,
         ),
         proposals_per_step=int(config["proposals_per_step"]),
         max_repairs=int(config["max_repairs"]),

@@ -29,10 +29,10 @@ from ..evaluation import PENDING_KEY
 from ..ledger import CandidateRecord, Ledger, RunRecord
 from ..profiles import Profile, import_root
 from ..recipe import RecipeSource, recipe_source
-from ..sandbox import RunJob, SandboxClosed, SandboxPool
+from ..sandbox import RayPool, RunJob, SandboxClosed, SandboxPool, check_num_gpus
 from ..surface import SurfaceTable, is_legacy_hash, normalized_ast_hash, surface_table, validate
 
-__all__ = ["CandidateRunner", "RunnerSettings", "run_key"]
+__all__ = ["CandidateRunner", "RunnerSettings", "make_pool", "run_key"]
 
 _UNHASHABLE = frozenset({"syntax", "size-bytes", "size-nodes", "size-depth", "unverifiable"})
 FINISHED = ("ok", "failed", "timeout", "crashed", "memory")
@@ -72,6 +72,32 @@ class RunnerSettings:
     memory_mb: int = 4096
     devices: tuple[str, ...] = ()
     """``CUDA_VISIBLE_DEVICES`` per worker (worker i: ``devices[i % n]``); empty: the environment's."""
+    executor: str = "local"
+    """``local``: one :class:`SandboxPool` on this machine; ``ray``: a :class:`RayPool` on a Ray cluster."""
+    ray_address: str | None = None
+    """executor=ray: the cluster to join (``ray.init(address=...)``); None: a local Ray instance."""
+    num_gpus: float = 0.0
+    """executor=ray: GPUs per run (a fraction below 1 lets runs share a GPU)."""
+
+    def __post_init__(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"executor must be 'local' or 'ray', got {self.executor!r}")
+        check_num_gpus(self.num_gpus)
+        if self.executor == "local" and (self.num_gpus or self.ray_address is not None):
+            raise ValueError(
+                "num_gpus and ray_address are for executor=ray; executor=local takes devices=[0,1] for GPUs"
+            )
+        if self.executor == "ray" and self.devices:
+            raise ValueError(
+                "devices is for executor=local; with executor=ray, Ray assigns GPUs: use num_gpus"
+            )
+
+
+def make_pool(settings: RunnerSettings) -> SandboxPool | RayPool:
+    """The sandbox ``settings`` ask for: a local :class:`SandboxPool`, or a :class:`RayPool` on a cluster."""
+    if settings.executor == "ray":
+        return RayPool(settings.workers, address=settings.ray_address, num_gpus=settings.num_gpus)
+    return SandboxPool(settings.workers, devices=settings.devices or None)
 
 
 class CandidateRunner:
@@ -90,14 +116,15 @@ class CandidateRunner:
         settings: RunnerSettings = RunnerSettings(),
         config: Mapping[str, Any] | None = None,
         ledger: Ledger | None = None,
-        pool: SandboxPool | None = None,
+        pool: SandboxPool | RayPool | None = None,
         campaign_id: int | None = None,
     ) -> None:
         """``profile`` is the campaign's, built once with every override applied; ``baseline`` (default: the
         profile's) is what the control arm runs and what candidates are diffed against; ``table`` (default:
         built from both) is what every candidate is validated against; ``pool`` (default: one started on first
-        use) is a sandbox pool of ``settings.workers`` workers, closed with the runner; ``campaign_id``: join
-        that (shared) campaign of the ledger, instead of starting or resuming ``name`` by its config."""
+        use) is a sandbox pool of ``settings.workers`` workers (``settings.executor``: local or Ray), closed
+        with the runner; ``campaign_id``: join that (shared) campaign of the ledger, instead of starting or
+        resuming ``name`` by its config."""
         self.dir = Path(campaign_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.profile = profile
@@ -119,7 +146,7 @@ class CandidateRunner:
         )
         self.accountant = BudgetAccountant(self.ledger, self.campaign_id, dict(limits))
         self.run_client_steps = self.profile.client_steps_per_run
-        self._pool: SandboxPool | None = pool
+        self._pool: SandboxPool | RayPool | None = pool
         self._closed = False
         self._heldout_profiles: dict[str, Profile] = {}
         self._rehashed: dict[int, str] = {}
@@ -127,14 +154,14 @@ class CandidateRunner:
     # --- lifecycle -------------------------------------------------------------------------------
 
     @property
-    def pool(self) -> SandboxPool:
+    def pool(self) -> SandboxPool | RayPool:
         """The sandbox pool (started on first use); :class:`SandboxClosed` once the runner is closed."""
         if self._closed:
             # Never a fresh pool behind a close(): an arm thread still finishing its step after a Ctrl-C
             # must find no sandbox, not start one.
             raise SandboxClosed("the campaign's sandbox is closed")
         if self._pool is None:
-            self._pool = SandboxPool(self.settings.workers, devices=self.settings.devices or None)
+            self._pool = make_pool(self.settings)
         return self._pool
 
     def close(self) -> None:

@@ -76,7 +76,11 @@ class LocalWorkers:
     """The extra worker processes ``campaign.workers`` > 2 starts on this machine (``afr worker``), each
     with two sandbox workers; their output goes to ``<campaign dir>/workers/<n>.log``."""
 
-    def __init__(self, count: int, *, url: str, campaign: str, directory: Path, data_dir: str) -> None:
+    def __init__(
+        self, count: int, *, url: str, campaign: str, directory: Path, data_dir: str, runner: Any = None
+    ) -> None:
+        """``runner``: the first process's :class:`RunnerSettings`; its executor (local or Ray, with the
+        cluster address and GPUs per run) is the workers' too."""
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
         folder = directory / "workers"
@@ -87,6 +91,9 @@ class LocalWorkers:
                 sys.executable, "-m", "afr.cli", "worker", url, campaign,
                 "--dir", str(folder / str(n)), "--data-dir", data_dir, "--workers", "2",
             ]  # fmt: skip
+            if runner is not None and runner.executor == "ray":
+                command += ["--executor", "ray", "--num-gpus", str(runner.num_gpus)]
+                command += ["--ray-address", runner.ray_address] if runner.ray_address else []
             with open(log, "ab") as out:
                 self.procs.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT))
             self.logs.append(log)

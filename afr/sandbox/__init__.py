@@ -49,10 +49,28 @@ GPUs
     the ``ready`` report's ``cuda_initialized`` says so); each child initialises it itself after the fork.
   * The parent's ``CUDA_VISIBLE_DEVICES`` reaches every child; ``SandboxPool(devices=[0, 1])`` (campaign:
     ``campaign.devices=[0,1]``) gives worker slot i ``devices[i % n]`` instead.
+
+Ray (``campaign.executor=ray``, ``pip install 'afr[ray]'``)
+  * :class:`RayPool` has the interface of :class:`SandboxPool` and runs each job on a node of a Ray cluster,
+    in a :class:`SandboxPool` of that node's own (one Ray actor per node): every guarantee above holds on
+    every node; Ray only carries jobs and results. ``num_gpus`` per run: Ray hands each node's actor whole
+    GPUs, split among its worker slots as their ``devices``. A run whose node dies is run again on another
+    node inside the same future (one outcome per job). Ray is imported only when a RayPool is made.
 """
 
 from ._guard import install_audit_hook
 from ._jobs import RunJob
 from ._pool import SandboxClosed, SandboxPool, parse_devices
+from ._ray import RayPool, check_num_gpus, check_ray_address, import_ray
 
-__all__ = ["RunJob", "SandboxClosed", "SandboxPool", "install_audit_hook", "parse_devices"]
+__all__ = [
+    "RayPool",
+    "RunJob",
+    "SandboxClosed",
+    "SandboxPool",
+    "check_num_gpus",
+    "check_ray_address",
+    "import_ray",
+    "install_audit_hook",
+    "parse_devices",
+]
