@@ -2,7 +2,7 @@
 seed), in each node's own sandbox (its refusals and limits hold), and a campaign on a two-node cluster
 survives one node removed mid-run: every run recorded and charged once, both arms at their budget.
 
-Skipped without Ray (``pip install 'afr[ray]'``, ~240 MB: not in the test extra)."""
+Skipped without Ray (``pip install 'afr[ray]'``, ~240 MB; the test extra has it)."""
 
 from __future__ import annotations
 

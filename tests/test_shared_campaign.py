@@ -30,7 +30,7 @@ from afr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 600
-RUNS = 10
+RUNS = 6
 
 
 def environment() -> dict[str, str]:
@@ -97,8 +97,8 @@ def run_shared(folder: Path, url: str) -> dict[str, Any]:
             "afr.run",
             "agent=evolve",
             "profile=synthetic",
-            "profile.rounds=8",
-            "profile.local_steps=60",
+            "profile.rounds=6",
+            "profile.local_steps=50",
             f"campaign.runs_per_arm={RUNS}",
             "campaign.shared=true",
             f"campaign.storage='{url}'",
