@@ -388,6 +388,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
 
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
+    evaluating = agent_cfg is not None
     agent_cfg, control_cfg = agent_cfg or container.get("agent"), container.get("control") or {}
     profile_cfg = profile_config(container)
     camp = container.get("campaign") or {}
@@ -449,7 +450,9 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
         evaluation_cfg=dict(container.get("evaluation") or {}),
         storage=storage,
         racing=RacingSettings.from_config(camp.get("racing")),
-        shared=_flag(camp.get("shared", False), "campaign.shared"),
+        # More than two runs at once in a search: the extra ones are worker processes of a shared campaign
+        # (``afr evaluate`` runs one given file: its extra workers only speed up the finals).
+        shared=_flag(camp.get("shared", False), "campaign.shared") or (runner.workers > 2 and not evaluating),
         stale_after_s=_seconds(camp.get("stale_after_s", 60), "campaign.stale_after_s"),
         await_workers=_optional_count(camp.get("await_workers", 0), "campaign.await_workers", at_least=0)
         or 0,

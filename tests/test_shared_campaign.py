@@ -235,3 +235,58 @@ def test_a_worker_cannot_join_what_was_not_shared_or_does_not_exist(tmp_path: Pa
         "error: 'not-a-url' is not a database URL (in afr worker)",
         "  fix: give the campaign's campaign.storage URL, e.g. postgresql+psycopg://user@host/db",
     ], lines
+
+
+def test_campaign_workers_above_two_start_worker_processes_here(tmp_path: Path) -> None:
+    """``campaign.workers=4``: the first process starts one more worker process (two runs per process at a
+    time), waits until it has joined, and both search; the accountant stays exact."""
+    import dataclasses
+
+    from afr.campaign import Campaign, RunnerSettings
+    from tests.test_campaign import conf, settings
+
+    base = settings(tmp_path / "c", conf("agent", "evolve"), runs=4, finals=False)
+    shared = dataclasses.replace(
+        base,
+        runner=RunnerSettings(workers=4, timeout_s=60),
+        storage=f"sqlite:///{tmp_path / 'c' / 'ledger.db'}",
+        shared=True,
+        stale_after_s=5.0,
+    )
+    (tmp_path / "c").mkdir()
+    lines: list[str] = []
+    result = Campaign(shared, echo=lines.append).run()
+    assert not result.failure
+    assert "1 more worker process(es) search this campaign (logs in workers/)" in lines
+    url = str(shared.storage)
+    workers = dict(query(url, "SELECT name, status FROM afr_workers"))
+    assert len(workers) == 2 and set(workers.values()) == {"left"}, workers
+    assert "joins campaign" in (tmp_path / "c" / "workers" / "1.log").read_text()
+    for arm in ("agent", "control"):
+        charged = query(url, f"SELECT sum(runs) FROM afr_charges WHERE arm = '{arm}'")[0][0]
+        recorded = query(
+            url, f"SELECT count(*) FROM afr_runs WHERE stage = 'search' AND run_key LIKE '{arm}/%'"
+        )
+        assert charged == recorded[0][0] == 4
+
+
+def test_more_than_two_workers_make_a_campaign_shared_and_racing_is_refused_with_it(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_module
+
+    from afr.run import campaign_settings
+
+    def parsed(*overrides: str):
+        with initialize_config_module(config_module="afr.conf", version_base="1.3"):
+            cfg = compose(
+                config_name="config", overrides=["agent=evolve", f"campaign.dir={tmp_path}", *overrides]
+            )
+        return campaign_settings(cfg)
+
+    assert not parsed().shared and "shared" not in parsed().as_config(), "one process: the config as before"
+    many = parsed("campaign.workers=4")
+    assert many.shared and many.as_config()["shared"] is True
+    assert parsed("campaign.shared=true", "campaign.await_workers=3").await_workers == 3
+    with pytest.raises(ConfigError, match="seed racing and a shared campaign do not go together"):
+        parsed("campaign.workers=4", "campaign.racing.enabled=true")
+    with pytest.raises(ConfigError, match="campaign.shared must be true or false"):
+        parsed("campaign.shared=maybe")

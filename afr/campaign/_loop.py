@@ -132,8 +132,6 @@ class CampaignSettings:
         object.__setattr__(self, "directory", Path(self.directory).expanduser().resolve())
         folder = Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
         object.__setattr__(self, "data_dir", str(folder.resolve()))
-        if self.runner.workers > 2 and not self.join:
-            object.__setattr__(self, "shared", True)  # the extra workers are processes of their own
         if self.shared and self.racing is not None:
             raise ConfigError(
                 "seed racing and a shared campaign do not go together (two workers would promote the same "
