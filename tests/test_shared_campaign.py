@@ -1,7 +1,8 @@
 """Several processes on one campaign (``campaign.shared``, ``afr worker``), driven as a user would.
 
 The first process (``python -m afr.run ... campaign.shared=true``) starts the campaign and runs its baseline;
-two ``afr worker <URL> <name>`` processes join it; one of them is killed (SIGKILL) while it holds a run.
+two ``afr worker <URL> <name>`` processes join it (a PostgreSQL server, as several machines would share);
+one of them is killed (SIGKILL) while it holds a run.
 The ledger must then show an exact accountant (each arm charged exactly its budget, every charge one
 run), no run recorded twice, distinct control trials, nothing left running or reserved, the killed
 worker's run taken over under its own run key, and the finals and report written by the first process.
@@ -70,21 +71,17 @@ def wait_for(condition, what: str, procs: list[subprocess.Popen]) -> None:
         time.sleep(0.05)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def shared(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Any]]:
-    """A shared campaign searched by three processes, one of them killed while it holds a run: on SQLite
-    (one machine) and on a throwaway PostgreSQL server (what several machines share)."""
-    folder = tmp_path_factory.mktemp(f"shared-{request.param}")
-    (folder / "campaign").mkdir()
-    if request.param == "sqlite":
-        yield run_shared(folder, f"sqlite:///{folder / 'campaign' / 'ledger.db'}")
-        return
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A shared campaign searched by three processes, one of them killed while it holds a run, on a throwaway
+    PostgreSQL server (what several machines share; the same path on SQLite, one machine, is the local-workers
+    test below)."""
     from tests._postgres import postgres_missing, throwaway_postgres
 
     if (missing := postgres_missing()) is not None:
         pytest.skip(missing)
+    folder = tmp_path_factory.mktemp("shared")
+    (folder / "campaign").mkdir()
     with throwaway_postgres() as url:
         yield run_shared(folder, url)
 
