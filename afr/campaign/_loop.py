@@ -857,7 +857,11 @@ class Campaign:
         for candidate in self._orphans(arm, live):
             key = run_key(arm, candidate.id, "search", self.search_seed)
             if not self.runner.accountant.holds(key) and not self._take_slot(arm, slot):
-                continue  # nothing left to charge it to: it stays queued, never run
+                # Nothing left to charge it to (its worker stopped before moving a slot to it): it never ran
+                # and never will; as an unclaimed candidate it holds nothing the first process waits for.
+                if candidate.status == "running":
+                    self.runner.ledger.update_candidate(candidate.id, status="accepted")
+                continue
             if arm == "agent":
                 fn, args = self._agent_run, (candidate,)
             else:
