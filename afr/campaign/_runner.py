@@ -29,7 +29,7 @@ from ..evaluation import PENDING_KEY
 from ..ledger import CandidateRecord, Ledger, RunRecord
 from ..profiles import Profile, import_root
 from ..recipe import RecipeSource, recipe_source
-from ..sandbox import RayPool, RunJob, SandboxClosed, SandboxPool, check_num_gpus
+from ..sandbox import RayPool, RunJob, RunPool, SandboxClosed, SandboxPool, check_num_gpus
 from ..surface import SurfaceTable, is_legacy_hash, normalized_ast_hash, surface_table, validate
 
 __all__ = ["CandidateRunner", "RunnerSettings", "make_pool", "run_key"]
@@ -93,7 +93,7 @@ class RunnerSettings:
             )
 
 
-def make_pool(settings: RunnerSettings) -> SandboxPool | RayPool:
+def make_pool(settings: RunnerSettings) -> RunPool:
     """The sandbox ``settings`` ask for: a local :class:`SandboxPool`, or a :class:`RayPool` on a cluster."""
     if settings.executor == "ray":
         return RayPool(settings.workers, address=settings.ray_address, num_gpus=settings.num_gpus)
@@ -116,7 +116,7 @@ class CandidateRunner:
         settings: RunnerSettings = RunnerSettings(),
         config: Mapping[str, Any] | None = None,
         ledger: Ledger | None = None,
-        pool: SandboxPool | RayPool | None = None,
+        pool: RunPool | None = None,
         campaign_id: int | None = None,
     ) -> None:
         """``profile`` is the campaign's, built once with every override applied; ``baseline`` (default: the
@@ -146,7 +146,7 @@ class CandidateRunner:
         )
         self.accountant = BudgetAccountant(self.ledger, self.campaign_id, dict(limits))
         self.run_client_steps = self.profile.client_steps_per_run
-        self._pool: SandboxPool | RayPool | None = pool
+        self._pool: RunPool | None = pool
         self._closed = False
         self._heldout_profiles: dict[str, Profile] = {}
         self._rehashed: dict[int, str] = {}
@@ -154,7 +154,7 @@ class CandidateRunner:
     # --- lifecycle -------------------------------------------------------------------------------
 
     @property
-    def pool(self) -> SandboxPool | RayPool:
+    def pool(self) -> RunPool:
         """The sandbox pool (started on first use); :class:`SandboxClosed` once the runner is closed."""
         if self._closed:
             # Never a fresh pool behind a close(): an arm thread still finishing its step after a Ctrl-C

@@ -58,6 +58,7 @@ Ray (``campaign.executor=ray``, ``pip install 'afr[ray]'``)
     node inside the same future (one outcome per job). Ray is imported only when a RayPool is made.
 """
 
+from ._base import RunPool
 from ._guard import install_audit_hook
 from ._jobs import RunJob
 from ._pool import SandboxClosed, SandboxPool, parse_devices
@@ -66,6 +67,7 @@ from ._ray import RayPool, check_num_gpus, check_ray_address, import_ray
 __all__ = [
     "RayPool",
     "RunJob",
+    "RunPool",
     "SandboxClosed",
     "SandboxPool",
     "check_num_gpus",

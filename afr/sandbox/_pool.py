@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..engine import STATUSES, RunResult
+from ._base import RunPool
 from ._jobs import FRAME, RunJob, encode_request
 
 __all__ = ["SandboxClosed", "SandboxPool"]
@@ -171,7 +172,7 @@ def _stop_and_remove(procs: list[subprocess.Popen[bytes]], home: str) -> None:
     shutil.rmtree(home, ignore_errors=True)
 
 
-class SandboxPool:
+class SandboxPool(RunPool):
     """Runs :class:`RunJob` s in sandboxed children forked from one warm zygote process.
 
     Starting the pool costs one interpreter start and the torch import (a few seconds, in the
@@ -238,15 +239,6 @@ class SandboxPool:
             zygote.outbox.put(encode_request(("job", key, job)))
         return future
 
-    def run(self, job: RunJob) -> RunResult:
-        """Run one job and wait for its outcome."""
-        return self.submit(job).result()
-
-    def map(self, jobs: Iterable[RunJob]) -> list[RunResult]:
-        """Run jobs concurrently (up to ``workers`` at a time); outcomes in the jobs' order."""
-        futures = [self.submit(job) for job in jobs]
-        return [f.result() for f in futures]
-
     def warm(self, timeout_s: float | None = None) -> dict[str, Any]:
         """Wait until the zygote is ready; returns what it reported (pid, startup_s, isolation, ...)."""
         with self._lock:
@@ -301,12 +293,6 @@ class SandboxPool:
             for thread in zygote.threads:
                 thread.join(timeout=_STOP_TIMEOUT_S)
         self._cleanup()
-
-    def __enter__(self) -> SandboxPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- the zygote's life ---------------------------------------------------------------------------
 

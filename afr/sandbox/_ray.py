@@ -32,6 +32,7 @@ from typing import Any
 
 from ..engine import RunResult
 from ..errors import ConfigError
+from ._base import RunPool
 from ._jobs import RunJob
 from ._pool import _ISOLATION_WANTED, SandboxClosed, SandboxPool
 
@@ -179,7 +180,7 @@ class _Node:
     running: set[int] = field(default_factory=set)
 
 
-class RayPool:
+class RayPool(RunPool):
     """Runs :class:`RunJob` s on a Ray cluster, each in the sandbox of the node it lands on; the same public
     interface as :class:`SandboxPool` (``submit``, ``run``, ``map``, ``warm``, ``close``, ``closed``,
     ``workers``).
@@ -285,15 +286,6 @@ class RayPool:
         self._events.put(("submit",))
         return future
 
-    def run(self, job: RunJob) -> RunResult:
-        """Run one job and wait for its outcome."""
-        return self.submit(job).result()
-
-    def map(self, jobs: Iterable[RunJob]) -> list[RunResult]:
-        """Run jobs concurrently (up to ``workers`` at a time); outcomes in the jobs' order."""
-        futures = [self.submit(job) for job in jobs]
-        return [f.result() for f in futures]
-
     def warm(self, timeout_s: float | None = None) -> dict[str, Any]:
         """Wait until every node found so far has its zygote ready (or failed); returns the first ready node's
         report (pid, isolation, ...) with ``nodes``: every ready node's report by node id."""
@@ -374,12 +366,6 @@ class RayPool:
                 ray.kill(node.actor, no_restart=True)
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
-
-    def __enter__(self) -> RayPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- the dispatcher thread -------------------------------------------------------------------------
 
