@@ -22,18 +22,17 @@ from typing import Any
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 from afr.engine import run_federation
 from afr.errors import ConfigError
 from afr.profiles import load_profile_config, make_profile
 from afr.recipe import FedAvg
-from afr.run import campaign_settings
 from afr.sandbox import RunJob, SandboxPool, parse_devices
 from afr.sandbox import _pool as sandbox_pool
 from afr.sandbox._isolation import MIB, memory_cap_mode
 from afr.sandbox._jobs import RunJob as _RunJob
 from afr.sandbox._zygote import Zygote, _Child
+from tests._config import parsed_settings
 
 ENTRY_MODULES = ("afr", "afr.cli", "afr.run", "afr.campaign", "afr.sandbox", "afr.engine", "afr.evaluate")
 
@@ -164,11 +163,7 @@ def test_parse_devices_refuses_non_indices(bad: Any) -> None:
 
 def test_campaign_devices_setting(tmp_path: Path) -> None:
     def settings(*overrides: str):
-        with initialize_config_module(config_module="afr.conf", version_base="1.3"):
-            cfg = compose(
-                config_name="config", overrides=["agent=evolve", f"campaign.dir={tmp_path}", *overrides]
-            )
-        return campaign_settings(cfg)
+        return parsed_settings(tmp_path, *overrides)
 
     assert settings().runner.devices == ()
     assert settings("campaign.devices=[0,1]").runner.devices == ("0", "1")

@@ -219,16 +219,10 @@ def test_a_promoted_control_trial_keeps_its_value_and_carries_its_rungs(raced) -
 
 
 def test_racing_is_off_by_default_and_set_from_the_command_line(tmp_path: Path) -> None:
-    from hydra import compose, initialize_config_module
-
-    from afr.run import campaign_settings
+    from tests._config import parsed_settings
 
     def parsed(*overrides: str):
-        with initialize_config_module(config_module="afr.conf", version_base="1.3"):
-            cfg = compose(
-                config_name="config", overrides=["agent=evolve", f"campaign.dir={tmp_path}", *overrides]
-            )
-        return campaign_settings(cfg)
+        return parsed_settings(tmp_path, *overrides)
 
     default = parsed()
     assert default.racing is None and "racing" not in default.as_config(), "a campaign's config as before"

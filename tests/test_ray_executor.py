@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from sqlalchemy import text
 
@@ -30,9 +29,10 @@ from afr.campaign import Campaign, CampaignSettings, RunnerSettings  # noqa: E40
 from afr.errors import ConfigError  # noqa: E402
 from afr.ledger import Ledger  # noqa: E402
 from afr.profiles import load_profile_config  # noqa: E402
-from afr.run import campaign_settings  # noqa: E402
 from afr.sandbox import RayPool, RunJob, SandboxClosed, SandboxPool, check_ray_address  # noqa: E402
 from afr.sandbox._ray import node_slots, slot_devices  # noqa: E402
+from tests._config import parsed_settings  # noqa: E402
+from tests.test_sandbox import alive  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "afr" / "conf"
 
@@ -61,14 +61,6 @@ def hostile(body: str) -> str:
     )
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def wait_until(predicate, timeout: float = 60.0, step: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -94,11 +86,7 @@ def test_gpu_slots_per_node_and_their_devices() -> None:
 
 def composed(tmp_path: Path, *overrides: str) -> CampaignSettings:
     """The campaign settings ``python -m afr.run agent=evolve <overrides>`` would build."""
-    with initialize_config_module(config_module="afr.conf", version_base="1.3"):
-        cfg = compose(
-            config_name="config", overrides=["agent=evolve", f"campaign.dir={tmp_path}", *overrides]
-        )
-    return campaign_settings(cfg)
+    return parsed_settings(tmp_path, *overrides)
 
 
 def test_bad_executor_settings_are_refused_in_one_line(tmp_path: Path) -> None:

@@ -268,16 +268,10 @@ def test_campaign_workers_above_two_start_worker_processes_here(tmp_path: Path) 
 
 
 def test_more_than_two_workers_make_a_campaign_shared_and_racing_is_refused_with_it(tmp_path: Path) -> None:
-    from hydra import compose, initialize_config_module
-
-    from afr.run import campaign_settings
+    from tests._config import parsed_settings
 
     def parsed(*overrides: str):
-        with initialize_config_module(config_module="afr.conf", version_base="1.3"):
-            cfg = compose(
-                config_name="config", overrides=["agent=evolve", f"campaign.dir={tmp_path}", *overrides]
-            )
-        return campaign_settings(cfg)
+        return parsed_settings(tmp_path, *overrides)
 
     assert not parsed().shared and "shared" not in parsed().as_config(), "one process: the config as before"
     many = parsed("campaign.workers=4")
