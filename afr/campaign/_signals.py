@@ -2,13 +2,12 @@
 
 The first signal asks the campaign to stop: a helper thread closes the sandbox pool (the runs in flight end
 with :class:`~afr.sandbox.SandboxClosed`: no outcome, so they stay reserved and the same command re-runs
-them), and the main thread stops at its next safe point (:meth:`StopSignals.check`), or at once inside an
-:meth:`~StopSignals.interruptible` region (an agent's network call). Everywhere else a signal never
-unwinds the main thread half-way through its ledger writes. Every later signal is ignored: the campaign is
-already stopping, and its clean-up (finishing the runs that had ended, marking the campaign interrupted,
-freeing the lock) must not itself be cut short. Once stopped, the process ignores both signals (SIG_IGN) for
-good: it is on its way out, and a last Ctrl-C must not turn its one-line exit into a traceback or a death
-by signal.
+them; an agent's call in flight is abandoned), and the main thread stops at its next safe point
+(:meth:`StopSignals.check`): a signal never unwinds it half-way through its ledger writes. Every later
+signal is ignored: the campaign is already stopping, and its clean-up (finishing the runs that had ended,
+marking the campaign interrupted, freeing the lock) must not itself be cut short. Once stopped, the
+process ignores both signals (SIG_IGN) for good: it is on its way out, and a last Ctrl-C must not turn its
+one-line exit into a traceback or a death by signal.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -40,7 +39,6 @@ class StopSignals:
         self._stopper: threading.Thread | None = None
         self._previous: dict[int, Any] = {}
         self._depth = 0
-        self._interruptible = 0
 
     # --- installing ------------------------------------------------------------------------------
 
@@ -79,8 +77,6 @@ class StopSignals:
         # kill the process (exit -2) after its one-line message; an ignored signal stays ignored.
         for other in SIGNALS:
             signal.signal(other, signal.SIG_IGN)
-        if self._interruptible:
-            raise KeyboardInterrupt
 
     def request(self, signum: int | None = None) -> None:
         """Ask the campaign to stop (what the first signal does); idempotent."""
@@ -112,16 +108,3 @@ class StopSignals:
         """Raise :class:`KeyboardInterrupt` if a stop was requested (a safe point of the main thread)."""
         if self.requested.is_set():
             raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def interruptible(self) -> Iterator[None]:
-        """A region (of the main thread) a signal may cut short at once: a call that writes nothing."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        self.check()
-        self._interruptible += 1
-        try:
-            yield
-        finally:
-            self._interruptible -= 1
