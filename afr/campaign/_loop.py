@@ -749,12 +749,8 @@ class Campaign:
             if isinstance(candidate_or_stop, CandidateRecord):
                 self._start(self._agent_run, (candidate_or_stop,))
                 continue
-            stopped = candidate_or_stop
-            self.echo(f"agent arm stopped: {stopped}")
-            self.runner.ledger.add_note(self.runner.campaign_id, arm="agent", kind="stopped", text=stopped)
-            spent = self.runner.accountant.spent("agent").runs
-            self.progress.update("agent", spent, total=spent)
-            return stopped
+            self._agent_stopped(candidate_or_stop)
+            return candidate_or_stop
         return ""
 
     # --- a shared campaign's search (several processes; see _shared) --------------------------------
@@ -906,7 +902,8 @@ class Campaign:
         )
 
     def _agent_stopped(self, stopped: str) -> None:
-        """Say (once per campaign in the ledger) why the agent arm stopped early."""
+        """Say why the agent arm stopped early: on the console, and once per campaign in the ledger (several
+        workers of a shared campaign may each stop it)."""
         self.echo(f"agent arm stopped: {stopped}")
         cid = self.runner.campaign_id
         if not any(arm == "agent" for arm, _, _ in self.runner.ledger.notes(cid, kind="stopped")):
