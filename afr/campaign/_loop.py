@@ -345,6 +345,7 @@ class Campaign:
     def _open(self, settings: CampaignSettings, pool: SandboxPool) -> None:
         """The ledger, the runner, the control's study and the agent's queue (resumed from the ledger)."""
         self.agent_name = str(settings.agent_cfg.get("name", settings.agent_cfg.get("kind")))
+        ledger = Ledger(settings.storage) if settings.storage else None
         self.runner = CandidateRunner(
             settings.directory,
             name=settings.name,
@@ -356,8 +357,8 @@ class Campaign:
             settings=settings.runner,
             config={**settings.as_config(), **self._facts()},
             pool=pool,
-            ledger=Ledger(settings.storage) if settings.storage else None,
-            campaign_id=self._joined(settings) if settings.join else None,
+            ledger=ledger,
+            campaign_id=self._joined(ledger, settings) if ledger is not None and settings.join else None,
         )
         self.profile.data("val")  # missing data is reported now, with the fetch hint
         self.control: ScalarControl = make_control(
@@ -392,9 +393,10 @@ class Campaign:
         self.report_path: Path | None = None
         self.findings: CampaignFindings | None = None
 
-    def _joined(self, settings: CampaignSettings) -> int:
-        """The id of the shared campaign this worker joins (``afr worker``)."""
-        record = Ledger(str(settings.storage), create=False).campaign_by_name(settings.name)
+    def _joined(self, ledger: Ledger, settings: CampaignSettings) -> int:
+        """The id of the shared campaign this worker joins (``afr worker``), through the campaign's ledger
+        (still running and shared: it may have ended since ``join_settings`` read it)."""
+        record = ledger.campaign_by_name(settings.name)
         if record is None or record.status != "running" or not record.config.get("shared"):
             raise ConfigError(
                 f"campaign {settings.name!r} is not a shared campaign that is running",
