@@ -29,6 +29,8 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from afr._parsing import parse_python
+
 __all__ = ["ParsedReply", "ReplyError", "parse_reply", "apply_edits", "extract_file", "extract_note"]
 
 _FENCE_OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*?)[ \t]*$")
@@ -209,7 +211,7 @@ def _defines_recipe(code: str, bases: Collection[str] | None) -> bool:
     class when ``bases`` is None. A class that takes a base's own name (a user's baseline kept in the file)
     is that base, not the recipe: the class after it that derives from it is."""
     try:
-        tree = ast.parse(code)
+        tree = parse_python(code)
     except (SyntaxError, ValueError):
         return False
     for node in tree.body:
@@ -226,7 +228,7 @@ def _defines_recipe(code: str, bases: Collection[str] | None) -> bool:
 def _syntax_problem(code: str) -> str:
     """'line N: message' when ``code`` is not valid Python, '' when it is."""
     try:
-        ast.parse(code)
+        parse_python(code)
     except SyntaxError as exc:
         return f"line {exc.lineno}: {exc.msg}"
     except ValueError as exc:
@@ -236,7 +238,7 @@ def _syntax_problem(code: str) -> str:
 
 def _parses(code: str) -> bool:
     try:
-        ast.parse(code)
+        parse_python(code)
     except (SyntaxError, ValueError):
         return False
     return True

@@ -16,6 +16,8 @@ import ast
 import re
 from dataclasses import dataclass
 
+from afr._parsing import parse_python
+
 from ._base import HOOKS
 
 __all__ = ["RecipeNiche", "recipe_niche", "MECHANISMS_MARKER"]
@@ -44,7 +46,7 @@ class RecipeNiche:
 def recipe_niche(source: str) -> RecipeNiche:
     """The niche of a recipe file (an empty one for a file that does not parse or defines no class)."""
     try:
-        tree = ast.parse(source)
+        tree = parse_python(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return RecipeNiche()
     classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]

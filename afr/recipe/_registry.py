@@ -23,6 +23,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from afr._parsing import parse_python
+
 from ..errors import ConfigError
 from ._base import Recipe
 from ._scalar import Scalar
@@ -179,7 +181,7 @@ def recipe_source(spec: str | Path) -> RecipeSource:
 
 def _parse_user_file(text: str, label: str) -> RecipeSource:
     try:
-        tree = ast.parse(text, filename=label)
+        tree = parse_python(text, filename=label)
     except (SyntaxError, ValueError) as exc:
         raise ConfigError(
             f"recipe file {label!r} does not parse: {exc}", where=label, fix="fix the syntax error"

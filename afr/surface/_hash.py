@@ -19,6 +19,8 @@ import ast
 import hashlib
 from collections.abc import Iterator
 
+from afr._parsing import parse_python
+
 __all__ = ["HASH_VERSION", "normalized_ast_hash", "legacy_ast_hash", "is_legacy_hash"]
 
 HASH_VERSION = "v2"
@@ -45,7 +47,7 @@ def normalized_ast_hash(source: str) -> str:
     classes, parameters and local variables hash equal. Raises :class:`SyntaxError` if ``source`` does
     not parse.
     """
-    tree = _without_docstrings(ast.parse(source))
+    tree = _without_docstrings(parse_python(source))
     _AlphaRenamer(tree).rename()
     dump = ast.dump(tree, annotate_fields=True, include_attributes=False)
     return f"{HASH_VERSION}:" + hashlib.sha256(dump.encode("utf-8")).hexdigest()
@@ -54,7 +56,7 @@ def normalized_ast_hash(source: str) -> str:
 def legacy_ast_hash(source: str) -> str:
     """The hash ledgers stored before renaming was ignored: sha256 (hex) modulo comments, formatting and
     docstrings only (kept so that a resumed campaign still recognises copies of its earlier candidates)."""
-    tree = _without_docstrings(ast.parse(source))
+    tree = _without_docstrings(parse_python(source))
     dump = ast.dump(tree, annotate_fields=True, include_attributes=False)
     return hashlib.sha256(dump.encode("utf-8")).hexdigest()
 

@@ -19,6 +19,8 @@ from collections.abc import Callable
 import libcst as cst
 from libcst._nodes.internal import CodegenState
 
+from afr._parsing import parse_python
+
 from ._checks import Checker
 from ._report import ValidationReport, Violation
 from ._table import SurfaceTable
@@ -61,7 +63,7 @@ def _parse_checked(source: str, table: SurfaceTable, filename: str, early: _Earl
     if not _check_text(source, table, early):
         return None
     try:
-        tree = ast.parse(source, filename=filename)
+        tree = parse_python(source, filename=filename)
     except RecursionError:  # CPython's parser refuses deep nesting (e.g. 3000 chained `+`) this way
         early("size-depth", 1, 1, "the code nests too deep for the Python parser: flatten it")
         return None

@@ -17,6 +17,8 @@ import re
 import textwrap
 from functools import lru_cache
 
+from afr._parsing import parse_python
+
 from ._base import MECHANISMS, SLOTS, Gene, Genome
 
 MARKER = "Mechanisms:"
@@ -58,7 +60,7 @@ def read_genome(source: str) -> Genome | None:
     Reading needs no edit, so it uses Python's own parser (fast); every edit goes through libcst.
     """
     try:
-        tree = ast.parse(source)
+        tree = parse_python(source)
     except (SyntaxError, ValueError):
         return None
     classes = [
@@ -98,7 +100,7 @@ def read_genome(source: str) -> Genome | None:
 def normalise_source(source: str) -> str:
     """The file modulo formatting, comments and docstrings (for duplicate detection)."""
     try:
-        tree = ast.parse(source)
+        tree = parse_python(source)
     except SyntaxError:
         return source.strip()
     for node in ast.walk(tree):

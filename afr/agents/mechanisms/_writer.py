@@ -14,6 +14,8 @@ from functools import lru_cache
 
 import libcst as cst
 
+from afr._parsing import parse_python
+
 from ... import recipe
 from ...recipe import RecipeSource
 from ._base import HOOK_ORDER, Genome, render_scalar
@@ -40,7 +42,7 @@ def _recipe_class(module: cst.Module) -> cst.ClassDef | None:
 def _module_names(source: str) -> frozenset[str]:
     """Names a module binds at its top level (imports, classes, functions, assignments)."""
     names: set[str] = set()
-    for node in ast.parse(source).body:
+    for node in parse_python(source).body:
         if isinstance(node, ast.Import | ast.ImportFrom):
             names.update((a.asname or a.name).partition(".")[0] for a in node.names)
         elif isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
@@ -363,7 +365,9 @@ def write_recipe(parent_source: str | None, genome: Genome, env: Environment) ->
     module = module.visit(RecipeClassWriter(target.name.value, docstring, scalars, constants, methods))
     cls = _recipe_class(module)
     assert cls is not None
-    used = {node.id for node in ast.walk(ast.parse(module.code_for_node(cls))) if isinstance(node, ast.Name)}
+    used = {
+        node.id for node in ast.walk(parse_python(module.code_for_node(cls))) if isinstance(node, ast.Name)
+    }
     module = module.visit(ModuleDocWriter(module_doc(env.baseline).rstrip("\n") + "\n"))
     imports = (shipped_imports if env.baseline.shipped else user_imports)(used, env.baseline)
     module = module.visit(ImportWriter(imports))
