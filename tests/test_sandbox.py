@@ -156,6 +156,20 @@ class MyProx(Plain):
 '''
 
 
+def test_a_runs_wall_time_counts_from_its_start_not_from_its_wait_in_the_queue(
+    pool: SandboxPool, cfg
+) -> None:
+    """Three jobs on two workers: the third waits for a free worker. Its ``wall_s`` (what the ledger records
+    as the run's runtime) starts at its fork, so it leaves out at least the shorter run it waited for."""
+    submitted = time.perf_counter()
+    futures = [pool.submit(job(cfg, seed=seed)) for seed in (11, 12, 13)]
+    outcomes = [f.result() for f in futures]
+    elapsed = time.perf_counter() - submitted
+    assert all(o.status == "ok" for o in outcomes), [o.message for o in outcomes]
+    waited = min(outcomes[0].seconds, outcomes[1].seconds)  # the third forks once one of them has ended
+    assert outcomes[2].wall_s <= elapsed - waited
+
+
 def test_recipe_source_runs_the_last_class_or_the_named_one(pool: SandboxPool, cfg) -> None:
     prox, plain, builtin = pool.map(
         [

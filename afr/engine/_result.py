@@ -28,7 +28,8 @@ class RunResult:
     """Final weights, validation curve and what the run spent; for a run that did not finish, its status.
 
     The engine returns ``status="ok"`` results (a failure raises); the sandbox returns every status, with
-    ``message`` saying why and ``wall_s`` the time from submission to result as the parent saw it.
+    ``message`` saying why and ``wall_s`` the time from the run's start in a worker to its result as the
+    parent saw it (the local sandbox counts from the fork: a wait behind busy workers is not the run's time).
     """
 
     model_variant: str = ""

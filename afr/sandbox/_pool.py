@@ -120,6 +120,12 @@ class _Pending:
     submitted: float
     pid: int | None = None
     """The sandboxed child's pid once the zygote forked it."""
+    started: float | None = None
+    """When the zygote reported the fork (``perf_counter``): a run's wall time counts from here, not from
+    ``submitted`` — a job queued behind busy workers has not started."""
+
+    def wall(self, now: float) -> float:
+        return now - (self.started if self.started is not None else self.submitted)
 
 
 @dataclass
@@ -393,6 +399,7 @@ class SandboxPool(RunPool):
                 started = zygote.pending.get(header["key"])
                 if started is not None:
                     started.pid = int(header["pid"])
+                    started.started = time.perf_counter()
         elif kind == "result":
             with self._lock:
                 pending = zygote.pending.pop(header["key"], None)
@@ -400,7 +407,7 @@ class SandboxPool(RunPool):
                 pending.future.set_result(self._outcome(pending, header, payload))
 
     def _outcome(self, pending: _Pending, header: dict[str, Any], payload: bytes) -> RunResult:
-        wall = time.perf_counter() - pending.submitted
+        wall = pending.wall(time.perf_counter())
         status = header.get("status")
         message = str(header.get("message", ""))
         if status not in STATUSES:
@@ -454,7 +461,7 @@ class SandboxPool(RunPool):
                 item.future.set_exception(stopped)
                 continue
             message = f"the sandbox zygote died (exit code {code}) during the run:{self._tail(5)}"
-            item.future.set_result(RunResult(status="crashed", message=message, wall_s=now - item.submitted))
+            item.future.set_result(RunResult(status="crashed", message=message, wall_s=item.wall(now)))
         if code != 0 and not self._closed:
             log.warning("afr.sandbox: zygote %d exited with code %d", zygote.proc.pid, code)
 
