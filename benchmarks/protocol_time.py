@@ -41,6 +41,7 @@ def time_protocol(profile: str, preset: str | None, workers: int, data_dir: Path
     control_cfg = OmegaConf.to_container(OmegaConf.load(conf / "control" / "optuna.yaml"), resolve=True)
     profile_cfg = apply_budget(load_profile_config(profile), preset)
     runs_per_arm = int(profile_cfg.get("campaign_runs", 24))
+    camp = OmegaConf.to_container(OmegaConf.load(conf / "config.yaml"), resolve=False)["campaign"]
     marks: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         settings = CampaignSettings(
@@ -52,7 +53,11 @@ def time_protocol(profile: str, preset: str | None, workers: int, data_dir: Path
             control_cfg=control_cfg,
             runs_per_arm=runs_per_arm,
             data_dir=str(data_dir),
-            runner=RunnerSettings(workers=workers),
+            # The command line's per-run limits (afr/conf/config.yaml), not the library's short test default:
+            # a femnist run on the cpu preset takes ~2 min per run here.
+            runner=RunnerSettings(
+                workers=workers, timeout_s=float(camp["timeout_s"]), memory_mb=int(camp["memory_mb"])
+            ),
         )
         marks["start"] = time.perf_counter()
         campaign = Campaign(settings, echo=lambda _line: None)

@@ -59,12 +59,13 @@ def run_finals(
 ) -> None:
     """Run and evaluate every finalist on every final seed and held-out setting; results go to the ledger.
 
-    The planned runs train in parallel, ``workers`` at a time (default: the runner's sandbox workers), so
-    no worker waits for another finalist or arm. This thread evaluates each run's weights and prints its
-    line in plan order as the results arrive: the console, the ledger's content (run keys, scores,
-    evaluations, charges) and a resume do not depend on which run ended first. One console line per final
-    run (``[ finals] run 3/25  agent#30  seed 7  test accuracy 0.8123``) and one per finalist when its runs
-    are done; ``progress`` counts the runs (a resume starts part-way).
+    The planned runs train in parallel, ``workers`` at a time (default: the runner's sandbox workers), with
+    one more queued behind each, so no worker waits for another finalist, an arm or the parent's recording.
+    This thread evaluates each run's weights and prints its line in plan order as the results arrive: the
+    console, the ledger's content (run keys, scores, evaluations, charges) and a resume do not depend on which
+    run ended first. One console line per final run (``[ finals] run 3/25 agent#30 seed 7 test accuracy
+    0.8123``) and one per finalist when its runs are done; ``progress`` counts the runs (a resume starts
+    part-way).
 
     A stop (Ctrl-C, SIGTERM: the sandbox closes) ends the runs in flight with ``SandboxClosed``: they stay
     reserved, the queued ones are never started, and the same command runs them again."""
@@ -134,7 +135,9 @@ def run_finals(
             return runner.run(c, run.seed, stage="final")
         return runner.run(c, run.seed, stage="heldout", setting=run.setting, profile_overrides=run.overrides)
 
-    threads = max(1, workers if workers is not None else runner.settings.workers)
+    # Two runs per sandbox worker: while a thread records a result (weights, curves, the ledger), the run it
+    # had queued behind a busy worker is already in the sandbox, which starts it the moment a worker frees.
+    threads = 2 * max(1, workers if workers is not None else runner.settings.workers)
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="finals")
     futures: list[Future[RunRecord | None]] = []
     try:

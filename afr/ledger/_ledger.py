@@ -530,6 +530,11 @@ class Ledger:
             try:
                 cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
                 cursor.execute("PRAGMA journal_mode = WAL")
+                # In WAL mode NORMAL syncs at checkpoints, not at every commit: a killed process loses
+                # nothing and the file is never corrupted; a power cut may undo the last commits, which a
+                # resume then re-runs (their runs stay reserved). FULL's fsync per commit cost the parent
+                # ~13 % of its time.
+                cursor.execute("PRAGMA synchronous = NORMAL")
                 cursor.execute("PRAGMA foreign_keys = ON")
             finally:
                 cursor.close()
