@@ -189,18 +189,20 @@ def test_a_slow_agent_does_not_hold_the_control_and_the_ledger_does_not_depend_o
     for slow in (False, True):
         campaign = Campaign(settings(tmp_path / f"slow{slow}", conf("agent", "evolve"), runs=4, finals=False))
         control_spent = threading.Event()
-        control_run, propose = campaign._control_run, campaign.agent.propose
+        control_done, propose = campaign._control_done, campaign.agent.propose
 
-        def run_and_signal(trial, candidate, control_run=control_run, campaign=campaign, done=control_spent):
-            control_run(trial, candidate)
-            if not campaign._remaining("control"):
+        def record_and_signal(
+            trial, candidate, record, control_done=control_done, c=campaign, done=control_spent
+        ):
+            control_done(trial, candidate, record)  # each control run, once recorded
+            if not c._remaining("control"):
                 done.set()
 
         def think(ctx, n, propose=propose, done=control_spent):
             assert done.wait(300), "the control arm waited for the agent's proposal call"
             return propose(ctx, n)
 
-        campaign._control_run = run_and_signal
+        campaign._control_done = record_and_signal
         if slow:
             campaign.agent.propose = think
         result = campaign.run()

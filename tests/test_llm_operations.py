@@ -208,6 +208,9 @@ def test_ctrl_c_during_a_hanging_llm_call_exits_130(tmp_path: Path, before: list
             f"agent.model={server.model}",
             "agent.timeout_s=600",
             "agent.proposals_per_step=1",
+            # the repair of the broken run is then the very next call (with the default lookahead the arm
+            # proposes its next candidate while the broken one runs, and repairs it after that)
+            *(["campaign.lookahead=0"] if before else []),
             f"campaign.dir={tmp_path / 'c'}",
             stdout=stdout,
             stderr=stderr,

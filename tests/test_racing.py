@@ -9,6 +9,7 @@ A campaign stopped during a promotion run resumes to exactly the ledger of an un
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from pathlib import Path
@@ -27,7 +28,7 @@ from afr.evaluation import (
     rung_histories,
     select_finalists,
 )
-from afr.ledger import Ledger
+from afr.ledger import BASELINE_KEY, Ledger
 from tests.test_campaign import conf, settings
 from tests.test_interrupt import content
 
@@ -39,7 +40,7 @@ def racing_settings(directory: Path, **changes):
     return settings(
         directory,
         conf("agent", "evolve"),
-        runs=changes.pop("runs", 6),
+        runs=changes.pop("runs", 8),
         racing=changes.pop("racing", RACING),
         top_k=1,
         final_seeds=2,
@@ -124,23 +125,40 @@ def test_each_arm_stays_within_its_budget_and_the_accountant_agrees(raced) -> No
     totals = BudgetAccountant(ledger, result.campaign_id, {}).totals()
     for arm in ("agent", "control"):
         mine = [r for r in runs if r.run_key.startswith(f"{arm}/")]
-        assert len(mine) == totals[arm]["spent_runs"] <= 6
+        assert len(mine) == totals[arm]["spent_runs"] <= 8
         assert len({r.run_key for r in mine}) == len(mine), "no run twice"
     assert ledger.campaign(result.campaign_id).status == "finished"
+
+
+def decided_with(mine: list, k: int, baseline_id: int) -> list:
+    """The arm's search runs as the arm knew them when it decided its run ``k`` (lookahead 1): run ``k - 1``
+    started and not ended, unless it is the baseline's run (recorded before the arms start)."""
+    if k == 0:
+        return []
+    before = mine[k - 1]
+    if before.candidate_id == baseline_id:
+        return mine[:k]
+    return [*mine[: k - 1], dataclasses.replace(before, status="running", final_metric=None)]
 
 
 def test_promotions_follow_the_rule_run_by_run_for_both_arms(raced) -> None:
     directory, result, _ = raced
     ledger = Ledger.for_campaign_dir(directory)
     promotions = {}
+    baseline = next(
+        c for c in ledger.candidates(result.campaign_id) if c.meta["proposal_key"] == BASELINE_KEY
+    )
     for arm in ("agent", "control"):
         candidates = ledger.candidates(result.campaign_id, arm=arm)
         mine = [r for r in ledger.runs(result.campaign_id, stage="search") if r.run_key.startswith(f"{arm}/")]
         mine.sort(key=lambda r: r.id)
         promotions[arm] = 0
         for k, run in enumerate(mine):
-            # each arm's runs are one per step, decided after the previous step ended: replay the decision
-            due = next_promotion(rung_histories(candidates, mine[:k], SEEDS), SEEDS, RACING.eta, True)
+            # replay the decision: with campaign.lookahead 1 an arm decides run k while its run k - 1 is in
+            # flight (started, no result yet), its earlier runs recorded; the baseline's run, before the arms
+            # start, is recorded before anything is decided
+            known = decided_with(mine, k, baseline.id)
+            due = next_promotion(rung_histories(candidates, known, SEEDS), SEEDS, RACING.eta, True)
             if due is None:
                 assert run.seed == SEEDS[0], f"{run.run_key}: a new candidate starts on the first search seed"
                 assert all(r.candidate_id != run.candidate_id for r in mine[:k]), run.run_key
@@ -244,20 +262,24 @@ def stopped_at_first_promotion(directory: Path, arm: str) -> None:
     """Run (or resume) the racing campaign until the first promotion run of ``arm`` that is not a re-run
     of an interrupted step: it raises Ctrl-C in its arm thread instead of running."""
     campaign = Campaign(racing_settings(directory), echo=lambda _: None)
-    real = campaign._promotion_run
+    real = campaign.runner.start
     resumed = {c.id for a in ("control", "agent") for c in campaign._in_flight(a)}
 
-    def stop(seed: int, candidate) -> None:
-        if candidate.arm == arm and candidate.id not in resumed:
-            raise Stop
-        real(seed, candidate)
+    def stop(candidate, seed: int, *args, promotion: bool = False, **kwargs):
+        if promotion and candidate.arm == arm and candidate.id not in resumed:
+            raise Stop  # marked running as a promotion, not started
+        return real(candidate, seed, *args, promotion=promotion, **kwargs)
 
-    campaign._promotion_run = stop
+    campaign.runner.start = stop
     with pytest.raises(KeyboardInterrupt):
         campaign.run()
     ledger = Ledger.for_campaign_dir(directory)
     pending = [c for c in ledger.candidates(1, arm=arm) if c.meta.get("racing_pending_seed") is not None]
-    assert len(pending) == 1 and pending[0].status == "running", "the promotion is recorded as pending"
+    # the promotion it stopped at, and any the arm had in flight (campaign.lookahead) from an earlier stop
+    new = [c for c in pending if c.id not in resumed]
+    assert len(new) == 1 and all(c.status == "running" for c in pending), (
+        "the promotion is recorded as pending"
+    )
     assert ledger.campaign(1).status == "interrupted"
 
 

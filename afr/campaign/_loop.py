@@ -1,13 +1,14 @@
 """The campaign: an agent arm and a scalar-only control arm, side by side under one accountant.
 
-Each arm searches in its own thread, one FL run at a time, until it has spent its run budget: equal runs,
-not equal wall time, so an agent that thinks for minutes never holds the control (and with two sandbox
-workers neither arm waits for the other's runs). An arm decides its next run from its own history only, and
-the ledger numbers candidates within their arm, so a seeded campaign records the same candidates under the
-same names (``agent#7``) whatever the timing. Everything is recorded in the ledger as it happens; the same
-command after a crash or Ctrl-C continues where it stopped. With seed racing (``campaign.racing``) an arm's
-next run may be a promotion of one of its earlier candidates to the next search seed instead of a new
-candidate, by the same rule for both arms (``afr/evaluation/_racing.py``).
+Each arm searches in its own thread until it has spent its run budget: equal runs, not equal wall time, so an
+agent that thinks for minutes never holds the control (and with two sandbox workers neither arm waits for the
+other's runs). An arm decides its next run from its own history only, while its current run trains
+(``campaign.lookahead``: the decision sees the arm's results up to one run back, so no worker waits on the
+parent's recording and proposing), and the ledger numbers candidates within their arm, so a seeded campaign
+records the same candidates under the same names (``agent#7``) whatever the timing. Everything is recorded in
+the ledger as it happens; the same command after a crash or Ctrl-C continues where it stopped. With seed
+racing (``campaign.racing``) an arm's next run may be a promotion of one of its earlier candidates to the next
+search seed instead of a new candidate, by the same rule for both arms (``afr/evaluation/_racing.py``).
 
 SIGINT and SIGTERM (any number of them) stop the campaign without recording the runs in flight: they stay
 reserved, and the same command first re-runs them, each in its arm, so that a resumed seeded campaign
@@ -18,10 +19,12 @@ LLM request) abandons the call and records nothing of it; the resumed campaign m
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -51,7 +54,7 @@ from ..evaluation import (
     select_finalists,
     write_report,
 )
-from ..ledger import BASELINE_KEY, WORKER_KEY, CandidateRecord, Ledger, campaign_lock
+from ..ledger import BASELINE_KEY, WORKER_KEY, CandidateRecord, Ledger, RunRecord, campaign_lock
 from ..profiles import Profile, import_root, make_profile
 from ..recipe import RecipeSource, recipe_source
 from ..sandbox import RunJob, SandboxClosed, SandboxPool
@@ -60,7 +63,7 @@ from ._brief import record_usage, task_brief
 from ._finals import FinalsPlan, run_finals
 from ._progress import CampaignProgress
 from ._retry import study_name
-from ._runner import CandidateRunner, RunnerSettings, make_pool, run_key
+from ._runner import CandidateRunner, RunnerSettings, StartedRun, make_pool, run_key
 from ._shared import Heartbeat, LocalWorkers, joined_campaign, worker_name
 from ._signals import StopSignals
 
@@ -106,6 +109,11 @@ class CampaignSettings:
     storage: str | None = None
     """The database URL of the ledger and both Optuna studies (``campaign.storage=``); None: the SQLite file
     ``<directory>/ledger.db``. The campaign is found there by its name; artifacts stay in ``directory``."""
+    lookahead: int = 1
+    """Runs an arm decides ahead of its last recorded result (``campaign.lookahead``): with 1, each arm
+    proposes its next run while its current one trains, so the sandbox workers do not wait on the parent's
+    recording and proposing; every decision then sees the arm's results up to one run back. 0: each run is
+    decided after the previous one is recorded. Either way the ledger does not depend on timing."""
     racing: RacingSettings | None = None
     """Seed racing (``campaign.racing``): promote the best ``1/eta`` of each arm's candidates to further
     search seeds, the same rule for both arms (``afr/evaluation/_racing.py``); None: one search seed."""
@@ -139,6 +147,12 @@ class CampaignSettings:
                 where="campaign.racing.enabled=true with campaign.shared/campaign.workers > 2",
                 fix="turn one of them off",
             )
+        if isinstance(self.lookahead, bool) or not isinstance(self.lookahead, int) or self.lookahead < 0:
+            raise ConfigError(
+                f"campaign.lookahead must be a non-negative integer, got {self.lookahead!r}",
+                where="campaign.lookahead=",
+                fix="0 (decide each run after the previous one's result) or 1 (the default)",
+            )
         if self.shared and not 0 < float(self.stale_after_s) < math.inf:
             raise ConfigError(
                 f"campaign.stale_after_s must be a positive number of seconds, got {self.stale_after_s!r}",
@@ -167,6 +181,9 @@ class CampaignSettings:
             "max_repairs": self.max_repairs,
             "finals": [self.finals, self.top_k, self.final_seeds, self.heldout_seeds],
             "evaluation_cfg": dict(self.evaluation_cfg),
+            # Only when the arms decide ahead: a campaign recorded before lookahead existed decided each run
+            # after the previous one, as lookahead=0 does, and keeps its config (and hash).
+            **({"lookahead": self.lookahead} if self.lookahead else {}),
             # Only with racing on: a campaign without it keeps the config (and hash) it always had.
             **({"racing": {"eta": self.racing.eta, "rungs": self.racing.rungs}} if self.racing else {}),
             # Only from the second attempt on: the first attempt's config (and hash) is as it always was.
@@ -225,6 +242,17 @@ class CampaignResult:
     failure: str = ""
     """Why the campaign failed (its baseline's first search run failed, or an arm has no successful run);
     '' when it did not."""
+
+
+@dataclass
+class _Planned:
+    """A run an arm decided on: its candidate and search seed, and what the arm does with the run's record
+    once it is recorded (``then``: tell Optuna, queue an agent's repair, report the line)."""
+
+    candidate: CandidateRecord
+    seed: int
+    then: Callable[[CandidateRecord, RunRecord | None], None]
+    promotion: bool = False
 
 
 class Campaign:
@@ -293,6 +321,8 @@ class Campaign:
         # SIGINT/SIGTERM: the sandbox closes (runs in flight return to reserved), the main thread stops at a
         # safe point; a second signal changes nothing (see _signals).
         self._halted = threading.Event()  # set when the campaign stops: the arm threads write nothing more
+        # Each arm's runs started and not yet recorded (see _arm_search), oldest first.
+        self._flights: dict[str, deque[tuple[_Planned, StartedRun]]] = {"control": deque(), "agent": deque()}
         self._local: LocalWorkers | None = None
         self._signals = StopSignals(self._stop_sandbox)
         pool = make_pool(settings.runner)  # campaign.executor: local, or a Ray cluster
@@ -369,6 +399,7 @@ class Campaign:
             seed=settings.seed,
             higher_is_better=self.profile.higher_is_better,
             worker=self.worker,
+            parallel=settings.lookahead > 0,  # its next trial is asked while the current one runs
         )
         self.surface_doc = render_profile_surface(self.table, self.baseline)
         self.brief = task_brief(self.profile, self.table, self.baseline, self.surface_doc)
@@ -706,54 +737,93 @@ class Campaign:
         if self._halted.is_set():
             raise SandboxClosed("the campaign is stopping")
 
-    def _resume_arm(self, arm: str) -> None:
-        """Re-run what the arm had scheduled when the campaign stopped, as it was scheduled: the arm then
-        proposes exactly what an uninterrupted campaign proposed next (same candidates, same numbers)."""
+    def _resumed(self, arm: str) -> list[_Planned]:
+        """What the arm had scheduled when the campaign stopped, as it was scheduled (oldest first): the arm
+        runs these first, then proposes exactly what an uninterrupted campaign proposed next (same
+        candidates, same numbers)."""
         trials = (
             {f"control-{trial.number}": trial for trial in self.control.pending()} if arm == "control" else {}
         )
+        plans = []
         for candidate in self._in_flight(arm):
-            self._halt_check()
             if candidate.meta.get(PENDING_KEY) is not None:  # a seed-racing promotion, run again as one
                 self._agent_queue = [c for c in self._agent_queue if c.id != candidate.id]
-                self._promotion_run(int(candidate.meta[PENDING_KEY]), candidate)
+                plans.append(self._promotion_plan(int(candidate.meta[PENDING_KEY]), candidate))
             elif arm == "control":
                 trial = trials.get(str(candidate.meta.get("proposal_key")))
-                if trial is not None:
-                    self._control_run(trial, candidate)
-                else:  # its trial was told already: only the run's record is missing
-                    self._search_run(candidate)
+                # without a pending trial, its trial was told already: only the run's record is missing
+                plans.append(self._control_plan(trial, candidate) if trial else self._search_plan(candidate))
             else:
                 self._agent_queue = [c for c in self._agent_queue if c.id != candidate.id]
-                self._agent_run(candidate)
+                plans.append(self._agent_plan(candidate))
+        return plans
+
+    def _arm_search(self, arm: str, plan_next: Callable[[], _Planned | str | None]) -> str:
+        """One arm's search in its thread until it has spent its budget; why it stopped early ('' if not).
+
+        ``plan_next`` decides the arm's next run (None: nothing to run this time, e.g. an Optuna trial that
+        duplicates an earlier one; a string: the agent arm stops, and why). With ``campaign.lookahead`` = L,
+        the arm decides run n + L + 1 while its runs up to n + L are in flight and records run n only after
+        that decision: every decision sees the arm's results up to L runs back, never one that happened to
+        end early, so the ledger does not depend on timing, and the sandbox workers do not wait while the arm
+        records and decides (L = 0: each run decided after the previous one is recorded)."""
+        flight: deque[tuple[_Planned, StartedRun]] = deque()
+        self._flights[arm] = flight
+        queued = deque(self._resumed(arm))
+        stopped = ""
+        while True:
+            self._halt_check()
+            planned: _Planned | str | None
+            if queued:
+                planned = queued.popleft()
+            elif not stopped and self._remaining(arm):
+                planned = plan_next()
+                if isinstance(planned, str) and flight:
+                    # The runs in flight may still give the agent something to run (a run-time repair).
+                    while flight:
+                        self._complete(*flight.popleft())
+                    planned = plan_next() if self._remaining(arm) else planned
+                if isinstance(planned, str):
+                    stopped = planned
+                    continue
+            elif flight:
+                self._complete(*flight.popleft())
+                continue
+            else:
+                break
+            if planned is None:
+                continue
+            flight.append((planned, self._begin(planned)))
+            while len(flight) > self.settings.lookahead:
+                self._complete(*flight.popleft())
+        if stopped:
+            self._agent_stopped(stopped)
+        return stopped
 
     def _control_search(self) -> str:
-        """The control arm's thread: promotions (seed racing) or new Optuna trials, one run at a time."""
-        self._resume_arm("control")
-        while self._remaining("control"):
-            self._halt_check()
+        """The control arm's thread: promotions (seed racing) or new Optuna trials."""
+
+        def plan_next() -> _Planned | None:
             if (promotion := self._promotion("control")) is not None:
-                self._start(self._promotion_run, promotion)
-            elif (trial_candidate := self._control_propose()) is not None:
-                self._start(self._control_run, trial_candidate)
-        return ""
+                return self._promotion_plan(*promotion)
+            trial_candidate = self._control_propose()
+            return self._control_plan(*trial_candidate) if trial_candidate is not None else None
+
+        return self._arm_search("control", plan_next)
 
     def _agent_search(self) -> str:
-        """The agent arm's thread: promotions (seed racing) or the agent's candidates, one run at a time;
-        why it stopped early ('' if it spent its budget)."""
-        self._resume_arm("agent")
-        while self._remaining("agent"):
-            self._halt_check()
+        """The agent arm's thread: promotions (seed racing) or the agent's candidates; why it stopped early
+        ('' if it spent its budget)."""
+
+        def plan_next() -> _Planned | str:
             if (promotion := self._promotion("agent")) is not None:
-                self._start(self._promotion_run, promotion)
-                continue
+                return self._promotion_plan(*promotion)
             candidate_or_stop = self._agent_propose()
             if isinstance(candidate_or_stop, CandidateRecord):
-                self._start(self._agent_run, (candidate_or_stop,))
-                continue
-            self._agent_stopped(candidate_or_stop)
+                return self._agent_plan(candidate_or_stop)
             return candidate_or_stop
-        return ""
+
+        return self._arm_search("agent", plan_next)
 
     # --- a shared campaign's search (several processes; see _shared) --------------------------------
 
@@ -913,8 +983,37 @@ class Campaign:
         spent = self.runner.accountant.spent("agent").runs
         self.progress.update("agent", spent, total=spent)
 
+    def _begin(self, planned: _Planned) -> StartedRun:
+        """Mark the run's candidate ``running`` (a promotion with its seed, in the same write), then start it.
+
+        A stop between the two leaves a candidate marked and not run: the resumed campaign runs it, as the
+        run it was to be (see :meth:`_resumed`)."""
+        self._halt_check()
+        candidate = planned.candidate
+        if planned.promotion:  # marked as one, in the same write: a resume re-runs the promotion
+            meta = {**candidate.meta, PENDING_KEY: planned.seed}
+            self.runner.ledger.update_candidate(candidate.id, status="running", meta=meta)
+        else:
+            self.runner.ledger.update_candidate(candidate.id, status="running")
+        return self.runner.start(candidate, planned.seed, promotion=planned.promotion)
+
+    def _complete(self, planned: _Planned, started: StartedRun) -> None:
+        """Wait for the run, record it, and let the arm take in its result."""
+        planned.then(planned.candidate, self.runner.finish(started))
+
+    def _run_now(self, planned: _Planned) -> None:
+        """Start a run and complete it at once (the baseline's first run; a shared campaign's runs, claimed
+        and marked by their worker)."""
+        self._complete(
+            planned, self.runner.start(planned.candidate, planned.seed, promotion=planned.promotion)
+        )
+
+    def _search_plan(self, candidate: CandidateRecord) -> _Planned:
+        """A search run whose arm has nothing more to do with its result (its trial was told already)."""
+        return _Planned(candidate, self.search_seed, lambda _candidate, _record: None)
+
     def _search_run(self, candidate: CandidateRecord) -> None:
-        self.runner.run(candidate, self.search_seed)
+        self._run_now(self._search_plan(candidate))
 
     def _promotion(self, arm: str) -> tuple[int, CandidateRecord] | None:
         """The arm's next seed-racing promotion, ``(search seed, candidate)``, from its own search runs in the
@@ -931,10 +1030,12 @@ class Campaign:
         candidate_id, seed = found
         return seed, ledger.candidate(candidate_id)
 
-    def _promotion_run(self, seed: int, candidate: CandidateRecord) -> None:
+    def _promotion_plan(self, seed: int, candidate: CandidateRecord) -> _Planned:
         """A promoted candidate's run on the next search seed: an ordinary search run, charged to its arm; the
         candidate keeps its first seed's score (and a control trial its Optuna value)."""
-        record = self.runner.run(candidate, seed, promotion=True)
+        return _Planned(candidate, seed, functools.partial(self._promotion_done, seed), promotion=True)
+
+    def _promotion_done(self, seed: int, candidate: CandidateRecord, record: RunRecord | None) -> None:
         ledger, cid = self.runner.ledger, self.runner.campaign_id
         history = rung_histories(
             [ledger.candidate(candidate.id)],
@@ -958,20 +1059,6 @@ class Campaign:
             f"rung {rung} (seed {seed}); {history.line()}",
             reason,
         )
-
-    def _start(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        """Mark the run's candidate ``running`` (a promotion with its seed, in the same write), then run it.
-
-        A stop between the two leaves a candidate marked and not run: the resumed campaign runs it, as the
-        run it was to be (see :meth:`_resume_arm`)."""
-        candidate = args[-1]
-        self._halt_check()
-        if fn == self._promotion_run:  # marked as one, in the same write: a resume re-runs the promotion
-            meta = {**candidate.meta, PENDING_KEY: args[0]}
-            self.runner.ledger.update_candidate(candidate.id, status="running", meta=meta)
-        else:
-            self.runner.ledger.update_candidate(candidate.id, status="running")
-        fn(*args)
 
     def run_finals(self) -> None:
         """Finalists of both arms and the baseline on fresh paired seeds: test split and held-out data."""
@@ -1003,13 +1090,17 @@ class Campaign:
         if trial_candidate is not None:
             self._control_run(*trial_candidate)
 
+    def _control_run(self, trial: Any, candidate: CandidateRecord) -> None:
+        self._run_now(self._control_plan(trial, candidate))
+
     def _control_propose(self, *, baseline: bool = False) -> tuple[Any, CandidateRecord] | None:
         """The next trial's candidate; None when it duplicates an earlier trial (told, nothing to run).
 
         A trial asked and not told is proposed again first (a resume); in a shared campaign only this
         worker's (other workers' are theirs, or taken over as candidates), and the baseline's trial 0 by
         the first process (``baseline``)."""
-        pending = self.control.pending()
+        flying = {str(planned.candidate.meta.get("proposal_key")) for planned, _ in self._flights["control"]}
+        pending = [t for t in self.control.pending() if f"control-{t.number}" not in flying]
         if self.settings.shared:
             pending = [
                 t for t in pending if (baseline and t.number == 0) or t.meta.get("worker") == self.worker
@@ -1033,8 +1124,10 @@ class Campaign:
             return None
         return trial, candidate
 
-    def _control_run(self, trial: Any, candidate: CandidateRecord) -> None:
-        record = self.runner.run(candidate, self.search_seed)
+    def _control_plan(self, trial: Any, candidate: CandidateRecord) -> _Planned:
+        return _Planned(candidate, self.search_seed, functools.partial(self._control_done, trial))
+
+    def _control_done(self, trial: Any, candidate: CandidateRecord, record: RunRecord | None) -> None:
         score = record.final_metric if record is not None and record.status == "ok" else None
         self.control.tell(
             trial.number,
@@ -1067,7 +1160,12 @@ class Campaign:
         return self._agent_queue.pop(0)
 
     def _agent_run(self, candidate: CandidateRecord) -> None:
-        record = self.runner.run(candidate, self.search_seed)
+        self._run_now(self._agent_plan(candidate))
+
+    def _agent_plan(self, candidate: CandidateRecord) -> _Planned:
+        return _Planned(candidate, self.search_seed, self._agent_done)
+
+    def _agent_done(self, candidate: CandidateRecord, record: RunRecord | None) -> None:
         score = record.final_metric if record is not None and record.status == "ok" else None
         if record is not None and record.status != "ok":
             self._repair_runtime_failure(candidate, record.message or record.status)

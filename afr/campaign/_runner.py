@@ -16,6 +16,7 @@ import json
 import math
 import threading
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from ..recipe import RecipeSource, recipe_source
 from ..sandbox import RayPool, RunJob, RunPool, SandboxClosed, SandboxPool, check_num_gpus
 from ..surface import SurfaceTable, is_legacy_hash, normalized_ast_hash, surface_table, validate
 
-__all__ = ["CandidateRunner", "RunnerSettings", "make_pool", "run_key"]
+__all__ = ["CandidateRunner", "RunnerSettings", "StartedRun", "make_pool", "run_key"]
 
 _UNHASHABLE = frozenset({"syntax", "size-bytes", "size-nodes", "size-depth", "unverifiable"})
 FINISHED = ("ok", "failed", "timeout", "crashed", "memory")
@@ -61,6 +62,22 @@ _TB_HOOKED = False
 
 def run_key(arm: str, candidate_id: int, stage: str, seed: int) -> str:
     return f"{arm}/cand-{candidate_id}/{stage}/seed-{seed}"
+
+
+@dataclass
+class StartedRun:
+    """A run :meth:`CandidateRunner.start` began (``future``: its sandbox outcome, not yet recorded), or one
+    with nothing left to run (``record``: its earlier end, or None for a candidate that does not run)."""
+
+    candidate: CandidateRecord
+    seed: int
+    stage: str
+    setting: str
+    promotion: bool
+    key: str = ""
+    run_id: int | None = None
+    future: Future[RunResult] | None = None
+    record: RunRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -287,7 +304,7 @@ class CandidateRunner:
         profile_overrides: Mapping[str, Any] | None = None,
         promotion: bool = False,
     ) -> RunRecord | None:
-        """Run an accepted candidate once (sandboxed); None for rejected or duplicate candidates.
+        """Run an accepted candidate once (sandboxed) and record it; None for rejected or duplicates.
 
         ``stage``: ``search`` (train on fit, score on validation; charged to the candidate's arm),
         ``final`` (whole train split, fresh seed) or ``heldout`` (``profile_overrides`` name a held-out
@@ -297,8 +314,26 @@ class CandidateRunner:
         ``afr/evaluation/_racing.py``); charged like any search run, it leaves the candidate's status (``ok``)
         and score (its first seed's) as they were, and clears its pending-promotion mark.
         """
+        started = self.start(
+            candidate, seed, stage, setting=setting, profile_overrides=profile_overrides, promotion=promotion
+        )
+        return self.finish(started)
+
+    def start(
+        self,
+        candidate: CandidateRecord,
+        seed: int,
+        stage: str = "search",
+        *,
+        setting: str = "",
+        profile_overrides: Mapping[str, Any] | None = None,
+        promotion: bool = False,
+    ) -> StartedRun:
+        """The first half of :meth:`run`: reserve, record the start, hand the job to the sandbox — and return
+        at once. :meth:`finish` waits for the outcome and records it, so an arm can decide its next run while
+        this one trains (the arm's own decisions never see a result before it is recorded)."""
         if candidate.status not in ("accepted", "running", "ok", "failed"):
-            return None
+            return StartedRun(candidate, seed, stage, setting, promotion)
         arm = "finals" if stage != "search" else candidate.arm
         key = run_key(candidate.arm, candidate.id, f"{stage}-{setting}" if setting else stage, seed)
         done = self.ledger.run_by_key(self.campaign_id, key)
@@ -307,7 +342,7 @@ class CandidateRunner:
             if stage == "search" and self.ledger.candidate(candidate.id).status == "running":
                 # the run ended but its candidate was never told (the process stopped in between)
                 self._record_search(candidate, done.status, done.final_metric, done.message or "", promotion)
-            return done
+            return StartedRun(candidate, seed, stage, setting, promotion, key=key, record=done)
         if self._closed or (self._pool is not None and self._pool.closed):
             raise SandboxClosed("the campaign's sandbox is closed")  # stopping: reserve nothing more
         self.accountant.reserve(arm, key, self.run_client_steps)
@@ -316,10 +351,20 @@ class CandidateRunner:
         if stage == "search":
             self.ledger.update_candidate(candidate.id, status="running")
         cfg = {**self.profile.cfg, **dict(profile_overrides or {})}
+        future = self.pool.submit(
+            self._job(candidate, key, seed, "search" if stage == "search" else "final", cfg)
+        )
+        return StartedRun(candidate, seed, stage, setting, promotion, key=key, run_id=run_id, future=future)
+
+    def finish(self, started: StartedRun) -> RunRecord | None:
+        """Wait for a run :meth:`start` began, then record it: artifacts, the run's row, its charge settled
+        and, for a search run, the candidate's status and score. A run that had ended already (a resume) or
+        that had nothing to run returns its record (or None) as it is."""
+        if started.future is None or started.run_id is None:
+            return started.record
+        candidate, stage, setting, seed = started.candidate, started.stage, started.setting, started.seed
         try:
-            outcome = self.pool.run(
-                self._job(candidate, key, seed, "search" if stage == "search" else "final", cfg)
-            )
+            outcome = started.future.result()
             run_name = f"{stage}-{setting}-seed-{seed}" if setting else f"{stage}-seed-{seed}"
             artifacts = self._save_artifacts(candidate, run_name, outcome)
             if outcome.curve:
@@ -341,7 +386,7 @@ class CandidateRunner:
             artifacts = {}
         final = outcome.curve[-1].get("val") if outcome.curve else None
         self.ledger.finish_run(
-            run_id,
+            started.run_id,
             status=outcome.status,
             per_round=outcome.curve,
             final_metric=final if final is not None and math.isfinite(final) else None,
@@ -352,10 +397,10 @@ class CandidateRunner:
             artifacts=artifacts,
             message=outcome.message,
         )
-        self.accountant.settle(key, _outcome(outcome.status))
+        self.accountant.settle(started.key, _outcome(outcome.status))
         if stage == "search":
-            self._record_search(candidate, outcome.status, final, outcome.message, promotion)
-        return self.ledger.run(run_id)
+            self._record_search(candidate, outcome.status, final, outcome.message, started.promotion)
+        return self.ledger.run(started.run_id)
 
     def _record_search(
         self, candidate: CandidateRecord, status: str, final: float | None, message: str, promotion: bool

@@ -55,9 +55,11 @@ def make_control(
     seed: int,
     higher_is_better: bool,
     worker: str | None = None,
+    parallel: bool = False,
 ) -> ScalarControl:
     """The control arm described by ``cfg`` (the ``control:`` config group; empty means Optuna defaults);
-    ``worker``: this process's name in a shared campaign (see :class:`OptunaControl`)."""
+    ``worker``: this process's name in a shared campaign; ``parallel``: trials are asked while earlier ones
+    run (see :class:`OptunaControl`)."""
     cfg = dict(cfg or {})
     kind = cfg.get("kind", "optuna")
     if kind not in CONTROL_KINDS:
@@ -84,4 +86,5 @@ def make_control(
         enqueue_defaults=enqueue,
         sampler=str(cfg.get("sampler", "tpe")),
         worker=worker,
+        parallel=parallel,
     )

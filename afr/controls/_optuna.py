@@ -205,10 +205,13 @@ class OptunaControl(ScalarControl):
         enqueue_defaults: bool = True,
         sampler: str = "tpe",
         worker: str | None = None,
+        parallel: bool = False,
     ) -> None:
         """``worker``: this process's name in a shared campaign, where several processes ask trials of one
         study at once: TPE then treats their running trials as constant lies (so concurrent asks differ),
-        each worker's sampler seed includes its name, and every trial records the worker that asked it."""
+        each worker's sampler seed includes its name, and every trial records the worker that asked it.
+        ``parallel``: this process asks a trial while its previous one still runs (``campaign.lookahead``):
+        TPE treats the running trials as constant lies too."""
         super().__init__(space, higher_is_better=higher_is_better)
         if not self.space:
             raise ConfigError("the control arm needs at least one declared scalar", where="space")
@@ -239,6 +242,7 @@ class OptunaControl(ScalarControl):
         self.sampler_name = sampler
         self.enqueue_defaults = bool(enqueue_defaults)
         self.worker = worker
+        self.parallel = bool(parallel) or worker is not None
         self._distributions = {name: _distribution(s) for name, s in self.space.items()}
         self._lock = _study_lock(storage_url, study_name)
         self._storage = open_storage(storage_url)
@@ -268,7 +272,7 @@ class OptunaControl(ScalarControl):
         if self.sampler_name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=self.n_startup_trials, constant_liar=self.worker is not None
+            seed=seed, n_startup_trials=self.n_startup_trials, constant_liar=self.parallel
         )
 
     def _check_space(self) -> None:

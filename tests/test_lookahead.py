@@ -1,0 +1,74 @@
+"""``campaign.lookahead``: an arm decides its next run while its current one trains, so the sandbox workers
+never wait while the parent records a result and proposes; each decision sees the arm's results up to
+``lookahead`` runs back — never one that happened to end early — so the ledger does not depend on timing
+(the slow-agent test in test_campaign.py and the resume tests in test_interrupt.py/test_racing.py check that
+at the default lookahead of 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from afr.campaign import Campaign
+from afr.errors import ConfigError
+from afr.ledger import Ledger
+from tests.test_campaign import conf, settings
+
+
+def _unrecorded(campaign: Campaign, arm: str) -> int:
+    """The arm's search runs started and not yet recorded, as the ledger holds them now."""
+    runs = campaign.runner.ledger.runs(campaign.runner.campaign_id, stage="search")
+    return sum(1 for r in runs if r.run_key.startswith(f"{arm}/") and r.status == "running")
+
+
+@pytest.mark.parametrize("lookahead", [0, 1])
+def test_each_arm_decides_with_exactly_lookahead_runs_in_flight(tmp_path: Path, lookahead: int) -> None:
+    directory = tmp_path / "campaign"
+    campaign = Campaign(
+        settings(
+            directory,
+            conf("agent", "evolve"),
+            runs=5,
+            finals=False,
+            lookahead=lookahead,
+            proposals_per_step=1,
+        ),
+        echo=lambda _line: None,
+    )
+    at_decision: dict[str, list[int]] = {"control": [], "agent": []}
+    ask, propose = campaign.control.ask, campaign.agent.propose
+
+    def asking():
+        at_decision["control"].append(_unrecorded(campaign, "control"))
+        return ask()
+
+    def proposing(ctx, n):
+        at_decision["agent"].append(_unrecorded(campaign, "agent"))
+        return propose(ctx, n)
+
+    campaign.control.ask, campaign.agent.propose = asking, proposing
+    result = campaign.run()
+
+    assert not result.failure and result.arms["agent"].runs == result.arms["control"].runs == 5
+    for arm, counts in at_decision.items():
+        # the arm's first decision in its thread has nothing in flight (before it, the control asks the
+        # baseline's trial, run and recorded before the arms start); every later one has exactly
+        # `lookahead` of its own runs started and not recorded
+        first = 2 if arm == "control" else 1
+        assert set(counts[:first]) == {0} and set(counts[first:]) == {lookahead}, (arm, counts)
+    ledger = Ledger.for_campaign_dir(directory)
+    assert not ledger.candidates(result.campaign_id, status="running"), "every run in flight was recorded"
+    assert all(r.status != "running" for r in ledger.runs(result.campaign_id))
+    recorded = ledger.campaign(result.campaign_id).config
+    assert recorded.get("lookahead") == (lookahead or None), "lookahead 0 keeps the config recorded before"
+
+
+def test_a_bad_lookahead_is_one_clear_error(tmp_path: Path) -> None:
+    from tests._config import parsed_settings
+
+    assert parsed_settings(tmp_path).lookahead == 1
+    assert parsed_settings(tmp_path, "campaign.lookahead=0").lookahead == 0
+    for bad in ("-1", "1.5", "true"):
+        with pytest.raises(ConfigError, match="campaign.lookahead must be"):
+            parsed_settings(tmp_path, f"campaign.lookahead={bad}")
