@@ -493,7 +493,10 @@ class RayPool(RunPool):
             self._lost(item, node)
             return
         if not item.future.done():
-            item.future.set_result(dataclasses.replace(result, wall_s=time.perf_counter() - item.submitted))
+            # The node's sandbox timed the run from its fork (as the local pool does): a wait in this pool's
+            # queue or Ray's is not the run's time.
+            wall = result.wall_s or time.perf_counter() - item.submitted
+            item.future.set_result(dataclasses.replace(result, wall_s=wall))
 
     def _lost(self, item: _Item, node: _Node) -> None:
         item.losses += 1
