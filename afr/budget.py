@@ -215,14 +215,20 @@ class BudgetAccountant:
             row.runs, row.client_steps = 0, 0
             row.status, row.outcome, row.settled_at = "settled", CANCELLED, utcnow()
 
-    def rekey(self, old_key: str, new_key: str) -> Reservation:
+    def rekey(self, old_key: str, new_key: str, *, unless_charged: bool = False) -> Reservation | None:
         """Move the outstanding reservation ``old_key`` (a shared campaign's slot, taken before its candidate
         was proposed) to the run key ``new_key``, in one write: the budget was held throughout, so no other
-        worker could take it meanwhile."""
+        worker could take it meanwhile.
+
+        ``unless_charged``: if ``new_key`` already holds a charge (another worker reserved that run first),
+        leave both as they are and return None instead of raising — decided in the same write, so no other
+        process can charge the run between the check and the move."""
         with self.ledger.write_session(self.campaign_id) as session:
             row = self._charge(session, old_key)
             if row is None or row.status != "reserved":
                 raise self._unknown(old_key)
+            if unless_charged and self._charge(session, new_key) is not None:
+                return None
             if self._charge(session, new_key) is not None:
                 raise LedgerError(
                     f"run {new_key!r} already holds a charge; slot {old_key!r} cannot move to it",

@@ -153,6 +153,22 @@ def test_pending_after_a_simulated_crash(ledger: Ledger, campaign: int, tmp_path
     assert resumed.pending() == [] and resumed.spent("agent") == ArmBudget(2, 100)
 
 
+def test_rekey_moves_a_slot_to_its_run_once(ledger: Ledger, campaign: int) -> None:
+    """A shared campaign's worker moves its budget slot to the run it claimed; if another (slow, judged
+    stopped) worker charged that run first, ``unless_charged`` leaves both charges as they are."""
+    acc = BudgetAccountant(ledger, campaign, LIMITS)
+    acc.reserve("agent", "agent/slot/a", 10)
+    assert acc.rekey("agent/slot/a", "agent/cand-1/search/seed-0").run_key == "agent/cand-1/search/seed-0"
+    assert not acc.holds("agent/slot/a") and acc.reserved("agent") == ArmBudget(1, 10)
+    acc.reserve("agent", "agent/slot/b", 10)
+    acc.reserve("agent", "agent/cand-2/search/seed-0", 10)  # the slow worker's charge of the same run
+    with pytest.raises(LedgerError, match="already holds a charge"):
+        acc.rekey("agent/slot/b", "agent/cand-2/search/seed-0")
+    assert acc.rekey("agent/slot/b", "agent/cand-2/search/seed-0", unless_charged=True) is None
+    assert acc.holds("agent/slot/b"), "the slot stays this worker's, for its next run"
+    assert acc.reserved("agent") == ArmBudget(3, 30), "nothing charged twice, nothing lost"
+
+
 def test_config_errors(ledger: Ledger, campaign: int) -> None:
     with pytest.raises(ConfigError, match="unknown budget arm"):
         BudgetAccountant(ledger, campaign, {"baseline": ArmBudget(1, 1)})

@@ -890,15 +890,19 @@ class Campaign:
         statuses: tuple[str, ...] = ("accepted",),
     ) -> bool:
         """Claim the candidate for this worker and run it, its charge moved from the slot if its run holds
-        none yet; False if another worker claimed it first (the slot stays held)."""
+        none yet; False if another worker claimed it first (the slot stays held).
+
+        A worker judged stopped (no heartbeat for ``stale_after_s``) may only be slow: it can charge the run
+        between our claim and our move of the slot. The move then keeps the slot (checked and moved in one
+        write) and this worker runs the run under that worker's charge — at worst the run is done twice, it is
+        charged and recorded once (same key, same seed, same result)."""
         claimed = self.runner.ledger.claim_candidate(
             candidate.id, str(self.worker), statuses=statuses, live=live
         )
         if claimed is None:
             return False
         key = run_key(claimed.arm, claimed.id, "search", self.search_seed)
-        if not self.runner.accountant.holds(key):
-            self.runner.accountant.rekey(slot, key)
+        self.runner.accountant.rekey(slot, key, unless_charged=True)
         fn(*args[:-1], claimed)
         return True
 
