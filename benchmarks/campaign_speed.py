@@ -2,14 +2,14 @@
 finals (finalists of both arms and the baseline on the power-sized final seeds, test and held-out).
 
     .venv/bin/python benchmarks/campaign_speed.py [--runs-per-arm 48] [--workers 2] [--final-seeds N]
-        [--no-finals] [--profile heart_disease] [--data-dir DIR]
+        [--no-finals] [--profile heart_disease] [--lookahead 1] [--data-dir DIR]
 
-Prints, for the search and the finals separately: wall time, runs, the workers' idle share
-(1 - sum of run wall times in the workers / (workers x phase wall)) and the parent's CPU per run outside
-training (everything this process does: proposing, validating, recording, saving weights, evaluating
-finals on test and held-out data, Optuna); the workers' CPU per run (training plus the sandboxed child's own
-start) is read from the zygote's reaped children. Targets: the search phase in < 5 min on 2 cores, worker
-idle <= 10 %, parent CPU per run <= 0.3 s. Exit 1 if any run failed.
+Prints, for the search and the finals separately: wall time, runs, the workers' idle share (1 - sum of run
+wall times in the workers, each from its fork to its result, / (workers x phase wall)) and the parent's CPU
+per run outside training (everything this process does: proposing, validating, recording, saving weights,
+evaluating finals on test and held-out data, Optuna); the workers' CPU per run (training plus the sandboxed
+child's own start) is read from the zygote's reaped children. Targets: the search phase in < 5 min on 2 cores,
+worker idle <= 10 %, parent CPU per run <= 0.3 s. Exit 1 if any run failed.
 """
 
 from __future__ import annotations
@@ -86,6 +86,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--final-seeds", type=int, default=None, help="default: power-sized (the profile's)")
     parser.add_argument("--no-finals", action="store_true")
+    parser.add_argument(
+        "--lookahead",
+        type=int,
+        default=1,
+        help="campaign.lookahead (0: each run decided after the last result)",
+    )
     parser.add_argument("--data-dir")
     args = parser.parse_args()
     from omegaconf import OmegaConf
@@ -107,6 +113,7 @@ def main() -> None:
             runner=RunnerSettings(workers=workers),
             finals=not args.no_finals,
             final_seeds=args.final_seeds,
+            lookahead=args.lookahead,
         )
         start = time.perf_counter()
         campaign = Campaign(settings, echo=lambda _line: None)
@@ -122,7 +129,7 @@ def main() -> None:
     final_runs = [r for r in runs if r.stage != "search"]
     print(
         f"{args.profile}: {args.runs_per_arm} + {args.runs_per_arm} runs (evolve vs optuna), "
-        f"{workers} workers, "
+        f"{workers} workers, lookahead {args.lookahead}, "
         f"load {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} CPUs"
     )
     print(f"  wall time (incl. {setup:.1f}s set-up and sandbox start) {wall:8.1f} s")
