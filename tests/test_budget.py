@@ -234,3 +234,18 @@ def test_processes_never_over_reserve(ledger: Ledger, campaign: int, tmp_path: P
     assert sum(granted.values()) == 50
     acc = BudgetAccountant(ledger, campaign, {"control": ArmBudget(50, 10**9)})
     assert acc.reserved("control") == ArmBudget(50, 350) and len(acc.pending("control")) == 50
+
+
+def test_a_heartbeat_does_not_queue_behind_the_ledgers_writers(ledger: Ledger, campaign: int) -> None:
+    """A shared campaign's worker beats while its arms write: the beat takes neither the process's write
+    lock nor the campaign row's, so a busy worker is not judged stopped (its runs taken over under it)."""
+    from afr.ledger._ledger import _lock_for
+
+    ledger.join_worker(campaign, "w1")
+    before = ledger.live_workers(campaign, 60)
+    beat = threading.Thread(target=ledger.heartbeat, args=(campaign, "w1", "left"))
+    with _lock_for(ledger._lock_key):  # an arm's write in progress, in another thread of this process
+        beat.start()
+        beat.join(timeout=60)
+        assert not beat.is_alive(), "the heartbeat waited for the write lock"
+    assert before == {"w1"} and ledger.live_workers(campaign, 60) == set()  # it said it left

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -1200,13 +1200,21 @@ class Ledger:
                 row.heartbeat_at, row.status = utcnow(), "active"
 
     def heartbeat(self, campaign_id: int, name: str, status: str = "active") -> None:
-        """The worker is alive (``status`` ``left``: it ended, holding nothing)."""
-        with self.write_session() as session:
-            row = session.scalars(
-                select(WorkerRow).where(WorkerRow.campaign_id == campaign_id, WorkerRow.name == name)
-            ).one_or_none()
-            if row is not None:
-                row.heartbeat_at, row.status = utcnow(), status
+        """The worker is alive (``status`` ``left``: it ended, holding nothing).
+
+        One UPDATE of the worker's own row, outside :meth:`write_session`: neither this process's write lock
+        nor the campaign row's lock, which the arms' writes hold in turn. Queued behind them, a beat could
+        come later than ``stale_after_s`` while the worker is busy writing — and the others would take its
+        runs over and reap its budget slot under it (seen on a loaded machine)."""
+        query = (
+            update(WorkerRow)
+            .where(WorkerRow.campaign_id == campaign_id, WorkerRow.name == name)
+            .values(heartbeat_at=utcnow(), status=status)
+        )
+        with self._database_errors(), self._sessions() as session, session.begin():
+            # SQLite: BEGIN IMMEDIATE, so a busy database is waited for (busy timeout), never a failed upgrade
+            session.connection(execution_options={_WRITE_OPTION: True})
+            session.execute(query)
 
     def live_workers(self, campaign_id: int, stale_after_s: float) -> set[str]:
         """Workers whose last heartbeat is at most ``stale_after_s`` old and that have not left."""
