@@ -224,11 +224,11 @@ class BudgetAccountant:
         leave both as they are and return None instead of raising — decided in the same write, so no other
         process can charge the run between the check and the move."""
         with self.ledger.write_session(self.campaign_id) as session:
+            if unless_charged and self._charge(session, new_key) is not None:
+                return None  # the slot need not even be held (a take-over of a run that holds its charge)
             row = self._charge(session, old_key)
             if row is None or row.status != "reserved":
                 raise self._unknown(old_key)
-            if unless_charged and self._charge(session, new_key) is not None:
-                return None
             if self._charge(session, new_key) is not None:
                 raise LedgerError(
                     f"run {new_key!r} already holds a charge; slot {old_key!r} cannot move to it",

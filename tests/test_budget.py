@@ -167,6 +167,8 @@ def test_rekey_moves_a_slot_to_its_run_once(ledger: Ledger, campaign: int) -> No
     assert acc.rekey("agent/slot/b", "agent/cand-2/search/seed-0", unless_charged=True) is None
     assert acc.holds("agent/slot/b"), "the slot stays this worker's, for its next run"
     assert acc.reserved("agent") == ArmBudget(3, 30), "nothing charged twice, nothing lost"
+    # taking over a run that holds its own charge needs no slot at all
+    assert acc.rekey("agent/slot/none", "agent/cand-2/search/seed-0", unless_charged=True) is None
 
 
 def test_config_errors(ledger: Ledger, campaign: int) -> None:
