@@ -430,6 +430,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
     if runner.executor == "ray":
         import_ray()  # not installed, or no cluster at the address: one line now, before any folder is made
         check_ray_address(runner.ray_address)
+    lookahead = _optional_count(camp.get("lookahead", 1), "campaign.lookahead", at_least=0)
     return CampaignSettings(
         name=str(name),
         directory=directory,
@@ -449,9 +450,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
         heldout_seeds=_optional_count(camp.get("heldout_seeds"), "campaign.heldout_seeds", at_least=1),
         evaluation_cfg=dict(container.get("evaluation") or {}),
         storage=storage,
-        lookahead=_optional_count(camp.get("lookahead"), "campaign.lookahead", at_least=0) or 0
-        if camp.get("lookahead") is not None
-        else 1,  # null: the default
+        lookahead=1 if lookahead is None else lookahead,  # null: the default
         racing=RacingSettings.from_config(camp.get("racing")),
         # More than two runs at once in a search: the extra ones are worker processes of a shared campaign
         # (``afr evaluate`` runs one given file: its extra workers only speed up the finals).
