@@ -351,9 +351,14 @@ class CandidateRunner:
         if stage == "search":
             self.ledger.update_candidate(candidate.id, status="running")
         cfg = {**self.profile.cfg, **dict(profile_overrides or {})}
-        future = self.pool.submit(
-            self._job(candidate, key, seed, "search" if stage == "search" else "final", cfg)
-        )
+        job = self._job(candidate, key, seed, "search" if stage == "search" else "final", cfg)
+        try:
+            future = self.pool.submit(job)
+        except SandboxClosed:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- finish() handles it as it handles the run's own errors
+            future = Future()
+            future.set_exception(exc)
         return StartedRun(candidate, seed, stage, setting, promotion, key=key, run_id=run_id, future=future)
 
     def finish(self, started: StartedRun) -> RunRecord | None:
