@@ -121,8 +121,8 @@ class _Pending:
     pid: int | None = None
     """The sandboxed child's pid once the zygote forked it."""
     started: float | None = None
-    """When the zygote reported the fork (``perf_counter``): a run's wall time counts from here, not from
-    ``submitted`` — a job queued behind busy workers has not started."""
+    """When the zygote forked the child (``time.monotonic``, stamped by the zygote): a run's wall time counts
+    from here, not from ``submitted`` — a job queued behind busy workers has not started."""
 
     def wall(self, now: float) -> float:
         return now - (self.started if self.started is not None else self.submitted)
@@ -241,7 +241,7 @@ class SandboxPool(RunPool):
                 raise SandboxClosed("the sandbox pool is closed")
             zygote = self._current()
             key = next(self._keys)
-            zygote.pending[key] = _Pending(job, future, time.perf_counter())
+            zygote.pending[key] = _Pending(job, future, time.monotonic())
             zygote.outbox.put(encode_request(("job", key, job)))
         return future
 
@@ -399,7 +399,9 @@ class SandboxPool(RunPool):
                 started = zygote.pending.get(header["key"])
                 if started is not None:
                     started.pid = int(header["pid"])
-                    started.started = time.perf_counter()
+                    now, at = time.monotonic(), header.get("at")
+                    forked = min(float(at), now) if isinstance(at, (int, float)) else now
+                    started.started = max(started.submitted, forked)
         elif kind == "result":
             with self._lock:
                 pending = zygote.pending.pop(header["key"], None)
@@ -407,7 +409,7 @@ class SandboxPool(RunPool):
                 pending.future.set_result(self._outcome(pending, header, payload))
 
     def _outcome(self, pending: _Pending, header: dict[str, Any], payload: bytes) -> RunResult:
-        wall = pending.wall(time.perf_counter())
+        wall = pending.wall(time.monotonic())
         status = header.get("status")
         message = str(header.get("message", ""))
         if status not in STATUSES:
@@ -452,7 +454,7 @@ class SandboxPool(RunPool):
             # Restart only a zygote that had worked: one that cannot start would crash-loop.
             if current and not self._closed and zygote.ready.is_set():
                 self._zygote = self._spawn()
-        now = time.perf_counter()
+        now = time.monotonic()
         for item in pending.values():
             if self._closed:
                 # Stopped by its owner (Ctrl-C, SIGTERM, the end of a campaign): the run did not end, it

@@ -305,6 +305,7 @@ class Zygote:
         doomed = denied_module_names()
         read_fd, write_fd = os.pipe()
         zygote_pid = os.getpid()
+        forked_at = time.monotonic()
         pid = os.fork()
         if pid == 0:
             code = 70
@@ -333,7 +334,10 @@ class Zygote:
             child.rss_limit = child.base_rss + job.memory_mb * MIB
         self.running[pid] = child
         self.selector.register(read_fd, selectors.EVENT_READ, child)
-        self.send({"type": "started", "key": key, "pid": pid})
+        # CLOCK_MONOTONIC is one clock for every process on the machine: the parent counts the run's wall
+        # time from this instant, not from when its reader thread got round to the frame (under load, later
+        # than the child's own timer started).
+        self.send({"type": "started", "key": key, "pid": pid, "at": forked_at})
 
     def _free_slot(self) -> int:
         """The lowest worker slot no running child holds."""
