@@ -281,6 +281,12 @@ def stopped_at_first_promotion(directory: Path, arm: str) -> None:
         "the promotion is recorded as pending"
     )
     assert ledger.campaign(1).status == "interrupted"
+    # Resumed in the order the arm scheduled them: the promotion last, after the newer candidate whose first
+    # run was in flight (campaign.lookahead) — not by candidate id, which puts the promoted, older one first.
+    flying = campaign._in_flight(arm)
+    assert [c.id for c in flying][-1] == new[0].id and {c.id for c in pending} <= {c.id for c in flying}, [
+        c.name for c in flying
+    ]
 
 
 def test_a_campaign_stopped_during_promotions_resumes_to_the_uninterrupted_ledger(raced, tmp_path) -> None:

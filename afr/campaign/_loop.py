@@ -694,9 +694,22 @@ class Campaign:
         return any(trial.number == 0 for trial in self.control.pending())
 
     def _in_flight(self, arm: str) -> list[CandidateRecord]:
-        """The arm's candidates scheduled (``running``) and not ended when the campaign stopped, oldest
-        first."""
-        return self.runner.ledger.candidates(self.runner.campaign_id, arm=arm, status="running")
+        """The arm's candidates scheduled (``running``) and not ended when the campaign stopped, in the order
+        the arm scheduled them: by the row of the run each was to make (rows are created as runs start),
+        then one marked and not yet started. Not by candidate id: a seed-racing promotion of an older
+        candidate is scheduled after a newer candidate's first run, and the arm's next decision must see
+        them recorded in the order an uninterrupted campaign recorded them."""
+        ledger, cid = self.runner.ledger, self.runner.campaign_id
+        candidates = ledger.candidates(cid, arm=arm, status="running")
+        rows = {run.run_key: run.id for run in ledger.runs(cid, stage="search")}
+
+        def scheduled(candidate: CandidateRecord) -> tuple[int, int]:
+            pending = candidate.meta.get(PENDING_KEY)
+            seed = int(pending) if pending is not None else self.search_seed
+            row = rows.get(run_key(arm, candidate.id, "search", seed))
+            return (0, row) if row is not None else (1, candidate.id)
+
+        return sorted(candidates, key=scheduled)
 
     def _search(self) -> str:
         """Both arms' search until each has spent its budget; why the agent arm stopped early ('' if not).
