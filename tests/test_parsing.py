@@ -1,7 +1,7 @@
-"""Parsing Python in two threads at once never fails: every ``ast.parse`` in afr goes through
-``afr._parsing.parse_python``, whose lock keeps CPython 3.11's tree conversion to one thread at a time (the
-arms search in threads of their own; unlocked, the agent's parse and the validator's could end with
-``SystemError: AST constructor recursion depth mismatch``)."""
+"""Parsing Python in two threads at once never fails: ``import afr`` puts a process-wide lock around
+``ast.parse`` (and so ``ast.literal_eval``, which libcst, inspect and traceback call), keeping CPython 3.11's
+tree conversion to one thread at a time (the arms search in threads of their own; unlocked, the agent's parse
+and the validator's could end with ``SystemError: AST constructor recursion depth mismatch``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import afr  # noqa: F401 -- what every afr process imports first: it guards ast.parse
 from afr._parsing import parse_python
 
 AFR = Path(__file__).resolve().parents[1] / "afr"
@@ -29,15 +30,15 @@ def _make_cyclic_garbage() -> None:
         item.self = item  # type: ignore[attr-defined]
 
 
-def test_two_threads_parse_at_once_without_errors() -> None:
-    source = (AFR / "surface" / "_validator.py").read_text(encoding="utf-8")
+def _race(*workloads) -> list[BaseException]:
+    """Run each workload 600 times in a thread of its own, all at once; the errors they raised."""
     errors: list[BaseException] = []
 
-    def parse_many() -> None:
+    def repeat(work) -> None:
         try:
             for _ in range(600):
                 _make_cyclic_garbage()
-                parse_python(source)
+                work()
         except BaseException as error:  # noqa: BLE001 - collected and asserted below
             errors.append(error)
 
@@ -47,7 +48,7 @@ def test_two_threads_parse_at_once_without_errors() -> None:
     sys.setswitchinterval(1e-6)
     gc.set_threshold(50, 1, 1)
     try:
-        threads = [threading.Thread(target=parse_many) for _ in range(2)]
+        threads = [threading.Thread(target=repeat, args=(work,)) for work in workloads]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -55,7 +56,27 @@ def test_two_threads_parse_at_once_without_errors() -> None:
     finally:
         sys.setswitchinterval(switch)
         gc.set_threshold(*thresholds)
-    assert errors == []
+    return errors
+
+
+SOURCE = (AFR / "surface" / "_validator.py").read_text(encoding="utf-8")
+
+
+def test_two_threads_parse_at_once_without_errors() -> None:
+    assert _race(lambda: parse_python(SOURCE), lambda: parse_python(SOURCE)) == []
+
+
+def test_a_library_literal_eval_beside_our_parse_without_errors() -> None:
+    # what failed in CI with the lock around afr's own parses only: libcst's evaluated_value (literal_eval)
+    # in the control arm's validation while the evolve agent parsed in the other arm
+    literal = repr([1, 2.5, (3, "x"), {"k": None}] * 40)
+    assert _race(lambda: parse_python(SOURCE), lambda: ast.literal_eval(literal)) == []
+
+
+def test_import_afr_guards_ast_parse_for_every_caller() -> None:
+    assert getattr(ast.parse, "__wrapped__", None) is not None
+    assert ast.literal_eval("[1, (2.5, 'x')]") == [1, (2.5, "x")]
+    assert ast.dump(ast.parse("x = 1", mode="exec")) == ast.dump(ast.parse.__wrapped__("x = 1", mode="exec"))
 
 
 def test_parse_python_is_ast_parse() -> None:
