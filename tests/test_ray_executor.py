@@ -142,6 +142,23 @@ def test_a_cluster_address_nothing_answers_at_is_one_line(tmp_path: Path) -> Non
     assert not (tmp_path / "c").exists()  # refused before any folder is made
 
 
+def test_no_address_starts_a_new_local_ray_not_another_cluster_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    # without an address ray.init() joins the latest cluster started on this machine; "local" never does
+    asked: dict[str, Any] = {}
+
+    def init(**kwargs: Any) -> None:
+        asked.update(kwargs)
+        raise ConnectionError("not started in this test")
+
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(ConfigError):
+        RayPool(workers=1)
+    assert asked["address"] == "local"
+    with pytest.raises(ConfigError):
+        RayPool(workers=1, address="auto")
+    assert asked["address"] == "auto"
+
+
 # --- a local Ray instance (ray.init()) ----------------------------------------------------------------
 
 
@@ -216,7 +233,8 @@ def test_each_run_sees_the_gpus_ray_gave_its_slot() -> None:
     """GPU plumbing without a GPU: Ray is told the node has 2 (it does not check), each run asks for 1; each
     worker slot's children see their own device in CUDA_VISIBLE_DEVICES (they train on the CPU here)."""
     assert not ray.is_initialized()
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": a new instance, never a cluster still listed in /tmp/ray (a test before this one)
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
     try:
         pool = RayPool(workers=2, num_gpus=1)
         try:

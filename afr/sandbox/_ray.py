@@ -185,9 +185,10 @@ class RayPool(RunPool):
     interface as :class:`SandboxPool` (``submit``, ``run``, ``map``, ``warm``, ``close``, ``closed``,
     ``workers``).
 
-    ``address``: None starts a local Ray instance (``ray.init()``); a string joins a running cluster
-    (``ray.init(address=...)``, e.g. ``"auto"`` or ``"10.0.0.1:6379"``). If Ray is already initialised in this
-    process, that session is used and left running by :meth:`close`. ``workers``: runs in flight at most,
+    ``address``: None starts a new local Ray instance (``ray.init(address="local")``: never another cluster
+    running on this machine); a string joins a running cluster (``ray.init(address=...)``, e.g. ``"auto"`` or
+    ``"10.0.0.1:6379"``). If Ray is already initialised in this process, that session is used and left running
+    by :meth:`close`. ``workers``: runs in flight at most,
     cluster-wide. ``num_gpus``: GPUs per run (a fraction below 1 lets runs share one); each node takes as many
     runs as its CPUs (one per run) and GPUs allow. New nodes are picked up as they join (every ``refresh_s``).
 
@@ -235,7 +236,10 @@ class RayPool(RunPool):
             if address is None:
                 options["include_dashboard"] = False
             try:
-                ray.init(address=address, **options)
+                # "local": a new instance even if another Ray runs on this machine — without an address,
+                # ray.init() joins the latest cluster started here (/tmp/ray/ray_current_cluster), and a
+                # campaign that asked for a local Ray would run on someone else's cluster.
+                ray.init(address=address if address is not None else "local", **options)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ConfigError(
                     f"could not connect to the Ray cluster at {address!r}: {exc}",
