@@ -149,6 +149,10 @@ def _tokens(genome: Genome, env: Environment) -> str:
     return ", ".join(genome.tokens) if genome.genes else f"plain {env.baseline.class_name}"
 
 
+_RENDERED_MAX = 4096
+"""Rendered files an evolve agent remembers (a few kB each)."""
+
+
 class EvolveAgent(Agent):
     """Tournament selection + composition / variant swap / scalar mutation / crossover of mechanisms."""
 
@@ -158,6 +162,7 @@ class EvolveAgent(Agent):
         super().__init__(cfg, seed)
         self.settings = EvolveSettings.from_cfg(self.cfg)
         self._rendered: dict[tuple, tuple[str, str]] = {}
+        self._render_env: Environment | None = None
 
     # --- the Agent interface ----------------------------------------------------------------------
 
@@ -190,7 +195,8 @@ class EvolveAgent(Agent):
         pool = self._pool(ctx, items, env)
         scored = sum(p.candidate_id is not None for p in pool)
         singles = self._singles(env)
-        self._rendered = {}  # per call only: the same genome always renders to the same file
+        if env != self._render_env:  # the same genome renders to the same file while the facts stay the same
+            self._rendered, self._render_env = {}, env
         proposals: list[Proposal] = []
         for _ in range(max(0, n)):
             for _attempt in range(self.settings.max_attempts):
@@ -209,9 +215,12 @@ class EvolveAgent(Agent):
         return proposals
 
     def _render(self, parent_source: str | None, genome: Genome, env: Environment) -> tuple[str, str]:
-        """The child's file (a libcst edit of its parent's) and its normalised text, memoised per call."""
+        """The child's file (a libcst edit of its parent's) and its normalised text, memoised across calls
+        (rendering every first-generation single to check it against the history was most of a call)."""
         memo_key = (genome.genes, tuple(sorted(genome_values(genome, env).items())))
         if memo_key not in self._rendered:
+            if len(self._rendered) >= _RENDERED_MAX:
+                self._rendered.clear()
             source = write_recipe(parent_source, genome, env)
             self._rendered[memo_key] = (source, normalise_source(source))
         return self._rendered[memo_key]

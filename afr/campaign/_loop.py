@@ -35,7 +35,7 @@ import yaml
 
 from ..agents import Agent, AgentContext, HistoryItem, Proposal, make_agent
 from ..budget import ArmBudget, BudgetExhausted
-from ..controls import ScalarControl, make_control, record_agent_candidate
+from ..controls import AgentStudyRecorder, ScalarControl, make_control
 from ..data import default_data_dir
 from ..errors import AFRError, CampaignFailure, ConfigError, StorageError, storage_error
 from ..evaluation import (
@@ -324,6 +324,7 @@ class Campaign:
         # Each arm's runs started and not yet recorded (see _arm_search), oldest first.
         self._flights: dict[str, deque[tuple[_Planned, StartedRun]]] = {"control": deque(), "agent": deque()}
         self._local: LocalWorkers | None = None
+        self._agent_study: AgentStudyRecorder | None = None  # the agent arm's dashboard study, opened once
         self._signals = StopSignals(self._stop_sandbox)
         pool = make_pool(settings.runner)  # campaign.executor: local, or a Ray cluster
         self._start_pool: SandboxPool | None = pool
@@ -1186,15 +1187,16 @@ class Campaign:
         score = record.final_metric if record is not None and record.status == "ok" else None
         if record is not None and record.status != "ok":
             self._repair_runtime_failure(candidate, record.message or record.status)
-        record_agent_candidate(
-            self.runner.ledger.url,
-            study_name(self.settings.name, "agent"),
-            candidate_id=candidate.id,
-            score=score,
-            diff=candidate.diff,
-            note=str(candidate.meta.get("note", "")),
-            higher_is_better=self.profile.higher_is_better,
-            name=candidate.name,
+        if self._agent_study is None:
+            # Opened once: a study opened per candidate re-read every earlier trial from the database (its
+            # cache lives with the study object), the largest part of recording an agent run.
+            self._agent_study = AgentStudyRecorder(
+                self.runner.ledger.url,
+                study_name(self.settings.name, "agent"),
+                higher_is_better=self.profile.higher_is_better,
+            )
+        self._agent_study.record(
+            candidate.id, score, candidate.diff, str(candidate.meta.get("note", "")), candidate.name
         )
         self._record_costs()
         note = str(candidate.meta.get("note", ""))[:60]

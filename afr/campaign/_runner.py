@@ -15,6 +15,7 @@ import io
 import json
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -167,6 +168,15 @@ class CandidateRunner:
         self._closed = False
         self._heldout_profiles: dict[str, Profile] = {}
         self._rehashed: dict[int, str] = {}
+        # What propose() needs of earlier candidates, read incrementally (rows are added by both arm threads
+        # and, in a shared campaign, other processes; a row's proposal key and hash never change).
+        self._index_lock = threading.Lock()
+        self._indexed_up_to = 0
+        self._by_proposal_key: dict[tuple[str, str], int] = {}
+        self._legacy_rows: list[CandidateRecord] = []
+        # A text's checks (validation, hash, diff) are pure functions of it: the control arm proposes the
+        # baseline's one text with new scalars every trial.
+        self._checked: OrderedDict[tuple[str, str | None], _Checked] = OrderedDict()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -214,9 +224,9 @@ class CandidateRunner:
         baseline with tuned ``scalars``): a shipped one is validated as a file of the ``afr.recipe`` package
         and runs as the shipped class.
         """
-        for existing in self.ledger.candidates(self.campaign_id, arm=arm):
-            if existing.meta.get("proposal_key") == proposal_key:
-                return existing
+        known = self._index_candidates().get((arm, proposal_key))
+        if known is not None:
+            return self.ledger.candidate(known)
         if (source is None) == (recipe is None):
             raise ValueError("give exactly one of source and recipe")
         text = recipe.text if recipe is not None else source
@@ -233,21 +243,8 @@ class CandidateRunner:
                 f"[syntax] line 1, col 1: the file is not valid UTF-8 text ({exc.reason} at {exc.start})"
             )
             text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-        try:
-            report = validate(text, self.table, package=recipe.package if recipe is not None else None)
-            ok, reasons = report.ok, [str(v) for v in report.violations]
-            # Only a tree within the size limits is worth hashing (and dumping it cannot recurse too deep).
-            hashable = not set(report.rules) & _UNHASHABLE
-        except Exception as exc:  # noqa: BLE001
-            ok, hashable = False, False
-            reasons = [f"[unverifiable] the validator failed on this file: {_brief(exc)}"]
-        if unencodable is not None:
-            ok, hashable, reasons = False, False, [unencodable, *reasons]
-        diff = _diff(self.baseline.text, text, Path(self.baseline.label).name, _UNNAMED, self.table.max_bytes)
-        try:
-            ast_hash = normalized_ast_hash(text) if hashable else _raw_hash(text)
-        except Exception:  # noqa: BLE001 -- e.g. RecursionError on a tree the validator let through
-            ast_hash = _raw_hash(text)
+        checked = self._check(text, recipe.package if recipe is not None else None, unencodable)
+        ok, reasons, diff, ast_hash = checked.ok, list(checked.reasons), checked.diff, checked.ast_hash
         if ast_hash.startswith("raw:") and not ok:
             ast_hash = f"{ast_hash}:{proposal_key}"  # as before for unparsable files: never a duplicate
         also_match = self._legacy_copies(ast_hash) if not ast_hash.startswith("raw:") else ()
@@ -273,6 +270,49 @@ class CandidateRunner:
         named = diff.replace(f"+++ {_UNNAMED}/", f"+++ {record.name}/", 1)
         return record if named == diff else self.ledger.update_candidate(candidate_id, diff=named)
 
+    def _check(self, text: str, package: str | None, unencodable: str | None) -> _Checked:
+        """Validation, diff and hash of a candidate's text (remembered for the last few texts)."""
+        key = (text, package)
+        with self._index_lock:
+            if unencodable is None and key in self._checked:
+                self._checked.move_to_end(key)
+                return self._checked[key]
+        try:
+            report = validate(text, self.table, package=package)
+            ok, reasons = report.ok, [str(v) for v in report.violations]
+            # Only a tree within the size limits is worth hashing (and dumping it cannot recurse too deep).
+            hashable = not set(report.rules) & _UNHASHABLE
+        except Exception as exc:  # noqa: BLE001
+            ok, hashable = False, False
+            reasons = [f"[unverifiable] the validator failed on this file: {_brief(exc)}"]
+        if unencodable is not None:
+            ok, hashable, reasons = False, False, [unencodable, *reasons]
+        diff = _diff(self.baseline.text, text, Path(self.baseline.label).name, _UNNAMED, self.table.max_bytes)
+        try:
+            ast_hash = normalized_ast_hash(text) if hashable else _raw_hash(text)
+        except Exception:  # noqa: BLE001 -- e.g. RecursionError on a tree the validator let through
+            ast_hash = _raw_hash(text)
+        checked = _Checked(ok, tuple(reasons), diff, ast_hash)
+        if unencodable is None:
+            with self._index_lock:
+                self._checked[key] = checked
+                while len(self._checked) > _CHECKED_TEXTS:
+                    self._checked.popitem(last=False)
+        return checked
+
+    def _index_candidates(self) -> dict[tuple[str, str], int]:
+        """``(arm, proposal key) -> candidate id`` of every candidate so far (the first with that key),
+        taking in only the rows added since the last call."""
+        with self._index_lock:
+            for row in self.ledger.candidates(self.campaign_id, after_id=self._indexed_up_to):
+                key = row.meta.get("proposal_key")
+                if key is not None:
+                    self._by_proposal_key.setdefault((row.arm, str(key)), row.id)
+                if row.status != "duplicate" and is_legacy_hash(row.ast_hash):
+                    self._legacy_rows.append(row)
+                self._indexed_up_to = max(self._indexed_up_to, row.id)
+            return self._by_proposal_key
+
     def _legacy_copies(self, ast_hash: str) -> list[str]:
         """The stored (legacy) hashes of earlier candidates whose code hashes to ``ast_hash`` now.
 
@@ -280,9 +320,8 @@ class CandidateRunner:
         candidate's code is hashed again (once) so that a copy of it — renamed or not — is still a
         duplicate. A new ledger holds no legacy hash: nothing to do."""
         matches = []
-        for row in self.ledger.candidates(self.campaign_id):
-            if row.status == "duplicate" or not is_legacy_hash(row.ast_hash):
-                continue
+        self._index_candidates()
+        for row in list(self._legacy_rows):
             if row.id not in self._rehashed:
                 try:
                     self._rehashed[row.id] = normalized_ast_hash(row.source)
@@ -500,6 +539,19 @@ class CandidateRunner:
     def spent(self) -> dict[str, ArmBudget]:
         return {arm: self.accountant.spent(arm) for arm in ("agent", "control", "finals")}
 
+
+@dataclass(frozen=True)
+class _Checked:
+    """What :meth:`CandidateRunner.propose` finds of a candidate's text (see ``_check``)."""
+
+    ok: bool
+    reasons: tuple[str, ...]
+    diff: str
+    ast_hash: str
+
+
+_CHECKED_TEXTS = 64
+"""Texts whose checks a runner remembers (each a recipe file of a few kB)."""
 
 _UNNAMED = "candidate"
 """The diff's name for a candidate file until the ledger gives its id (then ``agent#30/recipe.py``)."""

@@ -911,10 +911,18 @@ class Ledger:
             return _candidate_record(self._get(session, CandidateRow, candidate_id, "candidate"))
 
     def candidates(
-        self, campaign_id: int, arm: str | None = None, status: str | Iterable[str] | None = None
+        self,
+        campaign_id: int,
+        arm: str | None = None,
+        status: str | Iterable[str] | None = None,
+        *,
+        after_id: int | None = None,
     ) -> list[CandidateRecord]:
-        """The campaign's candidates in creation order, optionally of one arm and status (or statuses)."""
+        """The campaign's candidates in creation order, optionally of one arm and status (or statuses), and
+        only those added after candidate ``after_id``."""
         query = select(CandidateRow).where(CandidateRow.campaign_id == campaign_id)
+        if after_id is not None:
+            query = query.where(CandidateRow.id > after_id)
         if arm is not None:
             query = query.where(CandidateRow.arm == arm)
         statuses = _as_tuple(status)

@@ -128,8 +128,21 @@ def _group(module: str) -> int:
     return 1 if module in _STDLIB else (3 if module.partition(".")[0] == "afr" else 2)
 
 
+# libcst trees are immutable (every edit makes a new node), so a parsed text can be reused: an evolve call
+# renders every first-generation single and each child, and parsing the same hook bodies and files again
+# was most of its time.
+@lru_cache(maxsize=1024)
+def _parsed_statement(text: str) -> cst.BaseStatement:
+    return cst.parse_statement(text)
+
+
+@lru_cache(maxsize=256)
+def _parsed_module(text: str) -> cst.Module:
+    return cst.parse_module(text)
+
+
 def _statement(line: str, blank: bool = False) -> cst.SimpleStatementLine:
-    stmt = cst.parse_statement(line)
+    stmt = _parsed_statement(line)
     assert isinstance(stmt, cst.SimpleStatementLine)
     return stmt.with_changes(leading_lines=_BLANK if blank else ())
 
@@ -163,7 +176,7 @@ def user_imports(used: set[str], baseline: RecipeSource) -> list[cst.SimpleState
             if name not in bound:
                 missing.setdefault((module, names is None), []).append(name)
     kept: list[tuple[int, cst.SimpleStatementLine]] = []
-    for stmt in cst.parse_module(baseline.text).body:
+    for stmt in _parsed_module(baseline.text).body:
         if isinstance(stmt, cst.SimpleStatementLine) and isinstance(
             stmt.body[0], cst.Import | cst.ImportFrom
         ):
@@ -316,10 +329,10 @@ class RecipeClassWriter(cst.CSTTransformer):
                 continue  # stale scalars/constants disappear with their mechanism
             kept.append(stmt)
         body: list[cst.BaseStatement] = [_docstring_line(self.docstring)]
-        body.append(cst.parse_statement(f'name = "{RECIPE_NAME}"').with_changes(leading_lines=_BLANK))
+        body.append(_parsed_statement(f'name = "{RECIPE_NAME}"').with_changes(leading_lines=_BLANK))
         for group in (self.scalars, self.constants):
             for j, (key, expr) in enumerate(group.items()):
-                line = cst.parse_statement(f"{key} = {expr}")
+                line = _parsed_statement(f"{key} = {expr}")
                 if key in existing:  # edit the existing declaration's value, keep its comments
                     old = existing[key]
                     assign = old.body[0]
@@ -329,7 +342,7 @@ class RecipeClassWriter(cst.CSTTransformer):
                 body.append(line.with_changes(leading_lines=_BLANK if j == 0 else ()))
         for name in (*HOOK_ORDER, *HELPERS):
             if name in self.methods:
-                method = cst.parse_statement(self.methods[name])
+                method = _parsed_statement(self.methods[name])
                 body.append(method.with_changes(leading_lines=_BLANK))
         body.extend(kept)
         return updated_node.with_changes(body=updated_node.body.with_changes(body=body))
@@ -350,11 +363,11 @@ def write_recipe(parent_source: str | None, genome: Genome, env: Environment) ->
     module = None
     if parent_source is not None and read_genome(parent_source) is not None:
         try:
-            module = cst.parse_module(parent_source)
+            module = _parsed_module(parent_source)
         except Exception:
             module = None
     if module is None:
-        module = cst.parse_module(skeleton(env.baseline))
+        module = _parsed_module(skeleton(env.baseline))
     target = _recipe_class(module)
     assert target is not None
     specs = env.specs(genome)
