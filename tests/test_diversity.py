@@ -92,6 +92,12 @@ def test_renamed_copy_is_a_duplicate_and_a_legacy_ledger_still_matches(tmp_path:
             "agent", "scripted", evolve_file("server_momentum", server_momentum=0.5), proposal_key="a-4"
         )
         assert other.status == "accepted", "another scalar value is another candidate"
+        # A proposal key recorded by another runner of the campaign (an arm thread, a shared campaign's
+        # process) after this one last looked is still found: the same key returns that row, never a second.
+        theirs = runner.propose("agent", "scripted", evolve_file("prox"), proposal_key="b-0")
+        mine = resumed.propose("agent", "scripted", evolve_file("fednova"), proposal_key="b-0")
+        assert mine.id == theirs.id and mine.source == theirs.source
+        assert resumed.propose("agent", "scripted", MOMENTUM, proposal_key="a-0").id == first.id
 
 
 # --- the diversity archive ---------------------------------------------------------------------------
