@@ -72,3 +72,40 @@ def test_a_bad_lookahead_is_one_clear_error(tmp_path: Path) -> None:
     for bad in ("-1", "1.5", "true"):
         with pytest.raises(ConfigError, match="campaign.lookahead must be"):
             parsed_settings(tmp_path, f"campaign.lookahead={bad}")
+
+
+class _Stop(KeyboardInterrupt):
+    """Ctrl-C, raised where the test stops the campaign."""
+
+
+def test_a_trial_asked_and_never_proposed_is_proposed_first_on_resume(tmp_path: Path) -> None:
+    """A stop between the control's ask and its candidate's record leaves a trial asked and unproposed: the
+    resumed process proposes it first (read from the study once, at its start), and the campaign ends with the
+    ledger an uninterrupted one records."""
+    from tests.test_interrupt import content
+
+    def make(folder: Path) -> Campaign:
+        return Campaign(
+            settings(folder / "campaign", conf("agent", "evolve"), runs=5, finals=False, seed=3),
+            echo=lambda _line: None,
+        )
+
+    make(tmp_path / "straight").run()
+    stopped = make(tmp_path / "stopped")
+    real = stopped.runner.propose
+
+    def stop_at_trial_3(*args, proposal_key: str, **kwargs):
+        if proposal_key == "control-3":
+            raise _Stop
+        return real(*args, proposal_key=proposal_key, **kwargs)
+
+    stopped.runner.propose = stop_at_trial_3  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        stopped.run()
+    ledger = Ledger.for_campaign_dir(tmp_path / "stopped" / "campaign")
+    keys = {c.meta.get("proposal_key") for c in ledger.candidates(1, arm="control")}
+    assert "control-2" in keys and "control-3" not in keys
+    resumed = make(tmp_path / "stopped")
+    assert [t.number for t in resumed.control.pending() if t.number == 3] == [3]
+    resumed.run()
+    assert content(tmp_path / "stopped") == content(tmp_path / "straight")

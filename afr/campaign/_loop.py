@@ -325,6 +325,7 @@ class Campaign:
         self._flights: dict[str, deque[tuple[_Planned, StartedRun]]] = {"control": deque(), "agent": deque()}
         self._local: LocalWorkers | None = None
         self._agent_study: AgentStudyRecorder | None = None  # the agent arm's dashboard study, opened once
+        self._unproposed: list[Any] | None = None  # control trials asked before this process started
         self._signals = StopSignals(self._stop_sandbox)
         pool = make_pool(settings.runner)  # campaign.executor: local, or a Ray cluster
         self._start_pool: SandboxPool | None = pool
@@ -1118,11 +1119,19 @@ class Campaign:
         worker's (other workers' are theirs, or taken over as candidates), and the baseline's trial 0 by
         the first process (``baseline``)."""
         flying = {str(planned.candidate.meta.get("proposal_key")) for planned, _ in self._flights["control"]}
-        pending = [t for t in self.control.pending() if f"control-{t.number}" not in flying]
         if self.settings.shared:
             pending = [
-                t for t in pending if (baseline and t.number == 0) or t.meta.get("worker") == self.worker
+                t
+                for t in self.control.pending()
+                if f"control-{t.number}" not in flying
+                and ((baseline and t.number == 0) or t.meta.get("worker") == self.worker)
             ]
+        else:
+            # Alone on its study, this process leaves no trial asked and unproposed (each is proposed as it
+            # is asked): only those from before it started are, so the study is read for them once.
+            if self._unproposed is None:
+                self._unproposed = [t for t in self.control.pending() if f"control-{t.number}" not in flying]
+            pending = [t for t in self._unproposed if f"control-{t.number}" not in flying]
         trial = pending[0] if pending else self.control.ask()
         candidate = self.runner.propose(
             "control",
@@ -1131,6 +1140,8 @@ class Campaign:
             proposal_key=f"control-{trial.number}",
             scalars=trial.scalars,
         )
+        if self._unproposed:
+            self._unproposed = [t for t in self._unproposed if t.number != trial.number]
         if candidate.status == "duplicate" and candidate.duplicate_of is not None:
             original = self.runner.ledger.candidate(candidate.duplicate_of)
             self.control.tell(
