@@ -99,6 +99,12 @@ def test_studies_share_the_ledger_database(tmp_path, space):
     assert second.state == TrialState.FAIL and second.user_attrs["candidate_id"] == 8
     assert second.user_attrs["diff"] == "- y"
     assert AgentStudyRecorder(url, "c/agent").find(8).number == 1
+    # The campaign's one recorder (exclusive: it remembers instead of reading) knows what was recorded
+    # before it opened, and records each candidate once.
+    recorder = AgentStudyRecorder(url, "c/agent", exclusive=True)
+    assert recorder.record(7, 0.61) == 0 and recorder.record(8, None) == 1
+    assert recorder.record(9, 0.7, name="agent#9") == 2 == recorder.record(9, 0.7)
+    assert len(optuna.load_study(study_name="c/agent", storage=url).trials) == 3
     ledger.close()
 
 

@@ -1205,6 +1205,7 @@ class Campaign:
                 self.runner.ledger.url,
                 study_name(self.settings.name, "agent"),
                 higher_is_better=self.profile.higher_is_better,
+                exclusive=not self.settings.shared,
             )
         self._agent_study.record(
             candidate.id, score, candidate.diff, str(candidate.meta.get("note", "")), candidate.name

@@ -320,7 +320,7 @@ class CandidateRunner:
         candidate's code is hashed again (once) so that a copy of it — renamed or not — is still a
         duplicate. A new ledger holds no legacy hash: nothing to do."""
         matches = []
-        self._index_candidates()
+        # propose() has just taken in the newest rows (_index_candidates); rows written now are never legacy
         for row in list(self._legacy_rows):
             if row.id not in self._rehashed:
                 try:

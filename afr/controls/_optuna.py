@@ -246,6 +246,7 @@ class OptunaControl(ScalarControl):
         self._distributions = {name: _distribution(s) for name, s in self.space.items()}
         self._lock = _study_lock(storage_url, study_name)
         self._storage = open_storage(storage_url)
+        self._study_id: int | None = None  # read once, when first needed
         with self._lock:
             self._study = _open_study(self._storage, study_name, self.higher_is_better, self._sampler(0))
             self._check_space()
@@ -363,9 +364,9 @@ class OptunaControl(ScalarControl):
 
     def _set_attr(self, frozen: FrozenTrial, key: str, value: Any) -> None:
         # through the storage: a finished trial's user attrs cannot be set through the study
-        trial_id = self._storage.get_trial_id_from_study_id_trial_number(
-            self._storage.get_study_id_from_name(self.study_name), frozen.number
-        )
+        if self._study_id is None:
+            self._study_id = self._storage.get_study_id_from_name(self.study_name)
+        trial_id = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, frozen.number)
         self._storage.set_trial_user_attr(trial_id, key, value)
 
     def _scalars(self, params: Mapping[str, Any]) -> dict[str, float]:
@@ -409,13 +410,24 @@ class AgentStudyRecorder:
     a failed candidate (score None or non-finite) is a FAIL trial. Idempotent per ``candidate_id``.
     """
 
-    def __init__(self, storage_url: str, study_name: str, *, higher_is_better: bool = True) -> None:
+    def __init__(
+        self, storage_url: str, study_name: str, *, higher_is_better: bool = True, exclusive: bool = False
+    ) -> None:
+        """``exclusive``: this object is the study's only writer while it lives (a campaign that is not
+        shared): it remembers what it recorded instead of reading the study before each record."""
         self.storage_url, self.study_name = storage_url, study_name
         self._lock = _study_lock(storage_url, study_name)
+        self._recorded: dict[int | str, int] | None = None
         with self._lock:
             self._study = _open_study(open_storage(storage_url), study_name, higher_is_better, None)
             if self._study.user_attrs.get(_ARM_ATTR) is None:
                 self._study.set_user_attr(_ARM_ATTR, "agent")
+            if exclusive:
+                self._recorded = {
+                    t.user_attrs["candidate_id"]: t.number
+                    for t in reversed(self._study.get_trials(deepcopy=False))
+                    if "candidate_id" in t.user_attrs
+                }
 
     @property
     def study(self) -> optuna.Study:
@@ -433,8 +445,10 @@ class AgentStudyRecorder:
     ) -> int:
         """Add the candidate (once) and return its trial number (``name``: its user attr ``candidate``)."""
         with self._lock:
-            existing = self.find(candidate_id)
-            if existing is not None:
+            if self._recorded is not None:
+                if candidate_id in self._recorded:
+                    return self._recorded[candidate_id]
+            elif (existing := self.find(candidate_id)) is not None:
                 return existing.number
             value = _finite(score)
             diff = str(diff or "")
@@ -454,6 +468,8 @@ class AgentStudyRecorder:
             self._study.add_trial(trial)
             found = self.find(candidate_id)
             assert found is not None
+            if self._recorded is not None:
+                self._recorded[candidate_id] = found.number
             return found.number
 
 
