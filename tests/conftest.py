@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,12 +44,71 @@ def postgres_url() -> Iterator[str]:
 # on one process, so module fixtures (a campaign several tests read) are built once; the files that write
 # the adversarial suite's fixed canary path (/tmp/afr_adversarial_canary) share one group so that they never
 # run at the same time.
+#
+# The grouping is done by the scheduler below, from the test ids alone. xdist's own loadgroup reads
+# `xdist_group` marks, which it turns into an `@group` suffix of the test id by assigning `item._nodeid`;
+# pytest 9 keeps the id elsewhere, so the suffix is silently lost and every test became a group of its own:
+# a module fixture was built again on each process that ran one of its tests, and the two canary files ran
+# side by side.
 _SHARED_CANARY = {"tests/adversarial/test_adversarial.py", "tests/adversarial/test_run_file.py"}
 
+# Rough seconds per group on a 2-core machine, for the order in which groups are handed out only (the longest
+# first, so that no long file is left to run alone at the end); a group missing here counts 0.5 s per test.
+# A wrong or stale value costs wall time, never a result.
+_SECONDS = {
+    "tests/test_profile_campaigns.py": 325,
+    "tests/test_ray_executor.py": 190,
+    "tests/test_fail_loudly.py": 166,
+    "tests/test_interrupt.py": 163,
+    "adversarial-canary": 150,
+    "tests/test_campaign.py": 130,
+    "tests/test_shared_campaign.py": 123,
+    "tests/test_environment_errors.py": 111,
+    "tests/test_table.py": 105,
+    "tests/test_storage_url.py": 104,
+    "tests/test_adversarial_unprivileged.py": 101,
+    "tests/test_llm_operations.py": 92,
+    "tests/test_evaluate.py": 89,
+    "tests/test_sandbox.py": 83,
+    "tests/test_baseline.py": 73,
+    "tests/test_gpu_safety.py": 70,
+    "tests/test_cli.py": 69,
+    "tests/test_racing.py": 67,
+    "tests/test_profile_folders.py": 56,
+    "tests/test_integrity.py": 52,
+    "tests/test_parsing.py": 51,
+    "tests/test_evolve.py": 50,
+    "tests/test_lookahead.py": 49,
+    "tests/test_retry.py": 47,
+    "tests/test_resume.py": 46,
+    "tests/test_flower_export.py": 44,
+    "tests/test_kits19.py": 43,
+    "tests/test_prepared_md5.py": 35,
+    "tests/test_ixi.py": 30,
+}
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = "adversarial-canary" if path in _SHARED_CANARY else path
-        item.add_marker(pytest.mark.xdist_group(group))
+
+def group_of(nodeid: str) -> str:
+    """The group (one process, one after the other) of a test: its file, or the canary files' shared one."""
+    path = nodeid.split("::", 1)[0]
+    return "adversarial-canary" if path in _SHARED_CANARY else path
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup`: whole groups (group_of) to a process, the longest first (_SECONDS)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+        def _assign_work_unit(self, node: Any) -> None:
+            # the longest group still waiting goes next (the base class takes the first one queued)
+            longest = max(self.workqueue, key=lambda g: _SECONDS.get(g, 0.5 * len(self.workqueue[g])))
+            self.workqueue.move_to_end(longest, last=False)
+            super()._assign_work_unit(node)
+
+    return FileGroupScheduling(config, log)
