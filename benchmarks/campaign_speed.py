@@ -2,7 +2,7 @@
 finals (finalists of both arms and the baseline on the power-sized final seeds, test and held-out).
 
     .venv/bin/python benchmarks/campaign_speed.py [--runs-per-arm 48] [--workers 2] [--final-seeds N]
-        [--no-finals] [--profile heart_disease] [--lookahead 1] [--data-dir DIR]
+        [--no-finals] [--profile heart_disease] [--lookahead 1] [--niceness 0 5] [--data-dir DIR]
 
 Prints, for the search and the finals separately: wall time, runs, the workers' idle share (1 - sum of run
 wall times in the workers, each from its fork to its result, / (workers x phase wall)) and the parent's CPU
@@ -27,6 +27,7 @@ import afr.campaign._finals as finals_module
 from afr.campaign import Campaign, CampaignSettings, RunnerSettings
 from afr.ledger import Ledger
 from afr.profiles import load_profile_config
+from afr.sandbox import RUN_NICENESS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,8 +93,28 @@ def main() -> None:
         default=1,
         help="campaign.lookahead (0: each run decided after the last result)",
     )
+    parser.add_argument(
+        "--niceness",
+        type=int,
+        nargs="+",
+        default=[RUN_NICENESS],
+        help="runs' niceness over this process; several values: one campaign each, side by side",
+    )
     parser.add_argument("--data-dir")
     args = parser.parse_args()
+    rows = [(niceness, campaign_speed(args, niceness)) for niceness in args.niceness]
+    if len(rows) > 1:
+        print("side by side (same campaign, runs' niceness varied):")
+        for niceness, phases in rows:
+            cells = "  ".join(f"{name} {wall:6.1f} s idle {idle:6.1%}" for name, wall, idle in phases)
+            print(f"  niceness {niceness:>2}: {cells}")
+        base = rows[0][1][0][1]
+        for niceness, phases in rows[1:]:
+            print(f"  search wall, niceness {niceness} / niceness {rows[0][0]}: {phases[0][1] / base:.2f}")
+
+
+def campaign_speed(args: argparse.Namespace, niceness: int) -> list[tuple[str, float, float]]:
+    """One campaign: prints its table, returns (phase, wall s, idle share) per phase; exit 1 on failures."""
     from omegaconf import OmegaConf
 
     conf = ROOT / "afr" / "conf"
@@ -110,7 +131,7 @@ def main() -> None:
             control_cfg=control_cfg,
             runs_per_arm=args.runs_per_arm,
             data_dir=str(data_dir_from(args.data_dir)),
-            runner=RunnerSettings(workers=workers),
+            runner=RunnerSettings(workers=workers, niceness=niceness),
             finals=not args.no_finals,
             final_seeds=args.final_seeds,
             lookahead=args.lookahead,
@@ -129,7 +150,7 @@ def main() -> None:
     final_runs = [r for r in runs if r.stage != "search"]
     print(
         f"{args.profile}: {args.runs_per_arm} + {args.runs_per_arm} runs (evolve vs optuna), "
-        f"{workers} workers, lookahead {args.lookahead}, "
+        f"{workers} workers, lookahead {args.lookahead}, runs' niceness {niceness}, "
         f"load {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} CPUs"
     )
     print(f"  wall time (incl. {setup:.1f}s set-up and sandbox start) {wall:8.1f} s")
@@ -149,11 +170,13 @@ def main() -> None:
         f"{'parent CPU/run':>15} {'(eval/run)':>11} {'worker CPU/run':>15}"
     )
     worst_idle = worst_cpu = 0.0
+    summary = []
     for name, (span_wall, span_cpu, span_children), phase_runs, eval_cpu in phase_rows:
         inside = sum(r.runtime_s or 0.0 for r in phase_runs)
         n = max(1, len(phase_runs))
         idle = max(0.0, 1 - inside / (workers * span_wall)) if span_wall > 0 else 0.0
         worst_idle, worst_cpu = max(worst_idle, idle), max(worst_cpu, span_cpu / n)
+        summary.append((name, span_wall, idle))
         child = f"{span_children / n:14.2f}s" if span_children else f"{'n/a':>15}"
         print(
             f"  {name:<7} {len(phase_runs):>5} {span_wall:8.1f} {inside:10.1f} {idle:6.1%} "
@@ -168,6 +191,7 @@ def main() -> None:
     print(f"  target: search phase < 300 s on 2 cores: {'met' if search_wall < 300 else 'NOT met'}")
     print(f"  target: worker idle <= 10 % in every phase: {'met' if worst_idle <= 0.10 else 'NOT met'}")
     print(f"  target: parent CPU <= 0.3 s per run in every phase: {'met' if worst_cpu <= 0.3 else 'NOT met'}")
+    return summary
 
 
 if __name__ == "__main__":

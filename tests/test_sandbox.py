@@ -22,7 +22,7 @@ import torch
 from afr.engine import RunResult, run_federation
 from afr.profiles import load_profile_config, make_profile
 from afr.recipe import FedAvg
-from afr.sandbox import RunJob, SandboxClosed, SandboxPool
+from afr.sandbox import RUN_NICENESS, RunJob, SandboxClosed, SandboxPool
 from afr.sandbox import _pool as sandbox_pool
 from afr.sandbox._guard import DENIED_IMPORTS, AuditPolicy, guarded_builtins, purge_denied_modules
 from afr.sandbox._isolation import install_seccomp
@@ -287,6 +287,30 @@ def test_a_second_audit_hook_is_silently_not_added(pool: SandboxPool, cfg) -> No
     """
     outcome = pool.run(job(cfg, hostile(body)))
     assert outcome.status == "ok", outcome.message
+
+
+def nice_check(expected: int) -> str:
+    """A recipe body that fails unless its process runs at nice value ``expected``."""
+    return f"""
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice != {expected}:
+        raise RuntimeError(f'nice {{nice}}, expected {expected}')
+    """
+
+
+def nice_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_runs_are_nicer_than_the_campaign_and_the_zygote_is_not(pool: SandboxPool, cfg) -> None:
+    """The parent hands out the jobs: runs yield the CPU to it (RUN_NICENESS), the zygote does not."""
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    outcome = pool.run(job(cfg, hostile(nice_check(min(19, own + RUN_NICENESS)))))
+    assert outcome.status == "ok", outcome.message
+    assert pool.zygote_pid is not None and nice_of(pool.zygote_pid) == own
+    with SandboxPool(workers=1, niceness=0) as same:
+        outcome = same.run(job(cfg, hostile(nice_check(own))))
+        assert outcome.status == "ok", outcome.message
 
 
 def test_infinite_loop_times_out(pool: SandboxPool, cfg) -> None:

@@ -31,7 +31,7 @@ from ..evaluation import PENDING_KEY
 from ..ledger import CandidateRecord, Ledger, RunRecord
 from ..profiles import Profile, import_root
 from ..recipe import RecipeSource, recipe_source
-from ..sandbox import RayPool, RunJob, RunPool, SandboxClosed, SandboxPool, check_num_gpus
+from ..sandbox import RUN_NICENESS, RayPool, RunJob, RunPool, SandboxClosed, SandboxPool, check_num_gpus
 from ..surface import SurfaceTable, is_legacy_hash, normalized_ast_hash, surface_table, validate
 
 __all__ = ["CandidateRunner", "RunnerSettings", "StartedRun", "make_pool", "run_key"]
@@ -96,6 +96,8 @@ class RunnerSettings:
     """executor=ray: the cluster to join (``ray.init(address=...)``); None: a local Ray instance."""
     num_gpus: float = 0.0
     """executor=ray: GPUs per run (a fraction below 1 lets runs share a GPU)."""
+    niceness: int = RUN_NICENESS
+    """executor=local: how much nicer each run is than this process (0: the same CPU priority)."""
 
     def __post_init__(self) -> None:
         if self.executor not in ("local", "ray"):
@@ -115,7 +117,7 @@ def make_pool(settings: RunnerSettings) -> RunPool:
     """The sandbox ``settings`` ask for: a local :class:`SandboxPool`, or a :class:`RayPool` on a cluster."""
     if settings.executor == "ray":
         return RayPool(settings.workers, address=settings.ray_address, num_gpus=settings.num_gpus)
-    return SandboxPool(settings.workers, devices=settings.devices or None)
+    return SandboxPool(settings.workers, devices=settings.devices or None, niceness=settings.niceness)
 
 
 class CandidateRunner:

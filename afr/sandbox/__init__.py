@@ -61,10 +61,11 @@ Ray (``campaign.executor=ray``, ``pip install 'afr[ray]'``)
 from ._base import RunPool
 from ._guard import install_audit_hook
 from ._jobs import RunJob
-from ._pool import SandboxClosed, SandboxPool, parse_devices
+from ._pool import RUN_NICENESS, SandboxClosed, SandboxPool, parse_devices
 from ._ray import RayPool, check_num_gpus, check_ray_address, import_ray
 
 __all__ = [
+    "RUN_NICENESS",
     "RayPool",
     "RunJob",
     "RunPool",

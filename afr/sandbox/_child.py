@@ -182,6 +182,7 @@ def child_main(
     doomed_modules: list[str],
     visible_devices: str | None = None,
     memory_cap: MemoryCap = "address_space",
+    niceness: int = 0,
 ) -> None:
     """Runs in the forked child; never returns into the zygote's loop (the caller ``os._exit``s).
 
@@ -193,6 +194,8 @@ def child_main(
     if visible_devices is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices
     os.setsid()
+    if niceness > 0:
+        os.nice(niceness)  # below the campaign process, which hands out the next jobs (see SandboxPool)
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)

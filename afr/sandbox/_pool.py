@@ -34,6 +34,8 @@ log = logging.getLogger("afr.sandbox")
 
 _ZYGOTE_MODULE = "afr.sandbox._zygote"
 _STOP_TIMEOUT_S = 10.0
+RUN_NICENESS = 5
+"""How much nicer (lower in CPU priority) a sandboxed run is than the campaign process by default."""
 MALLOC_PERTURB_BYTE = 0xA5
 _ISOLATION_WANTED = ("user_namespace", "no_network", "readonly_fs", "seccomp")
 _warned_isolation = False
@@ -193,6 +195,10 @@ class SandboxPool(RunPool):
     ``devices`` (e.g. ``[0, 1]``): worker slot i runs its children with ``CUDA_VISIBLE_DEVICES`` set to
     ``devices[i % len(devices)]`` (an entry may itself be a list such as ``"0,1"``); None (the default)
     leaves the parent's ``CUDA_VISIBLE_DEVICES``, if any, to every child.
+
+    ``niceness``: each sandboxed run is this much nicer than the campaign (``os.nice`` in the child; 0 keeps
+    its priority). The parent proposes, validates and records on the same cores as the runs: when the runs
+    starve it, it falls behind in handing out the next jobs and a worker waits with nothing to do.
     """
 
     def __init__(
@@ -205,6 +211,7 @@ class SandboxPool(RunPool):
         isolate: bool = True,
         perturb_freed_memory: bool = True,
         devices: Sequence[int | str] | None = None,
+        niceness: int = RUN_NICENESS,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -215,6 +222,7 @@ class SandboxPool(RunPool):
         self._max_payload_mb = max_payload_mb
         self._isolate = isolate
         self._perturb = perturb_freed_memory
+        self._niceness = max(0, int(niceness))
         self._lock = threading.Lock()
         self._keys = itertools.count(1)
         self._closed = False
@@ -314,6 +322,7 @@ class SandboxPool(RunPool):
             "--workers", str(self.workers), "--max-payload-mb", str(self._max_payload_mb),
             *(f"--read-root={root}" for root in self._extra_roots),
             *(f"--device={device}" for device in self.devices),
+            "--niceness", str(self._niceness),
         ]  # fmt: skip
         if not self._isolate:
             command.append("--no-isolate")

@@ -198,8 +198,11 @@ class Zygote:
         max_payload: int,
         libc: Any,
         devices: list[str] | None = None,
+        niceness: int = 0,
     ) -> None:
         self.proto_in, self.proto_out = proto_in, proto_out
+        self.niceness = niceness
+        """Added to each child's nice value (the zygote itself keeps the campaign's priority: it relays)."""
         self.devices = list(devices or [])
         """``CUDA_VISIBLE_DEVICES`` per worker slot: slot i gets ``devices[i % len(devices)]``."""
         self.workers, self.roots, self.max_payload, self.libc = max(1, workers), roots, max_payload, libc
@@ -321,6 +324,7 @@ class Zygote:
                     doomed,
                     visible,
                     memory_cap,
+                    self.niceness,
                 )
                 code = 0
             finally:
@@ -541,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-payload-mb", type=int, default=256)
     parser.add_argument("--no-isolate", action="store_true")
     parser.add_argument("--device", action="append", default=[], help="CUDA_VISIBLE_DEVICES per worker slot")
+    parser.add_argument("--niceness", type=int, default=0, help="added to each child's nice value")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     # Keep the protocol on private descriptors; stray prints from libraries go to stderr.
@@ -574,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
         args.max_payload_mb * MIB,
         libc,
         args.device,
+        args.niceness,
     )
     zygote.send(
         {
