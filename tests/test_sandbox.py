@@ -170,6 +170,25 @@ def test_a_runs_wall_time_counts_from_its_start_not_from_its_wait_in_the_queue(
     assert outcomes[2].wall_s <= elapsed - waited
 
 
+def test_a_queued_job_starts_before_the_result_that_freed_its_worker_is_relayed(
+    pool: SandboxPool, cfg
+) -> None:
+    """Three jobs on two workers: when the first result reaches this process, the third job already runs
+    (the zygote forks it before relaying; relayed first, the fork waited behind this process's wake-up)."""
+    slow = hostile(
+        "import time\nif not getattr(self, 'slept', False):\n    self.slept = True\n    time.sleep(1.0)"
+    )
+    first, second, third = job(cfg, slow), job(cfg, slow), job(cfg, seed=5)
+    seen: list[bool] = []
+    futures = [pool.submit(run) for run in (first, second)]
+    queued = pool.submit(third)
+    for future in futures:
+        # called in the reader thread as the result frame is read, i.e. in the zygote's frame order
+        future.add_done_callback(lambda _f: seen.append(third.job_id in pool.child_pids()))
+    assert all(f.result().status == "ok" for f in (*futures, queued))
+    assert seen and seen[0], "the queued job had not started when the first result arrived"
+
+
 def test_recipe_source_runs_the_last_class_or_the_named_one(pool: SandboxPool, cfg) -> None:
     prox, plain, builtin = pool.map(
         [

@@ -269,8 +269,12 @@ class Zygote:
                 self.queue.append((message[1], message[2]))
         return True
 
+    @staticmethod
+    def _profile_key(job: RunJob) -> tuple[str, str, str | None]:
+        return job.profile, json.dumps(job.profile_cfg, sort_keys=True, default=repr), job.data_dir
+
     def _profile(self, job: RunJob) -> Any:
-        cache_key = (job.profile, json.dumps(job.profile_cfg, sort_keys=True, default=repr), job.data_dir)
+        cache_key = self._profile_key(job)
         if cache_key in self.profiles:
             self.profiles.move_to_end(cache_key)
         else:
@@ -288,8 +292,12 @@ class Zygote:
         memory checks go on until it is reaped."""
         return [child for child in self.running.values() if not child.reported]
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, cached_only: bool = False) -> None:
+        """Fork queued jobs into free slots; ``cached_only``: stop at a job whose profile is not loaded yet
+        (loading takes seconds, and a result waiting to be relayed must not wait for it)."""
         while self.queue and len(self._busy()) < self.workers:
+            if cached_only and self._profile_key(self.queue[0][1]) not in self.profiles:
+                return
             key, job = self.queue.popleft()
             try:
                 profile = self._profile(job)
@@ -375,6 +383,9 @@ class Zygote:
         parsed = read_result(child.data) if child.killed is None else None
         if parsed is not None:
             child.reported = True
+            # The freed slot's next job is forked before the result is relayed: once the parent has the
+            # result it wakes and competes for the CPU, and the fork waited behind it (~4 ms a run, measured).
+            self._dispatch(cached_only=True)
             self._result(child, parsed[0]["status"], parsed[0]["message"], parsed[1])
 
     def _enforce_deadlines(self) -> None:
