@@ -16,7 +16,13 @@ load hits them alike: compare the ratios, not the seconds, on a loaded machine.
 
 Then the 2-core throughput: two independent tcga_brca FedAvg runs at once in two processes (batched).
 
-    python benchmarks/engine_speed.py [--repeats 3] [--trainer-repeats 1] [--json out.json]
+Then the physical limit: the arithmetic of one run (matmul and convolution FLOPs, forward and backward,
+counted by ``torch.utils.flop_counter.FlopCounterMode`` on the per-client path) over one core's measured
+float32 GEMM rate, next to the run's measured time. A ratio far above 1: the run is bound by per-operation
+dispatch, not by arithmetic; near 1: only less arithmetic (or more cores) makes it faster. ``--femnist`` adds
+femnist at the ``cpu`` preset (LEAF's CNN; one round counted and timed per client, scaled to its rounds).
+
+    python benchmarks/engine_speed.py [--repeats 3] [--trainer-repeats 1] [--femnist] [--json out.json]
 """
 
 from __future__ import annotations
@@ -248,6 +254,53 @@ RUNNERS: dict[str, Callable] = {
 }
 
 
+# --- the physical limit ---------------------------------------------------------------------------
+
+
+def core_gemm_flops(n: int = 512, reps: int = 20, trials: int = 5) -> float:
+    """One core's float32 matrix-multiply rate (FLOP/s, best of ``trials``): the arithmetic ceiling."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(trials):
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - start))
+    return best
+
+
+def run_flops(profile) -> float:
+    """The matmul/convolution FLOPs of one FedAvg run (forward and backward, validation included)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        run_engine(profile, SEED, batched=False)
+    return float(counter.get_total_flops())
+
+
+def limit_row(name: str, flops: float, measured_s: float, peak: float) -> list[str]:
+    floor = flops / peak
+    return [name, f"{flops / 1e9:,.4g}", f"{floor:.3g}", f"{measured_s:.3f}", f"{measured_s / floor:,.1f}x"]
+
+
+def femnist_limit(data_dir: Path, peak: float) -> list[str]:
+    """femnist (cpu preset, LEAF's CNN): one round counted and timed per client, scaled to its rounds."""
+    from afr.profiles import apply_budget, load_profile_config, make_profile
+
+    cfg = apply_budget(load_profile_config("femnist"), "cpu")
+    rounds = int(cfg["rounds"])
+    one_round = make_profile("femnist", {**cfg, "rounds": 1}, data_dir=data_dir)
+    one_round.data("fit"), one_round.data("val")
+    _, seconds = run_engine(one_round, SEED)  # warm-up (and the data's first touch)
+    _, seconds = run_engine(one_round, SEED)
+    flops = run_flops(one_round)
+    return limit_row(f"femnist (cpu, {rounds} rounds)", flops * rounds, seconds * rounds, peak)
+
+
 def same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:
     import torch
 
@@ -322,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throughput-runs", type=int, default=4, help="timed runs per process, 2-core test")
     parser.add_argument("--skip-trainer", action="store_true", help="leave out the Lightning Trainer variant")
     parser.add_argument("--json", type=Path, help="write the numbers to this JSON file")
+    parser.add_argument("--femnist", action="store_true", help="femnist (cpu preset) in the physical limit")
     args = parser.parse_args(argv)
     quiet()
 
@@ -440,6 +494,22 @@ def main(argv: list[str] | None = None) -> int:
         f" [{'met' if throughput['effective_seconds_per_run'] <= target else 'not met'}]"
     )
     print("FLamby's own loop: ~5 s here (not measured in this script)")
+
+    peak = core_gemm_flops()
+    print(
+        f"\nphysical limit: one core's float32 GEMM rate {peak / 1e9:.1f} GFLOP/s; a run's matmul/conv FLOPs "
+        "(forward + backward, FlopCounterMode) at that rate vs its measured time (batched, median)"
+    )
+    limits = []
+    for name in PROFILES:
+        profile = make_profile(name, data_dir=data_dir)
+        flops = run_flops(profile)
+        measured = results["profiles"][name]["variants"]["afr batched"]["median_seconds"]
+        limits.append(limit_row(name, flops, measured, peak))
+    if args.femnist:
+        limits.append(femnist_limit(data_dir, peak))
+    print(table(["profile", "GFLOP/run", "s at peak", "measured s", "measured / limit"], limits))
+    results["physical_limit"] = {"gemm_flops_per_s": peak, "rows": limits}
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
