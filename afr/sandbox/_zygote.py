@@ -273,8 +273,7 @@ class Zygote:
     def _profile_key(job: RunJob) -> tuple[str, str, str | None]:
         return job.profile, json.dumps(job.profile_cfg, sort_keys=True, default=repr), job.data_dir
 
-    def _profile(self, job: RunJob) -> Any:
-        cache_key = self._profile_key(job)
+    def _profile(self, job: RunJob, cache_key: tuple[str, str, str | None]) -> Any:
         if cache_key in self.profiles:
             self.profiles.move_to_end(cache_key)
         else:
@@ -296,11 +295,12 @@ class Zygote:
         """Fork queued jobs into free slots; ``cached_only``: stop at a job whose profile is not loaded yet
         (loading takes seconds, and a result waiting to be relayed must not wait for it)."""
         while self.queue and len(self._busy()) < self.workers:
-            if cached_only and self._profile_key(self.queue[0][1]) not in self.profiles:
+            cache_key = self._profile_key(self.queue[0][1])
+            if cached_only and cache_key not in self.profiles:
                 return
             key, job = self.queue.popleft()
             try:
-                profile = self._profile(job)
+                profile = self._profile(job, cache_key)
             except Exception as exc:
                 self._result(key, "failed", f"could not load profile {job.profile!r}: {describe(exc, None)}")
                 continue
