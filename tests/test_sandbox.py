@@ -88,22 +88,27 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def stat_fields(pid: int | str) -> list[str]:
+    """``/proc/<pid>/stat`` after the command name: [0] state, [1] ppid, ... [16] nice (OSError if gone)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def children_of(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
+                parent = int(stat_fields(entry)[1])
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            if parent == pid:
                 found.append(int(entry))
     return found
 
 
 def alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = stat_fields(pid)[0]
     except OSError:
         return False
     return state != "Z"
@@ -318,7 +323,7 @@ def nice_check(expected: int) -> str:
 
 
 def nice_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    return int(stat_fields(pid)[16])
 
 
 def test_runs_are_nicer_than_the_campaign_and_the_zygote_is_not(pool: SandboxPool, cfg) -> None:
