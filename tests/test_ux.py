@@ -3,16 +3,21 @@ finalist changed (and its saved source), a closing summary with the verdicts, pa
 
 from __future__ import annotations
 
+import inspect
 import io
 import re
 import shutil
+import sys
+import threading
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 
 from afr.campaign import Campaign
-from afr.campaign._progress import CampaignProgress, format_eta
+from afr.campaign._finals import run_finals
+from afr.campaign._progress import CampaignProgress, format_eta, print_line
 from afr.controls import open_storage
 from afr.evaluation import LABELS, closing_summary, collect_findings, write_report
 from afr.ledger import Ledger, candidate_name
@@ -183,6 +188,42 @@ def test_progress_bars_on_a_forced_terminal() -> None:
     progress.close()
     assert "search agent" in out.getvalue() and "2/3" in out.getvalue()
     assert "search: " not in out.getvalue(), "no plain lines on a terminal"
+
+
+class _SlowStream(io.StringIO):
+    """Records each write; yields the thread between writes, as a busy console does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.chunks.append(text)
+        time.sleep(0.001)
+        return super().write(text)
+
+
+def test_console_lines_of_two_threads_never_run_together(monkeypatch) -> None:
+    # The two arms print their per-run lines from two threads; print() writes text and newline apart, and
+    # once ran a control line and an agent line into one ("...server_lr=0.0355[  agent] run 2/2 ...").
+    for echo_default in (
+        inspect.signature(Campaign).parameters["echo"].default,
+        inspect.signature(run_finals).parameters["echo"].default,
+    ):
+        assert echo_default is print_line
+    stream = _SlowStream()
+    monkeypatch.setattr(sys, "stdout", stream)
+    lines = {arm: [f"[{arm:>7}] run {i:>3}/20  ok" for i in range(20)] for arm in ("agent", "control")}
+    threads = [
+        threading.Thread(target=lambda mine=mine: [print_line(line) for line in mine])
+        for mine in lines.values()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(chunk.endswith("\n") and chunk.count("\n") == 1 for chunk in stream.chunks), stream.chunks[:4]
+    assert sorted(stream.getvalue().splitlines()) == sorted(lines["agent"] + lines["control"])
 
 
 def test_a_report_of_an_interrupted_campaign_is_marked_partial(campaign, tmp_path: Path, capsys) -> None:

@@ -20,7 +20,7 @@ import torch
 from ..evaluation import Finalist
 from ..ledger import RunRecord
 from ..profiles import Profile
-from ._progress import CampaignProgress
+from ._progress import CampaignProgress, print_line
 from ._runner import FINISHED, CandidateRunner
 
 __all__ = ["FinalsPlan", "run_finals"]
@@ -53,7 +53,7 @@ def run_finals(
     finalists: list[Finalist],
     plan: FinalsPlan,
     *,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] = print_line,
     progress: CampaignProgress | None = None,
     workers: int | None = None,
 ) -> None:

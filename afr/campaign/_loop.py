@@ -61,7 +61,7 @@ from ..sandbox import RunJob, SandboxClosed, SandboxPool
 from ..surface import SurfaceTable, render_profile_surface, surface_table, validate
 from ._brief import record_usage, task_brief
 from ._finals import FinalsPlan, run_finals
-from ._progress import CampaignProgress
+from ._progress import CampaignProgress, print_line
 from ._retry import study_name
 from ._runner import CandidateRunner, RunnerSettings, StartedRun, make_pool, run_key
 from ._shared import Heartbeat, LocalWorkers, joined_campaign, worker_name
@@ -262,7 +262,7 @@ class Campaign:
         self,
         settings: CampaignSettings,
         *,
-        echo: Callable[[str], None] = print,
+        echo: Callable[[str], None] = print_line,
         progress: CampaignProgress | None = None,
     ) -> None:
         """``echo`` gets the console lines; ``progress`` (default: bars on stderr if it is a terminal, plain

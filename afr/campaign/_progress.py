@@ -19,9 +19,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
-__all__ = ["CampaignProgress", "format_eta"]
+__all__ = ["CampaignProgress", "format_eta", "print_line"]
 
 SEARCH_ARMS = ("agent", "control")
+
+_PRINT_LOCK = threading.Lock()
+
+
+def print_line(line: str, stream: IO[str] | None = None) -> None:
+    """Print one console line from any thread: text and newline in one write, under one lock.
+
+    ``print`` writes the text and the newline separately, so the two arms' threads could run their lines
+    together (``...server_lr=0.0355[  agent] run 2/2 ...``). ``stream`` None is ``sys.stdout`` as it is at
+    the call (the live display swaps it to print above its bars).
+    """
+    with _PRINT_LOCK:
+        out = stream if stream is not None else sys.stdout
+        out.write(line + "\n")
+        out.flush()
 
 
 def format_eta(seconds: float | None) -> str:
@@ -193,4 +208,4 @@ class CampaignProgress:
         tenth = 10 if done >= total else (10 * done) // total
         if tenth > self._told.get(stage, -1) and done > 0:
             self._told[stage] = tenth
-            print(self.line(stage), file=self.stream, flush=True)
+            print_line(self.line(stage), self.stream)

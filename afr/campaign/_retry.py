@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..ledger import LEDGER_FILE, LOCK_FILE, Ledger, campaign_lock
+from ._progress import print_line
 
 __all__ = ["ATTEMPTS_DIR", "attempt_number", "archive_failed_attempt", "attempt_name", "study_name"]
 
@@ -75,7 +76,7 @@ def archive_failed_attempt(
     directory: str | Path,
     name: str,
     *,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] = print_line,
     storage: str | None = None,
 ) -> Path | None:
     """If campaign ``name`` ended ``failed``, move its files to ``<directory>/attempts/<n>/`` (and, with
