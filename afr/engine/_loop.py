@@ -11,6 +11,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ from ..profiles import Profile
 from ..recipe import ClientUpdate, FedAvg, FedProx, LocalContext, Params, Recipe
 from ._batched import BatchedLoss, FallBack, FusedLinear, StackedParams, batching_blocker, fused_head
 from ._guard import ForwardGuard
-from ._integrity import ModelView, ParamSeal, changed_entries, private_copies
+from ._integrity import ModelView, PageGuard, ParamSeal, changed_entries, private_copies
 from ._module import ClientModule
 from ._result import RunResult
 from ._sampler import BatchStream, client_generator
@@ -100,6 +101,7 @@ def run_federation(
     on_round: Callable[[dict[str, Any]], None] | None = None,
     integrity: bool = True,
     batched: bool = True,
+    pages: PageGuard | None = None,
 ) -> RunResult:
     """Train ``recipe`` on ``profile`` for the profile's budget with one seed.
 
@@ -115,6 +117,9 @@ def run_federation(
     draw the same batches from the same initialisation; their results agree to float rounding (the
     batched reductions run in another order). ``result.engine_path`` says which path ran and
     ``result.engine_note`` why the per-client one, if it did.
+
+    ``pages`` (the sandbox's, in its forked children only): write-protect the parameters of large models
+    instead of comparing them after every hook (``_integrity.py``); the results are the same.
     """
     if stage not in ("search", "final"):
         raise ValueError(f"stage must be 'search' or 'final', got {stage!r}")
@@ -124,7 +129,7 @@ def run_federation(
         torch.set_num_threads(threads)
     try:
         return _run(
-            profile, recipe, seed, stage, log_dir, validate_every, on_round, start, integrity, batched
+            profile, recipe, seed, stage, log_dir, validate_every, on_round, start, integrity, batched, pages
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -141,6 +146,7 @@ def _run(
     start: float,
     integrity: bool,
     batched: bool,
+    pages: PageGuard | None,
 ) -> RunResult:
     writer = _writer(log_dir)
     rounds = profile.budget.rounds
@@ -148,7 +154,7 @@ def _run(
     note = "" if batched else "per-client path requested"
     try:
         while True:
-            run = _Federation(profile, recipe, seed, stage, integrity, batched=not note)
+            run = _Federation(profile, recipe, seed, stage, integrity, batched=not note, pages=pages)
             note = note or run.note
             run.guard.__enter__()  # the guard's hook must be removed however the loop ends (see finally)
             try:
@@ -205,6 +211,7 @@ class _Federation:
         stage: Stage,
         integrity: bool,
         batched: bool = False,
+        pages: PageGuard | None = None,
     ) -> None:
         self.profile, self.recipe, self.seed = profile, recipe, seed
         self.train = train = profile.data("fit" if stage == "search" else "train")
@@ -249,8 +256,10 @@ class _Federation:
         self.seal: ParamSeal | None = None
         self.view: ModelView | None = None
         if integrity:
-            self.seal = self.module.seal = seal = ParamSeal(model)
+            self.seal = self.module.seal = seal = ParamSeal(model, pages)
             self.view = self.module.model_view = ModelView(model, lambda: seal.where)
+        self.protected = self.seal is not None and self.seal.protected
+        """Parameters on write-protected pages (``ParamSeal``): the engine writes them in ``writable``."""
         self.stack: StackedParams | None = None
         self.batched_loss: BatchedLoss | None = None
         self.note = "per-client path requested"
@@ -286,12 +295,16 @@ class _Federation:
             self.stack.where = where
 
     def release(self) -> None:
-        """Drop the model view's bookkeeping (the run is over)."""
+        """Drop the model view's bookkeeping and the parameters' write protection (the run is over)."""
         if self.view is not None:
             self.view.release()
+        if self.seal is not None:
+            self.seal.release()
 
     def hook(self, name: str, *args: Any) -> Any:
         """Call the recipe's hook ``name``; with integrity on, fail if it changed the model."""
+        if self.protected:
+            self.seal.label(name)  # type: ignore[union-attr]
         out = getattr(self.recipe, name)(*args)
         if self.seal is not None:
             self.seal.verify(name)
@@ -305,7 +318,7 @@ class _Federation:
 
     def load(self, weights: Params, client: int) -> None:
         """``weights`` and the client's own buffers into the model."""
-        with torch.no_grad():
+        with torch.no_grad(), self.seal.writable() if self.protected else nullcontext():  # type: ignore[union-attr]
             for name, p in zip(self.names, self.params, strict=True):
                 p.copy_(weights[name])
             for b, saved in zip(self.buffers, self.client_buffers[client], strict=True):
@@ -361,6 +374,7 @@ class _Federation:
     ) -> tuple[ClientUpdate, float | None, int]:
         """One client's local training in one round: its update, its last loss and the upload bytes."""
         budget, global_params, params, seal = self.budget, self.global_params, self.params, self.seal
+        protected = self.protected
         self.set_where(f"client {client}, round {round_idx}")
         max_steps = budget.local_steps
         steps = _check_steps(self.hook("local_steps", round_idx, client, max_steps), max_steps)
@@ -389,9 +403,13 @@ class _Federation:
         for step in range(steps):
             loss = module.training_step(next_batch(client), step)  # verifies the seal after local_objective
             loss.backward()
-            _sgd_step(params, lr)
-            if seal is not None:
-                seal.refresh_params()
+            if protected:
+                with seal.writable():  # type: ignore[union-attr]
+                    _sgd_step(params, lr)
+            else:
+                _sgd_step(params, lr)
+                if seal is not None:
+                    seal.refresh_params()
         self._check_sent(round_idx, client, ctx, sent_params, sent_extras, down, "local_objective")
         if self.forward_calls[0] != steps:
             raise TrainingFailure(
@@ -627,6 +645,8 @@ class _Federation:
         model = self.model if self.view is None else self.view
         if seal is not None:
             self.set_where(f"client {client}, round {round_idx}")  # the model view's messages read it
+        if self.protected:
+            seal.label("local_objective")  # type: ignore[union-attr]
         batched_loss.swap(rows)
         try:
             loss = self.recipe.local_objective(task_loss, model, ctx)

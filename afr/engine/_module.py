@@ -59,6 +59,8 @@ class ClientModule(nn.Module):
             return self.recipe.local_objective(task_loss, model, self.ctx)
         if seal.has_buffers:
             seal.refresh_buffers()  # the forward pass may update running statistics
+        if seal.protected:
+            seal.label("local_objective")
         loss = self.recipe.local_objective(task_loss, model, self.ctx)
         seal.verify("local_objective")
         return loss

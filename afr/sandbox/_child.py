@@ -18,7 +18,7 @@ import traceback
 import types
 from typing import Any
 
-from ._isolation import MemoryCap, die_with_parent, set_limits
+from ._isolation import MemoryCap, PageProtection, die_with_parent, set_limits
 from ._jobs import RunJob
 
 __all__ = [
@@ -148,13 +148,15 @@ def _recipe_class(job: RunJob) -> type:
     return found
 
 
-def _run_job(job: RunJob, profile: Any) -> tuple[dict[str, Any], bytes]:
+def _run_job(job: RunJob, profile: Any, pages: Any = None) -> tuple[dict[str, Any], bytes]:
     from ..engine import run_federation
     from ..errors import TrainingFailure
 
     try:
         recipe = profile.make_recipe(_recipe_class(job), dict(job.scalars))
-        result = run_federation(profile, recipe, job.seed, stage=job.stage, validate_every=1, threads=1)
+        result = run_federation(
+            profile, recipe, job.seed, stage=job.stage, validate_every=1, threads=1, pages=pages
+        )
         return {"status": "ok", "message": ""}, encode_result(result)
     except TrainingFailure as exc:
         return {"status": "failed", "message": _safe_str(exc)[:MAX_MESSAGE_CHARS]}, b""
@@ -183,8 +185,12 @@ def child_main(
     visible_devices: str | None = None,
     memory_cap: MemoryCap = "address_space",
     niceness: int = 0,
+    marker: Any = None,
 ) -> None:
     """Runs in the forked child; never returns into the zygote's loop (the caller ``os._exit``s).
+
+    ``marker``: a page shared with the zygote; with it (and libc) the engine write-protects large models'
+    parameters (``PageProtection``) and labels what runs there, for the zygote's message on a SIGSEGV.
 
     ``visible_devices``: this worker's ``CUDA_VISIBLE_DEVICES`` (the zygote never initialised CUDA, so the
     driver reads it when this child first touches CUDA); None keeps the zygote's environment as it is.
@@ -208,9 +214,11 @@ def child_main(
     if os.getppid() != zygote_pid:
         os._exit(1)
     set_limits(job, base_vsz, memory_cap)
+    # Resolves mprotect now: the audit hook refuses resolving native symbols (calling one raises no event).
+    pages = PageProtection(libc, marker) if libc is not None and marker is not None else None
     purge_denied_modules(doomed_modules)
     install_audit_hook(roots)
-    header, payload = _run_job(job, profile)
+    header, payload = _run_job(job, profile, pages)
     head = json.dumps(header).encode()
     write_all(result_fd, CHILD_HEADER.pack(len(head)) + head + payload)
     # EOF now rather than at exit: tearing down a zygote-sized address space takes ~10-20 ms.

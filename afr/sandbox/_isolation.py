@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import math
+import mmap
 import os
 import resource
 import signal
@@ -38,6 +39,9 @@ __all__ = [
     "wall_limit_s",
     "set_limits",
     "die_with_parent",
+    "PageProtection",
+    "MARKER_BYTES",
+    "protection_label",
 ]
 
 MIB = 1 << 20
@@ -261,3 +265,47 @@ def oom_kills() -> int | None:
         except (OSError, ValueError):
             continue
     return total if found else None
+
+
+MARKER_BYTES = 512
+"""A shared page per child: what ran when its write-protected parameters were written (the engine's label)."""
+_PROT_READ, _PROT_WRITE = 0x1, 0x2
+
+
+class PageProtection:
+    """The engine's ``PageGuard`` in a forked child: ``mprotect`` through libc, and a label in ``marker``, an
+    anonymous page shared with the zygote, which reads it if the child dies of SIGSEGV.
+
+    Made before the audit hook (which refuses resolving native symbols, ``ctypes.dlsym``); a resolved
+    function pointer is then only called. mprotect is not on the seccomp deny list.
+    """
+
+    def __init__(self, libc: ctypes.CDLL, marker: mmap.mmap) -> None:
+        mprotect = libc.mprotect
+        mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        mprotect.restype = ctypes.c_int
+        self._mprotect = mprotect
+        self._marker = marker
+
+    def _set(self, regions: list[tuple[int, int]], prot: int) -> None:
+        for address, length in regions:
+            if self._mprotect(address, length, prot) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, f"mprotect of the model's parameters failed: {os.strerror(code)}")
+
+    def protect(self, regions: list[tuple[int, int]]) -> None:
+        self._set(regions, _PROT_READ)
+
+    def unprotect(self, regions: list[tuple[int, int]]) -> None:
+        self._set(regions, _PROT_READ | _PROT_WRITE)
+
+    def label(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")[: MARKER_BYTES - 1] + b"\0"
+        self._marker[: len(data)] = data
+
+
+def protection_label(marker: mmap.mmap | None) -> str:
+    """The zygote's side: what the child's engine last said ran under write protection ("" if nothing)."""
+    if marker is None or marker.closed:
+        return ""
+    return bytes(marker[:MARKER_BYTES]).split(b"\0", 1)[0].decode("utf-8", "replace")

@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import gc
 import json
+import mmap
 import os
 import pickle
 import selectors
@@ -47,6 +48,7 @@ from ._child import (
 )
 from ._guard import denied_module_names
 from ._isolation import (
+    MARKER_BYTES,
     MIB,
     base_read_roots,
     cpu_limit_s,
@@ -57,6 +59,7 @@ from ._isolation import (
     load_libc,
     memory_cap_mode,
     oom_kills,
+    protection_label,
     resident_bytes,
     vsz_bytes,
     wall_limit_s,
@@ -184,6 +187,8 @@ class _Child:
     rss_limit: int = 0
     """Bytes of resident memory past which the zygote kills it (``rss`` memory cap only; 0: RLIMIT_AS)."""
     peak_rss: int = 0
+    marker: mmap.mmap | None = None
+    """A page shared with the child: what ran while its parameters were write-protected (PageProtection)."""
 
 
 class Zygote:
@@ -315,6 +320,7 @@ class Zygote:
         memory_cap = memory_cap_mode(getattr(device, "type", "cpu"))
         doomed = denied_module_names()
         read_fd, write_fd = os.pipe()
+        marker = mmap.mmap(-1, MARKER_BYTES) if self.libc is not None else None  # shared, anonymous
         zygote_pid = os.getpid()
         forked_at = time.monotonic()
         pid = os.fork()
@@ -333,6 +339,7 @@ class Zygote:
                     visible,
                     memory_cap,
                     self.niceness,
+                    marker,
                 )
                 code = 0
             finally:
@@ -340,7 +347,7 @@ class Zygote:
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         now = time.monotonic()
-        child = _Child(key, job, pid, read_fd, now, now + wall_limit_s(job), cpu_limit_s(job))
+        child = _Child(key, job, pid, read_fd, now, now + wall_limit_s(job), cpu_limit_s(job), marker=marker)
         child.base_rss, child.oom_kills, child.slot = resident_bytes(), oom_kills(), slot
         if memory_cap == "rss":
             child.rss_limit = child.base_rss + job.memory_mb * MIB
@@ -411,7 +418,11 @@ class Zygote:
                 os.set_blocking(child.fd, True)  # every writer is gone: this drains to EOF, never blocks
                 self._read_child(child)
             del self.running[child.pid]
-            self._finish(child)
+            try:
+                self._finish(child)
+            finally:
+                if child.marker is not None:
+                    child.marker.close()
 
     def _finish(self, child: _Child) -> None:
         job, status = child.job, child.status or 0
@@ -443,6 +454,14 @@ class Zygote:
             peak = child.rusage.ru_maxrss // 1024 if child.rusage else 0
             if sig == signal.SIGKILL:
                 return self._sigkilled(child, peak)
+            label = protection_label(child.marker) if sig == signal.SIGSEGV else ""
+            if label:
+                return self._result(
+                    child,
+                    "failed",
+                    f"{label} wrote into the model's parameters: outside the engine's own updates they are "
+                    "read-only memory (killed by SIGSEGV); only the engine's optimiser step may change them",
+                )
             return self._result(
                 child, "crashed", f"killed by {signal.Signals(sig).name} (peak RSS {peak} MiB)"
             )
