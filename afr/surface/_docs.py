@@ -277,7 +277,8 @@ def _header() -> list[str]:
         "and the names of the file's own classes, parameters and local variables.",
         "",
         "What an AST cannot see is enforced at run time by the engine: only its own SGD step may change the "
-        "parameters (they are compared bit for bit with its snapshot after every hook call); "
+        "parameters (they are compared bit for bit with its snapshot after every hook call; a large model's, "
+        "in the sandbox, are read-only memory outside the engine's own writes); "
         "`local_objective` receives the model as a read-only view (`parameters`, `named_parameters`, "
         "`buffers`, `named_buffers`, `state_dict`, submodules; no `half`/`float`/`to`/`apply`/"
         "`load_state_dict` or assignment); every tensor a hook receives is a private copy. A hook that "
