@@ -142,9 +142,9 @@ def test_on_the_batched_path_the_hook_writes_into_its_client_row_which_is_compar
 
 # --- in the sandbox: LEAF's CNN (6.6 M parameters) is protected without any setting ----------------------
 
-HOSTILE = {
-    "mul_ under no_grad": "with torch.no_grad():\n    next(iter(model.parameters())).mul_(0.5)",
-    ".data.zero_()": "next(iter(model.parameters())).data.zero_()",
+HOSTILE = {  # name: (body, the line of the candidate file that writes)
+    "mul_ under no_grad": ("with torch.no_grad():\n    next(iter(model.parameters())).mul_(0.5)", 9),
+    ".data.zero_()": ("next(iter(model.parameters())).data.zero_()", 8),
 }
 
 
@@ -166,7 +166,7 @@ def femnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_sandboxed_large_model_runs_protected_with_the_same_weights(femnist_dir: Path) -> None:
     cfg = femnist_cfg(rounds=1, local_steps=2, max_samples_per_user=None)
     cfg["grouping"] = {**cfg["grouping"], "clients": 2}
-    jobs = {"fedavg": None, **{name: _writer_source(body) for name, body in HOSTILE.items()}}
+    jobs = {"fedavg": None, **{name: _writer_source(body) for name, (body, _) in HOSTILE.items()}}
     with SandboxPool(workers=1) as pool:
         results = {
             name: pool.submit(
@@ -192,4 +192,8 @@ def test_sandboxed_large_model_runs_protected_with_the_same_weights(femnist_dir:
     for name, result in results.items():
         assert result.status == "failed", (name, result.status, result.message)
         assert result.message.startswith("client 0, round 0: the recipe's local_objective"), result.message
-        assert "read-only memory (killed by SIGSEGV)" in result.message, result.message
+        # faulthandler's stack, written into the result pipe, gives the candidate's line
+        site = (
+            f"read-only memory (killed by SIGSEGV) [<candidate> line {HOSTILE[name][1]}, in local_objective]"
+        )
+        assert site in result.message, result.message

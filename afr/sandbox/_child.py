@@ -7,10 +7,12 @@ frame; it never unpickles the payload.
 
 from __future__ import annotations
 
+import faulthandler
 import io
 import json
 import linecache
 import os
+import re
 import signal
 import struct
 import sys
@@ -25,6 +27,7 @@ __all__ = [
     "CANDIDATE_FILE",
     "MAX_MESSAGE_CHARS",
     "child_main",
+    "crash_site",
     "describe",
     "encode_result",
     "read_result",
@@ -216,13 +219,30 @@ def child_main(
     set_limits(job, base_vsz, memory_cap)
     # Resolves mprotect now: the audit hook refuses resolving native symbols (calling one raises no event).
     pages = PageProtection(libc, marker) if libc is not None and marker is not None else None
+    # A fatal signal (a write into write-protected parameters, a crash in native code) writes the Python
+    # stack into the result pipe: the zygote quotes the candidate's line from it (crash_site). Before the
+    # purge, which drops the module (denied to candidates; the handler, installed in C, stays).
+    faulthandler.enable(file=result_fd, all_threads=False)
     purge_denied_modules(doomed_modules)
     install_audit_hook(roots)
     header, payload = _run_job(job, profile, pages)
     head = json.dumps(header).encode()
+    faulthandler.disable()  # the fd closes below: a late fault must not write into whatever reuses it
     write_all(result_fd, CHILD_HEADER.pack(len(head)) + head + payload)
     # EOF now rather than at exit: tearing down a zygote-sized address space takes ~10-20 ms.
     os.close(result_fd)
+
+
+_FAULT_FRAME = re.compile(rb'File "' + re.escape(CANDIDATE_FILE.encode()) + rb'", line (\d+) in (\w+)')
+
+
+def crash_site(data: bytes | bytearray) -> str:
+    """The candidate's innermost frame in what faulthandler wrote when a fatal signal killed the child
+    (``[<candidate> line 9, in local_objective]``); "" if its code was not on the stack."""
+    if data[:1] != b"F":  # "Fatal Python error: ..."; a result frame starts with its length
+        return ""
+    found = _FAULT_FRAME.search(bytes(data[:65536]))
+    return f" [{CANDIDATE_FILE} line {int(found[1])}, in {found[2].decode()}]" if found else ""
 
 
 def read_result(data: bytearray) -> tuple[dict[str, Any], bytes] | None:

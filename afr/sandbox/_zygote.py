@@ -41,6 +41,7 @@ from ._child import (
     CANDIDATE_FILE,
     MAX_MESSAGE_CHARS,
     child_main,
+    crash_site,
     describe,
     encode_result,
     read_result,
@@ -454,16 +455,18 @@ class Zygote:
             peak = child.rusage.ru_maxrss // 1024 if child.rusage else 0
             if sig == signal.SIGKILL:
                 return self._sigkilled(child, peak)
+            site = crash_site(child.data)
             label = protection_label(child.marker) if sig == signal.SIGSEGV else ""
             if label:
                 return self._result(
                     child,
                     "failed",
                     f"{label} wrote into the model's parameters: outside the engine's own updates they are "
-                    "read-only memory (killed by SIGSEGV); only the engine's optimiser step may change them",
+                    f"read-only memory (killed by SIGSEGV){site}; only the engine's optimiser step may "
+                    "change them",
                 )
             return self._result(
-                child, "crashed", f"killed by {signal.Signals(sig).name} (peak RSS {peak} MiB)"
+                child, "crashed", f"killed by {signal.Signals(sig).name} (peak RSS {peak} MiB){site}"
             )
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
         parsed = read_result(child.data) if code == 0 else None
