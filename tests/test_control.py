@@ -104,7 +104,10 @@ def test_studies_share_the_ledger_database(tmp_path, space):
     recorder = AgentStudyRecorder(url, "c/agent", exclusive=True)
     assert recorder.record(7, 0.61) == 0 and recorder.record(8, None) == 1
     assert recorder.record(9, 0.7, name="agent#9") == 2 == recorder.record(9, 0.7)
-    assert len(optuna.load_study(study_name="c/agent", storage=url).trials) == 3
+    assert recorder.record(10, 0.5) == 3  # the number it knows without reading the study back ...
+    reread = optuna.load_study(study_name="c/agent", storage=url).trials
+    assert [t.user_attrs["candidate_id"] for t in reread] == [7, 8, 9, 10]  # ... is the study's
+    assert AgentStudyRecorder(url, "c/agent").find(10).number == 3
     ledger.close()
 
 

@@ -418,16 +418,21 @@ class AgentStudyRecorder:
         self.storage_url, self.study_name = storage_url, study_name
         self._lock = _study_lock(storage_url, study_name)
         self._recorded: dict[int | str, int] | None = None
+        self._next_number = 0
         with self._lock:
             self._study = _open_study(open_storage(storage_url), study_name, higher_is_better, None)
             if self._study.user_attrs.get(_ARM_ATTR) is None:
                 self._study.set_user_attr(_ARM_ATTR, "agent")
             if exclusive:
+                trials = self._study.get_trials(deepcopy=False)
                 self._recorded = {
                     t.user_attrs["candidate_id"]: t.number
-                    for t in reversed(self._study.get_trials(deepcopy=False))
+                    for t in reversed(trials)
                     if "candidate_id" in t.user_attrs
                 }
+                # Optuna numbers a study's trials 0, 1, ... in the order they are added: alone on the
+                # study, the next one's number is known without reading the study back.
+                self._next_number = len(trials)
 
     @property
     def study(self) -> optuna.Study:
@@ -466,10 +471,12 @@ class AgentStudyRecorder:
                 user_attrs=attrs,
             )
             self._study.add_trial(trial)
+            if self._recorded is not None:
+                self._recorded[candidate_id] = number = self._next_number
+                self._next_number += 1
+                return number
             found = self.find(candidate_id)
             assert found is not None
-            if self._recorded is not None:
-                self._recorded[candidate_id] = found.number
             return found.number
 
 
