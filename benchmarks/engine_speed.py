@@ -20,7 +20,10 @@ Then the physical limit: the arithmetic of one run (matmul and convolution FLOPs
 counted by ``torch.utils.flop_counter.FlopCounterMode`` on the per-client path) over one core's measured
 float32 GEMM rate, next to the run's measured time. A ratio far above 1: the run is bound by per-operation
 dispatch, not by arithmetic; near 1: only less arithmetic (or more cores) makes it faster. ``--femnist`` adds
-femnist at the ``cpu`` preset (LEAF's CNN; one round counted and timed per client, scaled to its rounds).
+femnist at the ``cpu`` preset (LEAF's CNN; one round counted and timed per client, scaled to its rounds;
+timed with the parameters write-protected, as the sandbox runs it), and then the parameter-integrity
+side by side on it: two rounds with the parameters compared after every hook (in-process runs) vs
+write-protected (``afr/engine/_integrity.py``), alternating, the same weights checked.
 
     python benchmarks/engine_speed.py [--repeats 3] [--trainer-repeats 1] [--femnist] [--json out.json]
 """
@@ -67,7 +70,7 @@ def quiet() -> None:
 # Each takes (profile, seed) and returns (final global state_dict, seconds).
 
 
-def run_engine(profile, seed: int, batched: bool = False):
+def run_engine(profile, seed: int, batched: bool = False, pages=None):
     from afr.engine import run_federation
     from afr.recipe import FedAvg
 
@@ -79,6 +82,7 @@ def run_engine(profile, seed: int, batched: bool = False):
         stage="search",
         validate_every=profile.budget.rounds,
         batched=batched,
+        pages=pages,
     )
     if batched and result.engine_path != "batched":
         raise SystemExit(f"{profile.name}: the batched path did not run ({result.engine_note})")
@@ -296,9 +300,43 @@ def femnist_limit(data_dir: Path, peak: float) -> list[str]:
     one_round = make_profile("femnist", {**cfg, "rounds": 1}, data_dir=data_dir)
     one_round.data("fit"), one_round.data("val")
     _, seconds = run_engine(one_round, SEED)  # warm-up (and the data's first touch)
-    _, seconds = run_engine(one_round, SEED)
+    _, seconds = run_engine(one_round, SEED, pages=page_guard())  # as in the sandbox: write-protected
     flops = run_flops(one_round)
     return limit_row(f"femnist (cpu, {rounds} rounds)", flops * rounds, seconds * rounds, peak)
+
+
+def page_guard():
+    """The sandbox's write protection (``mprotect``), as its children use it, for this process."""
+    import mmap
+
+    from afr.sandbox._isolation import MARKER_BYTES, PageProtection, load_libc
+
+    libc = load_libc()
+    if libc is None:
+        raise SystemExit("no libc here: the write-protection comparison cannot run")
+    return PageProtection(libc, mmap.mmap(-1, MARKER_BYTES))
+
+
+def femnist_integrity(data_dir: Path, repeats: int) -> list[str]:
+    """femnist (cpu preset, LEAF's CNN), two rounds: the parameters compared after every hook (in-process
+    runs) vs write-protected (sandboxed runs of models >= 256 KiB), alternating, the same weights."""
+    from afr.profiles import apply_budget, load_profile_config, make_profile
+
+    cfg = apply_budget(load_profile_config("femnist"), "cpu")
+    profile = make_profile("femnist", {**cfg, "rounds": 2}, data_dir=data_dir)
+    profile.data("fit"), profile.data("val")
+    run_engine(profile, SEED)  # warm-up
+    times: dict[str, list[float]] = {"compared": [], "write-protected": []}
+    weights: dict[str, Any] = {}
+    for _ in range(repeats):
+        for kind in times:
+            state, seconds = run_engine(profile, SEED, pages=page_guard() if kind != "compared" else None)
+            times[kind].append(seconds)
+            weights[kind] = state
+    if not same_weights(weights["compared"], weights["write-protected"]):
+        raise SystemExit("femnist: write-protected and compared runs trained different weights")
+    compared, protected = (statistics.median(times[k]) for k in times)
+    return [f"{compared:.2f}", f"{protected:.2f}", f"{protected / compared:.2f}"]
 
 
 def same_weights(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -510,6 +548,14 @@ def main(argv: list[str] | None = None) -> int:
         limits.append(femnist_limit(data_dir, peak))
     print(table(["profile", "GFLOP/run", "s at peak", "measured s", "measured / limit"], limits))
     results["physical_limit"] = {"gemm_flops_per_s": peak, "rows": limits}
+    if args.femnist:
+        print(
+            "\nparameter integrity on LEAF's CNN (femnist cpu, 2 rounds, median of "
+            f"{args.repeats}, alternating): compared after every hook vs write-protected pages (sandbox)"
+        )
+        integrity = femnist_integrity(data_dir, args.repeats)
+        print(table(["compared s", "write-protected s", "ratio"], [integrity]))
+        results["femnist_integrity"] = integrity
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
