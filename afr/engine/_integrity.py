@@ -197,7 +197,6 @@ class ParamSeal:
         least = PROTECT_MIN_BYTES if protect_min_bytes is None else protect_min_bytes
         paged = pages is not None and param_bytes >= least
         flats, self._regions = _flatten(self._params, paged=paged)
-        self._all_param_flats = flats  # their storage outlives the protection (see the finalizer below)
         self._pages = pages if self._regions else None
         self.protected = self._pages is not None
         """The parameters (on the CPU) are read-only pages outside :meth:`writable`; not compared."""
@@ -220,7 +219,7 @@ class ParamSeal:
         self._param_copies = list(zip(self._param_snaps, self._param_flats, strict=True))
         self._buffer_copies = list(zip(self._buffer_snaps, self._buffer_flats, strict=True))
         # However the run ends, the pages are writable again before their memory can go back to the allocator
-        # (the flats' storage lives at least as long as this seal, which holds them).
+        # (the parameters this seal holds keep their storage alive as long as it lives).
         self._unseal = weakref.finalize(self, _unprotect, self._pages, self._regions)
         if self._pages is not None:
             self._pages.protect(self._regions)
