@@ -20,6 +20,7 @@ from afr.budget import BudgetAccountant
 from afr.campaign import Campaign
 from afr.errors import ConfigError
 from afr.evaluation import (
+    PENDING_KEY,
     RacingSettings,
     RungHistory,
     collect_findings,
@@ -181,7 +182,7 @@ def test_promoted_candidates_climb_distinct_search_seeds_in_rung_order(raced) ->
     for seeds in by_candidate.values():
         assert seeds == SEEDS[: len(seeds)], f"rung order: {seeds}"
     for c in ledger.candidates(result.campaign_id):
-        assert "racing_pending_seed" not in c.meta, "no promotion is left pending"
+        assert PENDING_KEY not in c.meta, "no promotion is left pending"
         if c.status == "ok":  # a promotion keeps the first seed's score
             first = next(r for r in runs if r.candidate_id == c.id and r.stage == "search")
             assert c.score == first.final_metric
@@ -263,10 +264,18 @@ def stopped_at_first_promotion(directory: Path, arm: str) -> None:
     of an interrupted step: it raises Ctrl-C in its arm thread instead of running."""
     campaign = Campaign(racing_settings(directory), echo=lambda _: None)
     real = campaign.runner.start
-    resumed = {c.id for a in ("control", "agent") for c in campaign._in_flight(a)}
+    # The promotions interrupted earlier, by (candidate, seed): re-run, not stopped at. Not every candidate
+    # in flight: one whose first run was in flight at the earlier stop may be promoted later, and that
+    # promotion is new (which candidates were in flight then depends on the other arm's timing).
+    resumed = {
+        (c.id, int(c.meta[PENDING_KEY]))
+        for a in ("control", "agent")
+        for c in campaign._in_flight(a)
+        if c.meta.get(PENDING_KEY) is not None
+    }
 
     def stop(candidate, seed: int, *args, promotion: bool = False, **kwargs):
-        if promotion and candidate.arm == arm and candidate.id not in resumed:
+        if promotion and candidate.arm == arm and (candidate.id, seed) not in resumed:
             raise Stop  # marked running as a promotion, not started
         return real(candidate, seed, *args, promotion=promotion, **kwargs)
 
@@ -274,9 +283,9 @@ def stopped_at_first_promotion(directory: Path, arm: str) -> None:
     with pytest.raises(KeyboardInterrupt):
         campaign.run()
     ledger = Ledger.for_campaign_dir(directory)
-    pending = [c for c in ledger.candidates(1, arm=arm) if c.meta.get("racing_pending_seed") is not None]
+    pending = [c for c in ledger.candidates(1, arm=arm) if c.meta.get(PENDING_KEY) is not None]
     # the promotion it stopped at, and any the arm had in flight (campaign.lookahead) from an earlier stop
-    new = [c for c in pending if c.id not in resumed]
+    new = [c for c in pending if (c.id, int(c.meta[PENDING_KEY])) not in resumed]
     assert len(new) == 1 and all(c.status == "running" for c in pending), (
         "the promotion is recorded as pending"
     )
