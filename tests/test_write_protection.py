@@ -26,32 +26,29 @@ from tests.test_leaf import femnist_cfg, tiny_femnist
 ROOT = Path(__file__).resolve().parents[1]
 
 _PAGES = """
-import ctypes, json, sys
+import json, mmap, sys
 from afr.engine import _integrity, run_federation
 from afr.profiles import load_profile_config, make_profile
 from afr.recipe import RECIPES, FedAvg
+from afr.sandbox._isolation import MARKER_BYTES, PageProtection, load_libc
 
 _integrity.PROTECT_MIN_BYTES = 0  # protect even synthetic's 610 parameters
-libc = ctypes.CDLL(None, use_errno=True)
-mprotect = libc.mprotect
-mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 
-class Pages:
+class Pages(PageProtection):  # the sandbox's own protection, counting protects, echoing labels
+
     def __init__(self):
+        super().__init__(load_libc(), mmap.mmap(-1, MARKER_BYTES))
         self.protects = 0
         self.labels = []
 
     def protect(self, regions):
         self.protects += 1
-        for address, length in regions:
-            assert address % _integrity.PAGE_BYTES == 0 and mprotect(address, length, 1) == 0
-
-    def unprotect(self, regions):
-        for address, length in regions:
-            assert mprotect(address, length, 3) == 0
+        assert all(address % _integrity.PAGE_BYTES == 0 for address, _ in regions)
+        super().protect(regions)
 
     def label(self, text):
+        super().label(text)
         self.labels.append(text)
         print("label:", text, file=sys.stderr, flush=True)
 
