@@ -402,6 +402,7 @@ class Campaign:
             higher_is_better=self.profile.higher_is_better,
             worker=self.worker,
             parallel=settings.lookahead > 0,  # its next trial is asked while the current one runs
+            sole_writer=not settings.shared,  # the campaign's lock keeps every other process out
         )
         self.surface_doc = render_profile_surface(self.table, self.baseline)
         self.brief = task_brief(self.profile, self.table, self.baseline, self.surface_doc)

@@ -56,10 +56,11 @@ def make_control(
     higher_is_better: bool,
     worker: str | None = None,
     parallel: bool = False,
+    sole_writer: bool = False,
 ) -> ScalarControl:
     """The control arm described by ``cfg`` (the ``control:`` config group; empty means Optuna defaults);
     ``worker``: this process's name in a shared campaign; ``parallel``: trials are asked while earlier ones
-    run (see :class:`OptunaControl`)."""
+    run; ``sole_writer``: no other process writes the study meanwhile (see :class:`OptunaControl`)."""
     cfg = dict(cfg or {})
     kind = cfg.get("kind", "optuna")
     if kind not in CONTROL_KINDS:
@@ -87,4 +88,5 @@ def make_control(
         sampler=str(cfg.get("sampler", "tpe")),
         worker=worker,
         parallel=parallel,
+        sole_writer=sole_writer,
     )

@@ -40,12 +40,13 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
-from optuna.storages import RDBStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
 from ..errors import ConfigError
 from ._base import ControlTrial, ScalarControl
+from ._storage import SoleWriterStorage
 
 if TYPE_CHECKING:
     from ..recipe import Scalar
@@ -136,7 +137,7 @@ def _direction(higher_is_better: bool) -> str:
 
 
 def _open_study(
-    storage: RDBStorage, study_name: str, higher_is_better: bool, sampler: optuna.samplers.BaseSampler | None
+    storage: BaseStorage, study_name: str, higher_is_better: bool, sampler: optuna.samplers.BaseSampler | None
 ) -> optuna.Study:
     direction = _direction(higher_is_better)
     study = optuna.create_study(
@@ -147,7 +148,7 @@ def _open_study(
         raise ConfigError(
             f"Optuna study {study_name!r} exists with direction {stored}, but this campaign's metric "
             f"wants {direction}",
-            where=storage.url,
+            where=getattr(storage, "url", ""),
             fix="use a new campaign name (each campaign has its own studies)",
         )
     return study
@@ -206,12 +207,15 @@ class OptunaControl(ScalarControl):
         sampler: str = "tpe",
         worker: str | None = None,
         parallel: bool = False,
+        sole_writer: bool = False,
     ) -> None:
         """``worker``: this process's name in a shared campaign, where several processes ask trials of one
         study at once: TPE then treats their running trials as constant lies (so concurrent asks differ),
         each worker's sampler seed includes its name, and every trial records the worker that asked it.
         ``parallel``: this process asks a trial while its previous one still runs (``campaign.lookahead``):
-        TPE treats the running trials as constant lies too."""
+        TPE treats the running trials as constant lies too. ``sole_writer``: no other process writes the
+        study while this object lives (a campaign that is not shared), so its trials are read from memory
+        (:class:`~afr.controls._storage.SoleWriterStorage`); every write goes to the database at once."""
         super().__init__(space, higher_is_better=higher_is_better)
         if not self.space:
             raise ConfigError("the control arm needs at least one declared scalar", where="space")
@@ -245,7 +249,10 @@ class OptunaControl(ScalarControl):
         self.parallel = bool(parallel) or worker is not None
         self._distributions = {name: _distribution(s) for name, s in self.space.items()}
         self._lock = _study_lock(storage_url, study_name)
-        self._storage = open_storage(storage_url)
+        if sole_writer and worker is not None:
+            raise ValueError("a worker of a shared campaign is never the study's sole writer")
+        rdb = open_storage(storage_url)
+        self._storage: BaseStorage = SoleWriterStorage(rdb) if sole_writer else rdb
         self._study_id: int | None = None  # read once, when first needed
         with self._lock:
             self._study = _open_study(self._storage, study_name, self.higher_is_better, self._sampler(0))
