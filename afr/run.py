@@ -382,7 +382,7 @@ def _report(
 def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = None, name: str | None = None):
     """The campaign described by the config (``agent=`` set, or ``agent_cfg`` given, e.g. by ``afr evaluate``;
     ``name`` is the default campaign name then)."""
-    from .campaign import CampaignSettings, RunnerSettings
+    from .campaign import DEFAULT_LOOKAHEAD, CampaignSettings, RunnerSettings
     from .evaluation import RacingSettings
     from .sandbox import check_num_gpus, check_ray_address, import_ray, parse_devices
 
@@ -430,7 +430,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
     if runner.executor == "ray":
         import_ray()  # not installed, or no cluster at the address: one line now, before any folder is made
         check_ray_address(runner.ray_address)
-    lookahead = _optional_count(camp.get("lookahead", 1), "campaign.lookahead", at_least=0)
+    lookahead = _optional_count(camp.get("lookahead"), "campaign.lookahead", at_least=0)
     return CampaignSettings(
         name=str(name),
         directory=directory,
@@ -450,7 +450,7 @@ def campaign_settings(cfg: DictConfig, *, agent_cfg: dict[str, Any] | None = Non
         heldout_seeds=_optional_count(camp.get("heldout_seeds"), "campaign.heldout_seeds", at_least=1),
         evaluation_cfg=dict(container.get("evaluation") or {}),
         storage=storage,
-        lookahead=1 if lookahead is None else lookahead,  # null: the default
+        lookahead=DEFAULT_LOOKAHEAD if lookahead is None else lookahead,  # null: the default
         racing=RacingSettings.from_config(camp.get("racing")),
         # More than two runs at once in a search: the extra ones are worker processes of a shared campaign
         # (``afr evaluate`` runs one given file: its extra workers only speed up the finals).

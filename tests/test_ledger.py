@@ -48,6 +48,11 @@ def test_campaign_resume_by_name(ledger: Ledger) -> None:
     with pytest.raises(ConfigError, match="different config") as err:
         ledger.start_campaign("c1", "heart_disease", "evolve", {**CONFIG, "seeds": [0]})
     assert "new campaign name" in str(err.value)
+    assert "seeds: stored [0, 1], now [0]" in str(err.value), "the refusal says what differs"
+    changed = {**CONFIG, "budget": {"client_steps": 10_000}, "lookahead": 2}
+    with pytest.raises(ConfigError, match="different config") as err:
+        ledger.start_campaign("c1", "heart_disease", "evolve", changed)
+    assert "budget.runs: stored 40, now (not set); lookahead: stored (not set), now 2" in str(err.value)
     assert ledger.start_campaign("c2", "heart_disease", "evolve", CONFIG) != cid
     ledger.finish_campaign(cid, "interrupted")
     assert ledger.campaign(cid).status == "interrupted" and ledger.campaign(cid).finished_at is not None

@@ -2,7 +2,7 @@
 never wait while the parent records a result and proposes; each decision sees the arm's results up to
 ``lookahead`` runs back — never one that happened to end early — so the ledger does not depend on timing
 (the slow-agent test in test_campaign.py and the resume tests in test_interrupt.py/test_racing.py check that
-at the default lookahead of 1)."""
+at the default lookahead, 2)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from afr.campaign import Campaign
+from afr.campaign import DEFAULT_LOOKAHEAD, Campaign
 from afr.errors import ConfigError
 from afr.ledger import Ledger
 from tests.test_campaign import conf, settings
@@ -22,7 +22,7 @@ def _unrecorded(campaign: Campaign, arm: str) -> int:
     return sum(1 for r in runs if r.run_key.startswith(f"{arm}/") and r.status == "running")
 
 
-@pytest.mark.parametrize("lookahead", [0, 1])
+@pytest.mark.parametrize("lookahead", [0, 1, 2])
 def test_each_arm_decides_with_exactly_lookahead_runs_in_flight(tmp_path: Path, lookahead: int) -> None:
     directory = tmp_path / "campaign"
     campaign = Campaign(
@@ -54,9 +54,10 @@ def test_each_arm_decides_with_exactly_lookahead_runs_in_flight(tmp_path: Path, 
     for arm, counts in at_decision.items():
         # the arm's first decision in its thread has nothing in flight (before it, the control asks the
         # baseline's trial, run and recorded before the arms start); every later one has exactly
-        # `lookahead` of its own runs started and not recorded
+        # `lookahead` of its own runs started and not recorded, once it has started that many
         first = 2 if arm == "control" else 1
-        assert set(counts[:first]) == {0} and set(counts[first:]) == {lookahead}, (arm, counts)
+        ramp = [min(i + 1, lookahead) for i in range(len(counts) - first)]
+        assert counts[:first] == [0] * first and counts[first:] == ramp, (arm, counts)
     ledger = Ledger.for_campaign_dir(directory)
     assert not ledger.candidates(result.campaign_id, status="running"), "every run in flight was recorded"
     assert all(r.status != "running" for r in ledger.runs(result.campaign_id))
@@ -67,7 +68,7 @@ def test_each_arm_decides_with_exactly_lookahead_runs_in_flight(tmp_path: Path, 
 def test_a_bad_lookahead_is_one_clear_error(tmp_path: Path) -> None:
     from tests._config import parsed_settings
 
-    assert parsed_settings(tmp_path).lookahead == 1
+    assert parsed_settings(tmp_path).lookahead == DEFAULT_LOOKAHEAD == 2
     assert parsed_settings(tmp_path, "campaign.lookahead=0").lookahead == 0
     for bad in ("-1", "1.5", "true"):
         with pytest.raises(ConfigError, match="campaign.lookahead must be"):

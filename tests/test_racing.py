@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from afr.budget import BudgetAccountant
-from afr.campaign import Campaign
+from afr.campaign import DEFAULT_LOOKAHEAD, Campaign
 from afr.errors import ConfigError
 from afr.evaluation import (
     PENDING_KEY,
@@ -41,7 +41,7 @@ def racing_settings(directory: Path, **changes):
     return settings(
         directory,
         conf("agent", "evolve"),
-        runs=changes.pop("runs", 8),
+        runs=changes.pop("runs", 10),
         racing=changes.pop("racing", RACING),
         top_k=1,
         final_seeds=2,
@@ -126,20 +126,20 @@ def test_each_arm_stays_within_its_budget_and_the_accountant_agrees(raced) -> No
     totals = BudgetAccountant(ledger, result.campaign_id, {}).totals()
     for arm in ("agent", "control"):
         mine = [r for r in runs if r.run_key.startswith(f"{arm}/")]
-        assert len(mine) == totals[arm]["spent_runs"] <= 8
+        assert len(mine) == totals[arm]["spent_runs"] <= 10
         assert len({r.run_key for r in mine}) == len(mine), "no run twice"
     assert ledger.campaign(result.campaign_id).status == "finished"
 
 
-def decided_with(mine: list, k: int, baseline_id: int) -> list:
-    """The arm's search runs as the arm knew them when it decided its run ``k`` (lookahead 1): run ``k - 1``
-    started and not ended, unless it is the baseline's run (recorded before the arms start)."""
-    if k == 0:
-        return []
-    before = mine[k - 1]
-    if before.candidate_id == baseline_id:
-        return mine[:k]
-    return [*mine[: k - 1], dataclasses.replace(before, status="running", final_metric=None)]
+def decided_with(mine: list, k: int, baseline_id: int, lookahead: int) -> list:
+    """The arm's search runs as the arm knew them when it decided its run ``k``: with ``campaign.lookahead``
+    L, runs ``k - L`` to ``k - 1`` started and not ended, unless one is the baseline's run (recorded before
+    the arms start), the earlier ones recorded."""
+    in_flight = {i for i in range(max(0, k - lookahead), k) if mine[i].candidate_id != baseline_id}
+    return [
+        dataclasses.replace(run, status="running", final_metric=None) if i in in_flight else run
+        for i, run in enumerate(mine[:k])
+    ]
 
 
 def test_promotions_follow_the_rule_run_by_run_for_both_arms(raced) -> None:
@@ -149,16 +149,18 @@ def test_promotions_follow_the_rule_run_by_run_for_both_arms(raced) -> None:
     baseline = next(
         c for c in ledger.candidates(result.campaign_id) if c.meta["proposal_key"] == BASELINE_KEY
     )
+    lookahead = ledger.campaign(result.campaign_id).config.get("lookahead", 0)
+    assert lookahead == DEFAULT_LOOKAHEAD, "the racing campaign runs at the default lookahead"
     for arm in ("agent", "control"):
         candidates = ledger.candidates(result.campaign_id, arm=arm)
         mine = [r for r in ledger.runs(result.campaign_id, stage="search") if r.run_key.startswith(f"{arm}/")]
         mine.sort(key=lambda r: r.id)
         promotions[arm] = 0
         for k, run in enumerate(mine):
-            # replay the decision: with campaign.lookahead 1 an arm decides run k while its run k - 1 is in
-            # flight (started, no result yet), its earlier runs recorded; the baseline's run, before the arms
+            # replay the decision: an arm decides run k while its `lookahead` latest runs are in flight
+            # (started, no result yet), its earlier runs recorded; the baseline's run, before the arms
             # start, is recorded before anything is decided
-            known = decided_with(mine, k, baseline.id)
+            known = decided_with(mine, k, baseline.id, lookahead)
             due = next_promotion(rung_histories(candidates, known, SEEDS), SEEDS, RACING.eta, True)
             if due is None:
                 assert run.seed == SEEDS[0], f"{run.run_key}: a new candidate starts on the first search seed"

@@ -38,7 +38,7 @@ def _score(scalars: dict[str, float]) -> float:
 
 
 def _campaign_like(url: str, space, *, sole_writer: bool, n: int = 14) -> list[tuple]:
-    """Asks one trial ahead of its tells, as a campaign with lookahead 1 does; a failure now and then."""
+    """Asks one trial ahead of its tells, as a campaign deciding ahead does; a failure now and then."""
     control = OptunaControl(
         url,
         "c/control",

@@ -1,6 +1,7 @@
 """Campaigns: both search arms, one accountant, one ledger, sandboxed runs, resumable."""
 
 from ._loop import (
+    DEFAULT_LOOKAHEAD,
     Campaign,
     CampaignFailure,
     CampaignResult,
@@ -12,6 +13,7 @@ from ._retry import ATTEMPTS_DIR, archive_failed_attempt, attempt_name, attempt_
 from ._runner import CandidateRunner, RunnerSettings, run_key
 
 __all__ = [
+    "DEFAULT_LOOKAHEAD",
     "Campaign",
     "CampaignSettings",
     "CampaignResult",

@@ -3,7 +3,7 @@
 Each arm searches in its own thread until it has spent its run budget: equal runs, not equal wall time, so an
 agent that thinks for minutes never holds the control (and with two sandbox workers neither arm waits for the
 other's runs). An arm decides its next run from its own history only, while its current run trains
-(``campaign.lookahead``: the decision sees the arm's results up to one run back, so no worker waits on the
+(``campaign.lookahead``: the decision sees the arm's results up to two runs back, so no worker waits on the
 parent's recording and proposing), and the ledger numbers candidates within their arm, so a seeded campaign
 records the same candidates under the same names (``agent#7``) whatever the timing. Everything is recorded in
 the ledger as it happens; the same command after a crash or Ctrl-C continues where it stopped. With seed
@@ -68,6 +68,7 @@ from ._shared import Heartbeat, LocalWorkers, joined_campaign, worker_name
 from ._signals import StopSignals
 
 __all__ = [
+    "DEFAULT_LOOKAHEAD",
     "CampaignSettings",
     "CampaignResult",
     "Campaign",
@@ -75,6 +76,12 @@ __all__ = [
     "check_candidate",
     "join_settings",
 ]
+
+
+DEFAULT_LOOKAHEAD = 2
+"""``campaign.lookahead`` unless set. With 2 an arm keeps two runs queued while it records and decides, so
+the sandbox workers never wait for the parent (heart_disease search, 2 cores: workers idle 14 % with 1, 5 %
+with 2, at the same wall time); each decision sees the arm's results up to two runs back."""
 
 
 @dataclass(frozen=True)
@@ -109,10 +116,10 @@ class CampaignSettings:
     storage: str | None = None
     """The database URL of the ledger and both Optuna studies (``campaign.storage=``); None: the SQLite file
     ``<directory>/ledger.db``. The campaign is found there by its name; artifacts stay in ``directory``."""
-    lookahead: int = 1
-    """Runs an arm decides ahead of its last recorded result (``campaign.lookahead``): with 1, each arm
-    proposes its next run while its current one trains, so the sandbox workers do not wait on the parent's
-    recording and proposing; every decision then sees the arm's results up to one run back. 0: each run is
+    lookahead: int = DEFAULT_LOOKAHEAD
+    """Runs an arm decides ahead of its last recorded result (``campaign.lookahead``): with L, each arm
+    proposes its next run while its L latest runs train, so the sandbox workers do not wait on the parent's
+    recording and proposing; every decision then sees the arm's results up to L runs back. 0: each run is
     decided after the previous one is recorded. Either way the ledger does not depend on timing."""
     racing: RacingSettings | None = None
     """Seed racing (``campaign.racing``): promote the best ``1/eta`` of each arm's candidates to further

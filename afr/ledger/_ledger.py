@@ -221,6 +221,33 @@ def _kept_number(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     return {NUMBER_KEY: meta[NUMBER_KEY]} if meta and NUMBER_KEY in meta else {}
 
 
+def _config_differences(stored: Mapping[str, Any], now: Mapping[str, Any], shown: int = 3) -> str:
+    """Where two recorded configs differ, for a refused resume: ``lookahead: stored 1, now 2``."""
+
+    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(value, Mapping):
+            out: dict[str, Any] = {}
+            for key, inner in value.items():
+                out.update(flat(inner, f"{prefix}{key}."))
+            return out
+        return {prefix.rstrip("."): value}
+
+    before, after = flat(stored), flat(now)
+    everything = before.keys() | after.keys()
+    keys = sorted(k for k in everything if before.get(k, _MISSING) != after.get(k, _MISSING))
+
+    def shown_value(config: dict[str, Any], key: str) -> str:
+        value = config.get(key, _MISSING)
+        return "(not set)" if value is _MISSING else repr(value)[:60]
+
+    parts = [f"{k}: stored {shown_value(before, k)}, now {shown_value(after, k)}" for k in keys[:shown]]
+    more = f"; and {len(keys) - shown} more" if len(keys) > shown else ""
+    return "; ".join(parts) + more
+
+
+_MISSING = object()
+
+
 def _utc(value: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes; everything stored is UTC.
     if value is not None and value.tzinfo is None:
@@ -727,9 +754,12 @@ class Ledger:
                         session.flush()
                         return row.id
                     if row.config_hash != digest:
+                        differs = _config_differences(row.config or {}, stored)
                         raise ConfigError(
                             f"campaign {name!r} already exists with a different config "
-                            f"(stored hash {row.config_hash[:12]}, this config {digest[:12]})",
+                            f"(stored hash {row.config_hash[:12]}, this config {digest[:12]}"
+                            + (f"; {differs}" if differs else "")
+                            + ")",
                             where=repr(self),
                             fix="choose a new campaign name, or resume with exactly the same config",
                         )
