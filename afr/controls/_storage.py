@@ -4,7 +4,7 @@ trials come from memory.
 Optuna's own cache over an RDB storage (``optuna.storages._CachedStorage``) keeps only *finished* trials: it
 must assume that another process may change a running one, so it reads the running trials back from the
 database on every ``get_all_trials`` and ``get_trial``. A TPE ``ask`` makes about ten such reads, so one ask
-and tell cost ~60 SQL statements — a third of a campaign parent's CPU on heart_disease. When this process is
+and tell cost ~65 SQL statements — a quarter of a campaign parent's CPU on heart_disease. When this process is
 the study's only writer (a campaign that is not shared), every change to a trial is one this storage made,
 so it can keep the running trials too, exactly: each write goes to the database first (a resumed campaign
 and ``optuna-dashboard`` see it as before), then updates a copy in memory; state changes are read back
@@ -19,13 +19,15 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Container, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.study._frozen import FrozenStudy
-from optuna.study._study_direction import StudyDirection
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+if TYPE_CHECKING:
+    from optuna.study._frozen import FrozenStudy  # only BaseStorage's signature names it
 
 __all__ = ["SoleWriterStorage"]
 
