@@ -124,6 +124,16 @@ class SoleWriterStorage(BaseStorage):
         study_id, number = self._where[trial_id]
         self._trials[study_id][number] = trial
 
+    def _add_entry(self, trial_id: int, field: str, key: Any, value: Any, **also: Any) -> None:
+        """Set ``key`` in the mapping ``field`` of a known trial and each ``also`` mapping, copy on write."""
+        if not self._known(trial_id):
+            return
+        old = self._cached(trial_id)
+        new = copy.copy(old)
+        for name, entry in ((field, value), *also.items()):
+            setattr(new, name, {**getattr(old, name), key: entry})
+        self._replace(trial_id, new)
+
     def _known(self, trial_id: int) -> bool:
         # A trial of a study not read through this object yet: written to (and later read from) the
         # database only; the study's first read brings it in.
@@ -150,11 +160,8 @@ class SoleWriterStorage(BaseStorage):
         with self._lock:
             self._backend.set_trial_param(trial_id, param_name, param_value_internal, distribution)
             if self._known(trial_id):
-                old = self._cached(trial_id)
-                new = copy.copy(old)
-                new.params = {**old.params, param_name: distribution.to_external_repr(param_value_internal)}
-                new.distributions = {**old.distributions, param_name: distribution}
-                self._replace(trial_id, new)
+                value = distribution.to_external_repr(param_value_internal)
+                self._add_entry(trial_id, "params", param_name, value, distributions=distribution)
 
     def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
         with self._lock:
@@ -176,29 +183,17 @@ class SoleWriterStorage(BaseStorage):
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
         with self._lock:
             self._backend.set_trial_intermediate_value(trial_id, step, intermediate_value)
-            if self._known(trial_id):
-                old = self._cached(trial_id)
-                new = copy.copy(old)
-                new.intermediate_values = {**old.intermediate_values, step: intermediate_value}
-                self._replace(trial_id, new)
+            self._add_entry(trial_id, "intermediate_values", step, intermediate_value)
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         with self._lock:
             self._backend.set_trial_user_attr(trial_id, key, value)
-            if self._known(trial_id):
-                old = self._cached(trial_id)
-                new = copy.copy(old)
-                new.user_attrs = {**old.user_attrs, key: value}
-                self._replace(trial_id, new)
+            self._add_entry(trial_id, "user_attrs", key, value)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         with self._lock:
             self._backend.set_trial_system_attr(trial_id, key, value)
-            if self._known(trial_id):
-                old = self._cached(trial_id)
-                new = copy.copy(old)
-                new.system_attrs = {**old.system_attrs, key: value}
-                self._replace(trial_id, new)
+            self._add_entry(trial_id, "system_attrs", key, value)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:
