@@ -159,9 +159,8 @@ class SoleWriterStorage(BaseStorage):
     ) -> None:
         with self._lock:
             self._backend.set_trial_param(trial_id, param_name, param_value_internal, distribution)
-            if self._known(trial_id):
-                value = distribution.to_external_repr(param_value_internal)
-                self._add_entry(trial_id, "params", param_name, value, distributions=distribution)
+            value = distribution.to_external_repr(param_value_internal)
+            self._add_entry(trial_id, "params", param_name, value, distributions=distribution)
 
     def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
         with self._lock:

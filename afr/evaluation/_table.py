@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._mappings import flatten
 from ..errors import AFRError, ConfigError
 from ..ledger import LEDGER_FILE, CampaignRow, LedgerError, is_database_url, open_ledger
 from ._classify import SURVIVAL_COLUMNS, Verdict, classify_all, render_table_markdown, survival_table
@@ -75,17 +76,6 @@ them); prose keys (``why``, ``sd_source``) never do."""
 _PROSE_KEYS = frozenset({"why", "sd_source"})
 
 
-def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(_flatten(value, path + "."))
-        else:
-            flat[path] = value
-    return flat
-
-
 def _neutral(path: str) -> bool:
     if path.rsplit(".", 1)[-1] in _PROSE_KEYS:
         return True
@@ -99,7 +89,7 @@ def task_config(profile_cfg: Mapping[str, Any]) -> dict[str, Any]:
     optional key (e.g. ``autocast: null``) is the same task as one recorded after."""
     return {
         path: value
-        for path, value in _flatten(profile_cfg).items()
+        for path, value in flatten(profile_cfg).items()
         if not _neutral(path) and value is not None
     }
 

@@ -43,6 +43,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from .._mappings import flatten
 from .._url import is_database_url
 from ..errors import AFRError, ConfigError, storage_error
 from ._models import (
@@ -224,15 +225,7 @@ def _kept_number(meta: Mapping[str, Any] | None) -> dict[str, Any]:
 def _config_differences(stored: Mapping[str, Any], now: Mapping[str, Any], shown: int = 3) -> str:
     """Where two recorded configs differ, for a refused resume: ``lookahead: stored 1, now 2``."""
 
-    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(value, Mapping):
-            out: dict[str, Any] = {}
-            for key, inner in value.items():
-                out.update(flat(inner, f"{prefix}{key}."))
-            return out
-        return {prefix.rstrip("."): value}
-
-    before, after = flat(stored), flat(now)
+    before, after = flatten(stored), flatten(now)
     everything = before.keys() | after.keys()
     keys = sorted(k for k in everything if before.get(k, _MISSING) != after.get(k, _MISSING))
 
