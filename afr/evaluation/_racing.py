@@ -30,8 +30,8 @@ PENDING_KEY = "racing_pending_seed"
 class RacingSettings:
     """Successive halving over search seeds: keep the best ``1/eta`` per rung, up to ``rungs`` seeds."""
 
-    eta: int = 3
-    rungs: int = 3
+    eta: int = 2
+    rungs: int = 4
 
     def __post_init__(self) -> None:
         for key, value, least in (("eta", self.eta, 2), ("rungs", self.rungs, 2)):
@@ -39,7 +39,7 @@ class RacingSettings:
                 raise ConfigError(
                     f"campaign.racing.{key} must be an integer >= {least}, got {value!r}",
                     where=f"campaign.racing.{key}=",
-                    fix="e.g. campaign.racing.eta=3 campaign.racing.rungs=3 (or racing.enabled=false)",
+                    fix="e.g. campaign.racing.eta=2 campaign.racing.rungs=4 (or racing.enabled=false)",
                 )
 
     @classmethod
@@ -47,7 +47,7 @@ class RacingSettings:
         """The settings of a ``campaign.racing`` block; None when racing is off (the default)."""
         if not block or not block.get("enabled", False):
             return None
-        return cls(eta=block.get("eta", 3), rungs=block.get("rungs", 3))
+        return cls(eta=block.get("eta", cls.eta), rungs=block.get("rungs", cls.rungs))
 
 
 @dataclass(frozen=True)
