@@ -3,7 +3,7 @@
 One small racing campaign (synthetic profile, evolve agent) is checked from its ledger: each arm's runs stay
 within its budget and equal the accountant's charges; every promotion follows the rule, recomputed run by
 run from the arm's own earlier runs; promoted candidates climb the search seeds in rung order; no search
-seed is a final or held-out seed; finalists rank by rung, then mean; the report shows their rung history.
+seed is a final or held-out seed; finalists rank by mean minus one standard error, then rung; the report shows their rung history.
 A campaign stopped during a promotion run resumes to exactly the ledger of an uninterrupted one.
 """
 
@@ -27,6 +27,7 @@ from afr.evaluation import (
     next_promotion,
     race_order,
     rung_histories,
+    seed_spread,
     select_finalists,
 )
 from afr.ledger import BASELINE_KEY, Ledger
@@ -91,16 +92,26 @@ def test_the_rule_promotes_the_best_fraction_highest_rung_first_and_never_retrie
     assert next_promotion({5: history((0, 1, 2), (1, 1, 1), 5)}, SEEDS, 2, True) is None
 
 
-def test_finalist_order_is_rung_then_mean() -> None:
+def test_finalists_rank_by_mean_one_standard_error_towards_worse() -> None:
     hs = {
         1: history((0,), (0.99,), 1),
         2: history((0, 1), (0.6, 0.7), 2),
         3: history((0, 1), (0.8, 0.7), 3),
         4: history((), (), 4, tried=(0,)),  # failed its first run: not ranked
     }
-    assert race_order(hs, True) == [3, 2, 1]
+    assert seed_spread(hs.values()) == pytest.approx(0.0707, abs=1e-4)
+    # 0.99 - 0.0707 > 0.75 - 0.0707 / sqrt(2) > 0.65 - 0.0707 / sqrt(2): far ahead on one seed still leads
+    assert race_order(hs, True) == [1, 3, 2]
     assert race_order(hs, False) == [2, 3, 1]
     assert hs[3].line() == "rung 1: seeds 0, 1: 0.8000, 0.7000; mean 0.7500 ± 0.0707"
+    # An early candidate that climbed every rung does not outrank a better later one with fewer seeds
+    # (the control's trial 0 used to win its arm that way) ...
+    early = {1: history((0, 1, 2), (0.82, 0.83, 0.81), 1), 7: history((0, 1), (0.87, 0.86), 7)}
+    assert race_order(early, True) == [7, 1]
+    # ... and a seed that is a hair luckier than a mean four seeds agree on ranks below it.
+    agreed = {2: history((0, 1, 2, 3), (0.80, 0.80, 0.79, 0.81), 2), 9: history((0,), (0.801,), 9)}
+    assert race_order(agreed, True) == [2, 9]
+    assert seed_spread([agreed[9]]) == 0.0  # no candidate with two seeds: the plain mean decides
 
 
 def test_bad_racing_settings_are_one_clear_error() -> None:

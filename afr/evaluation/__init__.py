@@ -17,7 +17,15 @@ from ._classify import (
     survival_table,
 )
 from ._finals import Finalist, final_seed_count, finals_runs_needed, select_finalists
-from ._racing import PENDING_KEY, RacingSettings, RungHistory, next_promotion, race_order, rung_histories
+from ._racing import (
+    PENDING_KEY,
+    RacingSettings,
+    RungHistory,
+    next_promotion,
+    race_order,
+    rung_histories,
+    seed_spread,
+)
 from ._report import (
     CampaignFindings,
     arm_failures,
@@ -43,6 +51,7 @@ __all__ = [
     "RungHistory",
     "next_promotion",
     "race_order",
+    "seed_spread",
     "rung_histories",
     "arm_failures",
     "closing_summary",

@@ -63,8 +63,9 @@ def select_finalists(
     """Top-k distinct agent candidates by validation score, the best control trial, and the baseline
     (trial 0).
 
-    With seed racing (``racing_seeds``: the search seeds in rung order) candidates rank by the highest rung
-    they reached, then by their mean over its seeds (:func:`race_order`); without, by their one search score.
+    With seed racing (``racing_seeds``: the search seeds in rung order) candidates rank by their mean over
+    their seeds one standard error towards worse, then by rung (:func:`race_order`); without, by their one
+    search score.
 
     Candidates that are one idea count once, in either arm: the same validation curve (e.g. a perturbed
     scalar the recipe never reads, or a control trial that behaves as the baseline), or — for files that

@@ -20,7 +20,15 @@ from typing import Any
 from ..errors import ConfigError
 from ..ledger import CandidateRecord, RunRecord
 
-__all__ = ["PENDING_KEY", "RacingSettings", "RungHistory", "next_promotion", "rung_histories", "race_order"]
+__all__ = [
+    "PENDING_KEY",
+    "RacingSettings",
+    "RungHistory",
+    "next_promotion",
+    "race_order",
+    "rung_histories",
+    "seed_spread",
+]
 
 PENDING_KEY = "racing_pending_seed"
 """Candidate meta key: the search seed of a promotion run scheduled but not yet ended (resume reads it)."""
@@ -139,8 +147,28 @@ def next_promotion(
     return None
 
 
+def seed_spread(histories: Iterable[RungHistory]) -> float:
+    """The arm's pooled within-candidate standard deviation of search scores across seeds (0 while no
+    candidate has two seeds): how much one candidate's score moves from seed to seed."""
+    pairs = [(len(h.scores) - 1, h.sd) for h in histories if h.sd is not None]
+    dof = sum(n for n, _ in pairs)
+    return math.sqrt(sum(n * sd**2 for n, sd in pairs) / dof) if dof else 0.0
+
+
 def race_order(histories: Mapping[int, RungHistory], higher_is_better: bool) -> list[int]:
-    """Candidate ids ranked for the finals: highest rung reached first, then mean over its seeds, then id."""
+    """Candidate ids ranked for the finals by a cautious estimate of their mean: the mean over their seeds
+    one standard error towards worse (the arm's :func:`seed_spread` over the root of their seed count), then
+    the higher rung, then id.
+
+    Not "highest rung first": asynchronous halving promotes early candidates against few rivals, so the
+    arm's first candidates reach the top rung before better later ones can (the baseline, the control's
+    trial 0, was the control's finalist in 4 of 10 synthetic campaigns that way); the standard error still
+    ranks one lucky seed below a mean that several seeds agree on."""
     sign = -1.0 if higher_is_better else 1.0
     done = [h for h in histories.values() if h.rung >= 0]
-    return [h.candidate_id for h in sorted(done, key=lambda h: (-h.rung, sign * h.mean(), h.candidate_id))]
+    spread = seed_spread(done)
+
+    def cautious(h: RungHistory) -> float:
+        return h.mean() + sign * spread / math.sqrt(len(h.scores))
+
+    return [h.candidate_id for h in sorted(done, key=lambda h: (sign * cautious(h), -h.rung, h.candidate_id))]

@@ -537,8 +537,9 @@ def _racing_lines(findings: CampaignFindings) -> list[str]:
     lines = [
         "## Seed racing: each finalist's rungs (search seeds, validation scores, mean ± sd)",
         "",
-        f"Search seeds by rung: {seeds}. Finalists rank by the highest rung reached, then by the mean over "
-        "its seeds; both arms were raced by the same rule.",
+        f"Search seeds by rung: {seeds}. Finalists rank by their mean over their seeds one standard error "
+        "towards worse (their arm's seed-to-seed spread over the root of their seed count), then by rung; "
+        "both arms were raced by the same rule.",
         "",
     ]
     lines += [f"- {name}: {history.line()}" for name, history in findings.racing.items()]
