@@ -3,7 +3,8 @@
 One small racing campaign (synthetic profile, evolve agent) is checked from its ledger: each arm's runs stay
 within its budget and equal the accountant's charges; every promotion follows the rule, recomputed run by
 run from the arm's own earlier runs; promoted candidates climb the search seeds in rung order; no search
-seed is a final or held-out seed; finalists rank by mean minus one standard error, then rung; the report shows their rung history.
+seed is a final or held-out seed; finalists rank by mean minus one standard error, then rung; the report
+shows their rung history.
 A campaign stopped during a promotion run resumes to exactly the ledger of an uninterrupted one.
 """
 
