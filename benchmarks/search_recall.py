@@ -10,7 +10,8 @@ For each profile and campaign seed, two default campaigns (evolve vs the Optuna 
 * the runs each arm spent, checked against its budget from the ledger (racing's promotions are charged too).
 
     .venv/bin/python benchmarks/search_recall.py [synthetic tcga_brca] [--seeds 10] [--eta 2 --rungs 4]
-        [--runs-per-arm N] [--final-seeds N] [--set key=value ...] [--workers 2] [--data-dir DIR] [--keep DIR]
+        [--first-seed 0] [--runs-per-arm N] [--final-seeds N] [--set key=value ...] [--workers 2]
+        [--data-dir DIR] [--keep DIR]
 
 Defaults: synthetic (alpha = beta = 1, i.e. synthetic(1,1)) and tcga_brca, 10 campaign seeds (3 could not
 tell the two apart), the campaign's racing schedule (eta 2, 4 rungs), each profile's own budget — 40
@@ -126,6 +127,9 @@ def main() -> None:
     )
     parser.add_argument("profiles", nargs="*", help=f"default: {' '.join(DEFAULT)}")
     parser.add_argument("--seeds", type=int, default=10, help="campaign seeds per profile (default 10)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="the first campaign seed (default 0), to add seeds to a run"
+    )
     parser.add_argument("--eta", type=int, default=2)
     parser.add_argument("--rungs", type=int, default=4)
     parser.add_argument("--runs-per-arm", type=int, help="default: the profile's campaign_runs")
@@ -139,7 +143,8 @@ def main() -> None:
     racing = RacingSettings(eta=args.eta, rungs=args.rungs)
     names = list(args.profiles or DEFAULT)
     print(
-        f"search recall, {args.seeds} campaign seeds per profile, racing eta {args.eta} rungs {args.rungs}, "
+        f"search recall, campaign seeds {args.first_seed}..{args.first_seed + args.seeds - 1} per profile, "
+        f"racing eta {args.eta} rungs {args.rungs}, "
         f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
         + (
             f"; SHRUNK: {args.set}, runs/arm {args.runs_per_arm}, final seeds {args.final_seeds}"
@@ -157,9 +162,10 @@ def main() -> None:
         for profile in names:
             found_by: dict[str, list[bool]] = {}
             for label, setting in (("off", None), ("on", racing)):
-                rows = [one_campaign(profile, s, setting, args, folder) for s in range(args.seeds)]
+                seeds = range(args.first_seed, args.first_seed + args.seeds)
+                rows = [one_campaign(profile, s, setting, args, folder) for s in seeds]
                 found_by[label] = [MECHANISM in row["labels"] for row in rows]
-                for seed, row in enumerate(rows):
+                for seed, row in zip(seeds, rows, strict=True):
                     if row["failure"]:
                         bad.append(f"{profile} seed {seed} racing {label}: {row['failure']}")
                     for arm, runs in row["spent"].items():
