@@ -37,7 +37,7 @@ from scipy.stats import binomtest
 
 from afr.campaign import Campaign, CampaignSettings, RunnerSettings
 from afr.evaluation import RacingSettings, collect_findings
-from afr.evaluation._classify import MECHANISM, SINGLE_RUN
+from afr.evaluation._classify import MECHANISM, SEED_SENSITIVE, SINGLE_RUN
 from afr.ledger import Ledger
 from afr.profiles import apply_budget, load_profile_config
 
@@ -153,7 +153,7 @@ def main() -> None:
         )
     )
     print(
-        f"  {'profile':<12} {'racing':<6} {'recall':>9} {'curse':>9} {'finalists':>9} "
+        f"  {'profile':<12} {'racing':<6} {'recall':>9} {'curse':>9} {'seed-sens':>9} {'finalists':>9} "
         f"{'agent runs':>10} {'control runs':>12} {'promoted':>8} {'ctrl-base':>9} {'min':>6}"
     )
     bad: list[str] = []
@@ -175,6 +175,7 @@ def main() -> None:
                 found = sum(MECHANISM in row["labels"] for row in rows)
                 finalists = sum(len(row["labels"]) for row in rows)
                 cursed = sum(row["labels"].count(SINGLE_RUN) for row in rows)
+                unstable = sum(row["labels"].count(SEED_SENSITIVE) for row in rows)
                 agent_runs = "/".join(str(row["spent"]["agent"]) for row in rows)
                 control_runs = "/".join(str(row["spent"]["control"]) for row in rows)
                 promoted = sum(row["promoted"] for row in rows)
@@ -183,6 +184,7 @@ def main() -> None:
                 control_gain = f"{statistics.mean(gains):+.4f}" if gains else "-"
                 print(
                     f"  {profile:<12} {label:<6} {found:>4}/{len(rows):<4} {cursed:>4}/{finalists:<4} "
+                    f"{unstable:>4}/{finalists:<4} "
                     f"{finalists:>9} {agent_runs:>10} {control_runs:>12} {promoted:>8} {control_gain:>9} "
                     f"{minutes:>6.1f}",
                     flush=True,
@@ -190,7 +192,8 @@ def main() -> None:
             print(f"  {'':<12} {paired_recall(found_by['off'], found_by['on'])}", flush=True)
     print(
         "  recall: campaigns whose agent finalists include a repeated FL mechanism; curse: agent finalists "
-        "classified single-run artifact; runs: search runs per campaign seed; promoted: runs on a "
+        "classified single-run artifact; seed-sens: agent finalists classified seed-sensitive (a curse that "
+        "falls into these is not a better search); runs: search runs per campaign seed; promoted: runs on a "
         "further search seed (both arms); ctrl-base: the tuned control's mean test minus the baseline's "
         "(mean over campaigns)"
     )
