@@ -158,7 +158,7 @@ def main() -> None:
         f"racing eta {args.eta} rungs {args.rungs}, "
         f"load {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
         + (
-            f"; SHRUNK: {args.set}, runs/arm {args.runs_per_arm}, final seeds {args.final_seeds}"
+            f"; NOT DEFAULT: set {args.set}, runs/arm {args.runs_per_arm}, final seeds {args.final_seeds}"
             if args.set or args.runs_per_arm or args.final_seeds
             else ""
         )
