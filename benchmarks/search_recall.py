@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 from _common import data_dir_from  # benchmarks/ is on sys.path when run as a script
-from scipy.stats import binomtest
+from scipy.stats import binomtest, wilcoxon
 
 from afr.campaign import Campaign, CampaignSettings, RunnerSettings
 from afr.evaluation import RacingSettings, collect_findings
@@ -120,16 +120,37 @@ def one_campaign(
     }
 
 
-def paired_recall(off: list[bool], on: list[bool]) -> str:
-    """Recall compared campaign seed by campaign seed (the two campaigns of a seed share their agent's and
-    control's random streams): the discordant seeds and McNemar's exact test on them."""
+def _mcnemar(off: list[bool], on: list[bool]) -> tuple[int, int, float]:
+    """Seeds where only racing had it, seeds where only off had it, McNemar's exact p on those."""
     gained = sum(b and not a for a, b in zip(off, on, strict=True))
     lost = sum(a and not b for a, b in zip(off, on, strict=True))
-    p = binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
-    return (
+    return gained, lost, binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
+
+
+def paired_lines(off: list[dict[str, Any]], on: list[dict[str, Any]]) -> list[str]:
+    """Off and on compared campaign seed by campaign seed (the two campaigns of a seed share their agent's
+    and control's random streams): recall, and whether the first-ranked agent finalist beats the baseline
+    on the final seeds, by McNemar's exact test on the discordant seeds; that finalist's gain, by Wilcoxon's
+    signed-rank test on the per-seed differences."""
+    gained, lost, p = _mcnemar(
+        [MECHANISM in r["labels"] for r in off], [MECHANISM in r["labels"] for r in on]
+    )
+    lines = [
         f"paired by seed: racing found a mechanism where off did not in {gained}, the reverse in {lost} "
         f"(McNemar exact p = {p:.2f})"
-    )
+    ]
+    pairs = [(a["top_gain"], b["top_gain"]) for a, b in zip(off, on, strict=True)]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if pairs:
+        gained, lost, p = _mcnemar([a > 0 for a, _ in pairs], [b > 0 for _, b in pairs])
+        diffs = [b - a for a, b in pairs]
+        w = wilcoxon(diffs).pvalue if any(diffs) and len(diffs) > 1 else 1.0
+        lines.append(
+            f"first-ranked finalist beats the baseline with racing only in {gained}, off only in {lost} "
+            f"(McNemar exact p = {p:.3f}); its gain on − off: mean {statistics.mean(diffs):+.4f} over "
+            f"{len(diffs)} seeds (Wilcoxon p = {w:.3f})"
+        )
+    return lines
 
 
 def main() -> None:
@@ -172,11 +193,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep).resolve() if args.keep else Path(tmp)
         for profile in names:
-            found_by: dict[str, list[bool]] = {}
+            rows_by: dict[str, list[dict[str, Any]]] = {}
             for label, setting in (("off", None), ("on", racing)):
                 seeds = range(args.first_seed, args.first_seed + args.seeds)
                 rows = [one_campaign(profile, s, setting, args, folder) for s in seeds]
-                found_by[label] = [MECHANISM in row["labels"] for row in rows]
+                rows_by[label] = rows
                 for seed, row in zip(seeds, rows, strict=True):
                     if row["failure"]:
                         bad.append(f"{profile} seed {seed} racing {label}: {row['failure']}")
@@ -199,12 +220,13 @@ def main() -> None:
                 top_gain = f"{statistics.mean(tops):+.4f}" if tops else "-"
                 print(
                     f"  {profile:<12} {label:<6} {found:>4}/{len(rows):<4} {cursed:>4}/{finalists:<4} "
-                    f"{unstable:>4}/{finalists:<4} {top_share} {top_gain:>8} "
-                    f"{finalists:>9} {agent_runs:>10} {control_runs:>12} {promoted:>8} {control_gain:>9} "
+                    f"{unstable:>4}/{finalists:<4} {finalists:>9} {top_share} {top_gain:>8} "
+                    f"{agent_runs:>10} {control_runs:>12} {promoted:>8} {control_gain:>9} "
                     f"{minutes:>6.1f}",
                     flush=True,
                 )
-            print(f"  {'':<12} {paired_recall(found_by['off'], found_by['on'])}", flush=True)
+            for line in paired_lines(rows_by["off"], rows_by["on"]):
+                print(f"  {'':<12} {line}", flush=True)
     print(
         "  recall: campaigns whose agent finalists include a repeated FL mechanism; curse: agent finalists "
         "classified single-run artifact; seed-sens: agent finalists classified seed-sensitive (a gain that "
