@@ -169,7 +169,11 @@ def main() -> None:
     parser.add_argument("--final-seeds", type=int, help="default: power-sized by the profile's verdict block")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data-dir")
-    parser.add_argument("--keep", help="keep the campaigns in this folder (default: a temporary one)")
+    parser.add_argument(
+        "--keep",
+        help="keep the campaigns in this folder (default: a temporary one); campaigns already there resume "
+        "(an interrupted run goes on, a finished one is read again: its minutes are then the re-read's)",
+    )
     args = parser.parse_args()
     args.data_dir = data_dir_from(args.data_dir)
     racing = RacingSettings(eta=args.eta, rungs=args.rungs)
