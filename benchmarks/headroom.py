@@ -81,7 +81,8 @@ def ceiling(profile: Profile) -> dict[str, float | str]:
         for l2 in L2_GRID:
             model = _central_fit(profile, fit, l2, weighting)
             scored.append((profile.evaluate(model, val).mean, l2, weighting))
-    best_val, l2, weighting = max(scored)
+    sign = 1.0 if profile.higher_is_better else -1.0
+    best_val, l2, weighting = max(scored, key=lambda item: (sign * item[0], item[1:]))
     model = _central_fit(profile, profile.data("train"), l2, weighting)
     return {
         "val": best_val,
@@ -114,7 +115,8 @@ def tuned_fedavg(profile: Profile, trials: int) -> tuple[dict[str, float], float
         return _mean_val(profile, overrides, seeds)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    direction = "maximize" if profile.higher_is_better else "minimize"
+    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=0))
     study.optimize(objective, n_trials=trials)
     return dict(study.best_params), float(study.best_value)
 
@@ -132,6 +134,7 @@ def measure(name: str, trials: int | None, final_seeds: int, sets: dict[str, str
     return {
         "profile": name,
         "margin": profile.verdict.margin,
+        "higher_is_better": profile.higher_is_better,
         "ceiling": top,
         "baseline": {"val": _mean_val(profile, {}, search_seeds), "test": _mean_test(profile, {}, finals)},
         "tuned": {"val": best_val, "test": _mean_test(profile, best, finals), "setting": best},
@@ -159,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes = []
     for name in args.profiles:
         r = measure(name, args.trials, args.final_seeds, sets, data_dir)
-        room = r["ceiling"]["test"] - r["tuned"]["test"]
+        # In the metric's better direction, as the margin is.
+        room = (r["ceiling"]["test"] - r["tuned"]["test"]) * (1 if r["higher_is_better"] else -1)
         print(
             f"| {name} | {r['margin']:g} | {r['baseline']['val']:.4f} / {r['baseline']['test']:.4f} "
             f"| {r['tuned']['val']:.4f} / {r['tuned']['test']:.4f} "
