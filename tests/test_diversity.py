@@ -116,7 +116,8 @@ def test_evolve_archive_samples_parents_across_niches() -> None:
     niches = {item.candidate_id: niche(g) for item, g in zip(history, (*clones, *others), strict=True)}
 
     def parent_niches(archive: bool) -> list[frozenset[str]]:
-        agent = EvolveAgent({**CONFIG, "archive": archive, "explore_rate": 0.0}, seed=5)
+        settings = {**CONFIG, "archive": archive, "explore_rate": 0.0, "initial_population": 4}
+        agent = EvolveAgent(settings, seed=5)
         made = []
         for step in range(10, 70, 6):
             made += agent.propose(make_ctx(baseline_score=0.5, history=history, step=step), 6)
