@@ -9,12 +9,12 @@ For each profile and campaign seed, two default campaigns (evolve vs the Optuna 
   search score their final seeds do not repeat);
 * the runs each arm spent, checked against its budget from the ledger (racing's promotions are charged too).
 
-    .venv/bin/python benchmarks/search_recall.py [synthetic tcga_brca] [--seeds 10] [--eta 2 --rungs 4]
+    .venv/bin/python benchmarks/search_recall.py [synthetic tcga_brca] [--seeds 10] [--eta 3 --rungs 3]
         [--first-seed 0] [--runs-per-arm N] [--final-seeds N] [--set key=value ...] [--workers 2]
         [--data-dir DIR] [--keep DIR]
 
 Defaults: synthetic (alpha = beta = 1, i.e. synthetic(1,1)) and tcga_brca, 10 campaign seeds (3 could not
-tell the two apart), the campaign's racing schedule (eta 2, 4 rungs), each profile's own budget — 40
+tell the two apart), the campaign's racing schedule (eta 3, 3 rungs), each profile's own budget — 40
 campaigns, about 30 minutes on 2 cores. ``--runs-per-arm``, ``--final-seeds``
 and ``--set profile_key=value`` (e.g. ``--set rounds=5``) shrink it for a quick check of the script itself;
 numbers from a shrunk run say nothing about the search. Exit 1 if a campaign failed or an arm overspent
@@ -162,8 +162,8 @@ def main() -> None:
     parser.add_argument(
         "--first-seed", type=int, default=0, help="the first campaign seed (default 0), to add seeds to a run"
     )
-    parser.add_argument("--eta", type=int, default=2)
-    parser.add_argument("--rungs", type=int, default=4)
+    parser.add_argument("--eta", type=int, default=RacingSettings.eta, help="default: the campaign's")
+    parser.add_argument("--rungs", type=int, default=RacingSettings.rungs, help="default: the campaign's")
     parser.add_argument("--runs-per-arm", type=int, help="default: the profile's campaign_runs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a profile key")
     parser.add_argument("--final-seeds", type=int, help="default: power-sized by the profile's verdict block")

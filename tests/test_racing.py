@@ -264,8 +264,8 @@ def test_racing_is_off_by_default_and_set_from_the_command_line(tmp_path: Path) 
     default = parsed()
     assert default.racing is None and "racing" not in default.as_config(), "a campaign's config as before"
     on = parsed("campaign.racing.enabled=true", "campaign.racing.eta=4")
-    assert on.racing == RacingSettings(eta=4, rungs=4)
-    assert on.as_config()["racing"] == {"eta": 4, "rungs": 4}
+    assert on.racing == RacingSettings(eta=4, rungs=3)  # rungs: the default schedule's
+    assert on.as_config()["racing"] == {"eta": 4, "rungs": 3}
     with pytest.raises(ConfigError, match="rungs must be an integer >= 2"):
         parsed("campaign.racing.enabled=true", "campaign.racing.rungs=1")
 

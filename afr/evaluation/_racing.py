@@ -38,8 +38,8 @@ PENDING_KEY = "racing_pending_seed"
 class RacingSettings:
     """Successive halving over search seeds: keep the best ``1/eta`` per rung, up to ``rungs`` seeds."""
 
-    eta: int = 2
-    rungs: int = 4
+    eta: int = 3
+    rungs: int = 3
 
     def __post_init__(self) -> None:
         for key, value, least in (("eta", self.eta, 2), ("rungs", self.rungs, 2)):
@@ -47,7 +47,7 @@ class RacingSettings:
                 raise ConfigError(
                     f"campaign.racing.{key} must be an integer >= {least}, got {value!r}",
                     where=f"campaign.racing.{key}=",
-                    fix="e.g. campaign.racing.eta=2 campaign.racing.rungs=4 (or racing.enabled=false)",
+                    fix="e.g. campaign.racing.eta=3 campaign.racing.rungs=3 (or racing.enabled=false)",
                 )
 
     @classmethod
