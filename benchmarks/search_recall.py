@@ -15,7 +15,7 @@ For each profile and campaign seed, two default campaigns (evolve vs the Optuna 
 
 Defaults: synthetic (alpha = beta = 1, i.e. synthetic(1,1)) and tcga_brca, 10 campaign seeds (3 could not
 tell the two apart), the campaign's racing schedule (eta 3, 3 rungs), each profile's own budget — 40
-campaigns, about 30 minutes on 2 cores. ``--runs-per-arm``, ``--final-seeds``
+campaigns, about 40 minutes on 2 cores. ``--runs-per-arm``, ``--final-seeds``
 and ``--set profile_key=value`` (e.g. ``--set rounds=5``) shrink it for a quick check of the script itself;
 numbers from a shrunk run say nothing about the search. Exit 1 if a campaign failed or an arm overspent
 its budget.
